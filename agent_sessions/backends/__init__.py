@@ -1,0 +1,1 @@
+"""Storage backends: each module implements the Store primitives for one kind of database."""

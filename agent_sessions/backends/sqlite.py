@@ -1,0 +1,285 @@
+"""SQLite: stdlib ``sqlite3`` on one dedicated worker thread per store.
+
+The file layout is the SDK's own (same tables, columns, index and JSON rows), so a database moves
+between ``agents.SQLiteSession`` and ours in both directions. Files run in WAL mode with
+``synchronous=FULL`` by default, so a returned write survives power loss; every write transaction
+starts with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout instead of failing with
+"database is locked".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agents.memory.session_settings import SessionSettings
+
+from .._worker import ConnectionWorker
+from ..core import StoreSession
+from ..errors import StorageError, StorageUnavailableError
+from ..schema import SQLITE_MIGRATIONS, VERSION_TABLE, TableNames
+from ..store import Popped
+
+__all__ = ["SQLiteSession", "SQLiteStore"]
+
+T = TypeVar("T")
+_MEMORY = ":memory:"
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Hold the write lock from the first statement, and roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    # Switching to WAL needs a moment of exclusive access that the busy handler does not wait
+    # for, so several processes opening a new file at once retry here.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _schema_version(conn: sqlite3.Connection, tables: TableNames) -> int:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+    ).fetchone()
+    if row is None:
+        return 0
+    row = conn.execute(
+        f"SELECT version FROM {VERSION_TABLE} WHERE name = ?", (tables.messages,)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _migrate(conn: sqlite3.Connection, tables: TableNames) -> None:
+    if _schema_version(conn, tables) >= len(SQLITE_MIGRATIONS):
+        return
+    with _transaction(conn):
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+            "(name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        version = _schema_version(conn, tables)  # another process may have migrated meanwhile
+        for step in SQLITE_MIGRATIONS[version:]:
+            for statement in step(tables):
+                conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO {VERSION_TABLE} (name, version) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+            (tables.messages, len(SQLITE_MIGRATIONS)),
+        )
+
+
+class SQLiteStore:
+    """The :class:`~agent_sessions.store.Store` of one SQLite database (a file or ``:memory:``).
+
+    Args:
+        db_path: A file path, or ``":memory:"`` for a private in-memory database.
+        tables: The table names to use.
+        durable: ``True`` (default) commits with ``synchronous=FULL``: a returned write survives
+            power loss. ``False`` uses ``synchronous=NORMAL``: several times faster commits, and
+            still never corrupt, but the last writes before a power cut may be lost.
+        busy_timeout: Seconds a write waits for another connection's lock before failing.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path = _MEMORY,
+        *,
+        tables: TableNames | None = None,
+        durable: bool = True,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.db_path = db_path
+        self.tables = tables or TableNames()
+        self.durable = durable
+        self.busy_timeout = busy_timeout
+        self._sql = _Statements(self.tables)
+        self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
+            self._connect, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        path = str(self.db_path)
+        try:
+            conn = sqlite3.connect(path, timeout=self.busy_timeout, isolation_level=None)
+            if path != _MEMORY:
+                _enable_wal(conn, self.busy_timeout)
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+            _migrate(conn, self.tables)
+        except sqlite3.Error as exc:
+            raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        return conn
+
+    async def _call(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        def translated(conn: sqlite3.Connection) -> T:
+            try:
+                return call(conn)
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite {operation} on {str(self.db_path)!r} failed: {exc}") from exc
+
+        return await self._worker.run(translated)
+
+    async def read(self, session_id: str, limit: int | None) -> list[str]:
+        """Return the newest ``limit`` rows of a session (all if None), oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            if limit is None:
+                rows = conn.execute(self._sql.read_all, (session_id,)).fetchall()
+                return [row[0] for row in rows]
+            rows = conn.execute(self._sql.read_latest, (session_id, limit)).fetchall()
+            return [row[0] for row in reversed(rows)]
+
+        return await self._call("read", read)
+
+    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+        """Store rows after the session's newest row, in one transaction."""
+
+        def append(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(self._sql.touch_session, (session_id,))
+                conn.executemany(self._sql.insert, [(session_id, text) for text in texts])
+
+        await self._call("append", append)
+
+    async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
+        """Remove and return the newest row ``decode`` accepts; others stay stored."""
+
+        def pop(conn: sqlite3.Connection) -> Popped[T] | None:
+            with _transaction(conn):
+                before, batch = -1, 1
+                while True:
+                    rows = conn.execute(self._sql.tail, (session_id, before, batch)).fetchall()
+                    for row_id, text in rows:
+                        item = decode(text)
+                        if item is not None:
+                            conn.execute(self._sql.delete_row, (row_id,))
+                            return Popped(row_id, text, item)
+                    if len(rows) < batch:
+                        return None
+                    before, batch = rows[-1][0], min(batch * 4, 256)
+
+        return await self._call("pop", pop)
+
+    async def restore(self, session_id: str, popped: Popped[Any]) -> None:
+        """Put a popped row back under its original id."""
+
+        def restore(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(self._sql.touch_session, (session_id,))
+                conn.execute(self._sql.insert_at, (popped.row_id, session_id, popped.text))
+
+        await self._call("restore", restore)
+
+    async def clear(self, session_id: str) -> None:
+        """Delete a session's rows and its session record in one transaction."""
+
+        def clear(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(self._sql.delete_messages, (session_id,))
+                conn.execute(self._sql.delete_session, (session_id,))
+
+        await self._call("clear", clear)
+
+    def close(self) -> None:
+        """Finish queued calls and close the connection; idempotent. Blocks until done."""
+        self._worker.close()
+
+    async def aclose(self) -> None:
+        """Finish queued calls and close the connection without blocking the loop; idempotent."""
+        await self._worker.aclose()
+
+
+class _Statements:
+    """The SQL of one pair of tables, formatted once from validated names."""
+
+    def __init__(self, t: TableNames) -> None:
+        m, s = t.messages, t.sessions
+        self.read_all = f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id"
+        self.read_latest = (
+            f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id DESC LIMIT ?"
+        )
+        # `before = -1` means "from the newest row".
+        self.tail = (
+            f"SELECT id, message_data FROM {m} WHERE session_id = ?1 "
+            "AND (?2 < 0 OR id < ?2) ORDER BY id DESC LIMIT ?3"
+        )
+        self.insert = f"INSERT INTO {m} (session_id, message_data) VALUES (?, ?)"
+        self.insert_at = f"INSERT INTO {m} (id, session_id, message_data) VALUES (?, ?, ?)"
+        self.delete_row = f"DELETE FROM {m} WHERE id = ?"
+        self.delete_messages = f"DELETE FROM {m} WHERE session_id = ?"
+        self.delete_session = f"DELETE FROM {s} WHERE session_id = ?"
+        self.touch_session = (
+            f"INSERT INTO {s} (session_id) VALUES (?) "
+            "ON CONFLICT (session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP"
+        )
+
+
+class SQLiteSession(StoreSession):
+    """A drop-in for ``agents.SQLiteSession``: the same constructor, tables and row format.
+
+    Args:
+        session_id: The conversation this object reads and writes.
+        db_path: A file path, or ``":memory:"`` (the default) for a private in-memory database.
+        sessions_table: Table of session records.
+        messages_table: Table of items.
+        session_settings: Defaults for reads, such as ``SessionSettings(limit=50)``.
+        durable: See :class:`SQLiteStore`; ``False`` trades power-loss safety for speed.
+        strict: Raise :class:`~agent_sessions.errors.CorruptItemError` on an undecodable row
+            instead of skipping it with a logged warning.
+
+    Example:
+        >>> from agents import Agent, Runner
+        >>> from agent_sessions import SQLiteSession
+        >>> async def chat() -> None:
+        ...     async with SQLiteSession("user-42", "chats.db") as session:
+        ...         await Runner.run(Agent(name="a"), "Hi, I'm Ada", session=session)
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        db_path: str | Path = _MEMORY,
+        sessions_table: str = "agent_sessions",
+        messages_table: str = "agent_messages",
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        *,
+        durable: bool = True,
+        strict: bool = False,
+    ) -> None:
+        tables = TableNames(sessions_table, messages_table)
+        self.db_path = db_path
+        self.sessions_table = sessions_table
+        self.messages_table = messages_table
+        self._sqlite = SQLiteStore(db_path, tables=tables, durable=durable)
+        super().__init__(
+            session_id,
+            self._sqlite,
+            owns_store=True,
+            session_settings=session_settings,
+            strict=strict,
+        )
+
+    def close(self) -> None:
+        """Close the session and its database connection; idempotent (like the SDK's ``close``)."""
+        if self._mark_closed():
+            self._sqlite.close()
+

@@ -1,0 +1,228 @@
+"""The session protocol, built once over any :class:`~agent_sessions.store.Store`.
+
+Every public session class is a :class:`StoreSession` with a backend-specific store. This module
+owns what must behave the same on every backend: limit semantics, validation of items before any
+write, decoding with no silent loss, cancellation safety of mutations, and the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from agents.items import TResponseInputItem
+from agents.memory.session_settings import SessionSettings
+
+from .errors import InvalidLimitError, SessionClosedError
+from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
+from .store import Store
+
+__all__ = ["SessionState", "StoreSession", "resolve_limit"]
+
+T = TypeVar("T")
+_S = TypeVar("_S", bound="StoreSession")
+
+
+class SessionState(enum.Enum):
+    """Where a session is in its life: usable, or closed for good."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def resolve_limit(limit: int | None, settings: SessionSettings | None) -> int | None:
+    """Return the effective read limit: the explicit one, else the settings' one, else None.
+
+    Raises:
+        InvalidLimitError: the limit is not None or a non-negative int (a ``ValueError``).
+    """
+    if limit is None and settings is not None:
+        limit = settings.limit
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidLimitError(f"limit must be None or an int >= 0, got {limit!r}")
+    return limit
+
+
+def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> SessionSettings:
+    """Accept settings the way the SDK does: an instance, a dict of its fields, or None."""
+    if settings is None:
+        return SessionSettings()
+    if isinstance(settings, dict):
+        return SessionSettings(**settings)
+    return settings
+
+
+async def _run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
+    """Await a mutation to its end even if the caller is cancelled meanwhile.
+
+    Returns:
+        The result, and whether the caller asked to be cancelled while waiting.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(task), cancelled
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+
+
+class StoreSession:
+    """A session of the SDK's protocol over a :class:`~agent_sessions.store.Store`.
+
+    Subclasses choose the store; everything a caller sees is defined here once.
+
+    Attributes:
+        session_id: The conversation this object reads and writes.
+        session_settings: Defaults for reads; ``session_settings.limit`` caps ``get_items()``.
+    """
+
+    session_id: str
+    session_settings: SessionSettings | None
+
+    def __init__(
+        self,
+        session_id: str,
+        store: Store,
+        *,
+        owns_store: bool,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        strict: bool = False,
+        codec: Codec | None = None,
+    ) -> None:
+        if not isinstance(session_id, str):
+            raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
+        self.session_id = session_id
+        self.session_settings = coerce_settings(session_settings)
+        self.strict = strict
+        self._store = store
+        self._owns_store = owns_store
+        self._codec = codec or JsonCodec()
+        self._state = SessionState.OPEN
+
+    @property
+    def state(self) -> SessionState:
+        """Whether the session is open or closed."""
+        return self._state
+
+    def _check_open(self, method: str) -> None:
+        if self._state is SessionState.CLOSED:
+            raise SessionClosedError(
+                f"{type(self).__name__}.{method}() was called after the session was closed"
+            )
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """Return the session's items, oldest first.
+
+        Args:
+            limit: Return only the newest ``limit`` items (still oldest first). None means
+                ``session_settings.limit``, and if that is None too, every item.
+
+        Returns:
+            Fresh item dicts; changing them does not change what is stored.
+
+        Raises:
+            InvalidLimitError: ``limit`` is negative or not an int.
+            CorruptItemError: a stored row is undecodable and the session is strict.
+        """
+        self._check_open("get_items")
+        wanted = resolve_limit(limit, self.session_settings)
+        if wanted == 0:
+            return []
+        if wanted is None:
+            return self._decode(await self._store.read(self.session_id, None))
+        window = wanted
+        while True:
+            texts = await self._store.read(self.session_id, window)
+            items = self._decode(texts)
+            # Undecodable rows are skipped, so widen the window until `wanted` valid items are
+            # found or the history runs out.
+            if len(items) >= wanted or len(texts) < window:
+                return items[-wanted:]
+            window *= 2
+
+    def _decode(self, texts: list[str]) -> list[TResponseInputItem]:
+        return decode_rows(texts, session_id=self.session_id, strict=self.strict, codec=self._codec)
+
+    async def add_items(self, items: Sequence[TResponseInputItem]) -> None:
+        """Append items in one transaction: all of them are stored, or none.
+
+        Every item is validated before anything is written. If the caller is cancelled while
+        the write is under way, the write still completes before the cancellation is raised.
+
+        Args:
+            items: Items in the SDK's input format (JSON-compatible dicts).
+
+        Raises:
+            ItemValidationError: an item is not storable; its index is named (a ``TypeError``).
+        """
+        self._check_open("add_items")
+        texts = encode_items(items, self._codec)
+        if not texts:
+            return
+        _, cancelled = await _run_to_completion(self._store.append(self.session_id, texts))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item, or None if there is none.
+
+        An undecodable row is never returned and never removed: the newest decodable item is
+        popped instead. If the caller is cancelled, the item is either still stored or returned.
+        """
+        self._check_open("pop_item")
+        popped, cancelled = await _run_to_completion(
+            self._store.pop(self.session_id, self._decode_for_pop)
+        )
+        if cancelled:
+            if popped is not None:
+                await _run_to_completion(self._store.restore(self.session_id, popped))
+            raise asyncio.CancelledError
+        return None if popped is None else popped.item
+
+    def _decode_for_pop(self, text: str) -> TResponseInputItem | None:
+        return decode_or_report(
+            text, session_id=self.session_id, strict=self.strict, codec=self._codec
+        )
+
+    async def clear_session(self) -> None:
+        """Delete every item of this session, and its session record, in one transaction."""
+        self._check_open("clear_session")
+        _, cancelled = await _run_to_completion(self._store.clear(self.session_id))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def aclose(self) -> None:
+        """Close the session and the store it created; idempotent."""
+        if self._mark_closed() and self._owns_store:
+            await self._store.aclose()
+
+    def _mark_closed(self) -> bool:
+        """Move to CLOSED; return False if the session was closed already."""
+        if self._state is SessionState.CLOSED:
+            return False
+        self._state = SessionState.CLOSED
+        return True
+
+    async def __aenter__(self: _S) -> _S:
+        self._check_open("__aenter__")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} session_id={self.session_id!r} {self._state.value}>"
+

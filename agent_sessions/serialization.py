@@ -1,0 +1,174 @@
+"""The one place where session items become stored text and stored text becomes items again.
+
+Items are the SDK's Responses-API input items: JSON objects. They are stored as compact JSON text,
+one row per item, in the same column layout as the SDK's own sessions, so a database stays readable
+by both. Validation is strict on purpose: an item is accepted only if it would come back *exactly*
+as it went in, so a value that JSON would silently change (a tuple, an integer dict key, NaN) is
+refused up front instead of being stored altered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from typing import Protocol, cast
+
+from agents.items import TResponseInputItem
+
+from .errors import CorruptItemError, ItemValidationError
+
+__all__ = [
+    "Codec",
+    "JsonCodec",
+    "decode_or_report",
+    "decode_rows",
+    "encode_items",
+    "logger",
+]
+
+logger = logging.getLogger("agent_sessions")
+"""Logger for rows that were skipped because they could not be decoded."""
+
+_SCALARS = (str, int, bool, type(None))
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
+class Codec(Protocol):
+    """Turns items into stored text and back; wrap one to change how rows look at rest."""
+
+    def encode(self, item: TResponseInputItem) -> str:
+        """Return the stored form of a validated item."""
+        ...
+
+    def decode(self, text: str) -> TResponseInputItem:
+        """Return the item stored as ``text``.
+
+        Raises:
+            ValueError: ``text`` is not the stored form of an item.
+        """
+        ...
+
+
+class JsonCodec:
+    """Compact JSON text, ASCII-only so that any string (even a lone surrogate) survives."""
+
+    def encode(self, item: TResponseInputItem) -> str:
+        """Return ``item`` as compact JSON text."""
+        return _ENCODER.encode(item)
+
+    def decode(self, text: str) -> TResponseInputItem:
+        """Parse one stored row.
+
+        Raises:
+            ValueError: the row is not one JSON object.
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"row holds {type(text).__name__}, not text")  # noqa: TRY004
+        value, end = _DECODER.raw_decode(text)
+        if end != len(text) and text[end:].strip():
+            raise ValueError(f"unexpected data after the item at offset {end}")
+        if type(value) is not dict:
+            raise ValueError(f"row holds a JSON {type(value).__name__}, not an object")
+        return cast(TResponseInputItem, value)
+
+
+def _problem(value: object) -> str | None:
+    """Return why ``value`` would not survive a JSON round trip unchanged, or None if it would."""
+    stack: list[object] = [value]
+    while stack:
+        current = stack.pop()
+        kind = type(current)
+        if kind is dict:
+            for key, child in cast(dict[object, object], current).items():
+                if type(key) is not str:
+                    return f"dict key {key!r} is a {type(key).__name__}, not a str"
+                stack.append(child)
+        elif kind is list:
+            stack.extend(cast(list[object], current))
+        elif kind is float:
+            if not math.isfinite(cast(float, current)):
+                return f"{current!r} is not a finite number and has no JSON form"
+        elif kind not in _SCALARS:
+            return f"a value of type {kind.__name__} ({current!r:.60}) is not JSON-serializable"
+    return None
+
+
+def encode_items(items: Sequence[object], codec: Codec | None = None) -> list[str]:
+    """Validate a whole batch, then encode it; nothing is returned unless every item is valid.
+
+    Args:
+        items: The batch given to ``add_items``.
+        codec: How to encode each item; compact JSON by default.
+
+    Returns:
+        The stored text of each item, in order.
+
+    Raises:
+        ItemValidationError: an item is not a JSON object whose values survive a round trip;
+            the error names its index. It is a ``TypeError``.
+    """
+    if isinstance(items, (str, bytes, dict)) or not isinstance(items, Sequence):
+        raise ItemValidationError(-1, f"add_items takes a list of items, not {type(items).__name__}")
+    codec = codec or _JSON
+    texts: list[str] = []
+    for index, item in enumerate(items):
+        if type(item) is not dict:
+            raise ItemValidationError(index, f"expected a dict, got {type(item).__name__}")
+        problem = _problem(item)
+        if problem is not None:
+            raise ItemValidationError(index, problem)
+        try:
+            texts.append(codec.encode(cast(TResponseInputItem, item)))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ItemValidationError(index, str(exc) or type(exc).__name__) from exc
+    return texts
+
+
+def decode_rows(
+    texts: Iterable[str],
+    *,
+    session_id: str,
+    strict: bool = False,
+    codec: Codec | None = None,
+) -> list[TResponseInputItem]:
+    """Decode stored rows in order, skipping (or, when strict, raising on) the undecodable ones.
+
+    Args:
+        texts: Stored rows, oldest first.
+        session_id: The session they belong to, for the warning or error.
+        strict: Raise :class:`CorruptItemError` instead of skipping with a logged warning.
+        codec: How rows were encoded; compact JSON by default.
+
+    Returns:
+        The decoded items, oldest first.
+    """
+    codec = codec or _JSON
+    items: list[TResponseInputItem] = []
+    for text in texts:
+        item = decode_or_report(text, session_id=session_id, strict=strict, codec=codec)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def decode_or_report(
+    text: str, *, session_id: str, strict: bool = False, codec: Codec | None = None
+) -> TResponseInputItem | None:
+    """Decode one row; on failure warn and return None, or raise when ``strict``.
+
+    Raises:
+        CorruptItemError: the row is undecodable and ``strict`` is set.
+    """
+    try:
+        return (codec or _JSON).decode(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        if strict:
+            raise CorruptItemError(session_id, str(exc)) from exc
+        logger.warning("skipping an undecodable row in session %r: %s", session_id, exc)
+        return None
+
+
+_JSON = JsonCodec()

@@ -1,0 +1,62 @@
+"""The ``Store`` protocol: the few storage primitives one backend implements.
+
+A store holds the rows of many sessions in one database. It knows nothing of items, limits or
+validation: it moves stored text in and out, each mutation in one transaction. Everything else
+(the session protocol, limit semantics, encoding, lifecycle) is built once on top of it in
+:mod:`agent_sessions.core`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Generic, NamedTuple, Protocol, TypeVar
+
+__all__ = ["Popped", "Store"]
+
+T = TypeVar("T")
+
+
+class Popped(NamedTuple, Generic[T]):
+    """A row a store removed by ``pop``, with what the caller's decoder made of it."""
+
+    row_id: int
+    text: str
+    item: T
+
+
+class Store(Protocol):
+    """Storage primitives for many sessions in one database.
+
+    Every method may raise :class:`~agent_sessions.errors.StorageError`; after ``aclose`` every
+    method raises :class:`~agent_sessions.errors.SessionClosedError`.
+    """
+
+    async def read(self, session_id: str, limit: int | None) -> list[str]:
+        """Return the newest ``limit`` rows of a session (all if None), oldest first."""
+        ...
+
+    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+        """Store rows after the session's newest row, all in one transaction."""
+        ...
+
+    async def pop(
+        self, session_id: str, decode: Callable[[str], T | None]
+    ) -> Popped[T] | None:
+        """Remove and return the newest row that ``decode`` accepts, in one transaction.
+
+        Rows for which ``decode`` returns None stay stored and are passed over. If ``decode``
+        raises, nothing is removed and the error propagates.
+        """
+        ...
+
+    async def restore(self, session_id: str, popped: Popped[T]) -> None:
+        """Put a popped row back in its original place (used when a pop's caller was cancelled)."""
+        ...
+
+    async def clear(self, session_id: str) -> None:
+        """Delete every row of a session and its session record, in one transaction."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's connections; idempotent."""
+        ...
