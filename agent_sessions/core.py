@@ -69,9 +69,11 @@ async def _run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
         try:
             return await asyncio.shield(task), cancelled
         except asyncio.CancelledError:
-            if task.done():
+            if task.cancelled():
                 raise
             cancelled = True
+            if task.done():
+                return task.result(), cancelled
 
 
 class StoreSession:
@@ -154,8 +156,8 @@ class StoreSession:
     async def add_items(self, items: Sequence[TResponseInputItem]) -> None:
         """Append items in one transaction: all of them are stored, or none.
 
-        Every item is validated before anything is written. If the caller is cancelled while
-        the write is under way, the write still completes before the cancellation is raised.
+        Every item is validated before anything is written. A caller cancelled mid-write leaves
+        the batch either whole or absent, never in part.
 
         Args:
             items: Items in the SDK's input format (JSON-compatible dicts).
@@ -167,9 +169,9 @@ class StoreSession:
         texts = encode_items(items, self._codec)
         if not texts:
             return
-        _, cancelled = await _run_to_completion(self._store.append(self.session_id, texts))
-        if cancelled:
-            raise asyncio.CancelledError
+        # A cancelled caller leaves the batch whole or absent: the store skips a write that
+        # has not started and finishes one that has.
+        await self._store.append(self.session_id, texts)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, or None if there is none.
@@ -195,9 +197,7 @@ class StoreSession:
     async def clear_session(self) -> None:
         """Delete every item of this session, and its session record, in one transaction."""
         self._check_open("clear_session")
-        _, cancelled = await _run_to_completion(self._store.clear(self.session_id))
-        if cancelled:
-            raise asyncio.CancelledError
+        await self._store.clear(self.session_id)
 
     async def aclose(self) -> None:
         """Close the session and the store it created; idempotent."""

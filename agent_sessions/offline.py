@@ -5,7 +5,9 @@ is given, so `Runner.run(agent, text, session=...)` exercises real session round
 model "remembers" is exactly what the session loaded into its input. It recalls stated names and
 preferences, counts and quotes earlier user messages, calls at most one function tool or handoff
 per user message when the message mentions it, and otherwise echoes the message. Usage is
-reported from a cheap characters/4 estimate.
+reported from a cheap characters/4 estimate. The model itself never uses the network; for a
+fully offline run also pass `RunConfig(tracing_disabled=True)`, since the SDK's trace exporter
+uploads spans whenever `OPENAI_API_KEY` is set.
 
 Public API:
     - `OfflineModel(name="offline")`: the model; pass it as `Agent(model=...)`.
@@ -74,9 +76,11 @@ _FIRST_ASKED = re.compile(r"\bwhat (?:did i say|was my) first\b|\bmy first messa
 _PLACE = re.compile(r"\bin\s+([A-Za-z][\w-]*(?:\s+[A-Z][\w-]*)*)")
 _PLACE_PARAMS = frozenset({"city", "location", "place", "town", "country", "region", "where"})
 # Generic words in tool and handoff descriptions that would otherwise make everything match.
-_STOPWORDS = frozenset(
-    ["get", "set", "the", "and", "for", "with", "from", "this", "that", "tool", "agent", "handoff", "transfer", "handle", "request", "current", "return", "given", "about", "question", "your", "user", "function", "call", "input", "output", "when", "what", "which"]
-)
+_STOPWORDS = frozenset({
+    "get", "set", "the", "and", "for", "with", "from", "this", "that", "tool", "agent", "handoff",
+    "transfer", "handle", "request", "current", "return", "given", "about", "question", "your",
+    "user", "function", "call", "input", "output", "when", "what", "which",
+})  # fmt: skip
 _KEYWORD_MIN = 4  # shorter words ("a", "in", "my") are too common to signal a tool
 
 
@@ -128,13 +132,18 @@ def _describe(preference: tuple[str | None, str]) -> str:
     return f"your favourite {topic} is {value}" if topic else f"you like {value}"
 
 
-def _answer_memory(text: str, earlier: list[str]) -> str | None:
-    """Answer name, preference and history questions from the user's earlier messages."""
+def _answer_name(text: str, earlier: list[str]) -> str | None:
+    """Greet a user who states their name, or recall it from earlier messages."""
     if name := _stated_name(text):
         return f"Nice to meet you, {name}! I'll remember that."
     if _NAME_ASKED.search(text):
         names = [n for n in map(_stated_name, earlier) if n]
         return f"Your name is {names[-1]}." if names else "I don't know your name yet."
+    return None
+
+
+def _answer_preference(text: str, earlier: list[str]) -> str | None:
+    """Acknowledge a stated preference, or recall one from earlier messages."""
     if preference := _stated_preference(text):
         return f"Got it: {_describe(preference)}. I'll remember that."
     known = [p for p in map(_stated_preference, earlier) if p]
@@ -144,6 +153,11 @@ def _answer_memory(text: str, earlier: list[str]) -> str | None:
         return f"You told me {_describe(found[-1])}." if found else f"I don't know your {topic}."
     if _PREFERENCE_ASKED.search(text):
         return f"You told me {_describe(known[-1])}." if known else "I don't know that yet."
+    return None
+
+
+def _answer_history(text: str, earlier: list[str]) -> str | None:
+    """Answer questions about the conversation itself: how long it is and how it began."""
     if _COUNT_ASKED.search(text):
         return f"You have sent {len(earlier) + 1} messages so far, counting this one."
     if _FIRST_ASKED.search(text):
@@ -159,8 +173,8 @@ def _words(text: str) -> set[str]:
 
 def _mentions(text: str, names: list[str], description: str) -> bool:
     """Whether `text` names one of `names` or shares a distinctive keyword with them."""
-    lowered = text.lower()
-    if any(name.lower() in lowered for name in names if name):
+    # Word boundaries, so a tool named `add` is not called for "address".
+    if any(re.search(rf"\b{re.escape(n.lower())}\b", text.lower()) for n in names if n):
         return True
     keywords = {w for w in _words(" ".join([*names, description])) if len(w) >= _KEYWORD_MIN}
     return bool((keywords - _STOPWORDS) & _words(text))
@@ -208,8 +222,10 @@ def _decide(
             output = outputs[-1].get("output")
             shown = output if isinstance(output, str) else json.dumps(output, sort_keys=True)
             return _Decision(f"The {name} tool returned: {shown}")
-    if (answer := _answer_memory(text, [t for _, t in texts[:-1]])) is not None:
-        return _Decision(answer)
+    earlier = [t for _, t in texts[:-1]]
+    for rule in (_answer_name, _answer_preference, _answer_history):
+        if (answer := rule(text, earlier)) is not None:
+            return _Decision(answer)
     # One call per user message at most, so a tool or handoff can never make the run loop spin.
     if not calls:
         for tool in function_tools:
@@ -268,8 +284,8 @@ class OfflineModel(Model):
         tools: list[Tool],
         output_schema: AgentOutputSchemaBase | None,
         handoffs: list[Handoff],
-    ) -> Response:
-        """Compute the complete response, shared by the plain and the streaming entry point."""
+    ) -> tuple[Response, ResponseUsage]:
+        """Compute the complete response and its usage, shared by both entry points."""
         items: list[TResponseInputItem] = (
             [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
         )
@@ -301,7 +317,8 @@ class OfflineModel(Model):
                 status="completed",
                 type="message",
             )
-        return Response(
+        usage = _response_usage(_tokens(seen), _tokens(produced))
+        response = Response(
             id=f"resp_{digest}",
             created_at=0.0,
             model=self.name,
@@ -311,8 +328,9 @@ class OfflineModel(Model):
             tool_choice="auto",
             tools=[],
             status="completed",
-            usage=_response_usage(_tokens(seen), _tokens(produced)),
+            usage=usage,
         )
+        return response, usage
 
     @override
     async def get_response(
@@ -330,10 +348,15 @@ class OfflineModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
         """Answer the conversation in `input`; see the module docstring for the rules."""
-        response = self._respond(system_instructions, input, tools, output_schema, handoffs)
-        usage = Usage(requests=1)
-        if response.usage is not None:
-            usage.add(Usage(requests=1, **response.usage.model_dump(exclude_unset=False)))
+        response, raw = self._respond(system_instructions, input, tools, output_schema, handoffs)
+        usage = Usage(
+            requests=1,
+            input_tokens=raw.input_tokens,
+            input_tokens_details=raw.input_tokens_details,
+            output_tokens=raw.output_tokens,
+            output_tokens_details=raw.output_tokens_details,
+            total_tokens=raw.total_tokens,
+        )
         return ModelResponse(output=response.output, usage=usage, response_id=response.id)
 
     @override
@@ -352,16 +375,18 @@ class OfflineModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
         """Stream the same answer as `get_response` as Responses API events."""
-        final = self._respond(system_instructions, input, tools, output_schema, handoffs)
+        final, _ = self._respond(system_instructions, input, tools, output_schema, handoffs)
         started = final.model_copy(update={"output": [], "status": "in_progress", "usage": None})
         seq = itertools.count()
         yield ResponseCreatedEvent(
             response=started, sequence_number=next(seq), type="response.created"
         )
         for index, item in enumerate(final.output):
-            where: dict[str, Any] = {"item": item, "output_index": index}
             yield ResponseOutputItemAddedEvent(
-                **where, sequence_number=next(seq), type="response.output_item.added"
+                item=item,
+                output_index=index,
+                sequence_number=next(seq),
+                type="response.output_item.added",
             )
             if isinstance(item, ResponseOutputMessage):
                 for part_index, part in enumerate(item.content):
@@ -375,7 +400,10 @@ class OfflineModel(Model):
                         type="response.output_text.delta",
                     )
             yield ResponseOutputItemDoneEvent(
-                **where, sequence_number=next(seq), type="response.output_item.done"
+                item=item,
+                output_index=index,
+                sequence_number=next(seq),
+                type="response.output_item.done",
             )
         yield ResponseCompletedEvent(
             response=final, sequence_number=next(seq), type="response.completed"

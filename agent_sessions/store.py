@@ -36,7 +36,10 @@ class Store(Protocol):
         ...
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
-        """Store rows after the session's newest row, all in one transaction."""
+        """Store rows after the session's newest row, all in one transaction.
+
+        If the caller is cancelled, the rows must end up either all stored or none stored.
+        """
         ...
 
     async def pop(

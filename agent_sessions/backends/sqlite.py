@@ -113,6 +113,8 @@ class SQLiteStore:
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._sql = _Statements(self.tables)
+        self._schema_ready = False
+        self._reader: sqlite3.Connection | None = None
         self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
             self._connect, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
         )
@@ -127,6 +129,7 @@ class SQLiteStore:
             _migrate(conn, self.tables)
         except sqlite3.Error as exc:
             raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        self._schema_ready = True
         return conn
 
     async def _call(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
@@ -140,15 +143,39 @@ class SQLiteStore:
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows of a session (all if None), oldest first."""
+        if limit is None:
+            statement, params = self._sql.read_all, (session_id,)
+        else:
+            statement, params = self._sql.read_latest, (session_id, limit)
+        rows = self._read_inline(statement, params)
+        if rows is None:
+            rows = await self._call("read", lambda conn: conn.execute(statement, params).fetchall())
+        texts = [row[0] for row in rows]
+        if limit is not None:
+            texts.reverse()
+        return texts
 
-        def read(conn: sqlite3.Connection) -> list[str]:
-            if limit is None:
-                rows = conn.execute(self._sql.read_all, (session_id,)).fetchall()
-                return [row[0] for row in rows]
-            rows = conn.execute(self._sql.read_latest, (session_id, limit)).fetchall()
-            return [row[0] for row in reversed(rows)]
+    def _read_inline(self, statement: str, params: tuple[object, ...]) -> list[Any] | None:
+        """Run a read on the loop's own connection; None if it must go through the worker.
 
-        return await self._call("read", read)
+        In WAL mode a reader never waits for a writer, and a read costs less than the round
+        trip to the worker thread, so reads of a file skip the hop. The reader's busy timeout
+        is zero: in the rare moments a reader would have to wait (recovery after a crash, a
+        journal-mode switch) the read falls back to the worker instead of blocking the loop.
+        """
+        if self._reader is None:
+            if not self._schema_ready or str(self.db_path) == _MEMORY or self._worker.closed:
+                return None
+            try:
+                self._reader = sqlite3.connect(
+                    str(self.db_path), timeout=0, isolation_level=None, check_same_thread=False
+                )
+            except sqlite3.Error:
+                return None
+        try:
+            return self._reader.execute(statement, params).fetchall()
+        except sqlite3.OperationalError:
+            return None
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the session's newest row, in one transaction."""
@@ -200,12 +227,19 @@ class SQLiteStore:
         await self._call("clear", clear)
 
     def close(self) -> None:
-        """Finish queued calls and close the connection; idempotent. Blocks until done."""
+        """Finish queued calls and close the connections; idempotent. Blocks until done."""
+        self._close_reader()
         self._worker.close()
 
     async def aclose(self) -> None:
-        """Finish queued calls and close the connection without blocking the loop; idempotent."""
+        """Finish queued calls and close the connections without blocking the loop; idempotent."""
+        self._close_reader()
         await self._worker.aclose()
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
 
 class _Statements:

@@ -1,0 +1,466 @@
+"""The conformance suite: checks any implementation of the SDK's ``Session`` protocol can run.
+
+Describe your backend with a :class:`Harness` (how to open a session on one shared database,
+and optionally how to reopen it and how to plant an undecodable row), then run every check::
+
+    from agent_sessions.testing import CHECKS, Harness
+
+    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+    async def test_conformance(check, tmp_path):
+        await check(Harness(name="mine", open=lambda sid: MySession(sid, tmp_path / "db")))
+
+A check raises :class:`ConformanceError` (an ``AssertionError``) naming what went wrong. Checks
+that need a capability the harness lacks return early: see :func:`requires`. The module imports
+nothing beyond the SDK and the standard library, so it works without our optional backends.
+:class:`MemoryStore` is the reference store the suite is proven against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from agents.items import TResponseInputItem
+from agents.memory import Session, SessionSettings
+
+from .store import Popped
+
+__all__ = [
+    "CHECKS",
+    "Check",
+    "ConformanceError",
+    "Harness",
+    "MemoryStore",
+    "run_all",
+]
+
+T = TypeVar("T")
+Check = Callable[["Harness"], Awaitable[None]]
+
+
+class ConformanceError(AssertionError):
+    """A session broke a promise of the protocol; the message says which."""
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConformanceError(message)
+
+
+async def _maybe_await(value: T | Awaitable[T]) -> T:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+@dataclass
+class Harness:
+    """How the suite reaches one backend.
+
+    Attributes:
+        name: Shown in reports.
+        open: Returns a new session object for a session id, on the one database under test
+            (sync or async). Called again with the same id, it must reach the same stored items.
+        close: Releases a session; by default awaits ``aclose()`` or calls ``close()`` if present.
+        write_raw: Appends an undecodable row to a session's stored items, bypassing the session
+            (enables the corruption checks).
+        count_rows: Counts a session's stored rows, decodable or not (enables the check that
+            undecodable rows are kept).
+        persistent: Whether a new object (after closing the old ones) sees earlier writes.
+    """
+
+    name: str
+    open: Callable[[str], Session | Awaitable[Session]]
+    close: Callable[[Session], Awaitable[None] | None] | None = None
+    write_raw: Callable[[str, str], Awaitable[None] | None] | None = None
+    count_rows: Callable[[str], Awaitable[int] | int] | None = None
+    persistent: bool = True
+    _opened: list[Session] = field(default_factory=list, repr=False)
+
+    async def session(self, session_id: str) -> Session:
+        """Open a session that :meth:`close_all` will close."""
+        session = await _maybe_await(self.open(session_id))
+        self._opened.append(session)
+        return session
+
+    async def close_session(self, session: Session) -> None:
+        """Close one session opened by :meth:`session`."""
+        if session in self._opened:
+            self._opened.remove(session)
+        if self.close is not None:
+            await _maybe_await(self.close(session))
+            return
+        closer = getattr(session, "aclose", None) or getattr(session, "close", None)
+        if closer is not None:
+            await _maybe_await(closer())
+
+    async def close_all(self) -> None:
+        """Close every session still open."""
+        for session in list(self._opened):
+            await self.close_session(session)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the expected warnings about undecodable rows."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def message(text: str, role: str = "user") -> TResponseInputItem:
+    """Return a minimal message item."""
+    return {"role": role, "content": text}  # type: ignore[return-value,misc]
+
+
+def _texts(items: Sequence[TResponseInputItem]) -> list[object]:
+    return [item.get("content") for item in items]  # type: ignore[union-attr]
+
+
+async def _filled(h: Harness, session_id: str, count: int) -> Session:
+    session = await h.session(session_id)
+    await session.add_items([message(f"m{i}") for i in range(count)])
+    return session
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+async def check_protocol(h: Harness) -> None:
+    """The object satisfies ``agents.memory.Session`` and carries its session id."""
+    session = await h.session("protocol")
+    _expect(isinstance(session, Session), "not an instance of agents.memory.Session")
+    _expect(session.session_id == "protocol", "session_id attribute differs from the one given")
+
+
+async def check_order(h: Harness) -> None:
+    """Items come back in insertion order across several batches."""
+    session = await h.session("order")
+    for batch in range(5):
+        await session.add_items([message(f"{batch}-{i}") for i in range(3)])
+    expected = [f"{b}-{i}" for b in range(5) for i in range(3)]
+    _expect(_texts(await session.get_items()) == expected, "items not in insertion order")
+
+
+async def check_limits(h: Harness) -> None:
+    """limit=N returns the newest N oldest-first; 0 returns none; a large limit returns all."""
+    session = await _filled(h, "limits", 5)
+    every = [f"m{i}" for i in range(5)]
+    _expect(await session.get_items(0) == [], "limit=0 did not return []")
+    _expect(_texts(await session.get_items(1)) == ["m4"], "limit=1 is not the newest item")
+    _expect(_texts(await session.get_items(3)) == every[2:], "limit=3 is not the newest three")
+    _expect(_texts(await session.get_items(50)) == every, "limit above the size is not all")
+    _expect(_texts(await session.get_items()) == every, "limit=None is not all")
+
+
+async def check_settings_limit(h: Harness) -> None:
+    """``session_settings.limit`` caps ``get_items()``, and an explicit limit overrides it."""
+    session = await _filled(h, "settings", 5)
+    session.session_settings = SessionSettings(limit=2)
+    _expect(_texts(await session.get_items()) == ["m3", "m4"], "settings limit ignored")
+    _expect(len(await session.get_items(4)) == 4, "explicit limit did not override settings")
+
+
+async def check_negative_limit_refused(h: Harness) -> None:
+    """A negative limit raises ``ValueError`` instead of silently meaning "everything"."""
+    session = await _filled(h, "negative", 2)
+    try:
+        await session.get_items(-1)
+    except ValueError:
+        return
+    raise ConformanceError("get_items(-1) did not raise ValueError")
+
+
+async def check_pop(h: Harness) -> None:
+    """pop_item returns the newest item and removes it; on an empty session it returns None."""
+    session = await _filled(h, "pop", 3)
+    popped = await session.pop_item()
+    _expect(popped is not None and popped.get("content") == "m2", "pop did not return the newest")
+    _expect(_texts(await session.get_items()) == ["m0", "m1"], "popped item still stored")
+    await session.clear_session()
+    _expect(await session.pop_item() is None, "pop on an empty session did not return None")
+
+
+async def check_clear_and_isolation(h: Harness) -> None:
+    """Sessions on one database never see each other's items, and clear touches only one."""
+    alice, bob = await _filled(h, "alice", 3), await _filled(h, "bob", 2)
+    _expect(_texts(await bob.get_items()) == ["m0", "m1"], "a session sees another's items")
+    await alice.clear_session()
+    _expect(await alice.get_items() == [], "clear_session left items behind")
+    _expect(len(await bob.get_items()) == 2, "clear_session removed another session's items")
+    await alice.add_items([message("again")])
+    _expect(_texts(await alice.get_items()) == ["again"], "session unusable after clear")
+
+
+async def check_empty_batch(h: Harness) -> None:
+    """add_items([]) stores nothing and does not fail."""
+    session = await h.session("empty")
+    await session.add_items([])
+    _expect(await session.get_items() == [], "an empty batch stored something")
+
+
+async def check_returned_items_are_copies(h: Harness) -> None:
+    """Changing a returned item (or the item given to add_items) does not change what is stored."""
+    session = await h.session("copies")
+    item = message("original")
+    await session.add_items([item])
+    item["content"] = "changed by caller"  # type: ignore[index]
+    (first,) = await session.get_items()
+    first["content"] = "changed after read"  # type: ignore[index]
+    _expect(_texts(await session.get_items()) == ["original"], "stored item changed by caller")
+
+
+async def check_persistence(h: Harness) -> None:
+    """A new session object on the same database sees what an earlier, closed one wrote."""
+    if not h.persistent:
+        return
+    first = await _filled(h, "persist", 3)
+    await h.close_session(first)
+    again = await h.session("persist")
+    _expect(_texts(await again.get_items()) == ["m0", "m1", "m2"], "items lost on reopen")
+
+
+async def check_unicode_and_large_items(h: Harness) -> None:
+    """Any Unicode text, nested values and a 1 MB item round-trip exactly."""
+    session = await h.session("unicode")
+    items: list[Any] = [
+        message("héllo wörld — 你好 — مرحبا — 🙂👩‍💻 — \u0000 nul — \ud800 lone surrogate"),
+        {"type": "function_call_output", "call_id": "c1", "output": "x" * 1_000_000},
+        {"role": "user", "content": [{"type": "input_text", "text": "nested"}], "n": [1, 2.5, None]},
+    ]
+    await session.add_items(items)
+    _expect(await session.get_items() == items, "items changed in a round trip")
+
+
+async def check_unserializable_batch_refused(h: Harness) -> None:
+    """A batch with an unstorable item raises ``TypeError`` and stores none of its items."""
+    session = await _filled(h, "refused", 1)
+    for bad in (object(), {"x": object()}, {"x": float("nan")}, {1: "int key"}, "not a dict"):
+        try:
+            await session.add_items([message("fine"), bad])  # type: ignore[list-item]
+        except TypeError:
+            pass
+        else:
+            raise ConformanceError(f"add_items accepted an unstorable item: {bad!r:.40}")
+    _expect(_texts(await session.get_items()) == ["m0"], "part of a refused batch was stored")
+
+
+async def check_corrupt_rows_skipped(h: Harness) -> None:
+    """An undecodable row is skipped by reads, and ``limit`` counts only valid items."""
+    if h.write_raw is None:
+        return
+    session = await _filled(h, "corrupt-read", 3)
+    await _maybe_await(h.write_raw("corrupt-read", "{not json"))
+    await session.add_items([message("m3")])
+    with _quiet():
+        _expect(_texts(await session.get_items()) == ["m0", "m1", "m2", "m3"], "corrupt row read")
+        _expect(_texts(await session.get_items(2)) == ["m2", "m3"], "limit counted a corrupt row")
+
+
+async def check_pop_passes_over_corrupt_tail(h: Harness) -> None:
+    """pop_item returns the newest valid item and never an undecodable one."""
+    if h.write_raw is None:
+        return
+    session = await _filled(h, "corrupt-pop", 2)
+    await _maybe_await(h.write_raw("corrupt-pop", "\x00garbage"))
+    with _quiet():
+        popped = await session.pop_item()
+        _expect(popped is not None and popped.get("content") == "m1", "pop returned bad data")
+        _expect(_texts(await session.get_items()) == ["m0"], "valid items changed")
+        await session.pop_item()
+        _expect(await session.pop_item() is None, "pop returned the undecodable row")
+
+
+async def check_pop_keeps_corrupt_rows(h: Harness) -> None:
+    """An undecodable row is never deleted by the pop that could not decode it."""
+    if h.write_raw is None or h.count_rows is None:
+        return
+    session = await _filled(h, "corrupt-keep", 1)
+    await _maybe_await(h.write_raw("corrupt-keep", "{truncated"))
+    with _quiet():
+        await session.pop_item()
+        await session.pop_item()
+    stored = await _maybe_await(h.count_rows("corrupt-keep"))
+    _expect(stored == 1, f"expected the undecodable row to stay stored, found {stored} rows")
+
+
+async def check_concurrent_add_and_pop(h: Harness) -> None:
+    """Concurrent tasks adding and popping lose nothing and never return one item twice."""
+    session = await h.session("concurrent")
+    writers, per_writer = 8, 25
+
+    async def write(w: int) -> None:
+        for i in range(per_writer):
+            await session.add_items([message(f"w{w}-{i}")])
+
+    async def pop_some() -> list[object]:
+        taken = []
+        for _ in range(per_writer):
+            item = await session.pop_item()
+            if item is not None:
+                taken.append(item.get("content"))
+            await asyncio.sleep(0)
+        return taken
+
+    results = await asyncio.gather(*(write(w) for w in range(writers)), pop_some(), pop_some())
+    popped = [x for r in results if r is not None for x in r]
+    remaining = _texts(await session.get_items())
+    everything = sorted(map(str, popped + remaining))
+    expected = sorted(f"w{w}-{i}" for w in range(writers) for i in range(per_writer))
+    _expect(len(popped) == len(set(popped)), "an item was popped twice")
+    _expect(everything == expected, "items lost or duplicated under concurrency")
+    for w in range(writers):
+        mine = [x for x in remaining if str(x).startswith(f"w{w}-")]
+        _expect(mine == sorted(mine, key=lambda s: int(str(s).split("-")[1])), "order broken")
+
+
+async def check_cancelled_writes_are_whole(h: Harness) -> None:
+    """A task cancelled during add_items leaves its batch whole or absent, and the session usable."""
+    session = await h.session("cancel-add")
+    for attempt in range(20):
+        batch = [message(f"{attempt}-{i}") for i in range(50)]
+        task = asyncio.ensure_future(session.add_items(batch))
+        for _ in range(attempt % 4):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    stored = [str(x) for x in _texts(await session.get_items())]
+    for attempt in range(20):
+        count = sum(1 for x in stored if x.startswith(f"{attempt}-"))
+        _expect(count in (0, 50), f"batch {attempt} stored in part ({count} of 50 items)")
+
+
+async def check_cancelled_pop_keeps_item(h: Harness) -> None:
+    """A task cancelled during pop_item either returns the item or leaves it stored."""
+    session = await _filled(h, "cancel-pop", 40)
+    returned: list[object] = []
+    for attempt in range(20):
+        task = asyncio.ensure_future(session.pop_item())
+        for _ in range(attempt % 5):
+            await asyncio.sleep(0)
+        task.cancel()
+        done = (await asyncio.gather(task, return_exceptions=True))[0]
+        if isinstance(done, dict):
+            returned.append(done.get("content"))
+    await asyncio.sleep(0.05)
+    remaining = _texts(await session.get_items())
+    _expect(
+        sorted(map(str, returned + remaining)) == sorted(f"m{i}" for i in range(40)),
+        f"{40 - len(returned) - len(remaining)} popped item(s) neither returned nor stored",
+    )
+
+
+async def check_runner_round_trip(h: Harness) -> None:
+    """``Runner.run`` with the offline model stores each turn and recalls earlier ones."""
+    from agents import Agent, RunConfig, Runner  # noqa: PLC0415 - keeps this module light
+
+    from .offline import OfflineModel  # noqa: PLC0415
+
+    session = await h.session("runner")
+    agent = Agent(name="assistant", instructions="Be brief.", model=OfflineModel())
+    config = RunConfig(tracing_disabled=True)
+    await Runner.run(agent, "Hi! My name is Ada.", session=session, run_config=config)
+    result = await Runner.run(agent, "What is my name?", session=session, run_config=config)
+    _expect("Ada" in str(result.final_output), "the agent did not recall the first turn")
+    roles = [item.get("role") for item in await session.get_items()]
+    _expect(roles == ["user", "assistant", "user", "assistant"], f"unexpected history {roles}")
+
+
+CHECKS: list[Check] = [
+    check_protocol,
+    check_order,
+    check_limits,
+    check_settings_limit,
+    check_negative_limit_refused,
+    check_pop,
+    check_clear_and_isolation,
+    check_empty_batch,
+    check_returned_items_are_copies,
+    check_persistence,
+    check_unicode_and_large_items,
+    check_unserializable_batch_refused,
+    check_corrupt_rows_skipped,
+    check_pop_passes_over_corrupt_tail,
+    check_pop_keeps_corrupt_rows,
+    check_concurrent_add_and_pop,
+    check_cancelled_writes_are_whole,
+    check_cancelled_pop_keeps_item,
+    check_runner_round_trip,
+]
+"""Every check, in a stable order; each is an async function taking a :class:`Harness`."""
+
+
+async def run_all(harness: Harness) -> dict[str, BaseException | None]:
+    """Run every check against ``harness`` and return each check's failure (None if it passed)."""
+    outcome: dict[str, BaseException | None] = {}
+    for check in CHECKS:
+        try:
+            await check(harness)
+            outcome[check.__name__] = None
+        except Exception as exc:  # noqa: BLE001 - reported, not hidden
+            outcome[check.__name__] = exc
+        finally:
+            await harness.close_all()
+    return outcome
+
+
+class MemoryStore:
+    """A :class:`~agent_sessions.store.Store` held in a dict: the reference the suite is proven on.
+
+    Use it with :class:`~agent_sessions.core.StoreSession` to see the smallest correct backend.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[tuple[int, str]]] = {}
+        self._ids = itertools.count(1)
+
+    async def read(self, session_id: str, limit: int | None) -> list[str]:
+        """Return the newest ``limit`` rows (all if None), oldest first."""
+        rows = self._rows.get(session_id, [])
+        chosen = rows if limit is None else rows[len(rows) - limit :] if limit else []
+        return [text for _, text in chosen]
+
+    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+        """Store rows after the newest one."""
+        self._rows.setdefault(session_id, []).extend((next(self._ids), t) for t in texts)
+
+    async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
+        """Remove and return the newest row ``decode`` accepts."""
+        rows = self._rows.get(session_id, [])
+        for index in range(len(rows) - 1, -1, -1):
+            row_id, text = rows[index]
+            item = decode(text)
+            if item is not None:
+                del rows[index]
+                return Popped(row_id, text, item)
+        return None
+
+    async def restore(self, session_id: str, popped: Popped[Any]) -> None:
+        """Put a popped row back in id order."""
+        rows = self._rows.setdefault(session_id, [])
+        rows.append((popped.row_id, popped.text))
+        rows.sort()
+
+    async def clear(self, session_id: str) -> None:
+        """Forget a session."""
+        self._rows.pop(session_id, None)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def write_raw(self, session_id: str, text: str) -> None:
+        """Append a row as-is, bypassing validation (to plant corrupt data in tests)."""
+        self._rows.setdefault(session_id, []).append((next(self._ids), text))
+
+    def count_rows(self, session_id: str) -> int:
+        """Count a session's rows, decodable or not."""
+        return len(self._rows.get(session_id, []))
