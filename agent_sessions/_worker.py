@@ -44,6 +44,27 @@ def _deliver(future: asyncio.Future[object], ok: bool, value: object) -> None:
         future.set_exception(value)
 
 
+def _run(job: _Job[C], connection: C | None, failure: BaseException | None) -> None:
+    """Run one job and hand its outcome to the caller's loop.
+
+    A function of its own so that the job's references die with its frame: an idle worker
+    thread must not keep the last caller (and so its store) alive.
+    """
+    call, loop, future = job
+    if future.cancelled():
+        return  # the caller gave up before the call started: it never happens
+    try:
+        if failure is not None:
+            raise failure
+        value, ok = call(connection), True  # type: ignore[arg-type]
+    except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting caller
+        value, ok = exc, False
+    try:
+        loop.call_soon_threadsafe(_deliver, future, ok, value)
+    except RuntimeError:
+        pass  # the caller's loop is closed; nobody is waiting any more
+
+
 def _serve(
     jobs: queue.SimpleQueue[_Job[C] | _Stop],
     connect: Callable[[], C],
@@ -58,19 +79,8 @@ def _serve(
         job = jobs.get()
         if isinstance(job, _Stop):
             break
-        call, loop, future = job
-        if future.cancelled():
-            continue
-        try:
-            if failure is not None:
-                raise failure
-            value, ok = call(connection), True  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting caller
-            value, ok = exc, False
-        try:
-            loop.call_soon_threadsafe(_deliver, future, ok, value)
-        except RuntimeError:
-            pass  # the caller's loop is closed; nobody is waiting any more
+        _run(job, connection, failure)
+        del job
     closing_error: BaseException | None = None
     if connection is not None:
         try:

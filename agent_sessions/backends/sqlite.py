@@ -10,9 +10,11 @@ starts with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout instea
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,6 +90,22 @@ def _migrate(conn: sqlite3.Connection, tables: TableNames) -> None:
         )
 
 
+def _open(
+    path: str, tables: TableNames, durable: bool, busy_timeout: float, ready: threading.Event
+) -> sqlite3.Connection:
+    """Open and configure the worker's connection, and bring the schema up to date."""
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        if path != _MEMORY:
+            _enable_wal(conn, busy_timeout)
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        _migrate(conn, tables)
+    except sqlite3.Error as exc:
+        raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
+    ready.set()
+    return conn
+
+
 class SQLiteStore:
     """The :class:`~agent_sessions.store.Store` of one SQLite database (a file or ``:memory:``).
 
@@ -113,24 +131,15 @@ class SQLiteStore:
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._sql = _Statements(self.tables)
-        self._schema_ready = False
+        self._schema_ready = threading.Event()
         self._reader: sqlite3.Connection | None = None
-        self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
-            self._connect, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
+        # The opener must not refer to the store, or the worker thread would keep it alive.
+        opener = partial(
+            _open, str(db_path), self.tables, durable, busy_timeout, self._schema_ready
         )
-
-    def _connect(self) -> sqlite3.Connection:
-        path = str(self.db_path)
-        try:
-            conn = sqlite3.connect(path, timeout=self.busy_timeout, isolation_level=None)
-            if path != _MEMORY:
-                _enable_wal(conn, self.busy_timeout)
-            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-            _migrate(conn, self.tables)
-        except sqlite3.Error as exc:
-            raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
-        self._schema_ready = True
-        return conn
+        self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
+            opener, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
+        )
 
     async def _call(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
         def translated(conn: sqlite3.Connection) -> T:
@@ -164,7 +173,7 @@ class SQLiteStore:
         journal-mode switch) the read falls back to the worker instead of blocking the loop.
         """
         if self._reader is None:
-            if not self._schema_ready or str(self.db_path) == _MEMORY or self._worker.closed:
+            if not self._schema_ready.is_set() or str(self.db_path) == _MEMORY or self._worker.closed:
                 return None
             try:
                 self._reader = sqlite3.connect(
