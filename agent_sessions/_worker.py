@@ -8,6 +8,7 @@ thread that created it. Results travel back with ``loop.call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import warnings
@@ -53,16 +54,17 @@ def _run(job: _Job[C], connection: C | None, failure: BaseException | None) -> N
     call, loop, future = job
     if future.cancelled():
         return  # the caller gave up before the call started: it never happens
-    try:
-        if failure is not None:
-            raise failure
-        value, ok = call(connection), True  # type: ignore[arg-type]
-    except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting caller
-        value, ok = exc, False
-    try:
+    value: object
+    if failure is not None:
+        value, ok = failure, False
+    else:
+        try:
+            value, ok = call(connection), True  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting caller
+            value, ok = exc, False
+    # A closed loop means nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(_deliver, future, ok, value)
-    except RuntimeError:
-        pass  # the caller's loop is closed; nobody is waiting any more
 
 
 def _serve(
@@ -89,15 +91,14 @@ def _serve(
             closing_error = exc
     if job.notify is not None:
         loop, future = job.notify
-        try:
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_deliver, future, closing_error is None, closing_error)
-        except RuntimeError:
-            pass
 
 
 def _on_collect(jobs: queue.SimpleQueue[object], label: str) -> None:
-    warnings.warn(f"{label} was never closed; call close() or use 'async with'", ResourceWarning,
-                  stacklevel=1)
+    warnings.warn(
+        f"{label} was never closed; call close() or use 'async with'", ResourceWarning, stacklevel=1
+    )
     jobs.put(_Stop())
 
 
@@ -144,7 +145,7 @@ class ConnectionWorker(Generic[C]):
             self._thread.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
-        self._jobs.put((call, loop, future))  # type: ignore[arg-type]
+        self._jobs.put((call, loop, future))
         return await future  # type: ignore[return-value]
 
     def close(self) -> None:

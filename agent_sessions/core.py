@@ -11,7 +11,7 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
 from agents.memory.session_settings import SessionSettings
@@ -187,7 +187,7 @@ class StoreSession:
             if popped is not None:
                 await _run_to_completion(self._store.restore(self.session_id, popped))
             raise asyncio.CancelledError
-        return None if popped is None else popped.item
+        return None if popped is None else cast(TResponseInputItem, popped.item)
 
     def _decode_for_pop(self, text: str) -> TResponseInputItem | None:
         return decode_or_report(
@@ -225,4 +225,3 @@ class StoreSession:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} session_id={self.session_id!r} {self._state.value}>"
-

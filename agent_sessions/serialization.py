@@ -111,7 +111,9 @@ def encode_items(items: Sequence[object], codec: Codec | None = None) -> list[st
             the error names its index. It is a ``TypeError``.
     """
     if isinstance(items, (str, bytes, dict)) or not isinstance(items, Sequence):
-        raise ItemValidationError(-1, f"add_items takes a list of items, not {type(items).__name__}")
+        raise ItemValidationError(
+            -1, f"add_items takes a list of items, not {type(items).__name__}"
+        )
     codec = codec or _JSON
     texts: list[str] = []
     for index, item in enumerate(items):

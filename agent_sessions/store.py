@@ -42,9 +42,7 @@ class Store(Protocol):
         """
         ...
 
-    async def pop(
-        self, session_id: str, decode: Callable[[str], T | None]
-    ) -> Popped[T] | None:
+    async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row that ``decode`` accepts, in one transaction.
 
         Rows for which ``decode`` returns None stay stored and are passed over. If ``decode``

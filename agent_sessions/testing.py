@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionSettings
@@ -118,11 +118,11 @@ def _quiet() -> Iterator[None]:
 
 def message(text: str, role: str = "user") -> TResponseInputItem:
     """Return a minimal message item."""
-    return {"role": role, "content": text}  # type: ignore[return-value,misc]
+    return cast(TResponseInputItem, {"role": role, "content": text})
 
 
 def _texts(items: Sequence[TResponseInputItem]) -> list[object]:
-    return [item.get("content") for item in items]  # type: ignore[union-attr]
+    return [cast(dict[str, object], item).get("content") for item in items]
 
 
 async def _filled(h: Harness, session_id: str, count: int) -> Session:
@@ -212,9 +212,9 @@ async def check_returned_items_are_copies(h: Harness) -> None:
     session = await h.session("copies")
     item = message("original")
     await session.add_items([item])
-    item["content"] = "changed by caller"  # type: ignore[index]
+    cast(dict[str, object], item)["content"] = "changed by caller"
     (first,) = await session.get_items()
-    first["content"] = "changed after read"  # type: ignore[index]
+    cast(dict[str, object], first)["content"] = "changed after read"
     _expect(_texts(await session.get_items()) == ["original"], "stored item changed by caller")
 
 
@@ -234,7 +234,11 @@ async def check_unicode_and_large_items(h: Harness) -> None:
     items: list[Any] = [
         message("héllo wörld — 你好 — مرحبا — 🙂👩‍💻 — \u0000 nul — \ud800 lone surrogate"),
         {"type": "function_call_output", "call_id": "c1", "output": "x" * 1_000_000},
-        {"role": "user", "content": [{"type": "input_text", "text": "nested"}], "n": [1, 2.5, None]},
+        {
+            "role": "user",
+            "content": [{"type": "input_text", "text": "nested"}],
+            "n": [1, 2.5, None],
+        },
     ]
     await session.add_items(items)
     _expect(await session.get_items() == items, "items changed in a round trip")
@@ -323,7 +327,7 @@ async def check_concurrent_add_and_pop(h: Harness) -> None:
 
 
 async def check_cancelled_writes_are_whole(h: Harness) -> None:
-    """A task cancelled during add_items leaves its batch whole or absent, and the session usable."""
+    """A task cancelled during add_items leaves its batch whole or absent."""
     session = await h.session("cancel-add")
     for attempt in range(20):
         batch = [message(f"{attempt}-{i}") for i in range(50)]

@@ -37,7 +37,9 @@ def require_server(name: str, host: str, port: int) -> None:
 def write_raw_sqlite(path: Path, session_id: str, text: str, table: str = "agent_messages") -> None:
     """Append a row to a SQLite session table as-is, bypassing every session class."""
     with sqlite3.connect(path) as conn:
-        conn.execute(f"INSERT INTO {table} (session_id, message_data) VALUES (?, ?)", (session_id, text))
+        conn.execute(
+            f"INSERT INTO {table} (session_id, message_data) VALUES (?, ?)", (session_id, text)
+        )
     conn.close()
 
 

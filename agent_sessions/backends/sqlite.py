@@ -52,11 +52,12 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
     while True:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.005)
+        else:
+            return
 
 
 def _schema_version(conn: sqlite3.Connection, tables: TableNames) -> int:
@@ -146,12 +147,15 @@ class SQLiteStore:
             try:
                 return call(conn)
             except sqlite3.Error as exc:
-                raise StorageError(f"SQLite {operation} on {str(self.db_path)!r} failed: {exc}") from exc
+                raise StorageError(
+                    f"SQLite {operation} on {str(self.db_path)!r} failed: {exc}"
+                ) from exc
 
         return await self._worker.run(translated)
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows of a session (all if None), oldest first."""
+        params: tuple[object, ...]
         if limit is None:
             statement, params = self._sql.read_all, (session_id,)
         else:
@@ -173,7 +177,11 @@ class SQLiteStore:
         journal-mode switch) the read falls back to the worker instead of blocking the loop.
         """
         if self._reader is None:
-            if not self._schema_ready.is_set() or str(self.db_path) == _MEMORY or self._worker.closed:
+            if (
+                not self._schema_ready.is_set()
+                or str(self.db_path) == _MEMORY
+                or self._worker.closed
+            ):
                 return None
             try:
                 self._reader = sqlite3.connect(
@@ -325,4 +333,3 @@ class SQLiteSession(StoreSession):
         """Close the session and its database connection; idempotent (like the SDK's ``close``)."""
         if self._mark_closed():
             self._sqlite.close()
-

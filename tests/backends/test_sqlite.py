@@ -101,7 +101,9 @@ async def test_schema_matches_the_sdk(tmp_path: Path) -> None:
             return {
                 table: conn.execute(f"PRAGMA table_info({table})").fetchall()
                 for table in ("agent_sessions", "agent_messages")
-            } | {"index": conn.execute("PRAGMA index_info(idx_agent_messages_session_id)").fetchall()}
+            } | {
+                "index": conn.execute("PRAGMA index_info(idx_agent_messages_session_id)").fetchall()
+            }
         finally:
             conn.close()
 
@@ -159,7 +161,7 @@ async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     """A path in a missing directory raises StorageUnavailableError naming the path."""
     path = tmp_path / "no" / "such" / "dir.db"
     async with SQLiteSession("s", path) as session:
-        with pytest.raises(StorageUnavailableError, match="dir.db"):
+        with pytest.raises(StorageUnavailableError, match=r"dir\.db"):
             await session.get_items()
 
 
@@ -206,8 +208,8 @@ async def test_unclosed_session_warns(db_path: Path) -> None:
     """A used session that is garbage-collected without close() emits a ResourceWarning."""
     session = SQLiteSession("s", db_path)
     await session.add_items([{"role": "user", "content": "x"}])
+    del session
     with pytest.warns(ResourceWarning, match="never closed"):
-        del session
         gc.collect()
 
 
@@ -240,7 +242,8 @@ WRITER = textwrap.dedent(
     from agent_sessions import SQLiteSession
 
     async def main(path, writer):
-        async with SQLiteSession("shared", path) as shared, SQLiteSession(f"own-{writer}", path) as own:
+        shared, own = SQLiteSession("shared", path), SQLiteSession(f"own-{writer}", path)
+        async with shared, own:
             for turn in range(40):
                 batch = [{"role": "user", "content": f"{writer}-{turn}-{i}"} for i in range(3)]
                 await shared.add_items(batch)
@@ -255,9 +258,11 @@ WRITER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_several_processes_share_one_file(db_path: Path) -> None:
-    """Four processes writing to one file at once: no errors, nothing lost, each writer's order kept."""
+    """Four processes on one file: no errors, nothing lost, each writer's order kept."""
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(db_path), str(w)], stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db_path), str(w)], stderr=subprocess.PIPE
+        )
         for w in range(4)
     ]
     for proc in procs:
@@ -265,9 +270,12 @@ def test_several_processes_share_one_file(db_path: Path) -> None:
         assert proc.returncode == 0, err.decode()
     conn = sqlite3.connect(db_path)
     try:
-        shared = [r[0] for r in conn.execute(
-            "SELECT message_data FROM agent_messages WHERE session_id='shared' ORDER BY id"
-        )]
+        shared = [
+            r[0]
+            for r in conn.execute(
+                "SELECT message_data FROM agent_messages WHERE session_id='shared' ORDER BY id"
+            )
+        ]
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         for writer in range(4):
             own = conn.execute(

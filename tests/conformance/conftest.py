@@ -75,7 +75,9 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     spec = BACKENDS[request.param]
     check_name = request.node.callspec.params.get("check").__name__
     if check_name in spec.known_failures:
-        request.node.add_marker(pytest.mark.xfail(reason=spec.known_failures[check_name], strict=True))
+        request.node.add_marker(
+            pytest.mark.xfail(reason=spec.known_failures[check_name], strict=True)
+        )
     harness = spec.build(tmp_path)
     yield harness
     await harness.close_all()
