@@ -3,17 +3,15 @@
 The file layout is the SDK's own (same tables, columns, index and JSON rows), so a database moves
 between ``agents.SQLiteSession`` and ours in both directions. Files run in WAL mode with
 ``synchronous=FULL`` by default, so a returned write survives power loss; every write transaction
-starts with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout instead of failing with
-"database is locked".
+starts with ``BEGIN IMMEDIATE`` and waits for other writers (see ``_sqlite_connection``) instead
+of failing with "database is locked".
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,89 +20,14 @@ from agents.memory.session_settings import SessionSettings
 
 from .._worker import ConnectionWorker
 from ..core import StoreSession
-from ..errors import StorageError, StorageUnavailableError
-from ..schema import SQLITE_MIGRATIONS, VERSION_TABLE, TableNames
+from ..errors import StorageError
+from ..schema import TableNames
 from ..store import Popped
+from ._sqlite_connection import MEMORY, open_connection, retry_busy, transaction
 
 __all__ = ["SQLiteSession", "SQLiteStore"]
 
 T = TypeVar("T")
-_MEMORY = ":memory:"
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Hold the write lock from the first statement, and roll back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
-    # Switching to WAL needs a moment of exclusive access that the busy handler does not wait
-    # for, so several processes opening a new file at once retry here.
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.005)
-        else:
-            return
-
-
-def _schema_version(conn: sqlite3.Connection, tables: TableNames) -> int:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
-    ).fetchone()
-    if row is None:
-        return 0
-    row = conn.execute(
-        f"SELECT version FROM {VERSION_TABLE} WHERE name = ?", (tables.messages,)
-    ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def _migrate(conn: sqlite3.Connection, tables: TableNames) -> None:
-    if _schema_version(conn, tables) >= len(SQLITE_MIGRATIONS):
-        return
-    with _transaction(conn):
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
-            "(name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        version = _schema_version(conn, tables)  # another process may have migrated meanwhile
-        for step in SQLITE_MIGRATIONS[version:]:
-            for statement in step(tables):
-                conn.execute(statement)
-        conn.execute(
-            f"INSERT INTO {VERSION_TABLE} (name, version) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET version = excluded.version",
-            (tables.messages, len(SQLITE_MIGRATIONS)),
-        )
-
-
-def _open(
-    path: str, tables: TableNames, durable: bool, busy_timeout: float, ready: threading.Event
-) -> sqlite3.Connection:
-    """Open and configure the worker's connection, and bring the schema up to date."""
-    try:
-        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-        if path != _MEMORY:
-            _enable_wal(conn, busy_timeout)
-        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        _migrate(conn, tables)
-    except sqlite3.Error as exc:
-        raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
-    ready.set()
-    return conn
 
 
 class SQLiteStore:
@@ -121,7 +44,7 @@ class SQLiteStore:
 
     def __init__(
         self,
-        db_path: str | Path = _MEMORY,
+        db_path: str | Path = MEMORY,
         *,
         tables: TableNames | None = None,
         durable: bool = True,
@@ -136,7 +59,7 @@ class SQLiteStore:
         self._reader: sqlite3.Connection | None = None
         # The opener must not refer to the store, or the worker thread would keep it alive.
         opener = partial(
-            _open, str(db_path), self.tables, durable, busy_timeout, self._schema_ready
+            open_connection, str(db_path), self.tables, durable, busy_timeout, self._schema_ready
         )
         self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
             opener, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
@@ -145,7 +68,7 @@ class SQLiteStore:
     async def _call(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
         def translated(conn: sqlite3.Connection) -> T:
             try:
-                return call(conn)
+                return retry_busy(call, conn, self.busy_timeout)
             except sqlite3.Error as exc:
                 raise StorageError(
                     f"SQLite {operation} on {str(self.db_path)!r} failed: {exc}"
@@ -179,7 +102,7 @@ class SQLiteStore:
         if self._reader is None:
             if (
                 not self._schema_ready.is_set()
-                or str(self.db_path) == _MEMORY
+                or str(self.db_path) == MEMORY
                 or self._worker.closed
             ):
                 return None
@@ -198,7 +121,7 @@ class SQLiteStore:
         """Store rows after the session's newest row, in one transaction."""
 
         def append(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.execute(self._sql.touch_session, (session_id,))
                 conn.executemany(self._sql.insert, [(session_id, text) for text in texts])
 
@@ -208,7 +131,7 @@ class SQLiteStore:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""
 
         def pop(conn: sqlite3.Connection) -> Popped[T] | None:
-            with _transaction(conn):
+            with transaction(conn):
                 before, batch = -1, 1
                 while True:
                     rows = conn.execute(self._sql.tail, (session_id, before, batch)).fetchall()
@@ -227,7 +150,7 @@ class SQLiteStore:
         """Put a popped row back under its original id."""
 
         def restore(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.execute(self._sql.touch_session, (session_id,))
                 conn.execute(self._sql.insert_at, (popped.row_id, session_id, popped.text))
 
@@ -237,7 +160,7 @@ class SQLiteStore:
         """Delete a session's rows and its session record in one transaction."""
 
         def clear(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.execute(self._sql.delete_messages, (session_id,))
                 conn.execute(self._sql.delete_session, (session_id,))
 
@@ -308,7 +231,7 @@ class SQLiteSession(StoreSession):
     def __init__(
         self,
         session_id: str,
-        db_path: str | Path = _MEMORY,
+        db_path: str | Path = MEMORY,
         sessions_table: str = "agent_sessions",
         messages_table: str = "agent_messages",
         session_settings: SessionSettings | dict[str, Any] | None = None,

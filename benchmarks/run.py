@@ -1,0 +1,189 @@
+"""Side-by-side benchmark: our ``SQLiteSession`` vs the SDK's, with raw ``sqlite3`` as the floor.
+
+Usage: ``python benchmarks/run.py [--workloads chat,long_read] [--repeat N] [--quick] [--json F]``
+
+Every workload runs on every contender in this one process, interleaved round-robin (ours, sdk,
+raw, ours, sdk, raw, ...), each run on a fresh database file in a temporary directory that is
+deleted afterwards. Both session classes run with their defaults: WAL and ``synchronous=FULL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import agents
+from raw_sqlite import RawSession
+from workloads import QUICK, WORKLOADS, Factory, Result, Session
+
+import agent_sessions
+
+CONTENDERS: dict[str, Factory] = {
+    "ours": agent_sessions.SQLiteSession,
+    "sdk": agents.SQLiteSession,
+    "raw": RawSession,
+}
+NOISY = 0.20
+"""Flag a median whose repeats spread (max - min) by more than this fraction of it."""
+
+
+async def _run_once(workload: str, make: Factory, db_path: str, params: dict[str, Any]) -> Result:
+    """One run; every session the workload made is closed at the end, whatever happens."""
+    opened: list[Session] = []
+
+    def tracked(session_id: str, path: str) -> Session:
+        session = make(session_id, path)
+        opened.append(session)
+        return session
+
+    try:
+        return await WORKLOADS[workload](tracked, db_path, **params)
+    finally:
+        for session in opened:
+            session.close()
+
+
+def run_workload(
+    workload: str, repeat: int, params: dict[str, Any], tmp_root: str | None
+) -> dict[str, list[Result]]:
+    """All repeats of one workload, interleaved across contenders, each on a fresh file."""
+    runs: dict[str, list[Result]] = {name: [] for name in CONTENDERS}
+    for _ in range(repeat):
+        for name, make in CONTENDERS.items():
+            gc.collect()
+            with tempfile.TemporaryDirectory(prefix="agent-sessions-bench-", dir=tmp_root) as tmp:
+                db_path = str(Path(tmp) / "bench.db")  # -wal/-shm go with the directory
+                runs[name].append(asyncio.run(_run_once(workload, make, db_path, params)))
+    return runs
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def summarize(workload: str, runs: dict[str, list[Result]]) -> dict[str, Any]:
+    """Medians per contender (and per history size for growth), with every run kept."""
+    summary: dict[str, Any] = {}
+    for name, results in runs.items():
+        entry: dict[str, Any] = {"runs": [vars(r) | {"ops_per_s": r.ops_per_s} for r in results]}
+        if workload == "growth":
+            sizes = sorted(results[0].per_call)
+            per_size = {s: [r.per_call[s] * 1e6 for r in results] for s in sizes}
+            entry["us_per_call"] = {s: statistics.median(v) for s, v in per_size.items()}
+            entry["spread"] = {s: _spread(v) for s, v in per_size.items()}
+            entry["flatness"] = entry["us_per_call"][sizes[-1]] / entry["us_per_call"][sizes[0]]
+        else:
+            values = [r.ops_per_s for r in results]
+            entry["ops_per_s"] = statistics.median(values)
+            entry["spread"] = _spread(values)
+        summary[name] = entry
+    return summary
+
+
+def _size(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def table(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows; the ratio columns are speedups (> 1 means ours is faster)."""
+    lines = [
+        "| workload | ours | SDK | raw sqlite3 | ours/SDK | ours/raw |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for workload, s in summaries.items():
+        ours, sdk, raw = s["ours"], s["sdk"], s["raw"]
+        if workload != "growth":
+            o, k, r = ours["ops_per_s"], sdk["ops_per_s"], raw["ops_per_s"]
+            lines.append(
+                f"| {workload} (ops/s) | {o:,.0f} | {k:,.0f} | {r:,.0f} "
+                f"| {o / k:.2f}x | {o / r:.2f}x |"
+            )
+            continue
+        sizes = list(ours["us_per_call"])
+        for size in sizes:
+            o, k, r = (c["us_per_call"][size] for c in (ours, sdk, raw))
+            lines.append(
+                f"| growth {_size(size)} (µs/call) | {o:,.1f} | {k:,.1f} | {r:,.1f} "
+                f"| {k / o:.2f}x | {r / o:.2f}x |"
+            )
+        flat = " | ".join(f"{c['flatness']:.2f}x" for c in (ours, sdk, raw))
+        lines.append(f"| growth {_size(sizes[-1])}/{_size(sizes[0])} (flatness) | {flat} | | |")
+    return lines
+
+
+def noisy(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """Cells whose repeats disagree by more than ``NOISY`` of their median."""
+    notes = []
+    for workload, s in summaries.items():
+        for name, entry in s.items():
+            spread = entry["spread"]
+            spreads = spread if isinstance(spread, dict) else {"": spread}
+            for size, spread in spreads.items():
+                if spread > NOISY:
+                    where = f"{workload} {_size(size)}" if size else workload
+                    notes.append(f"{where}/{name}: repeats spread {spread:.0%} of the median")
+    return notes
+
+
+def header(args: argparse.Namespace) -> dict[str, Any]:
+    import sqlite3
+
+    return {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "agent_sessions": agent_sessions.__version__,
+        "openai_agents": version("openai-agents"),
+        "platform": platform.platform(),
+        "tmp_dir": args.tmp_dir or tempfile.gettempdir(),
+        "repeat": args.repeat,
+        "quick": args.quick,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
+    parser.add_argument("--repeat", type=int, help="runs per contender (default 3, quick 1)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--json", type=Path, help="write medians and every run here")
+    parser.add_argument("--tmp-dir", help="where the database files go (default: system temp)")
+    args = parser.parse_args(argv)
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+
+    meta = header(args)
+    print(" | ".join(f"{key} {value}" for key, value in meta.items()))
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        params = QUICK[name] if args.quick else {}
+        summaries[name] = summarize(name, run_workload(name, args.repeat, params, args.tmp_dir))
+
+    print()
+    print("\n".join(table(summaries)))
+    print("\nRatios are speedups of ours: > 1 means ours is faster (for µs rows, theirs ÷ ours).")
+    notes = noisy(summaries) if args.repeat > 1 else []
+    if notes:
+        print(f"\nNoisy (spread > {NOISY:.0%}):\n" + "\n".join(f"- {n}" for n in notes))
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "results": summaries}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
