@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol, cast
 
@@ -34,6 +35,7 @@ logger = logging.getLogger("agent_sessions")
 _SCALARS = (str, int, bool, type(None))
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 _DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # what json.loads skips around a value
 
 
 class Codec(Protocol):
@@ -67,7 +69,8 @@ class JsonCodec:
         """
         if not isinstance(text, str):
             raise ValueError(f"row holds {type(text).__name__}, not text")  # noqa: TRY004
-        value, end = _DECODER.raw_decode(text)
+        start = _WHITESPACE.match(text).end()  # type: ignore[union-attr]
+        value, end = _DECODER.raw_decode(text, start)
         if end != len(text) and text[end:].strip():
             raise ValueError(f"unexpected data after the item at offset {end}")
         if type(value) is not dict:
@@ -78,9 +81,14 @@ class JsonCodec:
 def _problem(value: object) -> str | None:
     """Return why ``value`` would not survive a JSON round trip unchanged, or None if it would."""
     stack: list[object] = [value]
+    walked: set[int] = set()  # containers already checked: a shared or cyclic one is not redone
     while stack:
         current = stack.pop()
         kind = type(current)
+        if kind is dict or kind is list:
+            if id(current) in walked:
+                continue
+            walked.add(id(current))
         if kind is dict:
             for key, child in cast(dict[object, object], current).items():
                 if type(key) is not str:
@@ -119,13 +127,15 @@ def encode_items(items: Sequence[object], codec: Codec | None = None) -> list[st
     for index, item in enumerate(items):
         if type(item) is not dict:
             raise ItemValidationError(index, f"expected a dict, got {type(item).__name__}")
+        try:
+            # Encoding first also refuses a cyclic item, which the walk below could not finish.
+            text = codec.encode(cast(TResponseInputItem, item))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ItemValidationError(index, _problem(item) or str(exc) or repr(exc)) from exc
         problem = _problem(item)
         if problem is not None:
             raise ItemValidationError(index, problem)
-        try:
-            texts.append(codec.encode(cast(TResponseInputItem, item)))
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ItemValidationError(index, str(exc) or type(exc).__name__) from exc
+        texts.append(text)
     return texts
 
 

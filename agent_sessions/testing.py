@@ -29,6 +29,7 @@ from typing import Any, TypeVar, cast
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionSettings
 
+from .errors import SessionClosedError
 from .store import Popped
 
 __all__ = [
@@ -426,20 +427,26 @@ class MemoryStore:
     def __init__(self) -> None:
         self._rows: dict[str, list[tuple[int, str]]] = {}
         self._ids = itertools.count(1)
+        self._closed = False
+
+    def _session_rows(self, session_id: str) -> list[tuple[int, str]]:
+        if self._closed:
+            raise SessionClosedError("MemoryStore is closed")
+        return self._rows.setdefault(session_id, [])
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows (all if None), oldest first."""
-        rows = self._rows.get(session_id, [])
+        rows = self._session_rows(session_id)
         chosen = rows if limit is None else rows[len(rows) - limit :] if limit else []
         return [text for _, text in chosen]
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the newest one."""
-        self._rows.setdefault(session_id, []).extend((next(self._ids), t) for t in texts)
+        self._session_rows(session_id).extend((next(self._ids), t) for t in texts)
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts."""
-        rows = self._rows.get(session_id, [])
+        rows = self._session_rows(session_id)
         for index in range(len(rows) - 1, -1, -1):
             row_id, text = rows[index]
             item = decode(text)
@@ -450,16 +457,18 @@ class MemoryStore:
 
     async def restore(self, session_id: str, popped: Popped[Any]) -> None:
         """Put a popped row back in id order."""
-        rows = self._rows.setdefault(session_id, [])
+        rows = self._session_rows(session_id)
         rows.append((popped.row_id, popped.text))
         rows.sort()
 
     async def clear(self, session_id: str) -> None:
         """Forget a session."""
+        self._session_rows(session_id)
         self._rows.pop(session_id, None)
 
     async def aclose(self) -> None:
-        """Nothing to release."""
+        """Refuse every later call; idempotent."""
+        self._closed = True
 
     def write_raw(self, session_id: str, text: str) -> None:
         """Append a row as-is, bypassing validation (to plant corrupt data in tests)."""

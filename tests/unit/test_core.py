@@ -1,0 +1,237 @@
+"""The session protocol built once in ``core``: limits, settings and the lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from agents.memory import SessionSettings
+
+from agent_sessions.core import SessionState, StoreSession, resolve_limit
+from agent_sessions.errors import InvalidLimitError, SessionClosedError
+from agent_sessions.testing import MemoryStore
+
+
+class ClosingCountStore(MemoryStore):
+    """The reference store, counting how often it is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = 0
+
+    async def aclose(self) -> None:
+        """Count the call."""
+        self.closed += 1
+
+
+def message(text: str) -> dict[str, Any]:
+    """Return a minimal user message item."""
+    return {"role": "user", "content": text}
+
+
+async def filled(session: StoreSession, count: int) -> StoreSession:
+    """Add ``count`` messages ``m0``... to the session and return it."""
+    await session.add_items([message(f"m{i}") for i in range(count)])  # type: ignore[misc]
+    return session
+
+
+# --- resolve_limit --------------------------------------------------------------------------
+
+
+def test_explicit_limit_wins_over_settings() -> None:
+    """Uses an explicit limit even when the settings carry another one."""
+    assert resolve_limit(3, SessionSettings(limit=10)) == 3
+
+
+def test_explicit_zero_wins_over_settings() -> None:
+    """Treats an explicit 0 as a limit rather than as a missing one."""
+    assert resolve_limit(0, SessionSettings(limit=10)) == 0
+
+
+def test_settings_limit_is_used_without_an_explicit_one() -> None:
+    """Falls back to the settings' limit when the explicit limit is None."""
+    assert resolve_limit(None, SessionSettings(limit=10)) == 10
+
+
+@pytest.mark.parametrize("settings", [None, SessionSettings()], ids=["no-settings", "no-limit"])
+def test_no_limit_anywhere_means_none(settings: SessionSettings | None) -> None:
+    """Returns None (everything) when neither the call nor the settings set a limit."""
+    assert resolve_limit(None, settings) is None
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "3", True, False], ids=repr)
+def test_invalid_explicit_limit_is_refused(limit: object) -> None:
+    """Refuses a limit that is negative or not an int (bools included)."""
+    with pytest.raises(InvalidLimitError):
+        resolve_limit(limit, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "3", True], ids=repr)
+def test_invalid_settings_limit_is_refused(limit: object) -> None:
+    """Refuses an invalid limit that comes from the settings, too."""
+    # Assigned after construction: the SDK's pydantic dataclass would coerce "3" and True.
+    settings = SessionSettings()
+    settings.limit = limit  # type: ignore[assignment]
+    with pytest.raises(InvalidLimitError):
+        resolve_limit(None, settings)
+
+
+def test_invalid_limit_error_is_a_value_error() -> None:
+    """Raises an error that callers catch as ``ValueError``, naming the bad limit."""
+    with pytest.raises(ValueError, match="-1"):
+        resolve_limit(-1, None)
+
+
+# --- StoreSession: settings -----------------------------------------------------------------
+
+
+async def test_settings_given_as_a_dict_cap_reads() -> None:
+    """Accepts ``session_settings`` as a dict of its fields, as the SDK does."""
+    session = StoreSession("s", MemoryStore(), owns_store=False, session_settings={"limit": 2})
+    assert session.session_settings == SessionSettings(limit=2)
+    items = await (await filled(session, 5)).get_items()
+    assert [item.get("content") for item in items] == ["m3", "m4"]
+
+
+async def test_settings_given_as_an_instance_cap_reads() -> None:
+    """Accepts ``session_settings`` as a ``SessionSettings`` and honours its limit."""
+    settings = SessionSettings(limit=2)
+    session = StoreSession("s", MemoryStore(), owns_store=False, session_settings=settings)
+    assert session.session_settings is settings
+    items = await (await filled(session, 5)).get_items()
+    assert [item.get("content") for item in items] == ["m3", "m4"]
+
+
+async def test_settings_default_to_no_limit() -> None:
+    """Defaults ``session_settings`` to ``SessionSettings()``, which reads everything."""
+    session = StoreSession("s", MemoryStore(), owns_store=False)
+    assert session.session_settings == SessionSettings()
+    assert len(await (await filled(session, 5)).get_items()) == 5
+
+
+async def test_explicit_limit_overrides_the_session_settings() -> None:
+    """Lets ``get_items(limit)`` override ``session_settings.limit``."""
+    session = StoreSession("s", MemoryStore(), owns_store=False, session_settings={"limit": 2})
+    assert len(await (await filled(session, 5)).get_items(4)) == 4
+
+
+# --- StoreSession: lifecycle ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("session_id", [1, None, b"s", ("s",)], ids=repr)
+def test_non_str_session_id_is_refused(session_id: object) -> None:
+    """Refuses a session id that is not a str with ``TypeError``."""
+    with pytest.raises(TypeError, match="session_id"):
+        StoreSession(session_id, MemoryStore(), owns_store=False)  # type: ignore[arg-type]
+
+
+async def test_state_goes_from_open_to_closed() -> None:
+    """Starts OPEN and is CLOSED after ``aclose()``."""
+    session = StoreSession("s", MemoryStore(), owns_store=False)
+    assert session.state is SessionState.OPEN
+    await session.aclose()
+    assert session.state is SessionState.CLOSED
+
+
+CALLS: dict[str, Callable[[StoreSession], Awaitable[object]]] = {
+    "get_items": lambda s: s.get_items(),
+    "add_items": lambda s: s.add_items([message("late")]),  # type: ignore[list-item]
+    "pop_item": lambda s: s.pop_item(),
+    "clear_session": lambda s: s.clear_session(),
+    "__aenter__": lambda s: s.__aenter__(),
+}
+
+
+@pytest.mark.parametrize("method", CALLS)
+async def test_call_after_close_names_the_method(method: str) -> None:
+    """Raises ``SessionClosedError`` naming the method that was called after ``aclose()``."""
+    session = StoreSession("s", MemoryStore(), owns_store=False)
+    await session.aclose()
+    with pytest.raises(SessionClosedError, match=f"{method}\\(\\)"):
+        await CALLS[method](session)
+
+
+async def test_session_closed_error_is_a_runtime_error() -> None:
+    """Raises an error that callers catch as ``RuntimeError``."""
+    session = StoreSession("s", MemoryStore(), owns_store=False)
+    await session.aclose()
+    with pytest.raises(RuntimeError):
+        await session.get_items()
+
+
+async def test_call_after_close_leaves_the_store_untouched() -> None:
+    """Writes nothing to the store when ``add_items`` is refused on a closed session."""
+    store = MemoryStore()
+    session = StoreSession("s", store, owns_store=False)
+    await session.aclose()
+    with pytest.raises(SessionClosedError):
+        await session.add_items([message("late")])  # type: ignore[list-item]
+    assert store.count_rows("s") == 0
+
+
+async def test_aclose_twice_closes_an_owned_store_once() -> None:
+    """Closes an owned store on the first ``aclose()`` and does nothing on the second."""
+    store = ClosingCountStore()
+    session = StoreSession("s", store, owns_store=True)
+    await session.aclose()
+    await session.aclose()
+    assert store.closed == 1
+    assert session.state is SessionState.CLOSED
+
+
+async def test_aclose_leaves_a_borrowed_store_open() -> None:
+    """Never closes a store the session was given with ``owns_store=False``."""
+    store = ClosingCountStore()
+    await StoreSession("s", store, owns_store=False).aclose()
+    assert store.closed == 0
+
+
+async def test_async_with_returns_the_session_and_closes_it() -> None:
+    """Yields the session itself from ``async with`` and closes it on exit."""
+    store = ClosingCountStore()
+    session = StoreSession("s", store, owns_store=True)
+    async with session as entered:
+        assert entered is session
+        await entered.add_items([message("inside")])  # type: ignore[list-item]
+    assert session.state is SessionState.CLOSED
+    assert store.closed == 1
+    with pytest.raises(SessionClosedError):
+        await session.get_items()
+
+
+async def test_async_with_closes_on_error() -> None:
+    """Closes the session when the ``async with`` body raises."""
+    session = StoreSession("s", MemoryStore(), owns_store=False)
+    with pytest.raises(KeyError):
+        async with session:
+            raise KeyError("boom")
+    assert session.state is SessionState.CLOSED
+
+
+async def test_items_survive_on_a_shared_store_after_close() -> None:
+    """Leaves stored items readable by a new session on the same store after closing."""
+    store = MemoryStore()
+    async with StoreSession("s", store, owns_store=False) as first:
+        await filled(first, 2)
+    again = StoreSession("s", store, owns_store=False)
+    assert [item.get("content") for item in await again.get_items()] == ["m0", "m1"]
+
+
+# --- the reference store --------------------------------------------------------------------
+
+STORE_CALLS: dict[str, Callable[[MemoryStore], Awaitable[object]]] = {
+    "read": lambda store: store.read("s", None),
+    "append": lambda store: store.append("s", ['{"n":0}']),
+    "pop": lambda store: store.pop("s", lambda text: text),
+    "clear": lambda store: store.clear("s"),
+}
+
+
+@pytest.mark.parametrize("method", STORE_CALLS)
+async def test_reference_store_refuses_calls_after_aclose(method: str) -> None:
+    """Raises ``SessionClosedError`` from the reference store after ``aclose`` (see ``Store``)."""
+    store = MemoryStore()
+    await store.aclose()
+    with pytest.raises(SessionClosedError):
+        await STORE_CALLS[method](store)
