@@ -130,6 +130,13 @@ class ConnectionWorker(Generic[C]):
         """True once ``close`` or ``aclose`` was called."""
         return self._closed
 
+    def start(self) -> None:
+        """Start the thread, which opens the connection; idempotent, and implied by ``run``."""
+        if self._finalizer is None and not self._closed:
+            self._finalizer = weakref.finalize(self, _on_collect, self._jobs, self._label)
+            self._finalizer.atexit = False
+            self._thread.start()
+
     async def run(self, call: Callable[[C], T]) -> T:
         """Run ``call(connection)`` on the worker thread and return its result.
 
@@ -138,11 +145,7 @@ class ConnectionWorker(Generic[C]):
         """
         if self._closed:
             raise SessionClosedError(f"{self._label} is closed")
-        if self._finalizer is None:
-            # Started on first use, so an object that is never used holds no thread.
-            self._finalizer = weakref.finalize(self, _on_collect, self._jobs, self._label)
-            self._finalizer.atexit = False
-            self._thread.start()
+        self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
         self._jobs.put((call, loop, future))

@@ -157,12 +157,38 @@ def decode_rows(
     Returns:
         The decoded items, oldest first.
     """
+    texts = list(texts)
+    if codec is None or type(codec) is JsonCodec:
+        fast = _decode_plain_rows(texts)
+        if fast is not None:
+            return fast
     codec = codec or _JSON
     items: list[TResponseInputItem] = []
     for text in texts:
         item = decode_or_report(text, session_id=session_id, strict=strict, codec=codec)
         if item is not None:
             items.append(item)
+    return items
+
+
+def _decode_plain_rows(texts: list[str]) -> list[TResponseInputItem] | None:
+    """Decode rows that are all plain compact objects in one tight loop; None if any is not.
+
+    This is the path every read takes, so it skips the per-row checks that only an unusual row
+    (leading whitespace, a corrupt row) needs; those rows send the whole batch down the careful
+    path, which decodes each row on its own.
+    """
+    decode = _DECODER.raw_decode
+    items: list[TResponseInputItem] = []
+    append = items.append
+    try:
+        for text in texts:
+            value, end = decode(text)
+            if end != len(text) or type(value) is not dict:
+                return None
+            append(cast(TResponseInputItem, value))
+    except (ValueError, TypeError, RecursionError):
+        return None
     return items
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from typing import TypeVar
 from ..errors import StorageUnavailableError
 from ..schema import SQLITE_MIGRATIONS, VERSION_TABLE, TableNames
 
-__all__ = ["MEMORY", "open_connection", "retry_busy", "transaction"]
+__all__ = ["MEMORY", "ReaderSlot", "open_connection", "retry_busy", "transaction"]
 
 T = TypeVar("T")
 MEMORY = ":memory:"
@@ -107,12 +106,25 @@ def _configure(conn: sqlite3.Connection, path: str, durable: bool, tables: Table
     _migrate(conn, tables)
 
 
+class ReaderSlot:
+    """Hands the event loop a read-only connection, opened by the worker once the tables exist."""
+
+    def __init__(self) -> None:
+        self.connection: sqlite3.Connection | None = None
+
+    def close(self) -> None:
+        """Close the reader, if one was handed over."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+
 def open_connection(
-    path: str, tables: TableNames, durable: bool, busy_timeout: float, ready: threading.Event
+    path: str, tables: TableNames, durable: bool, busy_timeout: float, reader: ReaderSlot
 ) -> sqlite3.Connection:
     """Open the worker's connection: WAL, the chosen durability, and an up-to-date schema.
 
-    Sets ``ready`` once the tables exist, so other connections may read them.
+    For a file, also opens a read-only connection with a zero busy timeout into ``reader``.
 
     Raises:
         StorageUnavailableError: the file cannot be opened or set up.
@@ -123,8 +135,13 @@ def open_connection(
         raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
     try:
         retry_busy(lambda c: _configure(c, path, durable, tables), conn, busy_timeout)
+        if path != MEMORY:
+            read_only = sqlite3.connect(
+                path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+            read_only.execute("PRAGMA query_only=ON")
+            reader.connection = read_only
     except sqlite3.Error as exc:
         conn.close()
         raise StorageUnavailableError(f"cannot set up SQLite database {path!r}: {exc}") from exc
-    ready.set()
     return conn

@@ -10,7 +10,6 @@ of failing with "database is locked".
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..core import StoreSession
 from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped
-from ._sqlite_connection import MEMORY, open_connection, retry_busy, transaction
+from ._sqlite_connection import MEMORY, ReaderSlot, open_connection, retry_busy, transaction
 
 __all__ = ["SQLiteSession", "SQLiteStore"]
 
@@ -55,15 +54,17 @@ class SQLiteStore:
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._sql = _Statements(self.tables)
-        self._schema_ready = threading.Event()
-        self._reader: sqlite3.Connection | None = None
+        self._reader = ReaderSlot()
         # The opener must not refer to the store, or the worker thread would keep it alive.
         opener = partial(
-            open_connection, str(db_path), self.tables, durable, busy_timeout, self._schema_ready
+            open_connection, str(db_path), self.tables, durable, busy_timeout, self._reader
         )
         self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
             opener, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
         )
+        # Open the file in the background now, as the SDK's constructor does in the foreground,
+        # so the first call does not wait for it.
+        self._worker.start()
 
     async def _call(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
         def translated(conn: sqlite3.Connection) -> T:
@@ -99,21 +100,11 @@ class SQLiteStore:
         is zero: in the rare moments a reader would have to wait (recovery after a crash, a
         journal-mode switch) the read falls back to the worker instead of blocking the loop.
         """
-        if self._reader is None:
-            if (
-                not self._schema_ready.is_set()
-                or str(self.db_path) == MEMORY
-                or self._worker.closed
-            ):
-                return None
-            try:
-                self._reader = sqlite3.connect(
-                    str(self.db_path), timeout=0, isolation_level=None, check_same_thread=False
-                )
-            except sqlite3.Error:
-                return None
+        reader = self._reader.connection
+        if reader is None:
+            return None
         try:
-            return self._reader.execute(statement, params).fetchall()
+            return reader.execute(statement, params).fetchall()
         except sqlite3.OperationalError:
             return None
 
@@ -168,18 +159,13 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Finish queued calls and close the connections; idempotent. Blocks until done."""
-        self._close_reader()
+        self._reader.close()
         self._worker.close()
 
     async def aclose(self) -> None:
         """Finish queued calls and close the connections without blocking the loop; idempotent."""
-        self._close_reader()
+        self._reader.close()
         await self._worker.aclose()
-
-    def _close_reader(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.close()
 
 
 class _Statements:
