@@ -14,11 +14,11 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import SessionClosedError
 
-__all__ = ["ConnectionWorker"]
+__all__ = ["ConnectionWorker", "deliver"]
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -35,7 +35,11 @@ class _Stop:
         self.notify = notify
 
 
-def _deliver(future: asyncio.Future[object], ok: bool, value: object) -> None:
+def deliver(future: asyncio.Future[Any], ok: bool, value: object) -> None:
+    """Resolve ``future`` with a result (``ok``) or an exception, unless it was cancelled.
+
+    Runs on the future's loop: call it through ``loop.call_soon_threadsafe``.
+    """
     if future.cancelled():
         return
     if ok:
@@ -64,7 +68,7 @@ def _run(job: _Job[C], connection: C | None, failure: BaseException | None) -> N
             value, ok = exc, False
     # A closed loop means nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_deliver, future, ok, value)
+        loop.call_soon_threadsafe(deliver, future, ok, value)
 
 
 def _serve(
@@ -92,7 +96,7 @@ def _serve(
     if job.notify is not None:
         loop, future = job.notify
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_deliver, future, closing_error is None, closing_error)
+            loop.call_soon_threadsafe(deliver, future, closing_error is None, closing_error)
 
 
 def _on_collect(jobs: queue.SimpleQueue[object], label: str) -> None:
@@ -137,8 +141,8 @@ class ConnectionWorker(Generic[C]):
             self._finalizer.atexit = False
             self._thread.start()
 
-    async def run(self, call: Callable[[C], T]) -> T:
-        """Run ``call(connection)`` on the worker thread and return its result.
+    def submit(self, call: Callable[[C], T]) -> asyncio.Future[T]:
+        """Queue ``call(connection)`` for the worker thread; the future resolves with its result.
 
         Raises:
             SessionClosedError: the worker was closed.
@@ -146,10 +150,17 @@ class ConnectionWorker(Generic[C]):
         if self._closed:
             raise SessionClosedError(f"{self._label} is closed")
         self.start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[object] = loop.create_future()
-        self._jobs.put((call, loop, future))
-        return await future  # type: ignore[return-value]
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((call, future.get_loop(), future))  # type: ignore[arg-type]
+        return future
+
+    async def run(self, call: Callable[[C], T]) -> T:
+        """Run ``call(connection)`` on the worker thread and return its result.
+
+        Raises:
+            SessionClosedError: the worker was closed.
+        """
+        return await self.submit(call)
 
     def close(self) -> None:
         """Stop the thread after the calls already queued, and close the connection; idempotent.

@@ -48,6 +48,12 @@ def resolve_limit(limit: int | None, settings: SessionSettings | None) -> int | 
     return limit
 
 
+def check_session_id(session_id: object) -> None:
+    """Raise ``TypeError`` unless ``session_id`` is a str."""
+    if not isinstance(session_id, str):
+        raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
+
+
 def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> SessionSettings:
     """Accept settings the way the SDK does: an instance, a dict of its fields, or None."""
     if settings is None:
@@ -99,8 +105,7 @@ class StoreSession:
         strict: bool = False,
         codec: Codec | None = None,
     ) -> None:
-        if not isinstance(session_id, str):
-            raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
+        check_session_id(session_id)
         self.session_id = session_id
         self.session_settings = coerce_settings(session_settings)
         self.strict = strict

@@ -74,6 +74,8 @@ class Harness:
         count_rows: Counts a session's stored rows, decodable or not (enables the check that
             undecodable rows are kept).
         persistent: Whether a new object (after closing the old ones) sees earlier writes.
+        cleanup: Called by :meth:`close_all` after the sessions are closed, last first (for
+            example to close a store the sessions share).
     """
 
     name: str
@@ -82,6 +84,7 @@ class Harness:
     write_raw: Callable[[str, str], Awaitable[None] | None] | None = None
     count_rows: Callable[[str], Awaitable[int] | int] | None = None
     persistent: bool = True
+    cleanup: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
     _opened: list[Session] = field(default_factory=list, repr=False)
 
     async def session(self, session_id: str) -> Session:
@@ -102,9 +105,11 @@ class Harness:
             await _maybe_await(closer())
 
     async def close_all(self) -> None:
-        """Close every session still open."""
+        """Close every session still open, then run the cleanup callables."""
         for session in list(self._opened):
             await self.close_session(session)
+        while self.cleanup:
+            await _maybe_await(self.cleanup.pop()())
 
 
 @contextmanager

@@ -27,8 +27,29 @@ from workloads import QUICK, WORKLOADS, Factory, Result, Session
 
 import agent_sessions
 
+
+class SharedStore:
+    """Our sessions made from one ``SQLiteStore`` per file: one thread and group commit."""
+
+    def __init__(self) -> None:
+        self.stores: dict[str, agent_sessions.SQLiteStore] = {}
+
+    def __call__(self, session_id: str, db_path: str) -> Session:
+        store = self.stores.get(db_path)
+        if store is None:
+            store = self.stores[db_path] = agent_sessions.SQLiteStore(db_path)
+        return store.session(session_id)
+
+    def close(self) -> None:
+        """Close every store made so far."""
+        for store in self.stores.values():
+            store.close()
+        self.stores.clear()
+
+
 CONTENDERS: dict[str, Factory] = {
     "ours": agent_sessions.SQLiteSession,
+    "shared": SharedStore(),
     "sdk": agents.SQLiteSession,
     "raw": RawSession,
 }
@@ -50,6 +71,8 @@ async def _run_once(workload: str, make: Factory, db_path: str, params: dict[str
     finally:
         for session in opened:
             session.close()
+        if isinstance(make, SharedStore):
+            make.close()
 
 
 def run_workload(
@@ -96,27 +119,28 @@ def _size(n: int) -> str:
 def table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     """Markdown rows; the ratio columns are speedups (> 1 means ours is faster)."""
     lines = [
-        "| workload | ours | SDK | raw sqlite3 | ours/SDK | ours/raw |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| workload | ours | ours, shared store | SDK | raw sqlite3 | ours/SDK | shared/SDK "
+        "| ours/raw |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload, s in summaries.items():
-        ours, sdk, raw = s["ours"], s["sdk"], s["raw"]
+        ours, shared, sdk, raw = s["ours"], s["shared"], s["sdk"], s["raw"]
         if workload != "growth":
-            o, k, r = ours["ops_per_s"], sdk["ops_per_s"], raw["ops_per_s"]
+            o, h, k, r = (c["ops_per_s"] for c in (ours, shared, sdk, raw))
             lines.append(
-                f"| {workload} (ops/s) | {o:,.0f} | {k:,.0f} | {r:,.0f} "
-                f"| {o / k:.2f}x | {o / r:.2f}x |"
+                f"| {workload} (ops/s) | {o:,.0f} | {h:,.0f} | {k:,.0f} | {r:,.0f} "
+                f"| {o / k:.2f}x | {h / k:.2f}x | {o / r:.2f}x |"
             )
             continue
         sizes = list(ours["us_per_call"])
         for size in sizes:
-            o, k, r = (c["us_per_call"][size] for c in (ours, sdk, raw))
+            o, h, k, r = (c["us_per_call"][size] for c in (ours, shared, sdk, raw))
             lines.append(
-                f"| growth {_size(size)} (µs/call) | {o:,.1f} | {k:,.1f} | {r:,.1f} "
-                f"| {k / o:.2f}x | {r / o:.2f}x |"
+                f"| growth {_size(size)} (µs/call) | {o:,.1f} | {h:,.1f} | {k:,.1f} | {r:,.1f} "
+                f"| {k / o:.2f}x | {k / h:.2f}x | {r / o:.2f}x |"
             )
-        flat = " | ".join(f"{c['flatness']:.2f}x" for c in (ours, sdk, raw))
-        lines.append(f"| growth {_size(sizes[-1])}/{_size(sizes[0])} (flatness) | {flat} | | |")
+        flat = " | ".join(f"{c['flatness']:.2f}x" for c in (ours, shared, sdk, raw))
+        lines.append(f"| growth {_size(sizes[-1])}/{_size(sizes[0])} (flatness) | {flat} | | | |")
     return lines
 
 

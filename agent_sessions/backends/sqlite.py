@@ -13,20 +13,50 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from agents.memory.session_settings import SessionSettings
 
 from .._worker import ConnectionWorker
-from ..core import StoreSession
+from ..core import StoreSession, check_session_id
 from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped
+from ._group_commit import Batch, GroupCommit
 from ._sqlite_connection import MEMORY, ReaderSlot, open_connection, retry_busy, transaction
 
 __all__ = ["SQLiteSession", "SQLiteStore"]
 
 T = TypeVar("T")
+
+
+def _guarded(
+    call: Callable[[sqlite3.Connection], T], busy_timeout: float, what: str
+) -> Callable[[sqlite3.Connection], T]:
+    """Wrap a worker-side call: wait out busy locks, and translate driver errors."""
+
+    def guarded(conn: sqlite3.Connection) -> T:
+        try:
+            return retry_busy(call, conn, busy_timeout)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{what} failed: {exc}") from exc
+
+    return guarded
+
+
+def _write_batches(
+    sql: _Statements, busy_timeout: float, what: str, conn: sqlite3.Connection, batches: list[Batch]
+) -> None:
+    """Write several sessions' batches in one transaction (the group commit's writer)."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        with transaction(conn):
+            for session_id, texts in batches:
+                conn.execute(sql.touch_session, (session_id,))
+                conn.executemany(sql.insert, [(session_id, text) for text in texts])
+
+    _guarded(write, busy_timeout, what)(conn)
 
 
 class SQLiteStore:
@@ -54,6 +84,7 @@ class SQLiteStore:
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._sql = _Statements(self.tables)
+        self._where = repr(str(db_path))
         self._reader = ReaderSlot()
         # The opener must not refer to the store, or the worker thread would keep it alive.
         opener = partial(
@@ -62,20 +93,20 @@ class SQLiteStore:
         self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
             opener, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
         )
+        # Module-level functions only: a callback bound to the store would form a cycle that
+        # keeps an unclosed store (and its thread) alive until the cycle collector runs.
+        self._commits = GroupCommit(
+            self._worker,
+            partial(_write_batches, self._sql, busy_timeout, f"SQLite append on {self._where}"),
+        )
         # Open the file in the background now, as the SDK's constructor does in the foreground,
         # so the first call does not wait for it.
         self._worker.start()
 
     async def _call(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
-        def translated(conn: sqlite3.Connection) -> T:
-            try:
-                return retry_busy(call, conn, self.busy_timeout)
-            except sqlite3.Error as exc:
-                raise StorageError(
-                    f"SQLite {operation} on {str(self.db_path)!r} failed: {exc}"
-                ) from exc
-
-        return await self._worker.run(translated)
+        return await self._worker.run(
+            _guarded(call, self.busy_timeout, f"SQLite {operation} on {self._where}")
+        )
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows of a session (all if None), oldest first."""
@@ -109,14 +140,12 @@ class SQLiteStore:
             return None
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
-        """Store rows after the session's newest row, in one transaction."""
+        """Store rows after the session's newest row, in one transaction.
 
-        def append(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(self._sql.touch_session, (session_id,))
-                conn.executemany(self._sql.insert, [(session_id, text) for text in texts])
-
-        await self._call("append", append)
+        Batches that other sessions of this store queue meanwhile share the transaction (and
+        its fsync); each batch is still stored whole or not at all.
+        """
+        await self._commits.append(session_id, texts)
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""
@@ -156,6 +185,38 @@ class SQLiteStore:
                 conn.execute(self._sql.delete_session, (session_id,))
 
         await self._call("clear", clear)
+
+    def session(
+        self,
+        session_id: str,
+        *,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        strict: bool = False,
+    ) -> SQLiteSession:
+        """Return a session on this store; all sessions of a store share one thread and commit.
+
+        Sharing a store is the fast way to serve many conversations from one file: concurrent
+        writes are committed together (one fsync for all), and one thread does the work.
+
+        Example:
+            >>> async def serve() -> None:
+            ...     async with SQLiteStore("chats.db") as store:
+            ...         alice, bob = store.session("alice"), store.session("bob")
+        """
+        return SQLiteSession(
+            session_id, session_settings=session_settings, strict=strict, store=self
+        )
+
+    async def __aenter__(self) -> SQLiteStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def close(self) -> None:
         """Finish queued calls and close the connections; idempotent. Blocks until done."""
@@ -205,6 +266,8 @@ class SQLiteSession(StoreSession):
         durable: See :class:`SQLiteStore`; ``False`` trades power-loss safety for speed.
         strict: Raise :class:`~agent_sessions.errors.CorruptItemError` on an undecodable row
             instead of skipping it with a logged warning.
+        store: An open :class:`SQLiteStore` to share instead of opening ``db_path`` (its path,
+            tables and durability are used). Closing the session leaves a shared store open.
 
     Example:
         >>> from agents import Agent, Runner
@@ -224,21 +287,27 @@ class SQLiteSession(StoreSession):
         *,
         durable: bool = True,
         strict: bool = False,
+        store: SQLiteStore | None = None,
     ) -> None:
-        tables = TableNames(sessions_table, messages_table)
-        self.db_path = db_path
-        self.sessions_table = sessions_table
-        self.messages_table = messages_table
-        self._sqlite = SQLiteStore(db_path, tables=tables, durable=durable)
+        check_session_id(session_id)
+        owns_store = store is None
+        if store is None:
+            store = SQLiteStore(
+                db_path, tables=TableNames(sessions_table, messages_table), durable=durable
+            )
+        self.db_path = store.db_path
+        self.sessions_table = store.tables.sessions
+        self.messages_table = store.tables.messages
+        self._sqlite = store
         super().__init__(
             session_id,
-            self._sqlite,
-            owns_store=True,
+            store,
+            owns_store=owns_store,
             session_settings=session_settings,
             strict=strict,
         )
 
     def close(self) -> None:
-        """Close the session and its database connection; idempotent (like the SDK's ``close``)."""
-        if self._mark_closed():
+        """Close the session, and the store unless it was shared; idempotent (like the SDK's)."""
+        if self._mark_closed() and self._owns_store:
             self._sqlite.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import agents
 import pytest
 
-from agent_sessions import SQLiteSession, StoreSession
+from agent_sessions import SQLiteSession, SQLiteStore, StoreSession
 from agent_sessions.testing import Harness, MemoryStore
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
 
@@ -48,9 +48,22 @@ def _sqlite_file(cls: Callable[[str, Path], object], name: str, tmp_path: Path) 
     )
 
 
+def _sqlite_shared_store(tmp_path: Path) -> Harness:
+    path = tmp_path / "conformance.db"
+    store = SQLiteStore(path)
+    return Harness(
+        name="sqlite-shared",
+        open=store.session,
+        write_raw=partial(write_raw_sqlite, path),
+        count_rows=partial(count_rows_sqlite, path),
+        cleanup=[store.aclose],
+    )
+
+
 BACKENDS = {
     "memory": Backend(_memory),
     "sqlite": Backend(partial(_sqlite_file, SQLiteSession, "sqlite")),
+    "sqlite-shared": Backend(_sqlite_shared_store),
     "sdk-sqlite": Backend(
         partial(_sqlite_file, agents.SQLiteSession, "sdk-sqlite"),
         known_failures={
@@ -66,7 +79,12 @@ BACKENDS = {
     ),
 }
 
-MARKS = {"memory": pytest.mark.memory, "sqlite": pytest.mark.sqlite, "sdk-sqlite": pytest.mark.sdk}
+MARKS = {
+    "memory": pytest.mark.memory,
+    "sqlite": pytest.mark.sqlite,
+    "sqlite-shared": pytest.mark.sqlite,
+    "sdk-sqlite": pytest.mark.sdk,
+}
 
 
 @pytest.fixture(params=[pytest.param(name, marks=MARKS[name]) for name in BACKENDS])

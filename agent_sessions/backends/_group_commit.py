@@ -1,0 +1,100 @@
+"""Group commit: batches that arrive while the worker is busy are committed together.
+
+A durable commit costs one fsync, whatever it holds. When many sessions share one store and write
+at once, each ``add_items`` waits in a queue; the next flush on the worker thread takes every
+batch queued so far and writes them in one transaction, so N concurrent batches cost one fsync
+instead of N. Each batch is still all or nothing: if the shared transaction fails, the batches
+are written again one transaction each, so one failing batch cannot take the others down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, NamedTuple, TypeVar
+
+from .._worker import ConnectionWorker, deliver
+from ..errors import SessionClosedError
+
+__all__ = ["GroupCommit"]
+
+C = TypeVar("C")
+Batch = tuple[str, Sequence[str]]
+"""A session id and the stored texts of one ``add_items`` call."""
+
+
+class _Waiting(NamedTuple):
+    batch: Batch
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+class GroupCommit(Generic[C]):
+    """Queues batches and writes all queued ones in one transaction on the worker thread.
+
+    Args:
+        worker: The worker that owns the connection.
+        write: Writes a list of batches in one transaction on that connection, or raises.
+    """
+
+    def __init__(
+        self, worker: ConnectionWorker[C], write: Callable[[C, list[Batch]], None]
+    ) -> None:
+        self._worker = worker
+        self._write = write
+        self._waiting: deque[_Waiting] = deque()
+        self._flush_queued = False
+
+    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+        """Write one batch, together with whatever else is queued; return once it is committed.
+
+        A caller cancelled before the flush starts leaves its batch unwritten; one cancelled
+        after it started leaves the batch written whole.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self._worker.closed:
+            raise SessionClosedError("the store is closed")
+        self._waiting.append(_Waiting((session_id, texts), loop, future))
+        # The flush clears the flag before it drains the queue, so a batch queued after the
+        # drain always finds the flag clear and queues a flush of its own.
+        if not self._flush_queued:
+            self._flush_queued = True
+            self._worker.submit(self._flush)
+        await future
+
+    def _flush(self, conn: C) -> None:
+        self._flush_queued = False
+        waiting: list[_Waiting] = []
+        while self._waiting:
+            entry = self._waiting.popleft()
+            if not entry.future.cancelled():
+                waiting.append(entry)
+        if not waiting:
+            return
+        try:
+            self._write(conn, [entry.batch for entry in waiting])
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to its caller
+            if len(waiting) == 1:
+                self._report(waiting[0], exc)
+                return
+            for entry in waiting:
+                self._write_alone(conn, entry)
+            return
+        for entry in waiting:
+            self._report(entry, None)
+
+    def _write_alone(self, conn: C, entry: _Waiting) -> None:
+        try:
+            self._write(conn, [entry.batch])
+        except Exception as exc:  # noqa: BLE001 - reported to this batch's caller
+            self._report(entry, exc)
+        else:
+            self._report(entry, None)
+
+    @staticmethod
+    def _report(entry: _Waiting, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+            entry.loop.call_soon_threadsafe(deliver, entry.future, error is None, error)
