@@ -291,3 +291,25 @@ def test_several_processes_share_one_file(db_path: Path) -> None:
     for start in range(0, len(shared), 3):
         writers = {row.split('"content":"')[1].split("-")[0] for row in shared[start : start + 3]}
         assert len(writers) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX-only")
+async def test_writers_queue_on_the_lock_file(db_path: Path) -> None:
+    """A write waits while another writer holds <database>-lock, and proceeds once it is freed."""
+    import asyncio
+    import fcntl
+    import os
+
+    async with SQLiteSession("s", db_path) as session:
+        await session.get_items()
+        fd = os.open(f"{db_path}-lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            write = asyncio.ensure_future(session.add_items([{"role": "user", "content": "x"}]))
+            await asyncio.sleep(0.3)
+            assert not write.done()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            await asyncio.wait_for(write, timeout=10)
+        finally:
+            os.close(fd)
+        assert await session.get_items() == [{"role": "user", "content": "x"}]
