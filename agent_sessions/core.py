@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Sequence
-from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
 from agents.memory.session_settings import SessionSettings
 
+from ._lifecycle import AsyncClosing
 from .errors import InvalidLimitError, SessionClosedError
 from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
 from .store import Store
@@ -82,7 +82,7 @@ async def _run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
                 return task.result(), cancelled
 
 
-class StoreSession:
+class StoreSession(AsyncClosing):
     """A session of the SDK's protocol over a :class:`~agent_sessions.store.Store`.
 
     Subclasses choose the store; everything a caller sees is defined here once.
@@ -219,14 +219,6 @@ class StoreSession:
     async def __aenter__(self: _S) -> _S:
         self._check_open("__aenter__")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} session_id={self.session_id!r} {self._state.value}>"

@@ -13,11 +13,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from agents.memory.session_settings import SessionSettings
 
+from .._lifecycle import AsyncClosing
 from .._worker import ConnectionWorker
 from ..core import StoreSession, check_session_id
 from ..errors import StorageError
@@ -59,7 +59,7 @@ def _write_batches(
     _guarded(write, busy_timeout, what)(conn)
 
 
-class SQLiteStore:
+class SQLiteStore(AsyncClosing):
     """The :class:`~agent_sessions.store.Store` of one SQLite database (a file or ``:memory:``).
 
     Args:
@@ -206,17 +206,6 @@ class SQLiteStore:
         return SQLiteSession(
             session_id, session_settings=session_settings, strict=strict, store=self
         )
-
-    async def __aenter__(self) -> SQLiteStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def close(self) -> None:
         """Finish queued calls and close the connections; idempotent. Blocks until done."""
