@@ -87,6 +87,19 @@ class StoreSession(AsyncClosing):
 
     Subclasses choose the store; everything a caller sees is defined here once.
 
+    Args:
+        session_id: The conversation this object reads and writes.
+        store: Where the rows live; any :class:`~agent_sessions.store.Store`.
+        owns_store: Close the store when the session closes (False for a shared store).
+        session_settings: Read defaults, as a ``SessionSettings`` or a dict of its fields.
+        strict: Raise :class:`~agent_sessions.errors.CorruptItemError` on an undecodable row
+            instead of skipping it with a logged warning.
+        codec: How items become stored text; compact JSON by default.
+
+    Example:
+        >>> from agent_sessions.testing import MemoryStore
+        >>> session = StoreSession("demo", MemoryStore(), owns_store=True)
+
     Attributes:
         session_id: The conversation this object reads and writes.
         session_settings: Defaults for reads; ``session_settings.limit`` caps ``get_items()``.
