@@ -8,6 +8,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .backends.sqlite import SQLiteSession, SQLiteStore
 from .core import SessionState, StoreSession
@@ -24,6 +27,15 @@ from .errors import (
 )
 from .store import Popped, Store
 
+if TYPE_CHECKING:
+    from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
+
+_LAZY = {
+    "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
+    "SQLAlchemyStore": "agent_sessions.backends.sqlalchemy",
+}
+"""Backends imported on first use, so ``import agent_sessions`` stays light."""
+
 __all__ = [
     "AgentSessionsError",
     "CorruptItemError",
@@ -32,6 +44,8 @@ __all__ = [
     "ItemValidationError",
     "MissingDependencyError",
     "Popped",
+    "SQLAlchemySession",
+    "SQLAlchemyStore",
     "SQLiteSession",
     "SQLiteStore",
     "SessionClosedError",
@@ -42,3 +56,18 @@ __all__ = [
     "StoreSession",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent_sessions' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{name} needs SQLAlchemy with asyncio support: pip install 'sqlalchemy[asyncio]' "
+            f"({exc})"
+        ) from exc
+    globals()[name] = value
+    return value

@@ -1,0 +1,136 @@
+"""The SQLAlchemy tables (the SDK's layout) and their migration, safe under many processes.
+
+The tables have the SDK's names and columns, so ``agents.extensions.memory.SQLAlchemySession``
+and ours read each other's rows. Three differences, all compatible: an index on
+``(session_id, id)`` (we order by id, never by clock), a bounded ``VARCHAR`` key and ``LONGTEXT``
+rows on MySQL/MariaDB (which refuse an unbounded key, and cap ``TEXT`` at 64 KB).
+
+Creating the schema takes a database-wide lock first (an advisory lock on PostgreSQL, a named
+lock on MySQL/MariaDB, the write lock on SQLite), so many processes may run it at once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+from sqlalchemy import (
+    TIMESTAMP,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..schema import VERSION_TABLE, TableNames
+
+__all__ = ["SessionTables", "create_schema"]
+
+_KEY = String().with_variant(String(255), "mysql", "mariadb")
+_ROW = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class SessionTables:
+    """The sessions, messages and schema-version tables for one pair of names."""
+
+    def __init__(self, names: TableNames) -> None:
+        self.names = names
+        self.metadata = MetaData()
+        now = text("CURRENT_TIMESTAMP")
+        self.sessions = Table(
+            names.sessions,
+            self.metadata,
+            Column("session_id", _KEY, primary_key=True),
+            Column("created_at", TIMESTAMP(timezone=False), server_default=now, nullable=False),
+            Column("updated_at", TIMESTAMP(timezone=False), server_default=now, nullable=False),
+        )
+        self.messages = Table(
+            names.messages,
+            self.metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column(
+                "session_id",
+                _KEY,
+                ForeignKey(f"{names.sessions}.session_id", ondelete="CASCADE"),
+                nullable=False,
+            ),
+            Column("message_data", _ROW, nullable=False),
+            Column("created_at", TIMESTAMP(timezone=False), server_default=now, nullable=False),
+            Index(f"idx_{names.messages}_session_time", "session_id", "created_at"),
+            Index(f"idx_{names.messages}_session_seq", "session_id", "id"),
+            sqlite_autoincrement=True,
+        )
+        self.versions = Table(
+            VERSION_TABLE,
+            MetaData(),
+            Column("name", String(255), primary_key=True),
+            Column("version", Integer, nullable=False),
+        )
+
+
+def _v1_tables(conn: Connection, tables: SessionTables) -> None:
+    # checkfirst: a database the SDK created already has the tables; only our index is added.
+    tables.metadata.create_all(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, SessionTables], None]] = [_v1_tables]
+"""Schema steps; the position of a step is the version it upgrades from."""
+
+
+def _lock_schema(conn: Connection) -> None:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        key = zlib.crc32(VERSION_TABLE.encode())
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif dialect in ("mysql", "mariadb"):
+        conn.execute(text("SELECT GET_LOCK(:name, 60)"), {"name": VERSION_TABLE})
+
+
+def _unlock_schema(conn: Connection) -> None:
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": VERSION_TABLE})
+
+
+def _migrate(conn: Connection, tables: SessionTables) -> None:
+    _lock_schema(conn)
+    try:
+        tables.versions.create(conn, checkfirst=True)
+        row = conn.execute(
+            select(tables.versions.c.version).where(tables.versions.c.name == tables.names.messages)
+        ).first()
+        version = 0 if row is None else int(row[0])
+        for step in MIGRATIONS[version:]:
+            step(conn, tables)
+        if version < len(MIGRATIONS):
+            if row is None:
+                conn.execute(
+                    tables.versions.insert().values(
+                        name=tables.names.messages, version=len(MIGRATIONS)
+                    )
+                )
+            else:
+                conn.execute(
+                    tables.versions.update()
+                    .where(tables.versions.c.name == tables.names.messages)
+                    .values(version=len(MIGRATIONS))
+                )
+    finally:
+        _unlock_schema(conn)
+
+
+async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
+    """Create or upgrade the tables in one transaction, under a database-wide lock."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # Take SQLite's write lock up front so two creators queue instead of racing.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        await conn.run_sync(_migrate, tables)

@@ -1,0 +1,342 @@
+"""SQLAlchemy: any async engine — PostgreSQL (asyncpg), SQLite (aiosqlite), MySQL/MariaDB.
+
+Rows are ordered by their id alone, never by a clock. Every write transaction starts by touching
+the session's row in the sessions table, which locks it (a row lock on PostgreSQL and MariaDB,
+the write lock on SQLite) before any message id is drawn: writers of one session queue there, so
+ids come out in commit order, and two pops can never claim the same item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from agents.memory.session_settings import SessionSettings
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import BindParameter
+
+from .._lifecycle import AsyncClosing
+from ..core import StoreSession, check_session_id
+from ..errors import (
+    MissingDependencyError,
+    SessionClosedError,
+    StorageError,
+    StorageUnavailableError,
+)
+from ..schema import TableNames
+from ..store import Popped
+from ._sqlalchemy_schema import SessionTables, create_schema
+
+__all__ = ["SQLAlchemySession", "SQLAlchemyStore"]
+
+T = TypeVar("T")
+
+
+class _Statements:
+    """Every statement the store runs, built once with bound parameters (SQLAlchemy caches them)."""
+
+    def __init__(self, tables: SessionTables, dialect: str) -> None:
+        s, m = tables.sessions, tables.messages
+        sid: BindParameter[str] = bindparam("sid")
+        self.read_all = select(m.c.message_data).where(m.c.session_id == sid).order_by(m.c.id)
+        self.read_latest = (
+            select(m.c.message_data)
+            .where(m.c.session_id == sid)
+            .order_by(m.c.id.desc())
+            .limit(bindparam("n", type_=Integer))
+        )
+        self.newest = (
+            select(m.c.id, m.c.message_data)
+            .where(m.c.session_id == sid)
+            .order_by(m.c.id.desc())
+            .limit(bindparam("n", type_=Integer))
+        )
+        self.older = self.newest.where(m.c.id < bindparam("before"))
+        self.insert = insert(m).values(session_id=sid, message_data=bindparam("text"))
+        self.insert_at = insert(m).values(
+            id=bindparam("id"), session_id=sid, message_data=bindparam("text")
+        )
+        self.delete_row = delete(m).where(m.c.id == bindparam("id"))
+        self.delete_messages = delete(m).where(m.c.session_id == sid)
+        self.delete_session = delete(s).where(s.c.session_id == sid)
+        # Locks an existing session row without creating one (pop and clear).
+        self.lock_session = update(s).where(s.c.session_id == sid).values(updated_at=s.c.updated_at)
+        self.touch_session = _upsert_session(tables, dialect)
+
+
+def _upsert_session(tables: SessionTables, dialect: str) -> Executable:
+    """Create the session's row, or lock it and bump ``updated_at`` if it exists."""
+    s, now = tables.sessions, func.current_timestamp()
+    values: dict[str, BindParameter[str]] = {"session_id": bindparam("sid")}
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(s)
+            .values(values)
+            .on_conflict_do_update(index_elements=[s.c.session_id], set_={"updated_at": now})
+        )
+    if dialect == "sqlite":
+        return (
+            sqlite.insert(s)
+            .values(values)
+            .on_conflict_do_update(index_elements=[s.c.session_id], set_={"updated_at": now})
+        )
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(s).values(values).on_duplicate_key_update(updated_at=now)
+    raise StorageError(f"SQLAlchemySession does not support the {dialect!r} dialect yet")
+
+
+class SQLAlchemyStore(AsyncClosing):
+    """The :class:`~agent_sessions.store.Store` of one database behind an ``AsyncEngine``.
+
+    Args:
+        engine: An async engine (``postgresql+asyncpg``, ``sqlite+aiosqlite``,
+            ``mysql+aiomysql``, ...).
+        tables: The table names to use.
+        create_tables: Create (or upgrade) the tables on first use. Safe when many processes
+            do it at once.
+        owns_engine: Dispose of the engine on close (True for engines made by ``from_url``).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        tables: TableNames | None = None,
+        create_tables: bool = False,
+        owns_engine: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.tables = SessionTables(tables or TableNames())
+        self._sql = _Statements(self.tables, engine.dialect.name)
+        self._schema_pending = create_tables
+        self._schema_lock: asyncio.Lock | None = None
+        self.owns_engine = owns_engine
+        self._closed = False
+        self._where = engine.url.render_as_string(hide_password=True)
+
+    async def _ensure_schema(self) -> None:
+        if not self._schema_pending:
+            return
+        if self._schema_lock is None:
+            self._schema_lock = asyncio.Lock()
+        async with self._schema_lock:
+            if self._schema_pending:
+                await self._guard("create tables", lambda: create_schema(self.engine, self.tables))
+                self._schema_pending = False
+
+    async def _guard(self, operation: str, run: Callable[[], Awaitable[T]]) -> T:
+        """Run one database call: refuse after close, translate driver errors."""
+        if self._closed:
+            raise SessionClosedError(f"SQLAlchemyStore({self._where}) is closed")
+        try:
+            return await run()
+        except DBAPIError as exc:
+            if exc.connection_invalidated or _is_connection_failure(exc):
+                raise StorageUnavailableError(
+                    f"{operation} failed: cannot reach the database at {self._where}: {exc.orig!r}"
+                ) from exc
+            raise StorageError(f"{operation} on {self._where} failed: {exc.orig!r}") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageUnavailableError(
+                f"{operation} failed: cannot use the database at {self._where}: {exc!r}"
+            ) from exc
+
+    async def _read(self, operation: str, statement: Executable, params: dict[str, Any]) -> Any:
+        await self._ensure_schema()
+
+        async def read() -> Any:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(statement, params)).all()
+
+        try:
+            return await self._guard(operation, read)
+        except StorageUnavailableError:
+            # A pooled connection that died with a server restart is replaced: try once more.
+            return await self._guard(operation, read)
+
+    async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        await self._ensure_schema()
+
+        async def write() -> T:
+            async with self.engine.begin() as conn:
+                return await work(conn)
+
+        return await self._guard(operation, write)
+
+    async def read(self, session_id: str, limit: int | None) -> list[str]:
+        """Return the newest ``limit`` rows of a session (all if None), oldest first."""
+        if limit is None:
+            rows = await self._read("read", self._sql.read_all, {"sid": session_id})
+            return [row[0] for row in rows]
+        rows = await self._read("read", self._sql.read_latest, {"sid": session_id, "n": limit})
+        return [row[0] for row in reversed(rows)]
+
+    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+        """Store rows after the session's newest row, in one transaction."""
+
+        async def append(conn: AsyncConnection) -> None:
+            await conn.execute(self._sql.touch_session, {"sid": session_id})
+            await conn.execute(self._sql.insert, [{"sid": session_id, "text": t} for t in texts])
+
+        await self._write("append", append)
+
+    async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
+        """Remove and return the newest row ``decode`` accepts; others stay stored."""
+
+        async def pop(conn: AsyncConnection) -> Popped[T] | None:
+            await conn.execute(self._sql.lock_session, {"sid": session_id})
+            statement, batch = self._sql.newest, 1
+            params: dict[str, object] = {"sid": session_id, "n": batch}
+            while True:
+                rows = (await conn.execute(statement, params)).all()
+                for row_id, text in rows:
+                    item = decode(text)
+                    if item is not None:
+                        await conn.execute(self._sql.delete_row, {"id": row_id})
+                        return Popped(row_id, text, item)
+                if len(rows) < batch:
+                    return None
+                statement, batch = self._sql.older, min(batch * 4, 256)
+                params = {"sid": session_id, "before": rows[-1][0], "n": batch}
+
+        return await self._write("pop", pop)
+
+    async def restore(self, session_id: str, popped: Popped[Any]) -> None:
+        """Put a popped row back under its original id."""
+
+        async def restore(conn: AsyncConnection) -> None:
+            await conn.execute(self._sql.touch_session, {"sid": session_id})
+            params = {"id": popped.row_id, "sid": session_id, "text": popped.text}
+            await conn.execute(self._sql.insert_at, params)
+
+        await self._write("restore", restore)
+
+    async def clear(self, session_id: str) -> None:
+        """Delete a session's rows and its session record in one transaction."""
+
+        async def clear(conn: AsyncConnection) -> None:
+            await conn.execute(self._sql.lock_session, {"sid": session_id})
+            await conn.execute(self._sql.delete_messages, {"sid": session_id})
+            await conn.execute(self._sql.delete_session, {"sid": session_id})
+
+        await self._write("clear", clear)
+
+    async def aclose(self) -> None:
+        """Refuse further calls, and dispose of the engine if this store created it."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.owns_engine:
+            await self.engine.dispose()
+
+
+def _is_connection_failure(exc: DBAPIError) -> bool:
+    original = exc.orig
+    return isinstance(original, OSError) or isinstance(exc.__cause__, OSError)
+
+
+class SQLAlchemySession(StoreSession):
+    """A drop-in for ``agents.extensions.memory.SQLAlchemySession`` over any async engine.
+
+    Args:
+        session_id: The conversation this object reads and writes.
+        engine: An async engine. It is never disposed of by this session.
+        create_tables: Create (or upgrade) the tables on first use; safe from many processes.
+        sessions_table: Table of session records.
+        messages_table: Table of items.
+        session_settings: Defaults for reads, such as ``SessionSettings(limit=50)``.
+        ensure_ascii: Accepted for compatibility; rows are always stored as ASCII JSON, which
+            every database and both classes read.
+        strict: Raise :class:`~agent_sessions.errors.CorruptItemError` on an undecodable row
+            instead of skipping it with a logged warning.
+
+    Example:
+        >>> async def chat() -> None:
+        ...     url = "postgresql+asyncpg://app@db/agents"
+        ...     async with SQLAlchemySession.from_url("user-42", url=url) as session:
+        ...         await session.add_items([{"role": "user", "content": "Hi"}])
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        engine: AsyncEngine,
+        create_tables: bool = False,
+        sessions_table: str = "agent_sessions",
+        messages_table: str = "agent_messages",
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        ensure_ascii: bool = True,
+        strict: bool = False,
+    ) -> None:
+        check_session_id(session_id)
+        del ensure_ascii  # rows are always ASCII JSON (see the docstring)
+        self._sqlalchemy = SQLAlchemyStore(
+            engine, tables=TableNames(sessions_table, messages_table), create_tables=create_tables
+        )
+        super().__init__(
+            session_id,
+            self._sqlalchemy,
+            owns_store=True,
+            session_settings=session_settings,
+            strict=strict,
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        session_id: str,
+        *,
+        url: str,
+        engine_kwargs: dict[str, Any] | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SQLAlchemySession:
+        """Open a session on a database URL; closing the session disposes of the engine.
+
+        Args:
+            session_id: The conversation this object reads and writes.
+            url: An async SQLAlchemy URL, e.g. ``postgresql+asyncpg://user@host/db``.
+            engine_kwargs: Passed to ``create_async_engine``; ``pool_pre_ping`` defaults to
+                True so connections that died with a server restart are replaced.
+            session_settings: Defaults for reads.
+            **kwargs: Passed to the constructor (``create_tables``, table names, ``strict``).
+
+        Raises:
+            ValueError: the URL cannot be parsed or names no installed async driver.
+        """
+        options = {"pool_pre_ping": True, **(engine_kwargs or {})}
+        try:
+            engine = create_async_engine(url, **options)
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"invalid database URL {_redact(url)!r}: {exc}") from exc
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"no installed driver for {_redact(url)!r} ({exc}); for MySQL/MariaDB run "
+                "pip install 'agent-sessions[mysql]'"
+            ) from exc
+        session = cls(session_id, engine=engine, session_settings=session_settings, **kwargs)
+        session._sqlalchemy.owns_engine = True
+        return session
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine this session runs on."""
+        return self._sqlalchemy.engine
+
+    async def close(self) -> None:
+        """Close the session; disposes of the engine only if ``from_url`` created it."""
+        await self.aclose()
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable URL>"
