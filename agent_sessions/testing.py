@@ -280,7 +280,7 @@ async def check_pop_passes_over_corrupt_tail(h: Harness) -> None:
     if h.write_raw is None:
         return
     session = await _filled(h, "corrupt-pop", 2)
-    await _maybe_await(h.write_raw("corrupt-pop", "\x00garbage"))
+    await _maybe_await(h.write_raw("corrupt-pop", "<garbage>"))
     with _quiet():
         popped = await session.pop_item()
         _expect(popped is not None and popped.get("content") == "m1", "pop returned bad data")

@@ -18,6 +18,7 @@ import pytest
 from agent_sessions import SQLiteSession, SQLiteStore, StoreSession
 from agent_sessions.testing import Harness, MemoryStore
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
+from tests.sql_servers import sqlalchemy_harness
 
 
 @dataclass
@@ -61,6 +62,9 @@ def _sqlite_shared_store(tmp_path: Path) -> Harness:
 
 
 BACKENDS = {
+    "sqlalchemy-sqlite": Backend(partial(sqlalchemy_harness, "sqlite")),
+    "sqlalchemy-postgres": Backend(partial(sqlalchemy_harness, "postgres")),
+    "sqlalchemy-mariadb": Backend(partial(sqlalchemy_harness, "mariadb")),
     "memory": Backend(_memory),
     "sqlite": Backend(partial(_sqlite_file, SQLiteSession, "sqlite")),
     "sqlite-shared": Backend(_sqlite_shared_store),
@@ -80,6 +84,9 @@ BACKENDS = {
 }
 
 MARKS = {
+    "sqlalchemy-sqlite": pytest.mark.sqlite,
+    "sqlalchemy-postgres": pytest.mark.postgres,
+    "sqlalchemy-mariadb": pytest.mark.mariadb,
     "memory": pytest.mark.memory,
     "sqlite": pytest.mark.sqlite,
     "sqlite-shared": pytest.mark.sqlite,
