@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
 from ._version import __version__
 from .backends.sqlite import SQLiteSession, SQLiteStore
@@ -27,7 +27,7 @@ from .errors import (
 )
 from .store import Popped, Store
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
 
 _LAZY = {
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'agent_sessions' has no attribute {name!r}")
