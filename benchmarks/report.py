@@ -63,10 +63,10 @@ def _cells(values: list[float | None], spec: str) -> list[str]:
     return ["error" if v is None else format(v, spec) for v in values]
 
 
-def _ratio(faster_if_small: float | None, faster_if_big: float | None) -> str:
-    if faster_if_small is None or faster_if_big is None:
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    if numerator is None or denominator is None:
         return "n/a"
-    return f"{faster_if_small / faster_if_big:.2f}x"
+    return f"{numerator / denominator:.2f}x"
 
 
 def table(

@@ -5,6 +5,9 @@ Usage: ``python benchmarks/run.py [--workloads chat,long_read] [--repeat N] [--q
 Every workload runs on every contender in this one process, interleaved round-robin (ours, sdk,
 raw, ours, sdk, raw, ...), each run on a fresh database file in a temporary directory that is
 deleted afterwards. Both session classes run with their defaults: WAL and ``synchronous=FULL``.
+
+``--backend sqlalchemy --url URL`` runs the same workloads on our ``SQLAlchemySession`` vs the
+SDK's, with the raw driver as the floor (``sqlalchemy_suite.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import agents
 from raw_sqlite import RawSession
+from report import NOISY, failures, noisy, summarize, table
 from workloads import QUICK, WORKLOADS, Factory, Result, Session
 
 import agent_sessions
@@ -53,9 +57,6 @@ CONTENDERS: dict[str, Factory] = {
     "sdk": agents.SQLiteSession,
     "raw": RawSession,
 }
-NOISY = 0.20
-"""Flag a median whose repeats spread (max - min) by more than this fraction of it."""
-
 
 async def _run_once(workload: str, make: Factory, db_path: str, params: dict[str, Any]) -> Result:
     """One run; every session the workload made is closed at the end, whatever happens."""
@@ -89,73 +90,8 @@ def run_workload(
     return runs
 
 
-def _spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
-
-
-def summarize(workload: str, runs: dict[str, list[Result]]) -> dict[str, Any]:
-    """Medians per contender (and per history size for growth), with every run kept."""
-    summary: dict[str, Any] = {}
-    for name, results in runs.items():
-        entry: dict[str, Any] = {"runs": [vars(r) | {"ops_per_s": r.ops_per_s} for r in results]}
-        if workload == "growth":
-            sizes = sorted(results[0].per_call)
-            per_size = {s: [r.per_call[s] * 1e6 for r in results] for s in sizes}
-            entry["us_per_call"] = {s: statistics.median(v) for s, v in per_size.items()}
-            entry["spread"] = {s: _spread(v) for s, v in per_size.items()}
-            entry["flatness"] = entry["us_per_call"][sizes[-1]] / entry["us_per_call"][sizes[0]]
-        else:
-            values = [r.ops_per_s for r in results]
-            entry["ops_per_s"] = statistics.median(values)
-            entry["spread"] = _spread(values)
-        summary[name] = entry
-    return summary
-
-
-def _size(n: int) -> str:
-    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
-
-
-def table(summaries: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown rows; the ratio columns are speedups (> 1 means ours is faster)."""
-    lines = [
-        "| workload | ours | ours, shared store | SDK | raw sqlite3 | ours/SDK | shared/SDK "
-        "| ours/raw |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for workload, s in summaries.items():
-        ours, shared, sdk, raw = s["ours"], s["shared"], s["sdk"], s["raw"]
-        if workload != "growth":
-            o, h, k, r = (c["ops_per_s"] for c in (ours, shared, sdk, raw))
-            lines.append(
-                f"| {workload} (ops/s) | {o:,.0f} | {h:,.0f} | {k:,.0f} | {r:,.0f} "
-                f"| {o / k:.2f}x | {h / k:.2f}x | {o / r:.2f}x |"
-            )
-            continue
-        sizes = list(ours["us_per_call"])
-        for size in sizes:
-            o, h, k, r = (c["us_per_call"][size] for c in (ours, shared, sdk, raw))
-            lines.append(
-                f"| growth {_size(size)} (µs/call) | {o:,.1f} | {h:,.1f} | {k:,.1f} | {r:,.1f} "
-                f"| {k / o:.2f}x | {k / h:.2f}x | {r / o:.2f}x |"
-            )
-        flat = " | ".join(f"{c['flatness']:.2f}x" for c in (ours, shared, sdk, raw))
-        lines.append(f"| growth {_size(sizes[-1])}/{_size(sizes[0])} (flatness) | {flat} | | | |")
-    return lines
-
-
-def noisy(summaries: dict[str, dict[str, Any]]) -> list[str]:
-    """Cells whose repeats disagree by more than ``NOISY`` of their median."""
-    notes = []
-    for workload, s in summaries.items():
-        for name, entry in s.items():
-            spread = entry["spread"]
-            spreads = spread if isinstance(spread, dict) else {"": spread}
-            for size, spread in spreads.items():
-                if spread > NOISY:
-                    where = f"{workload} {_size(size)}" if size else workload
-                    notes.append(f"{where}/{name}: repeats spread {spread:.0%} of the median")
-    return notes
+COLUMNS = {"ours": "ours", "shared": "ours, shared store", "sdk": "SDK", "raw": "raw sqlite3"}
+RATIOS = [("ours/SDK", "ours", "sdk"), ("shared/SDK", "shared", "sdk"), ("ours/raw", "ours", "raw")]
 
 
 def header(args: argparse.Namespace) -> dict[str, Any]:

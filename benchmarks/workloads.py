@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["QUICK", "WORKLOADS", "Factory", "Result", "Session", "turn_items"]
+__all__ = ["QUICK", "WORKLOADS", "Factory", "Result", "Session", "history", "turn_items"]
 
 _WORDS = "the quick brown fox jumps over a lazy dog while agents stream tool calls and results "
 
@@ -79,7 +79,7 @@ def turn_items(turn: int) -> list[dict[str, Any]]:
     ]
 
 
-def _history(count: int, first_turn: int = 0) -> list[dict[str, Any]]:
+def history(count: int, first_turn: int = 0) -> list[dict[str, Any]]:
     """``count`` items made of whole (and finally partial) turns."""
     items: list[dict[str, Any]] = []
     turn = first_turn
@@ -134,14 +134,14 @@ async def long_read(
 ) -> Result:
     """``get_items(20)`` on a session of ``items`` items: the cost of loading recent context."""
     session = make("long", db_path)
-    await session.add_items(_history(items))
+    await session.add_items(history(items))
     return Result(reads, await _time_reads(session, reads, 20))
 
 
 async def undo(make: Factory, db_path: str, *, items: int = 200) -> Result:
     """``pop_item()`` until the session is empty (``items + 1`` calls, the last returns None)."""
     session = make("undo", db_path)
-    await session.add_items(_history(items))
+    await session.add_items(history(items))
     start = time.perf_counter()
     popped = 0
     while await session.pop_item() is not None:
@@ -153,7 +153,7 @@ async def undo(make: Factory, db_path: str, *, items: int = 200) -> Result:
 
 def _fill(db_path: str, session_id: str, first: int, count: int) -> None:
     """Append ``count`` rows to the session in the SDK's table layout, in one transaction."""
-    rows = [(session_id, json.dumps(item)) for item in _history(count, first // 4)]
+    rows = [(session_id, json.dumps(item)) for item in history(count, first // 4)]
     with sqlite3.connect(db_path) as conn:  # commits on exit
         conn.execute("INSERT OR IGNORE INTO agent_sessions (session_id) VALUES (?)", (session_id,))
         conn.executemany(
@@ -169,6 +169,7 @@ async def growth(
     sizes: tuple[int, ...] = (1_000, 10_000, 100_000),
     reads: int = 1_000,
     batch: int = 50,
+    fill: Callable[[str, str, int, int], Awaitable[None] | None] = _fill,
 ) -> Result:
     """``get_items(20)`` as one session's history grows; the time per call should stay flat.
 
@@ -176,12 +177,17 @@ async def growth(
     ``sqlite3`` in the SDK's layout, which is much faster than ``add_items`` and not timed. The
     time per call at each size is the median over batches of ``batch`` reads, so a burst of
     machine noise in one batch does not masquerade as a size effect.
+
+    ``fill(db_path, session_id, first, count)`` appends the rows (``first`` is the number
+    already stored); a suite on another database passes its own, which may be async.
     """
     session = make("growth", db_path)
     await session.get_items(1)  # our class creates its schema on first use
     result, stored = Result(0, 0.0), 0
     for size in sizes:
-        _fill(db_path, "growth", stored, size - stored)
+        filled = fill(db_path, "growth", stored, size - stored)
+        if filled is not None:
+            await filled
         stored = size
         batches = [await _time_reads(session, batch, 20) for _ in range(reads // batch)]
         result.ops += batch * len(batches)

@@ -214,17 +214,25 @@ async def test_dropped_connections_are_recovered(tmp_path: Path) -> None:
     sessions, messages = unique_tables()
     admin = create_async_engine(url)
     try:
+        name = f"agent-sessions-{messages}"  # so only this session's connections are dropped
         async with SQLAlchemySession.from_url(
-            "s", url=url, create_tables=True, sessions_table=sessions, messages_table=messages
+            "s",
+            url=url,
+            engine_kwargs={"connect_args": {"server_settings": {"application_name": name}}},
+            create_tables=True,
+            sessions_table=sessions,
+            messages_table=messages,
         ) as session:
             await session.add_items([{"role": "user", "content": "before"}])
             async with admin.connect() as conn:
-                await conn.execute(
+                dropped = await conn.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = 'test' AND pid <> pg_backend_pid()"
-                    )
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": name},
                 )
+                assert dropped.scalar_one() >= 1
             await session.add_items([{"role": "user", "content": "after"}])
             assert [i["content"] for i in await session.get_items()] == ["before", "after"]  # type: ignore[typeddict-item]
     finally:
