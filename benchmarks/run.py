@@ -17,7 +17,6 @@ import asyncio
 import gc
 import json
 import platform
-import statistics
 import sys
 import tempfile
 from importlib.metadata import version
@@ -57,6 +56,7 @@ CONTENDERS: dict[str, Factory] = {
     "sdk": agents.SQLiteSession,
     "raw": RawSession,
 }
+
 
 async def _run_once(workload: str, make: Factory, db_path: str, params: dict[str, Any]) -> Result:
     """One run; every session the workload made is closed at the end, whatever happens."""
@@ -109,23 +109,7 @@ def header(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
-    parser.add_argument("--repeat", type=int, help="runs per contender (default 3, quick 1)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    parser.add_argument("--json", type=Path, help="write medians and every run here")
-    parser.add_argument("--tmp-dir", help="where the database files go (default: system temp)")
-    args = parser.parse_args(argv)
-    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = sorted(set(names) - set(WORKLOADS))
-    if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
-    if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
-    if args.repeat < 1:
-        parser.error("--repeat must be >= 1")
-
+def _sqlite_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
     meta = header(args)
     print(" | ".join(f"{key} {value}" for key, value in meta.items()))
     summaries: dict[str, dict[str, Any]] = {}
@@ -135,14 +119,97 @@ def main(argv: list[str] | None = None) -> int:
         summaries[name] = summarize(name, run_workload(name, args.repeat, params, args.tmp_dir))
 
     print()
-    print("\n".join(table(summaries)))
+    print("\n".join(table(summaries, COLUMNS, RATIOS)))
+    return {"meta": meta, "results": summaries}, []
+
+
+def _sqlalchemy_suite(
+    args: argparse.Namespace, names: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    import sqlalchemy_suite as suite
+
+    target = suite.Target.parse(args.url, args.engine_kwargs, args.tmp_dir)
+    meta = suite.header(target, args.repeat, args.quick)
+    print(" | ".join(f"{key} {value}" for key, value in meta.items()))
+    summaries: dict[str, dict[str, Any]] = {}
+    journal: dict[str, str] = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        params = QUICK[name] if args.quick else {}
+        runs, errors = suite.run_workload(name, args.repeat, params, target, journal)
+        summaries[name] = summarize(name, runs, errors)
+
+    columns, ratios = suite.columns(target)
+    print()
+    print("\n".join(table(summaries, columns, ratios)))
+    notes = []
+    if journal:
+        modes = ", ".join(f"{name} {mode}" for name, mode in journal.items())
+        notes.append(f"SQLite journal_mode after the runs: {modes}.")
+    if not target.raw:
+        notes.append(f"No raw floor for {target.dialect}: the raw columns are left out.")
+    if target.mysql:
+        notes.append(
+            "The SDK cannot create its tables on MySQL/MariaDB (VARCHAR without a length): "
+            "they are created in our layout first."
+        )
+    meta["journal_mode"] = journal
+    return {"meta": meta, "results": summaries}, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
+    parser.add_argument("--repeat", type=int, help="runs per contender (default 3, quick 1)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--json", type=Path, help="write medians and every run here")
+    parser.add_argument("--tmp-dir", help="where the database files go (default: system temp)")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "sqlalchemy"),
+        default="sqlite",
+        help="sqlite: SQLiteSession (the default); sqlalchemy: SQLAlchemySession on --url",
+    )
+    parser.add_argument("--url", help="async SQLAlchemy URL (with --backend sqlalchemy)")
+    parser.add_argument(
+        "--engine-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON passed to create_async_engine for both classes, e.g. '{\"pool_size\": 20}'",
+    )
+    args = parser.parse_args(argv)
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    if args.backend == "sqlalchemy" and not args.url:
+        parser.error("--backend sqlalchemy needs --url")
+    if args.backend == "sqlite" and (args.url or args.engine_kwargs):
+        parser.error("--url and --engine-kwargs go with --backend sqlalchemy")
+
+    try:
+        report, notes = (_sqlalchemy_suite if args.backend == "sqlalchemy" else _sqlite_suite)(
+            args, names
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    summaries = report["results"]
     print("\nRatios are speedups of ours: > 1 means ours is faster (for µs rows, theirs ÷ ours).")
-    notes = noisy(summaries) if args.repeat > 1 else []
-    if notes:
-        print(f"\nNoisy (spread > {NOISY:.0%}):\n" + "\n".join(f"- {n}" for n in notes))
+    for note in notes:
+        print(note)
+    noisy_cells = noisy(summaries) if args.repeat > 1 else []
+    if noisy_cells:
+        print(f"\nNoisy (spread > {NOISY:.0%}):\n" + "\n".join(f"- {n}" for n in noisy_cells))
+    failed = failures(summaries)
+    if failed:
+        print("\nFailed runs:\n" + "\n".join(f"- {f}" for f in failed))
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": summaries}, indent=2) + "\n")
-    return 0
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ __all__ = ["Target", "columns", "header", "run_workload"]
 FILL_BATCH = 5_000
 """Rows per ``executemany`` when filling a growth history (not timed)."""
 
+
 @dataclass
 class Target:
     """The database every run of the suite goes to."""
@@ -175,7 +176,7 @@ class Run:
         if self.target.mysql:
             touch = f"INSERT IGNORE INTO {s} (session_id) VALUES (:sid)"
         else:
-            touch = f"INSERT INTO {s} (session_id) VALUES (:sid) ON CONFLICT (session_id) DO NOTHING"
+            touch = f"INSERT INTO {s} (session_id) VALUES (:sid) ON CONFLICT DO NOTHING"
         if self.target.dialect == "postgresql":
             # A clock per row, as if every row came from its own add_items: the SDK orders by
             # created_at, and one transaction's CURRENT_TIMESTAMP would tie every row.
