@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -49,8 +50,10 @@ async def drop_tables(engine: AsyncEngine, sessions: str, messages: str) -> None
             )
 
 
-def sqlalchemy_harness(kind: str, tmp_path: Path) -> Harness:
-    """Our SQLAlchemySession on fresh tables of one database; cleanup drops them."""
+def sqlalchemy_harness(
+    kind: str, tmp_path: Path, session_class: type[Any] = SQLAlchemySession
+) -> Harness:
+    """A SQLAlchemySession (ours by default) on fresh tables of one database; cleanup drops them."""
     engine = create_async_engine(database_url(kind, tmp_path))
     sessions, messages = unique_tables()
 
@@ -73,8 +76,8 @@ def sqlalchemy_harness(kind: str, tmp_path: Path) -> Harness:
         await engine.dispose()
 
     return Harness(
-        name=f"sqlalchemy-{kind}",
-        open=lambda sid: SQLAlchemySession(
+        name=f"{session_class.__module__.split('.')[0]}-sqlalchemy-{kind}",
+        open=lambda sid: session_class(
             sid, engine=engine, create_tables=True, sessions_table=sessions, messages_table=messages
         ),
         write_raw=write_raw,
