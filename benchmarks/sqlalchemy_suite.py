@@ -287,10 +287,14 @@ async def _server_version(target: Target) -> str:
 def header(target: Target, repeat: int, quick: bool) -> dict[str, Any]:
     """What the numbers were measured on (the URL without its password)."""
     driver = target.url.get_driver_name()
+    try:
+        server = asyncio.run(_server_version(target))
+    except (OSError, SQLAlchemyError) as exc:
+        raise ValueError(f"cannot use {target.shown()}: {_error(exc)}") from exc
     meta: dict[str, Any] = {
         "backend": f"sqlalchemy ({target.dialect})",
         "url": target.shown(),
-        "server": asyncio.run(_server_version(target)),
+        "server": server,
         "python": platform.python_version(),
         "sqlalchemy": _version("sqlalchemy"),
         driver: _version(driver),

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from agents.memory.session_settings import SessionSettings
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, Text, bindparam, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
@@ -68,6 +68,24 @@ class _Statements:
         # Locks an existing session row without creating one (pop and clear).
         self.lock_session = update(s).where(s.c.session_id == sid).values(updated_at=s.c.updated_at)
         self.touch_session = _upsert_session(tables, dialect)
+        self.append_at_once = _append_statement(tables) if dialect == "postgresql" else None
+
+
+def _append_statement(tables: SessionTables) -> Executable:
+    """PostgreSQL: lock-or-create the session row and insert every item, in one statement.
+
+    The items are drawn from the session row's CTE, so their ids are taken only after its row
+    lock is held: writers of one session still get ids in commit order.
+    """
+    s, m = tables.names.sessions, tables.names.messages
+    return text(
+        f"WITH touched AS ("
+        f"INSERT INTO {s} (session_id) VALUES (:sid) ON CONFLICT (session_id) "
+        f"DO UPDATE SET updated_at = CURRENT_TIMESTAMP RETURNING session_id) "
+        f"INSERT INTO {m} (session_id, message_data) "
+        f"SELECT touched.session_id, item.data FROM touched, "
+        f"unnest(:texts) WITH ORDINALITY AS item(data, position) ORDER BY item.position"
+    ).bindparams(bindparam("texts", type_=postgresql.ARRAY(Text)))
 
 
 def _upsert_session(tables: SessionTables, dialect: str) -> Executable:
@@ -119,6 +137,16 @@ class SQLAlchemyStore(AsyncClosing):
         self.owns_engine = owns_engine
         self._closed = False
         self._where = engine.url.render_as_string(hide_password=True)
+        # On PostgreSQL a lone statement in autocommit mode saves the BEGIN and the ROLLBACK or
+        # COMMIT round trips; aiosqlite and aiomysql are slower in that mode, so they keep theirs.
+        dialect = engine.dialect.name
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if dialect == "postgresql"
+            else engine
+        )
+        if dialect == "sqlite":
+            _use_wal(engine)
 
     async def _ensure_schema(self) -> None:
         if not self._schema_pending:
@@ -151,7 +179,8 @@ class SQLAlchemyStore(AsyncClosing):
         await self._ensure_schema()
 
         async def read() -> Any:
-            async with self.engine.connect() as conn:
+            # Autocommit: a lone SELECT needs no BEGIN and ROLLBACK round trips.
+            async with self._autocommit.connect() as conn:
                 return (await conn.execute(statement, params)).all()
 
         try:
@@ -179,6 +208,18 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the session's newest row, in one transaction."""
+        if self._sql.append_at_once is not None:
+            # One statement is one transaction: a single round trip.
+            statement = self._sql.append_at_once
+            params = {"sid": session_id, "texts": list(texts)}
+
+            async def append_at_once() -> None:
+                async with self._autocommit.connect() as conn:
+                    await conn.execute(statement, params)
+
+            await self._ensure_schema()
+            await self._guard("append", append_at_once)
+            return
 
         async def append(conn: AsyncConnection) -> None:
             await conn.execute(self._sql.touch_session, {"sid": session_id})
@@ -195,11 +236,11 @@ class SQLAlchemyStore(AsyncClosing):
             params: dict[str, object] = {"sid": session_id, "n": batch}
             while True:
                 rows = (await conn.execute(statement, params)).all()
-                for row_id, text in rows:
-                    item = decode(text)
+                for row_id, row_text in rows:
+                    item = decode(row_text)
                     if item is not None:
                         await conn.execute(self._sql.delete_row, {"id": row_id})
-                        return Popped(row_id, text, item)
+                        return Popped(row_id, row_text, item)
                 if len(rows) < batch:
                     return None
                 statement, batch = self._sql.older, min(batch * 4, 256)
@@ -303,17 +344,16 @@ class SQLAlchemySession(StoreSession):
         Args:
             session_id: The conversation this object reads and writes.
             url: An async SQLAlchemy URL, e.g. ``postgresql+asyncpg://user@host/db``.
-            engine_kwargs: Passed to ``create_async_engine``; ``pool_pre_ping`` defaults to
-                True so connections that died with a server restart are replaced.
+            engine_kwargs: Passed to ``create_async_engine``. Connections the server closed
+                (after a restart) are replaced when they are next checked out.
             session_settings: Defaults for reads.
             **kwargs: Passed to the constructor (``create_tables``, table names, ``strict``).
 
         Raises:
             ValueError: the URL cannot be parsed or names no installed async driver.
         """
-        options = {"pool_pre_ping": True, **(engine_kwargs or {})}
         try:
-            engine = create_async_engine(url, **options)
+            engine = create_async_engine(url, **(engine_kwargs or {}))
         except (ArgumentError, ValueError) as exc:
             raise ValueError(f"invalid database URL {_redact(url)!r}: {exc}") from exc
         except ImportError as exc:
@@ -321,6 +361,9 @@ class SQLAlchemySession(StoreSession):
                 f"no installed driver for {_redact(url)!r} ({exc}); for MySQL/MariaDB run "
                 "pip install 'agent-sessions[mysql]'"
             ) from exc
+        # Cheaper than pool_pre_ping (a round trip per call): a connection the server closed
+        # (a restart) is seen closed locally and replaced when it is checked out.
+        event.listen(engine.sync_engine, "checkout", _replace_if_closed)
         session = cls(session_id, engine=engine, session_settings=session_settings, **kwargs)
         session._sqlalchemy.owns_engine = True
         return session
@@ -333,6 +376,30 @@ class SQLAlchemySession(StoreSession):
     async def close(self) -> None:
         """Close the session; disposes of the engine only if ``from_url`` created it."""
         await self.aclose()
+
+
+def _use_wal(engine: AsyncEngine) -> None:
+    """SQLite: WAL (readers never wait for the writer) and a busy timeout, on every connection."""
+    if not event.contains(engine.sync_engine, "connect", _configure_sqlite):
+        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+
+
+def _configure_sqlite(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")  # a no-op answer ("memory") in memory
+    finally:
+        cursor.close()
+
+
+def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pool checkout hook: refuse a connection whose socket the server already closed."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    is_closed = getattr(driver, "is_closed", None)  # asyncpg
+    closed = is_closed() if callable(is_closed) else getattr(driver, "closed", False)  # aiomysql
+    if closed is True:
+        raise DisconnectionError("the server closed this connection")
 
 
 def _redact(url: str) -> str:

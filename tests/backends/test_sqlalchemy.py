@@ -209,7 +209,10 @@ async def test_unreachable_server_names_the_host_and_hides_the_password() -> Non
 
 @pytest.mark.postgres
 async def test_dropped_connections_are_recovered(tmp_path: Path) -> None:
-    """After the server drops every connection, the next calls work without a new session."""
+    """After the server dropped the session's connections, the next calls work as they are.
+
+    The pool replaces connections it finds closed, so no new session is needed.
+    """
     url = database_url("postgres", tmp_path)
     sessions, messages = unique_tables()
     admin = create_async_engine(url)
@@ -233,6 +236,7 @@ async def test_dropped_connections_are_recovered(tmp_path: Path) -> None:
                     {"name": name},
                 )
                 assert dropped.scalar_one() >= 1
+            await asyncio.sleep(0.2)  # the drop reaches the client, as after a restart
             await session.add_items([{"role": "user", "content": "after"}])
             assert [i["content"] for i in await session.get_items()] == ["before", "after"]  # type: ignore[typeddict-item]
     finally:
@@ -274,3 +278,50 @@ async def test_missing_tables_without_create_tables_is_a_storage_error(
     ) as session:
         with pytest.raises(StorageError, match="read"):
             await session.get_items()
+
+
+@pytest.mark.postgres
+async def test_a_write_racing_a_drop_is_whole_or_absent_and_reported(tmp_path: Path) -> None:
+    """A write racing the server's drop of its connection is stored whole or not at all.
+
+    If it was not confirmed it raises StorageUnavailableError naming the server, and the next call
+    works.
+    """
+    url = database_url("postgres", tmp_path)
+    sessions, messages = unique_tables()
+    admin = create_async_engine(url)
+    name = f"agent-sessions-{messages}"
+    try:
+        async with SQLAlchemySession.from_url(
+            "s",
+            url=url,
+            engine_kwargs={"connect_args": {"server_settings": {"application_name": name}}},
+            create_tables=True,
+            sessions_table=sessions,
+            messages_table=messages,
+        ) as session:
+            await session.add_items([{"role": "user", "content": "before"}])
+            async with admin.connect() as conn:
+                await conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                )
+            batch = [{"role": "user", "content": f"racing-{i}"} for i in range(3)]
+            error: StorageUnavailableError | None = None
+            try:
+                await session.add_items(batch)  # type: ignore[arg-type]
+            except StorageUnavailableError as exc:
+                error = exc
+            assert error is None or "127.0.0.1:5432" in str(error)
+            await session.add_items([{"role": "user", "content": "after"}])
+            contents = [i["content"] for i in await session.get_items()]  # type: ignore[typeddict-item]
+            racing = [c for c in contents if str(c).startswith("racing-")]
+            assert racing in ([], ["racing-0", "racing-1", "racing-2"])
+            assert contents[0] == "before"
+            assert contents[-1] == "after"
+    finally:
+        await drop_tables(admin, sessions, messages)
+        await admin.dispose()
