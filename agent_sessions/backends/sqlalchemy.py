@@ -12,101 +12,26 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import asyncpg
 from agents.memory.session_settings import SessionSettings
-from sqlalchemy import Integer, Text, bindparam, delete, event, func, insert, select, text, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
-from sqlalchemy.sql.elements import BindParameter
 
 from .._lifecycle import AsyncClosing
 from ..core import StoreSession, check_session_id
-from ..errors import (
-    MissingDependencyError,
-    SessionClosedError,
-    StorageError,
-    StorageUnavailableError,
-)
+from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped
+from ._sqlalchemy_engine import engine_from_url, use_wal
 from ._sqlalchemy_schema import SessionTables, create_schema
+from ._sqlalchemy_sql import Statements
 
 __all__ = ["SQLAlchemySession", "SQLAlchemyStore"]
 
 T = TypeVar("T")
-
-
-class _Statements:
-    """Every statement the store runs, built once with bound parameters (SQLAlchemy caches them)."""
-
-    def __init__(self, tables: SessionTables, dialect: str) -> None:
-        s, m = tables.sessions, tables.messages
-        sid: BindParameter[str] = bindparam("sid")
-        self.read_all = select(m.c.message_data).where(m.c.session_id == sid).order_by(m.c.id)
-        self.read_latest = (
-            select(m.c.message_data)
-            .where(m.c.session_id == sid)
-            .order_by(m.c.id.desc())
-            .limit(bindparam("n", type_=Integer))
-        )
-        self.newest = (
-            select(m.c.id, m.c.message_data)
-            .where(m.c.session_id == sid)
-            .order_by(m.c.id.desc())
-            .limit(bindparam("n", type_=Integer))
-        )
-        self.older = self.newest.where(m.c.id < bindparam("before"))
-        self.insert = insert(m).values(session_id=sid, message_data=bindparam("text"))
-        self.insert_at = insert(m).values(
-            id=bindparam("id"), session_id=sid, message_data=bindparam("text")
-        )
-        self.delete_row = delete(m).where(m.c.id == bindparam("id"))
-        self.delete_messages = delete(m).where(m.c.session_id == sid)
-        self.delete_session = delete(s).where(s.c.session_id == sid)
-        # Locks an existing session row without creating one (pop and clear).
-        self.lock_session = update(s).where(s.c.session_id == sid).values(updated_at=s.c.updated_at)
-        self.touch_session = _upsert_session(tables, dialect)
-        self.append_at_once = _append_statement(tables) if dialect == "postgresql" else None
-
-
-def _append_statement(tables: SessionTables) -> Executable:
-    """PostgreSQL: lock-or-create the session row and insert every item, in one statement.
-
-    The items are drawn from the session row's CTE, so their ids are taken only after its row
-    lock is held: writers of one session still get ids in commit order.
-    """
-    s, m = tables.names.sessions, tables.names.messages
-    return text(
-        f"WITH touched AS ("
-        f"INSERT INTO {s} (session_id) VALUES (:sid) ON CONFLICT (session_id) "
-        f"DO UPDATE SET updated_at = CURRENT_TIMESTAMP RETURNING session_id) "
-        f"INSERT INTO {m} (session_id, message_data) "
-        f"SELECT touched.session_id, item.data FROM touched, "
-        f"unnest(:texts) WITH ORDINALITY AS item(data, position) ORDER BY item.position"
-    ).bindparams(bindparam("texts", type_=postgresql.ARRAY(Text)))
-
-
-def _upsert_session(tables: SessionTables, dialect: str) -> Executable:
-    """Create the session's row, or lock it and bump ``updated_at`` if it exists."""
-    s, now = tables.sessions, func.current_timestamp()
-    values: dict[str, BindParameter[str]] = {"session_id": bindparam("sid")}
-    if dialect == "postgresql":
-        return (
-            postgresql.insert(s)
-            .values(values)
-            .on_conflict_do_update(index_elements=[s.c.session_id], set_={"updated_at": now})
-        )
-    if dialect == "sqlite":
-        return (
-            sqlite.insert(s)
-            .values(values)
-            .on_conflict_do_update(index_elements=[s.c.session_id], set_={"updated_at": now})
-        )
-    if dialect in ("mysql", "mariadb"):
-        return mysql.insert(s).values(values).on_duplicate_key_update(updated_at=now)
-    raise StorageError(f"SQLAlchemySession does not support the {dialect!r} dialect yet")
+_CONNECTION_TROUBLE = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+"""asyncpg's errors for a connection that is gone or broken (not a refused statement)."""
 
 
 class SQLAlchemyStore(AsyncClosing):
@@ -131,7 +56,7 @@ class SQLAlchemyStore(AsyncClosing):
     ) -> None:
         self.engine = engine
         self.tables = SessionTables(tables or TableNames())
-        self._sql = _Statements(self.tables, engine.dialect.name)
+        self._sql = Statements(self.tables, engine.dialect.name)
         self._schema_pending = create_tables
         self._schema_lock: asyncio.Lock | None = None
         self.owns_engine = owns_engine
@@ -146,7 +71,7 @@ class SQLAlchemyStore(AsyncClosing):
             else engine
         )
         if dialect == "sqlite":
-            _use_wal(engine)
+            use_wal(engine)
 
     async def _ensure_schema(self) -> None:
         if not self._schema_pending:
@@ -170,7 +95,9 @@ class SQLAlchemyStore(AsyncClosing):
                     f"{operation} failed: cannot reach the database at {self._where}: {exc.orig!r}"
                 ) from exc
             raise StorageError(f"{operation} on {self._where} failed: {exc.orig!r}") from exc
-        except (SQLAlchemyError, OSError) as exc:
+        except asyncpg.PostgresError as exc:
+            raise StorageError(f"{operation} on {self._where} failed: {exc!r}") from exc
+        except (SQLAlchemyError, *_CONNECTION_TROUBLE) as exc:
             raise StorageUnavailableError(
                 f"{operation} failed: cannot use the database at {self._where}: {exc!r}"
             ) from exc
@@ -198,8 +125,36 @@ class SQLAlchemyStore(AsyncClosing):
 
         return await self._guard(operation, write)
 
+    async def _on_asyncpg(self, operation: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        """PostgreSQL fast path: one asyncpg call on a pooled connection, no SQLAlchemy layers.
+
+        The connection comes from (and goes back to) the engine's pool in autocommit mode, so
+        a lone statement is its own transaction. A connection that failed is invalidated.
+        """
+        await self._ensure_schema()
+
+        async def run() -> T:
+            async with self._autocommit.connect() as conn:
+                pooled = await conn.get_raw_connection()
+                try:
+                    return await call(pooled.driver_connection)
+                except _CONNECTION_TROUBLE:
+                    pooled.invalidate()
+                    raise
+
+        return await self._guard(operation, run)
+
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows of a session (all if None), oldest first."""
+        if self._sql.pg is not None:
+            pg = self._sql.pg
+            if limit is None:
+                rows = await self._on_asyncpg("read", lambda c: c.fetch(pg.read_all, session_id))
+                return [row[0] for row in rows]
+            rows = await self._on_asyncpg(
+                "read", lambda c: c.fetch(pg.read_latest, session_id, limit)
+            )
+            return [row[0] for row in reversed(rows)]
         if limit is None:
             rows = await self._read("read", self._sql.read_all, {"sid": session_id})
             return [row[0] for row in rows]
@@ -208,17 +163,10 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the session's newest row, in one transaction."""
-        if self._sql.append_at_once is not None:
+        if self._sql.pg is not None:
             # One statement is one transaction: a single round trip.
-            statement = self._sql.append_at_once
-            params = {"sid": session_id, "texts": list(texts)}
-
-            async def append_at_once() -> None:
-                async with self._autocommit.connect() as conn:
-                    await conn.execute(statement, params)
-
-            await self._ensure_schema()
-            await self._guard("append", append_at_once)
+            sql, rows = self._sql.pg.append, list(texts)
+            await self._on_asyncpg("append", lambda c: c.execute(sql, session_id, rows))
             return
 
         async def append(conn: AsyncConnection) -> None:
@@ -352,18 +300,7 @@ class SQLAlchemySession(StoreSession):
         Raises:
             ValueError: the URL cannot be parsed or names no installed async driver.
         """
-        try:
-            engine = create_async_engine(url, **(engine_kwargs or {}))
-        except (ArgumentError, ValueError) as exc:
-            raise ValueError(f"invalid database URL {_redact(url)!r}: {exc}") from exc
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f"no installed driver for {_redact(url)!r} ({exc}); for MySQL/MariaDB run "
-                "pip install 'agent-sessions[mysql]'"
-            ) from exc
-        # Cheaper than pool_pre_ping (a round trip per call): a connection the server closed
-        # (a restart) is seen closed locally and replaced when it is checked out.
-        event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+        engine = engine_from_url(url, engine_kwargs)
         session = cls(session_id, engine=engine, session_settings=session_settings, **kwargs)
         session._sqlalchemy.owns_engine = True
         return session
@@ -376,34 +313,3 @@ class SQLAlchemySession(StoreSession):
     async def close(self) -> None:
         """Close the session; disposes of the engine only if ``from_url`` created it."""
         await self.aclose()
-
-
-def _use_wal(engine: AsyncEngine) -> None:
-    """SQLite: WAL (readers never wait for the writer) and a busy timeout, on every connection."""
-    if not event.contains(engine.sync_engine, "connect", _configure_sqlite):
-        event.listen(engine.sync_engine, "connect", _configure_sqlite)
-
-
-def _configure_sqlite(dbapi_connection: Any, record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        cursor.execute("PRAGMA journal_mode = WAL")  # a no-op answer ("memory") in memory
-    finally:
-        cursor.close()
-
-
-def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """Pool checkout hook: refuse a connection whose socket the server already closed."""
-    driver = getattr(dbapi_connection, "driver_connection", None)
-    is_closed = getattr(driver, "is_closed", None)  # asyncpg
-    closed = is_closed() if callable(is_closed) else getattr(driver, "closed", False)  # aiomysql
-    if closed is True:
-        raise DisconnectionError("the server closed this connection")
-
-
-def _redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "<unparseable URL>"

@@ -1,0 +1,93 @@
+"""The SQL the SQLAlchemy store runs, built once per pair of tables and dialect.
+
+Core statements carry bound parameters, so SQLAlchemy compiles each once and caches it. On
+PostgreSQL the hot paths (reads and a one-statement append) are driver SQL run by asyncpg.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import BindParameter
+
+from ..errors import StorageError
+from ._sqlalchemy_schema import SessionTables
+
+__all__ = ["Statements"]
+
+
+class Statements:
+    """Every statement the store runs, built once with bound parameters (SQLAlchemy caches them)."""
+
+    def __init__(self, tables: SessionTables, dialect: str) -> None:
+        s, m = tables.sessions, tables.messages
+        sid: BindParameter[str] = bindparam("sid")
+        self.read_all = select(m.c.message_data).where(m.c.session_id == sid).order_by(m.c.id)
+        self.read_latest = (
+            select(m.c.message_data)
+            .where(m.c.session_id == sid)
+            .order_by(m.c.id.desc())
+            .limit(bindparam("n", type_=Integer))
+        )
+        self.newest = (
+            select(m.c.id, m.c.message_data)
+            .where(m.c.session_id == sid)
+            .order_by(m.c.id.desc())
+            .limit(bindparam("n", type_=Integer))
+        )
+        self.older = self.newest.where(m.c.id < bindparam("before"))
+        self.insert = insert(m).values(session_id=sid, message_data=bindparam("text"))
+        self.insert_at = insert(m).values(
+            id=bindparam("id"), session_id=sid, message_data=bindparam("text")
+        )
+        self.delete_row = delete(m).where(m.c.id == bindparam("id"))
+        self.delete_messages = delete(m).where(m.c.session_id == sid)
+        self.delete_session = delete(s).where(s.c.session_id == sid)
+        # Locks an existing session row without creating one (pop and clear).
+        self.lock_session = update(s).where(s.c.session_id == sid).values(updated_at=s.c.updated_at)
+        self.touch_session = _upsert_session(tables, dialect)
+        self.pg = _AsyncpgSQL(tables) if dialect == "postgresql" else None
+
+
+class _AsyncpgSQL:
+    """PostgreSQL's hot paths as driver SQL, for one asyncpg call each."""
+
+    def __init__(self, tables: SessionTables) -> None:
+        s, m = tables.names.sessions, tables.names.messages
+        self.read_all = f"SELECT message_data FROM {m} WHERE session_id = $1 ORDER BY id"
+        self.read_latest = (
+            f"SELECT message_data FROM {m} WHERE session_id = $1 ORDER BY id DESC LIMIT $2"
+        )
+        # Lock-or-create the session row and insert every item in one statement. The items are
+        # drawn from the session row's CTE, so their ids are taken only after its row lock is
+        # held: writers of one session still get ids in commit order.
+        self.append = (
+            f"WITH touched AS ("
+            f"INSERT INTO {s} (session_id) VALUES ($1) ON CONFLICT (session_id) "
+            f"DO UPDATE SET updated_at = CURRENT_TIMESTAMP RETURNING session_id) "
+            f"INSERT INTO {m} (session_id, message_data) "
+            f"SELECT touched.session_id, item.data FROM touched, "
+            f"unnest($2::text[]) WITH ORDINALITY AS item(data, position) ORDER BY item.position"
+        )
+
+
+def _upsert_session(tables: SessionTables, dialect: str) -> Executable:
+    """Create the session's row, or lock it and bump ``updated_at`` if it exists."""
+    s, now = tables.sessions, func.current_timestamp()
+    values: dict[str, BindParameter[str]] = {"session_id": bindparam("sid")}
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(s)
+            .values(values)
+            .on_conflict_do_update(index_elements=[s.c.session_id], set_={"updated_at": now})
+        )
+    if dialect == "sqlite":
+        return (
+            sqlite.insert(s)
+            .values(values)
+            .on_conflict_do_update(index_elements=[s.c.session_id], set_={"updated_at": now})
+        )
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(s).values(values).on_duplicate_key_update(updated_at=now)
+    raise StorageError(f"SQLAlchemySession does not support the {dialect!r} dialect yet")
