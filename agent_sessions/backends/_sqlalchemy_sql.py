@@ -1,7 +1,8 @@
 """The SQL the SQLAlchemy store runs, built once per pair of tables and dialect.
 
-Core statements carry bound parameters, so SQLAlchemy compiles each once and caches it. On
-PostgreSQL the hot paths (reads and a one-statement append) are driver SQL run by asyncpg.
+Core statements carry bound parameters, so SQLAlchemy compiles each once and caches it. The hot
+paths are also driver SQL: reads and a one-statement append on PostgreSQL (asyncpg), reads on
+SQLite (aiosqlite).
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ class Statements:
         self.lock_session = update(s).where(s.c.session_id == sid).values(updated_at=s.c.updated_at)
         self.touch_session = _upsert_session(tables, dialect)
         self.pg = _AsyncpgSQL(tables) if dialect == "postgresql" else None
+        self.sqlite = _AiosqliteSQL(tables) if dialect == "sqlite" else None
+
+
+class _AiosqliteSQL:
+    """SQLite's reads as driver SQL, for one aiosqlite call each."""
+
+    def __init__(self, tables: SessionTables) -> None:
+        m = tables.names.messages
+        self.read_all = f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id"
+        self.read_latest = (
+            f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id DESC LIMIT ?"
+        )
 
 
 class _AsyncpgSQL:

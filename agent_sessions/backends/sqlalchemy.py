@@ -9,6 +9,7 @@ ids come out in commit order, and two pops can never claim the same item.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -95,7 +96,7 @@ class SQLAlchemyStore(AsyncClosing):
                     f"{operation} failed: cannot reach the database at {self._where}: {exc.orig!r}"
                 ) from exc
             raise StorageError(f"{operation} on {self._where} failed: {exc.orig!r}") from exc
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, sqlite3.Error) as exc:
             raise StorageError(f"{operation} on {self._where} failed: {exc!r}") from exc
         except (SQLAlchemyError, *_CONNECTION_TROUBLE) as exc:
             raise StorageUnavailableError(
@@ -125,11 +126,13 @@ class SQLAlchemyStore(AsyncClosing):
 
         return await self._guard(operation, write)
 
-    async def _on_asyncpg(self, operation: str, call: Callable[[Any], Awaitable[T]]) -> T:
-        """PostgreSQL fast path: one asyncpg call on a pooled connection, no SQLAlchemy layers.
+    async def _on_driver(self, operation: str, call: Callable[[Any], Awaitable[T]]) -> T:
+        """Fast path: one driver call (asyncpg, aiosqlite) on a pooled connection.
 
-        The connection comes from (and goes back to) the engine's pool in autocommit mode, so
-        a lone statement is its own transaction. A connection that failed is invalidated.
+        This skips SQLAlchemy's execution layers; aiosqlite also does the whole call in one hop
+        to its thread instead of several. The connection comes from (and goes back to) the
+        engine's pool; on PostgreSQL in autocommit mode, so a lone statement is its own
+        transaction. A connection that failed is invalidated.
         """
         await self._ensure_schema()
 
@@ -149,10 +152,21 @@ class SQLAlchemyStore(AsyncClosing):
         if self._sql.pg is not None:
             pg = self._sql.pg
             if limit is None:
-                rows = await self._on_asyncpg("read", lambda c: c.fetch(pg.read_all, session_id))
+                rows = await self._on_driver("read", lambda c: c.fetch(pg.read_all, session_id))
                 return [row[0] for row in rows]
-            rows = await self._on_asyncpg(
+            rows = await self._on_driver(
                 "read", lambda c: c.fetch(pg.read_latest, session_id, limit)
+            )
+            return [row[0] for row in reversed(rows)]
+        if self._sql.sqlite is not None:
+            lite = self._sql.sqlite
+            if limit is None:
+                rows = await self._on_driver(
+                    "read", lambda c: c.execute_fetchall(lite.read_all, (session_id,))
+                )
+                return [row[0] for row in rows]
+            rows = await self._on_driver(
+                "read", lambda c: c.execute_fetchall(lite.read_latest, (session_id, limit))
             )
             return [row[0] for row in reversed(rows)]
         if limit is None:
@@ -166,7 +180,7 @@ class SQLAlchemyStore(AsyncClosing):
         if self._sql.pg is not None:
             # One statement is one transaction: a single round trip.
             sql, rows = self._sql.pg.append, list(texts)
-            await self._on_asyncpg("append", lambda c: c.execute(sql, session_id, rows))
+            await self._on_driver("append", lambda c: c.execute(sql, session_id, rows))
             return
 
         async def append(conn: AsyncConnection) -> None:
