@@ -53,10 +53,15 @@ class Statements:
 
 
 class _AiosqliteSQL:
-    """SQLite's reads as driver SQL, for one aiosqlite call each."""
+    """SQLite's reads and append as driver SQL, for as few aiosqlite calls as possible."""
 
     def __init__(self, tables: SessionTables) -> None:
-        m = tables.names.messages
+        s, m = tables.names.sessions, tables.names.messages
+        self.touch = (
+            f"INSERT INTO {s} (session_id) VALUES (?) "
+            "ON CONFLICT (session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP"
+        )
+        self.insert = f"INSERT INTO {m} (session_id, message_data) VALUES (?, ?)"
         self.read_all = f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id"
         self.read_latest = (
             f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id DESC LIMIT ?"

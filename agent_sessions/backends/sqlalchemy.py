@@ -179,8 +179,25 @@ class SQLAlchemyStore(AsyncClosing):
         """Store rows after the session's newest row, in one transaction."""
         if self._sql.pg is not None:
             # One statement is one transaction: a single round trip.
-            sql, rows = self._sql.pg.append, list(texts)
-            await self._on_driver("append", lambda c: c.execute(sql, session_id, rows))
+            sql, texts_list = self._sql.pg.append, list(texts)
+            await self._on_driver("append", lambda c: c.execute(sql, session_id, texts_list))
+            return
+
+        if self._sql.sqlite is not None:
+            lite, rows = self._sql.sqlite, [(session_id, text) for text in texts]
+
+            async def append_sqlite(driver: Any) -> None:
+                # The write lock first, so writers queue on the busy timeout, never deadlock.
+                await driver.execute("BEGIN IMMEDIATE")
+                try:
+                    await driver.execute(lite.touch, (session_id,))
+                    await driver.executemany(lite.insert, rows)
+                    await driver.commit()
+                except BaseException:
+                    await driver.rollback()
+                    raise
+
+            await self._on_driver("append", append_sqlite)
             return
 
         async def append(conn: AsyncConnection) -> None:
