@@ -207,41 +207,64 @@ async def test_unreachable_server_names_the_host_and_hides_the_password() -> Non
             await session.add_items([{"role": "user", "content": "x"}])
 
 
+class DroppablePostgresSession:
+    """A from_url session on PostgreSQL whose connections the server can be told to drop."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.url = database_url("postgres", tmp_path)
+        self.tables = unique_tables()
+        self.name = f"agent-sessions-{self.tables[1]}"  # tags only this session's connections
+        self.admin = create_async_engine(self.url)
+
+    def open(self) -> SQLAlchemySession:
+        """The session under test, tagged with its own application name."""
+        return SQLAlchemySession.from_url(
+            "s",
+            url=self.url,
+            engine_kwargs={"connect_args": {"server_settings": {"application_name": self.name}}},
+            create_tables=True,
+            sessions_table=self.tables[0],
+            messages_table=self.tables[1],
+        )
+
+    async def drop_connections(self) -> int:
+        """Have the server terminate the session's connections; return how many."""
+        async with self.admin.connect() as conn:
+            dropped = await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": self.name},
+            )
+            return int(dropped.scalar_one())
+
+    async def cleanup(self) -> None:
+        """Drop the tables and the admin engine."""
+        await drop_tables(self.admin, *self.tables)
+        await self.admin.dispose()
+
+
+@pytest.fixture
+async def droppable(tmp_path: Path) -> AsyncIterator[DroppablePostgresSession]:
+    """A PostgreSQL session whose connections a test can drop; cleaned up afterwards."""
+    setup = DroppablePostgresSession(tmp_path)
+    yield setup
+    await setup.cleanup()
+
+
 @pytest.mark.postgres
-async def test_dropped_connections_are_recovered(tmp_path: Path) -> None:
+async def test_dropped_connections_are_recovered(droppable: DroppablePostgresSession) -> None:
     """After the server dropped the session's connections, the next calls work as they are.
 
     The pool replaces connections it finds closed, so no new session is needed.
     """
-    url = database_url("postgres", tmp_path)
-    sessions, messages = unique_tables()
-    admin = create_async_engine(url)
-    try:
-        name = f"agent-sessions-{messages}"  # so only this session's connections are dropped
-        async with SQLAlchemySession.from_url(
-            "s",
-            url=url,
-            engine_kwargs={"connect_args": {"server_settings": {"application_name": name}}},
-            create_tables=True,
-            sessions_table=sessions,
-            messages_table=messages,
-        ) as session:
-            await session.add_items([{"role": "user", "content": "before"}])
-            async with admin.connect() as conn:
-                dropped = await conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE application_name = :name"
-                    ),
-                    {"name": name},
-                )
-                assert dropped.scalar_one() >= 1
-            await asyncio.sleep(0.2)  # the drop reaches the client, as after a restart
-            await session.add_items([{"role": "user", "content": "after"}])
-            assert [i["content"] for i in await session.get_items()] == ["before", "after"]  # type: ignore[typeddict-item]
-    finally:
-        await drop_tables(admin, sessions, messages)
-        await admin.dispose()
+    async with droppable.open() as session:
+        await session.add_items([{"role": "user", "content": "before"}])
+        assert await droppable.drop_connections() >= 1
+        await asyncio.sleep(0.2)  # the drop reaches the client, as after a restart
+        await session.add_items([{"role": "user", "content": "after"}])
+        assert [i["content"] for i in await session.get_items()] == ["before", "after"]  # type: ignore[typeddict-item]
 
 
 @pytest.mark.parametrize("url", KINDS, indirect=True)
@@ -281,47 +304,27 @@ async def test_missing_tables_without_create_tables_is_a_storage_error(
 
 
 @pytest.mark.postgres
-async def test_a_write_racing_a_drop_is_whole_or_absent_and_reported(tmp_path: Path) -> None:
+async def test_a_write_racing_a_drop_is_whole_or_absent_and_reported(
+    droppable: DroppablePostgresSession,
+) -> None:
     """A write racing the server's drop of its connection is stored whole or not at all.
 
     If it was not confirmed it raises StorageUnavailableError naming the server, and the next call
     works.
     """
-    url = database_url("postgres", tmp_path)
-    sessions, messages = unique_tables()
-    admin = create_async_engine(url)
-    name = f"agent-sessions-{messages}"
-    try:
-        async with SQLAlchemySession.from_url(
-            "s",
-            url=url,
-            engine_kwargs={"connect_args": {"server_settings": {"application_name": name}}},
-            create_tables=True,
-            sessions_table=sessions,
-            messages_table=messages,
-        ) as session:
-            await session.add_items([{"role": "user", "content": "before"}])
-            async with admin.connect() as conn:
-                await conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = :name"
-                    ),
-                    {"name": name},
-                )
-            batch = [{"role": "user", "content": f"racing-{i}"} for i in range(3)]
-            error: StorageUnavailableError | None = None
-            try:
-                await session.add_items(batch)  # type: ignore[arg-type]
-            except StorageUnavailableError as exc:
-                error = exc
-            assert error is None or "127.0.0.1:5432" in str(error)
-            await session.add_items([{"role": "user", "content": "after"}])
-            contents = [i["content"] for i in await session.get_items()]  # type: ignore[typeddict-item]
-            racing = [c for c in contents if str(c).startswith("racing-")]
-            assert racing in ([], ["racing-0", "racing-1", "racing-2"])
-            assert contents[0] == "before"
-            assert contents[-1] == "after"
-    finally:
-        await drop_tables(admin, sessions, messages)
-        await admin.dispose()
+    async with droppable.open() as session:
+        await session.add_items([{"role": "user", "content": "before"}])
+        await droppable.drop_connections()
+        batch = [{"role": "user", "content": f"racing-{i}"} for i in range(3)]
+        error: StorageUnavailableError | None = None
+        try:
+            await session.add_items(batch)  # type: ignore[arg-type]
+        except StorageUnavailableError as exc:
+            error = exc
+        assert error is None or "127.0.0.1:5432" in str(error)
+        await session.add_items([{"role": "user", "content": "after"}])
+        contents = [i["content"] for i in await session.get_items()]  # type: ignore[typeddict-item]
+        racing = [c for c in contents if str(c).startswith("racing-")]
+        assert racing in ([], ["racing-0", "racing-1", "racing-2"])
+        assert contents[0] == "before"
+        assert contents[-1] == "after"
