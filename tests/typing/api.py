@@ -10,13 +10,16 @@ from pathlib import Path
 from agents import Agent, RunConfig, Runner, RunResult
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionSettings
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typing_extensions import assert_type
 
 from agent_sessions import (
     AgentSessionsError,
     ItemValidationError,
     SessionState,
+    SQLAlchemySession,
     SQLiteSession,
+    SQLiteStore,
     StoreSession,
 )
 from agent_sessions.testing import CHECKS, Check, Harness, MemoryStore, run_all
@@ -98,3 +101,24 @@ async def conformance(tmp: Path) -> dict[str, BaseException | None]:
     assert_type(opened, Session)
     await memory.close_session(opened)
     return await run_all(memory)
+
+
+async def shared_store(path: Path) -> None:
+    """Sessions of one ``SQLiteStore`` are ``SQLiteSession`` objects."""
+    async with SQLiteStore(path) as store:
+        session = store.session("user-42", session_settings={"limit": 20})
+        assert_type(session, SQLiteSession)
+        await session.add_items([{"role": "user", "content": "Hi"}])
+
+
+async def on_postgres(engine: AsyncEngine) -> None:
+    """``SQLAlchemySession`` has the SDK's constructor and ``from_url``, and an async close."""
+    session = SQLAlchemySession("user-42", engine=engine, create_tables=True)
+    assert_type(await session.get_items(3), list[TResponseInputItem])
+    await session.close()
+    async with SQLAlchemySession.from_url(
+        "user-42", url="postgresql+asyncpg://app@db/agents", engine_kwargs={"pool_size": 20}
+    ) as owned:
+        assert_type(owned, SQLAlchemySession)
+        assert_type(owned.engine, AsyncEngine)
+        await owned.add_items([{"role": "user", "content": "Hi"}])
