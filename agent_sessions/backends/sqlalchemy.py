@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -60,9 +62,10 @@ class SQLAlchemyStore(AsyncClosing):
         self._sql = Statements(self.tables, engine.dialect.name)
         self._schema_pending = create_tables
         self._schema_lock: asyncio.Lock | None = None
-        self.owns_engine = owns_engine
         self._closed = False
         self._where = engine.url.render_as_string(hide_password=True)
+        self._finalizer: weakref.finalize[..., object] | None = None
+        self.owns_engine = owns_engine
         # On PostgreSQL a lone statement in autocommit mode saves the BEGIN and the ROLLBACK or
         # COMMIT round trips; aiosqlite and aiomysql are slower in that mode, so they keep theirs.
         dialect = engine.dialect.name
@@ -247,13 +250,38 @@ class SQLAlchemyStore(AsyncClosing):
 
         await self._write("clear", clear)
 
+    @property
+    def owns_engine(self) -> bool:
+        """Whether closing the store disposes of the engine (and leaking it warns)."""
+        return self._finalizer is not None
+
+    @owns_engine.setter
+    def owns_engine(self, owns: bool) -> None:
+        if owns and self._finalizer is None:
+            label = f"SQLAlchemy session store on {self._where}"
+            self._finalizer = weakref.finalize(self, _warn_unclosed, label)
+            self._finalizer.atexit = False
+        elif not owns and self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
     async def aclose(self) -> None:
         """Refuse further calls, and dispose of the engine if this store created it."""
         if self._closed:
             return
         self._closed = True
-        if self.owns_engine:
+        if self._finalizer is not None:
+            self._finalizer.detach()
             await self.engine.dispose()
+
+
+def _warn_unclosed(label: str) -> None:
+    warnings.warn(
+        f"{label} was never closed, so its connection pool stays open; call close() or use "
+        "'async with'",
+        ResourceWarning,
+        stacklevel=1,
+    )
 
 
 def _is_connection_failure(exc: DBAPIError) -> bool:

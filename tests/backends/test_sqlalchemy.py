@@ -328,3 +328,16 @@ async def test_a_write_racing_a_drop_is_whole_or_absent_and_reported(
         assert racing in ([], ["racing-0", "racing-1", "racing-2"])
         assert contents[0] == "before"
         assert contents[-1] == "after"
+
+
+@pytest.mark.sqlite
+async def test_an_unclosed_from_url_session_warns(tmp_path: Path) -> None:
+    """A session whose from_url engine was never disposed of warns when it is collected."""
+    session = SQLAlchemySession.from_url(
+        "s", url=database_url("sqlite", tmp_path), create_tables=True
+    )
+    await session.add_items([{"role": "user", "content": "x"}])
+    engine = session.engine
+    with pytest.warns(ResourceWarning, match="never closed"):
+        del session  # the last reference: collected at once
+    await engine.dispose()
