@@ -28,15 +28,18 @@ from .errors import (
 from .store import Popped, Store
 
 if typing.TYPE_CHECKING:
+    from .backends.advanced import AdvancedSQLiteSession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
 
 _LAZY = {
+    "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
     "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
     "SQLAlchemyStore": "agent_sessions.backends.sqlalchemy",
 }
 """Backends imported on first use, so ``import agent_sessions`` stays light."""
 
 __all__ = [
+    "AdvancedSQLiteSession",
     "AgentSessionsError",
     "CorruptItemError",
     "InvalidIdentifierError",
@@ -65,9 +68,7 @@ def __getattr__(name: str) -> object:
     try:
         value = getattr(importlib.import_module(module), name)
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"{name} needs SQLAlchemy with asyncio support: pip install 'sqlalchemy[asyncio]' "
-            f"({exc})"
-        ) from exc
+        hint = "pip install 'sqlalchemy[asyncio]'" if "sqlalchemy" in module else "reinstall"
+        raise MissingDependencyError(f"{name} cannot be imported ({exc}); {hint}") from exc
     globals()[name] = value
     return value

@@ -16,7 +16,7 @@ import agents
 import pytest
 from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
 
-from agent_sessions import SQLiteSession, SQLiteStore, StoreSession
+from agent_sessions import AdvancedSQLiteSession, SQLiteSession, SQLiteStore, StoreSession
 from agent_sessions.testing import Harness, MemoryStore
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
 from tests.sql_servers import sqlalchemy_harness
@@ -77,7 +77,19 @@ SDK_KNOWN_FAILURES = {
 }
 """Where the SDK's classes fall short of the suite; the same four for SQLite and PostgreSQL."""
 
+
+def _advanced(tmp_path: Path) -> Harness:
+    path = tmp_path / "advanced.db"
+    return Harness(
+        name="advanced",
+        open=lambda sid: AdvancedSQLiteSession(session_id=sid, db_path=path, create_tables=True),
+        write_raw=partial(write_raw_sqlite, path),
+        count_rows=partial(count_rows_sqlite, path),
+    )
+
+
 BACKENDS = {
+    "advanced": Backend(_advanced),
     "sqlalchemy-sqlite": Backend(partial(sqlalchemy_harness, "sqlite")),
     "sqlalchemy-postgres": Backend(partial(sqlalchemy_harness, "postgres")),
     "sqlalchemy-mariadb": Backend(partial(sqlalchemy_harness, "mariadb")),
@@ -94,6 +106,7 @@ BACKENDS = {
 }
 
 MARKS = {
+    "advanced": pytest.mark.sqlite,
     "sqlalchemy-sqlite": pytest.mark.sqlite,
     "sqlalchemy-postgres": pytest.mark.postgres,
     "sqlalchemy-mariadb": pytest.mark.mariadb,

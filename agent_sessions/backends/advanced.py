@@ -1,0 +1,327 @@
+"""A drop-in for the SDK's ``AdvancedSQLiteSession``, with branches that copy nothing.
+
+Items stay in the SDK's ``agent_messages`` rows (same codec, same row format). A branch is one
+row saying which branch it forks from and below which item id it inherits that branch's
+history, so creating a branch costs the same on a ten-item and a ten-thousand-item history, and
+reads walk the chain of branches with bounded index range queries. The current branch is kept in
+the database per session, so every session object on the file sees switches and new branches.
+
+Known difference from the SDK: popping or clearing items on a branch that other branches fork
+from also removes them from the forks that inherit them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from agents.memory.session_settings import SessionSettings
+from agents.result import RunResult, RunResultStreaming
+
+from ..core import StoreSession, check_session_id
+from ..schema import TableNames
+from ._advanced_sql import Row, user_text
+from ._advanced_store import AdvancedSQLiteStore
+from ._advanced_usage import session_totals, turn_dicts, usage_row
+from ._sqlite_connection import MEMORY
+
+__all__ = ["AdvancedSQLiteSession", "AdvancedSQLiteStore"]
+
+_PREVIEW = 100
+
+
+class AdvancedSQLiteSession(StoreSession):
+    """A drop-in for ``agents.extensions.memory.AdvancedSQLiteSession``: branches, turns, usage.
+
+    Args:
+        session_id: The conversation this object reads and writes.
+        db_path: A file path, or ``":memory:"`` (the default) for a private in-memory database.
+        create_tables: Accepted for compatibility; the branch tables are always created on
+            first use (``CREATE TABLE IF NOT EXISTS``).
+        logger: Logger for this session; the module's logger by default.
+        session_settings: Defaults for reads, such as ``SessionSettings(limit=50)``.
+        **kwargs: ``sessions_table``, ``messages_table``, ``durable`` and ``strict``, as for
+            :class:`~agent_sessions.SQLiteSession`.
+
+    Raises:
+        TypeError: an unknown keyword argument was given.
+
+    Example:
+        >>> from agents import Agent, Runner
+        >>> async def chat() -> None:
+        ...     async with AdvancedSQLiteSession(session_id="u1", db_path="chats.db") as session:
+        ...         result = await Runner.run(Agent(name="a"), "Hi", session=session)
+        ...         await session.store_run_usage(result)
+        ...         await session.create_branch_from_turn(1, "retry")
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        db_path: str | Path = MEMORY,
+        create_tables: bool = False,
+        logger: logging.Logger | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        check_session_id(session_id)
+        sessions_table = kwargs.pop("sessions_table", "agent_sessions")
+        messages_table = kwargs.pop("messages_table", "agent_messages")
+        durable = bool(kwargs.pop("durable", True))
+        strict = bool(kwargs.pop("strict", False))
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
+        store = AdvancedSQLiteStore(
+            db_path, tables=TableNames(sessions_table, messages_table), durable=durable
+        )
+        self.db_path = store.db_path
+        self.sessions_table = store.tables.sessions
+        self.messages_table = store.tables.messages
+        self.create_tables = create_tables
+        self._logger = logger or logging.getLogger(__name__)
+        self._advanced = store
+        super().__init__(
+            session_id, store, owns_store=True, session_settings=session_settings, strict=strict
+        )
+
+    def close(self) -> None:
+        """Close the session and its store; idempotent (like the SDK's)."""
+        if self._mark_closed():
+            self._advanced.close()
+
+    # Branches ------------------------------------------------------------------------------
+
+    async def current_branch(self) -> str:
+        """Return the id of the branch reads and writes go to (shared by every object)."""
+        self._check_open("current_branch")
+        return await self._advanced.current_branch(self.session_id)
+
+    async def create_branch_from_turn(self, turn: int, branch_name: str | None = None) -> str:
+        """Fork the current branch just before a user turn, and switch to the fork.
+
+        The fork holds everything before that turn's user message; nothing is copied.
+
+        Args:
+            turn: The 1-based number of the user message to branch from.
+            branch_name: 1-64 letters, digits, ``-`` or ``_``; generated if None.
+
+        Returns:
+            The new branch's id.
+
+        Raises:
+            ValueError: the turn does not exist, or the name is invalid or already used.
+        """
+        self._check_open("create_branch_from_turn")
+        return await self._advanced.create_branch(self.session_id, turn, branch_name)
+
+    async def create_branch_from_content(
+        self, search_term: str, branch_name: str | None = None
+    ) -> str:
+        """Fork before the first user turn whose text contains ``search_term``, and switch.
+
+        Args:
+            search_term: Text to look for, case-insensitively.
+            branch_name: As for :meth:`create_branch_from_turn`.
+
+        Returns:
+            The new branch's id.
+
+        Raises:
+            ValueError: no user turn contains the term, or the name is invalid or used.
+        """
+        self._check_open("create_branch_from_content")
+        found = await self.find_turns_by_content(search_term)
+        if not found:
+            raise ValueError(f"no user turn contains {search_term!r}")
+        return await self.create_branch_from_turn(int(found[0]["turn"]), branch_name)
+
+    async def switch_to_branch(self, branch_id: str) -> None:
+        """Make ``branch_id`` the current branch of this session, for every object.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        self._check_open("switch_to_branch")
+        await self._advanced.switch(self.session_id, branch_id)
+
+    async def delete_branch(self, branch_id: str, force: bool = False) -> None:
+        """Delete a branch with its own items and usage.
+
+        Args:
+            branch_id: The branch to delete.
+            force: Allow deleting the current branch; the session switches to ``main``.
+
+        Raises:
+            ValueError: the branch is ``main``, unknown, has forks, or is current without force.
+        """
+        self._check_open("delete_branch")
+        await self._advanced.delete_branch(self.session_id, branch_id, force=force)
+
+    async def list_branches(self) -> list[dict[str, Any]]:
+        """List the session's branches.
+
+        Returns:
+            One dict per branch: ``branch_id``, ``message_count`` and ``user_turns`` (of its
+            visible history), ``created_at`` and ``is_current``.
+        """
+        self._check_open("list_branches")
+        return await self._advanced.list_branches(self.session_id)
+
+    # Turns ---------------------------------------------------------------------------------
+
+    async def _turns(self, branch_id: str | None) -> list[tuple[int, Row]]:
+        """Return every visible row with the number of the user turn it belongs to."""
+        rows = await self._advanced.history(self.session_id, branch_id)
+        numbered, turn = [], 0
+        for row in rows:
+            turn += row.item_type == "user"
+            numbered.append((turn, row))
+        return numbered
+
+    def _turn_dict(self, turn: int, row: Row) -> dict[str, Any]:
+        try:
+            text = user_text(self._codec.decode(row.text))
+        except (ValueError, TypeError, RecursionError):
+            text = ""
+        return {
+            "turn": turn,
+            "content": text[:_PREVIEW],
+            "full_content": text,
+            "timestamp": row.created_at,
+            "can_branch": True,
+        }
+
+    async def get_conversation_turns(self, branch_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the user turns of a branch, for choosing where to branch.
+
+        Args:
+            branch_id: The branch to read (the current one if None).
+
+        Returns:
+            One dict per user message: ``turn`` (1-based), ``content`` (its first 100
+            characters), ``full_content``, ``timestamp`` and ``can_branch`` (always True).
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        self._check_open("get_conversation_turns")
+        return [
+            self._turn_dict(turn, row)
+            for turn, row in await self._turns(branch_id)
+            if row.item_type == "user"
+        ]
+
+    async def find_turns_by_content(
+        self, search_term: str, branch_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the user turns whose text contains ``search_term`` (case-insensitively).
+
+        Args:
+            search_term: Text to look for.
+            branch_id: The branch to search (the current one if None).
+
+        Returns:
+            Matching turns, in the shape of :meth:`get_conversation_turns`.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        self._check_open("find_turns_by_content")
+        term = search_term.casefold()
+        return [
+            turn
+            for turn in await self.get_conversation_turns(branch_id)
+            if term in str(turn["full_content"]).casefold()
+        ]
+
+    async def get_conversation_by_turns(
+        self, branch_id: str | None = None
+    ) -> dict[int, list[dict[str, str | None]]]:
+        """Return a branch's items grouped by user turn, as their type and tool name.
+
+        Args:
+            branch_id: The branch to read (the current one if None).
+
+        Returns:
+            ``{turn: [{"type": item_type, "tool_name": tool_name}, ...]}``; items before the
+            first user message are under turn 0.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        self._check_open("get_conversation_by_turns")
+        grouped: dict[int, list[dict[str, str | None]]] = {}
+        for turn, row in await self._turns(branch_id):
+            grouped.setdefault(turn, []).append({"type": row.item_type, "tool_name": row.tool_name})
+        return grouped
+
+    async def get_tool_usage(self, branch_id: str | None = None) -> list[tuple[str, int, int]]:
+        """Return how often each tool was called, per user turn.
+
+        Args:
+            branch_id: The branch to read (the current one if None).
+
+        Returns:
+            ``(tool_name, call_count, turn_number)`` tuples, ordered by turn then tool name.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        self._check_open("get_tool_usage")
+        counts: dict[tuple[int, str], int] = {}
+        for turn, row in await self._turns(branch_id):
+            if row.tool_name is not None:
+                counts[turn, row.tool_name] = counts.get((turn, row.tool_name), 0) + 1
+        return [(tool, n, turn) for (turn, tool), n in sorted(counts.items())]
+
+    # Usage ---------------------------------------------------------------------------------
+
+    async def store_run_usage(self, result: RunResult | RunResultStreaming) -> None:
+        """Record a run's token usage against the current branch and its current user turn.
+
+        Call it after ``Runner.run()``; a second call for the same turn replaces the first.
+
+        Args:
+            result: The run's result; its ``context_wrapper.usage`` is recorded.
+        """
+        self._check_open("store_run_usage")
+        await self._advanced.put_usage(self.session_id, usage_row(result.context_wrapper.usage))
+
+    async def get_session_usage(self, branch_id: str | None = None) -> dict[str, int] | None:
+        """Return usage summed over one branch, or over all branches if None.
+
+        Returns:
+            ``requests``, ``input_tokens``, ``output_tokens``, ``total_tokens`` and
+            ``total_turns``; None if no usage was recorded.
+        """
+        self._check_open("get_session_usage")
+        return session_totals(await self._advanced.session_usage(self.session_id, branch_id))
+
+    async def get_turn_usage(
+        self, user_turn_number: int | None = None, branch_id: str | None = None
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Return usage by user turn, with the token details parsed.
+
+        Args:
+            user_turn_number: One turn to return (a dict, empty if none recorded); all if None.
+            branch_id: The branch to read (the current one if None).
+
+        Returns:
+            One dict of ``requests``, ``input_tokens``, ``output_tokens``, ``total_tokens``,
+            ``input_tokens_details`` and ``output_tokens_details``; for all turns, a list of
+            such dicts that also carry ``user_turn_number``.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        self._check_open("get_turn_usage")
+        listed = turn_dicts(await self._advanced.turn_usage(self.session_id, branch_id))
+        if user_turn_number is None:
+            return listed
+        for entry in listed:
+            if entry["user_turn_number"] == user_turn_number:
+                del entry["user_turn_number"]
+                return entry
+        return {}
