@@ -1,24 +1,43 @@
 """Medians, the markdown table and the noisy-cell list, shared by both suites of ``run.py``.
 
 A suite hands over, per workload, every run of every contender (``Result``s), plus the error of
-each run that failed. The table has one column per contender (operations per second, or µs per
-``get_items(20)`` call on the growth rows) and one column per ratio, always a speedup of ours.
+each run that failed. The table has one column per contender (operations per second, or the
+time per call at each history size on the rows of a ``SIZED`` workload: µs per ``get_items(20)``
+for growth, ms per ``create_branch_from_turn`` for branch) and one column per ratio, always a
+speedup of ours.
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Any, NamedTuple
 
 from workloads import Result
 
-__all__ = ["NOISY", "Ratio", "failures", "noisy", "summarize", "table"]
+__all__ = ["NOISY", "SIZED", "Ratio", "Sized", "failures", "noisy", "summarize", "table"]
 
 NOISY = 0.20
 """Flag a median whose repeats spread (max - min) by more than this fraction of it."""
 
 Ratio = tuple[str, str, str]
 """A ratio column: (label, our contender, the contender it is compared with)."""
+
+
+class Sized(NamedTuple):
+    """How a workload timed per history size is shown: one row per size, then a ratio row."""
+
+    key: str  # where ``summarize`` puts the medians per size
+    scale: float  # seconds -> the unit
+    unit: str
+    spec: str  # format of a cell
+    last_row: str  # label of the largest/smallest row
+
+
+SIZED: dict[str, Sized] = {
+    "growth": Sized("us_per_call", 1e6, "µs/call", ",.1f", "flatness"),
+    "branch": Sized("ms_per_branch", 1e3, "ms/branch", ",.2f", "ratio"),
+}
+"""Workloads whose ``Result.per_call`` maps history size to seconds per call."""
 
 
 def _spread(values: list[float]) -> float:
@@ -41,12 +60,13 @@ def summarize(
             entry["errors"] = errors[name]
         if not results:
             entry["error"] = errors.get(name, ["no run"])[0]
-        elif workload == "growth":
+        elif workload in SIZED:
+            key, scale = SIZED[workload].key, SIZED[workload].scale
             sizes = sorted(results[0].per_call)
-            per_size = {s: [r.per_call[s] * 1e6 for r in results] for s in sizes}
-            entry["us_per_call"] = {s: statistics.median(v) for s, v in per_size.items()}
+            per_size = {s: [r.per_call[s] * scale for r in results] for s in sizes}
+            entry[key] = {s: statistics.median(v) for s, v in per_size.items()}
             entry["spread"] = {s: _spread(v) for s, v in per_size.items()}
-            entry["flatness"] = entry["us_per_call"][sizes[-1]] / entry["us_per_call"][sizes[0]]
+            entry["flatness"] = entry[key][sizes[-1]] / entry[key][sizes[0]]
         else:
             values = [r.ops_per_s for r in results]
             entry["ops_per_s"] = statistics.median(values)
@@ -85,27 +105,29 @@ def table(
         "|---|" + "---:|" * len(labels),
     ]
     for workload, s in summaries.items():
-        if workload != "growth":
+        if workload not in SIZED:
             ops = {name: s[name].get("ops_per_s") for name in columns}
             cells = _cells(list(ops.values()), ",.0f")
             cells += [_ratio(ops[ours], ops[theirs]) for _, ours, theirs in ratios]
             lines.append(f"| {workload} (ops/s) | " + " | ".join(cells) + " |")
             continue
-        measured = [s[name] for name in columns if "us_per_call" in s[name]]
-        sizes = list(measured[0]["us_per_call"]) if measured else []
+        sized = SIZED[workload]
+        measured = [s[name] for name in columns if sized.key in s[name]]
+        sizes = list(measured[0][sized.key]) if measured else []
         for size in sizes:
-            us = {name: s[name].get("us_per_call", {}).get(size) for name in columns}
-            cells = _cells(list(us.values()), ",.1f")
+            us = {name: s[name].get(sized.key, {}).get(size) for name in columns}
+            cells = _cells(list(us.values()), sized.spec)
             cells += [_ratio(us[theirs], us[ours]) for _, ours, theirs in ratios]
-            lines.append(f"| growth {_size(size)} (µs/call) | " + " | ".join(cells) + " |")
+            label = f"{workload} {_size(size)} ({sized.unit})"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         if not sizes:
             cells = ["error"] * len(columns) + ["n/a"] * len(ratios)
-            lines.append("| growth | " + " | ".join(cells) + " |")
+            lines.append(f"| {workload} | " + " | ".join(cells) + " |")
             continue
         flat = [s[name].get("flatness") for name in columns]
         cells = ["error" if v is None else f"{v:.2f}x" for v in flat]
         lines.append(
-            f"| growth {_size(sizes[-1])}/{_size(sizes[0])} (flatness) | "
+            f"| {workload} {_size(sizes[-1])}/{_size(sizes[0])} ({sized.last_row}) | "
             + " | ".join(cells)
             + " |"
             + " |" * len(ratios)

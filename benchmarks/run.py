@@ -8,6 +8,9 @@ deleted afterwards. Both session classes run with their defaults: WAL and ``sync
 
 ``--backend sqlalchemy --url URL`` runs the same workloads on our ``SQLAlchemySession`` vs the
 SDK's, with the raw driver as the floor (``sqlalchemy_suite.py``).
+
+``--backend advanced`` runs chat, long_read, undo and branch on our ``AdvancedSQLiteSession`` vs
+the SDK's (``agents.extensions.memory``), both with ``create_tables=True``; there is no raw floor.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import agents
+from agents.extensions.memory import AdvancedSQLiteSession as SDKAdvancedSQLiteSession
 from raw_sqlite import RawSession
 from report import NOISY, failures, noisy, summarize, table
-from workloads import QUICK, WORKLOADS, Factory, Result, Session
+from workloads import ADVANCED_WORKLOADS, QUICK, WORKLOADS, Factory, Result, Session
 
 import agent_sessions
 
@@ -58,6 +62,20 @@ CONTENDERS: dict[str, Factory] = {
 }
 
 
+ADVANCED_CONTENDERS: dict[str, Factory] = {
+    "ours": lambda sid, path: agent_sessions.AdvancedSQLiteSession(
+        session_id=sid, db_path=path, create_tables=True
+    ),
+    "sdk": lambda sid, path: SDKAdvancedSQLiteSession(
+        session_id=sid, db_path=path, create_tables=True
+    ),
+}
+ADVANCED_COLUMNS = {"ours": "ours", "sdk": "SDK"}
+ADVANCED_RATIOS = [("ours/SDK", "ours", "sdk")]
+
+_ALL_WORKLOADS = WORKLOADS | ADVANCED_WORKLOADS
+
+
 async def _run_once(workload: str, make: Factory, db_path: str, params: dict[str, Any]) -> Result:
     """One run; every session the workload made is closed at the end, whatever happens."""
     opened: list[Session] = []
@@ -68,7 +86,7 @@ async def _run_once(workload: str, make: Factory, db_path: str, params: dict[str
         return session
 
     try:
-        return await WORKLOADS[workload](tracked, db_path, **params)
+        return await _ALL_WORKLOADS[workload](tracked, db_path, **params)
     finally:
         for session in opened:
             session.close()
@@ -77,12 +95,16 @@ async def _run_once(workload: str, make: Factory, db_path: str, params: dict[str
 
 
 def run_workload(
-    workload: str, repeat: int, params: dict[str, Any], tmp_root: str | None
+    workload: str,
+    repeat: int,
+    params: dict[str, Any],
+    tmp_root: str | None,
+    contenders: dict[str, Factory] = CONTENDERS,
 ) -> dict[str, list[Result]]:
     """All repeats of one workload, interleaved across contenders, each on a fresh file."""
-    runs: dict[str, list[Result]] = {name: [] for name in CONTENDERS}
+    runs: dict[str, list[Result]] = {name: [] for name in contenders}
     for _ in range(repeat):
-        for name, make in CONTENDERS.items():
+        for name, make in contenders.items():
             gc.collect()
             with tempfile.TemporaryDirectory(prefix="agent-sessions-bench-", dir=tmp_root) as tmp:
                 db_path = str(Path(tmp) / "bench.db")  # -wal/-shm go with the directory
@@ -123,6 +145,25 @@ def _sqlite_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str,
     return {"meta": meta, "results": summaries}, []
 
 
+def _advanced_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    meta = {"backend": "advanced", **header(args)}
+    print(" | ".join(f"{key} {value}" for key, value in meta.items()))
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        params = QUICK[name] if args.quick else {}
+        runs = run_workload(name, args.repeat, params, args.tmp_dir, ADVANCED_CONTENDERS)
+        summaries[name] = summarize(name, runs)
+
+    print()
+    print("\n".join(table(summaries, ADVANCED_COLUMNS, ADVANCED_RATIOS)))
+    notes = [
+        "Both classes: AdvancedSQLiteSession(session_id=..., db_path=..., create_tables=True); "
+        "branch rows are ms per create_branch_from_turn(2)."
+    ]
+    return {"meta": meta, "results": summaries}, notes
+
+
 def _sqlalchemy_suite(
     args: argparse.Namespace, names: list[str]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -159,16 +200,20 @@ def _sqlalchemy_suite(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
+    parser.add_argument(
+        "--workloads",
+        help="comma-separated (default: every workload of the backend)",
+    )
     parser.add_argument("--repeat", type=int, help="runs per contender (default 3, quick 1)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--json", type=Path, help="write medians and every run here")
     parser.add_argument("--tmp-dir", help="where the database files go (default: system temp)")
     parser.add_argument(
         "--backend",
-        choices=("sqlite", "sqlalchemy"),
+        choices=("sqlite", "sqlalchemy", "advanced"),
         default="sqlite",
-        help="sqlite: SQLiteSession (the default); sqlalchemy: SQLAlchemySession on --url",
+        help="sqlite: SQLiteSession (the default); sqlalchemy: SQLAlchemySession on --url; "
+        "advanced: AdvancedSQLiteSession",
     )
     parser.add_argument("--url", help="async SQLAlchemy URL (with --backend sqlalchemy)")
     parser.add_argument(
@@ -178,27 +223,36 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON passed to create_async_engine for both classes, e.g. '{\"pool_size\": 20}'",
     )
     args = parser.parse_args(argv)
+    available = ADVANCED_WORKLOADS if args.backend == "advanced" else WORKLOADS
+    if args.workloads is None:
+        args.workloads = ",".join(available)
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = sorted(set(names) - set(WORKLOADS))
+    unknown = sorted(set(names) - set(available))
     if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+        parser.error(f"unknown workloads {unknown}; choose from {list(available)}")
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
     if args.backend == "sqlalchemy" and not args.url:
         parser.error("--backend sqlalchemy needs --url")
-    if args.backend == "sqlite" and (args.url or args.engine_kwargs):
+    if args.backend != "sqlalchemy" and (args.url or args.engine_kwargs):
         parser.error("--url and --engine-kwargs go with --backend sqlalchemy")
 
     try:
-        report, notes = (_sqlalchemy_suite if args.backend == "sqlalchemy" else _sqlite_suite)(
-            args, names
-        )
+        suite = {
+            "sqlite": _sqlite_suite,
+            "sqlalchemy": _sqlalchemy_suite,
+            "advanced": _advanced_suite,
+        }[args.backend]
+        report, notes = suite(args, names)
     except ValueError as exc:
         parser.error(str(exc))
     summaries = report["results"]
-    print("\nRatios are speedups of ours: > 1 means ours is faster (for µs rows, theirs ÷ ours).")
+    unit = "ms" if args.backend == "advanced" else "µs"
+    print(
+        f"\nRatios are speedups of ours: > 1 means ours is faster (for {unit} rows, theirs ÷ ours)."
+    )
     for note in notes:
         print(note)
     noisy_cells = noisy(summaries) if args.repeat > 1 else []

@@ -16,7 +16,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["QUICK", "WORKLOADS", "Factory", "Result", "Session", "history", "turn_items"]
+__all__ = [
+    "ADVANCED_WORKLOADS",
+    "QUICK",
+    "WORKLOADS",
+    "Factory",
+    "Result",
+    "Session",
+    "branch",
+    "history",
+    "turn_items",
+]
 
 _WORDS = "the quick brown fox jumps over a lazy dog while agents stream tool calls and results "
 
@@ -196,6 +206,46 @@ async def growth(
     return result
 
 
+async def branch(
+    make: Factory,
+    db_path: str,
+    *,
+    sizes: tuple[int, ...] = (1_000, 10_000),
+    branches: int = 30,
+    batch_turns: int = 1_000,
+) -> Result:
+    """``create_branch_from_turn(2)`` on a session holding each of ``sizes`` items.
+
+    Needs an advanced session (``create_branch_from_turn``, ``switch_to_branch``). Each size
+    gets its own session in the file, filled (not timed) with ``add_items`` in batches of
+    ``batch_turns`` turns' items, so every fourth item is a user message. Then ``branches``
+    branches with unique names are created from turn 2, each timed on its own; the session
+    switches back to ``main`` between them (not timed). The time per creation at each size is
+    the median of its calls.
+    """
+    result = Result(0, 0.0)
+    for size in sizes:
+        session: Any = make(f"branch-{size}", db_path)
+        items = history(size)
+        step = 4 * batch_turns
+        for first in range(0, size, step):
+            await session.add_items(items[first : first + step])
+        await session.create_branch_from_turn(2, f"warmup_{size}")  # untimed
+        await session.switch_to_branch("main")
+        calls = []
+        for i in range(branches):
+            start = time.perf_counter()
+            created = await session.create_branch_from_turn(2, f"b{size}_{i}")
+            calls.append(time.perf_counter() - start)
+            await session.switch_to_branch("main")
+        assert created == f"b{size}_{branches - 1}"
+        assert len(await session.get_items()) == size
+        result.ops += branches
+        result.seconds += sum(calls)
+        result.per_call[size] = statistics.median(calls)
+    return result
+
+
 WORKLOADS: dict[str, Callable[..., Awaitable[Result]]] = {
     "chat": chat,
     "concurrent": concurrent,
@@ -204,11 +254,20 @@ WORKLOADS: dict[str, Callable[..., Awaitable[Result]]] = {
     "growth": growth,
 }
 
+ADVANCED_WORKLOADS: dict[str, Callable[..., Awaitable[Result]]] = {
+    "chat": chat,
+    "long_read": long_read,
+    "undo": undo,
+    "branch": branch,
+}
+"""The workloads of ``--backend advanced`` (the AdvancedSQLiteSession classes)."""
+
 QUICK: dict[str, dict[str, Any]] = {
     "chat": {"sessions": 5, "turns": 10},
     "concurrent": {"sessions": 5, "turns": 10},
     "long_read": {"items": 1_000, "reads": 200},
     "undo": {"items": 50},
     "growth": {"sizes": (1_000, 10_000), "reads": 100},
+    "branch": {"branches": 10},
 }
 """Keyword overrides for ``--quick`` (a smoke test, not a measurement)."""
