@@ -156,6 +156,11 @@ class AdvancedStatements:
         self.set_cutoff = (
             f"UPDATE {br} SET inherit_below = ? WHERE session_id = ? AND branch_id = ?"
         )
+        # Branches made from a branch that still see its rows at or above a given id.
+        self.forks_seeing = (
+            f"SELECT branch_id FROM {br} WHERE session_id = ? AND parent_id = ? "
+            "AND inherit_below > ? ORDER BY branch_id"
+        )
         self.delete_branch = f"DELETE FROM {br} WHERE session_id = ? AND branch_id = ?"
         self.delete_branches = f"DELETE FROM {br} WHERE session_id = ?"
         self.current = f"SELECT branch_id FROM {cur} WHERE session_id = ?"

@@ -146,7 +146,23 @@ class AdvancedSQLiteStore(SQLiteStore):
 
         return await self._run("pop", pop)
 
+    def _refuse_if_forks_see(
+        self, conn: sqlite3.Connection, session_id: str, branch: str, row_id: int, action: str
+    ) -> None:
+        """Raise rather than change what a branch made from ``branch`` inherits.
+
+        Raises:
+            ValueError: a fork of ``branch`` sees rows from ``row_id`` on; nothing was changed.
+        """
+        forks = [r[0] for r in conn.execute(self._adv.forks_seeing, (session_id, branch, row_id))]
+        if forks:
+            raise ValueError(
+                f"cannot {action} on branch {branch!r}: branch(es) {', '.join(map(repr, forks))} "
+                "were made from that part of it and would change too; delete them first"
+            )
+
     def _take(self, conn: sqlite3.Connection, session_id: str, branch: str, row: Row) -> None:
+        self._refuse_if_forks_see(conn, session_id, branch, row.id, "pop this item")
         if row.branch_id == branch:
             conn.execute(self._sql.delete_row, (row.id,))
             conn.execute(self._adv.delete_meta, (row.id,))
@@ -210,6 +226,7 @@ class AdvancedSQLiteStore(SQLiteStore):
             with transaction(conn):
                 branch = self._chain.current(conn, session_id)
                 if branch != MAIN:
+                    self._refuse_if_forks_see(conn, session_id, branch, 0, "clear the branch")
                     conn.execute(self._adv.delete_branch_messages, (session_id, branch))
                     conn.execute(self._adv.delete_branch_meta, (session_id, branch))
                     conn.execute(self._adv.delete_branch_usage, (session_id, branch))

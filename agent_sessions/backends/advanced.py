@@ -6,8 +6,9 @@ history, so creating a branch costs the same on a ten-item and a ten-thousand-it
 reads walk the chain of branches with bounded index range queries. The current branch is kept in
 the database per session, so every session object on the file sees switches and new branches.
 
-Known difference from the SDK: popping or clearing items on a branch that other branches fork
-from also removes them from the forks that inherit them.
+Because forks share their parent's rows, a pop or clear that would change what a fork inherits
+(undoing past the point a branch was made from) raises ``ValueError`` and changes nothing; delete
+the fork first. Newer items of the parent can be popped freely.
 """
 
 from __future__ import annotations

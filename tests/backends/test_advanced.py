@@ -379,3 +379,28 @@ def test_unknown_keyword_is_refused(path: Path) -> None:
     """An unknown keyword argument raises TypeError."""
     with pytest.raises(TypeError, match="unexpected keyword"):
         AdvancedSQLiteSession(session_id="c", db_path=path, bogus=1)
+
+
+async def test_undo_past_a_fork_point_is_refused(session: AdvancedSQLiteSession) -> None:
+    """Popping on main past the point a branch was made from raises and changes neither."""
+    await session.create_branch_from_turn(2, "alt")
+    await session.switch_to_branch("main")
+    popped = [await session.pop_item() for _ in range(4)]
+    assert contents(popped) == ["a3", "u3", "a2", "u2"]
+    with pytest.raises(ValueError, match="'alt'"):
+        await session.pop_item()
+    assert contents(await session.get_items()) == ["u1", "a1"]
+    await session.switch_to_branch("alt")
+    assert contents(await session.get_items()) == ["u1", "a1"]
+
+
+async def test_clearing_a_branch_with_forks_is_refused(session: AdvancedSQLiteSession) -> None:
+    """Clearing a branch that another branch was made from raises and changes neither."""
+    await session.create_branch_from_turn(3, "parent")
+    await session.create_branch_from_turn(2, "child")
+    await session.switch_to_branch("parent")
+    with pytest.raises(ValueError, match="'child'"):
+        await session.clear_session()
+    assert contents(await session.get_items()) == ["u1", "a1", "u2", "a2"]
+    await session.switch_to_branch("child")
+    assert contents(await session.get_items()) == ["u1", "a1"]
