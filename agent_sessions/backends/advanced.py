@@ -20,19 +20,20 @@ from typing import Any
 from agents.memory.session_settings import SessionSettings
 from agents.result import RunResult, RunResultStreaming
 
-from ..core import StoreSession, check_session_id
+from ..core import check_session_id
 from ..schema import TableNames
 from ._advanced_sql import Row, user_text
 from ._advanced_store import AdvancedSQLiteStore
 from ._advanced_usage import session_totals, turn_dicts, usage_row
 from ._sqlite_connection import MEMORY
+from .sqlite import SQLiteFileSession
 
 __all__ = ["AdvancedSQLiteSession", "AdvancedSQLiteStore"]
 
 _PREVIEW = 100
 
 
-class AdvancedSQLiteSession(StoreSession):
+class AdvancedSQLiteSession(SQLiteFileSession):
     """A drop-in for ``agents.extensions.memory.AdvancedSQLiteSession``: branches, turns, usage.
 
     Args:
@@ -77,20 +78,12 @@ class AdvancedSQLiteSession(StoreSession):
         store = AdvancedSQLiteStore(
             db_path, tables=TableNames(sessions_table, messages_table), durable=durable
         )
-        self.db_path = store.db_path
-        self.sessions_table = store.tables.sessions
-        self.messages_table = store.tables.messages
         self.create_tables = create_tables
         self._logger = logger or logging.getLogger(__name__)
         self._advanced = store
         super().__init__(
             session_id, store, owns_store=True, session_settings=session_settings, strict=strict
         )
-
-    def close(self) -> None:
-        """Close the session and its store; idempotent (like the SDK's)."""
-        if self._mark_closed():
-            self._advanced.close()
 
     # Branches ------------------------------------------------------------------------------
 

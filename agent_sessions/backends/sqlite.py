@@ -26,7 +26,7 @@ from ..store import Popped
 from ._group_commit import Batch, GroupCommit
 from ._sqlite_connection import MEMORY, ReaderSlot, open_connection, retry_busy, transaction
 
-__all__ = ["SQLiteSession", "SQLiteStore"]
+__all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore"]
 
 T = TypeVar("T")
 
@@ -243,7 +243,40 @@ class _Statements:
         )
 
 
-class SQLiteSession(StoreSession):
+class SQLiteFileSession(StoreSession):
+    """A session over a :class:`SQLiteStore` (or a subclass): SQLite's attributes and sync close.
+
+    Shared by :class:`SQLiteSession` and ``AdvancedSQLiteSession``; not meant to be built directly.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        store: SQLiteStore,
+        *,
+        owns_store: bool,
+        session_settings: SessionSettings | dict[str, Any] | None,
+        strict: bool,
+    ) -> None:
+        self.db_path = store.db_path
+        self.sessions_table = store.tables.sessions
+        self.messages_table = store.tables.messages
+        self._sqlite = store
+        super().__init__(
+            session_id,
+            store,
+            owns_store=owns_store,
+            session_settings=session_settings,
+            strict=strict,
+        )
+
+    def close(self) -> None:
+        """Close the session, and the store unless it was shared; idempotent (like the SDK's)."""
+        if self._mark_closed() and self._owns_store:
+            self._sqlite.close()
+
+
+class SQLiteSession(SQLiteFileSession):
     """A drop-in for ``agents.SQLiteSession``: the same constructor, tables and row format.
 
     Args:
@@ -284,10 +317,6 @@ class SQLiteSession(StoreSession):
             store = SQLiteStore(
                 db_path, tables=TableNames(sessions_table, messages_table), durable=durable
             )
-        self.db_path = store.db_path
-        self.sessions_table = store.tables.sessions
-        self.messages_table = store.tables.messages
-        self._sqlite = store
         super().__init__(
             session_id,
             store,
@@ -295,8 +324,3 @@ class SQLiteSession(StoreSession):
             session_settings=session_settings,
             strict=strict,
         )
-
-    def close(self) -> None:
-        """Close the session, and the store unless it was shared; idempotent (like the SDK's)."""
-        if self._mark_closed() and self._owns_store:
-            self._sqlite.close()
