@@ -17,6 +17,7 @@ from .core import SessionState, StoreSession
 from .errors import (
     AgentSessionsError,
     CorruptItemError,
+    DecryptionError,
     InvalidIdentifierError,
     InvalidLimitError,
     ItemValidationError,
@@ -24,15 +25,23 @@ from .errors import (
     SessionClosedError,
     StorageError,
     StorageUnavailableError,
+    UnknownKeyError,
 )
-from .store import Popped, Store
+from .store import Popped, RowStore, Store
 
 if typing.TYPE_CHECKING:
     from .backends.advanced import AdvancedSQLiteSession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
+    from .encryption import EncryptedSession, WeakKeyWarning
+    from .keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
 
 _LAZY = {
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
+    "EncryptedSession": "agent_sessions.encryption",
+    "KeyStore": "agent_sessions.keystore",
+    "MemoryKeyStore": "agent_sessions.keystore",
+    "SQLiteKeyStore": "agent_sessions.keystore",
+    "WeakKeyWarning": "agent_sessions.encryption",
     "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
     "SQLAlchemyStore": "agent_sessions.backends.sqlalchemy",
 }
@@ -42,13 +51,19 @@ __all__ = [
     "AdvancedSQLiteSession",
     "AgentSessionsError",
     "CorruptItemError",
+    "DecryptionError",
+    "EncryptedSession",
     "InvalidIdentifierError",
     "InvalidLimitError",
     "ItemValidationError",
+    "KeyStore",
+    "MemoryKeyStore",
     "MissingDependencyError",
     "Popped",
+    "RowStore",
     "SQLAlchemySession",
     "SQLAlchemyStore",
+    "SQLiteKeyStore",
     "SQLiteSession",
     "SQLiteStore",
     "SessionClosedError",
@@ -57,6 +72,8 @@ __all__ = [
     "StorageUnavailableError",
     "Store",
     "StoreSession",
+    "UnknownKeyError",
+    "WeakKeyWarning",
     "__version__",
 ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
@@ -20,7 +20,7 @@ from .errors import InvalidLimitError, SessionClosedError
 from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
 from .store import Store
 
-__all__ = ["SessionState", "StoreSession", "resolve_limit"]
+__all__ = ["SessionState", "StoreSession", "read_items", "resolve_limit"]
 
 T = TypeVar("T")
 _S = TypeVar("_S", bound="StoreSession")
@@ -61,6 +61,33 @@ def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> Sessio
     if isinstance(settings, dict):
         return SessionSettings(**settings)
     return settings
+
+
+async def read_items(
+    read: Callable[[int | None], Awaitable[list[str]]],
+    decode: Callable[[list[str]], list[TResponseInputItem]],
+    wanted: int | None,
+) -> list[TResponseInputItem]:
+    """Return the newest ``wanted`` decodable items (all if None), oldest first.
+
+    Args:
+        read: Returns the newest ``n`` stored rows (all if None), oldest first.
+        decode: Decodes rows, leaving out the ones it cannot (or must not) return.
+        wanted: How many items to return; None for all.
+    """
+    if wanted == 0:
+        return []
+    if wanted is None:
+        return decode(await read(None))
+    window = wanted
+    while True:
+        texts = await read(window)
+        items = decode(texts)
+        # Undecodable rows are skipped, so widen the window until `wanted` valid items are
+        # found or the history runs out.
+        if len(items) >= wanted or len(texts) < window:
+            return items[-wanted:]
+        window *= 2
 
 
 async def _run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
@@ -128,6 +155,11 @@ class StoreSession(AsyncClosing):
         self._state = SessionState.OPEN
 
     @property
+    def store(self) -> Store:
+        """The store this session reads and writes (shared with other sessions, maybe)."""
+        return self._store
+
+    @property
     def state(self) -> SessionState:
         """Whether the session is open or closed."""
         return self._state
@@ -154,19 +186,9 @@ class StoreSession(AsyncClosing):
         """
         self._check_open("get_items")
         wanted = resolve_limit(limit, self.session_settings)
-        if wanted == 0:
-            return []
-        if wanted is None:
-            return self._decode(await self._store.read(self.session_id, None))
-        window = wanted
-        while True:
-            texts = await self._store.read(self.session_id, window)
-            items = self._decode(texts)
-            # Undecodable rows are skipped, so widen the window until `wanted` valid items are
-            # found or the history runs out.
-            if len(items) >= wanted or len(texts) < window:
-                return items[-wanted:]
-            window *= 2
+        return await read_items(
+            lambda n: self._store.read(self.session_id, n), self._decode, wanted
+        )
 
     def _decode(self, texts: list[str]) -> list[TResponseInputItem]:
         return decode_rows(texts, session_id=self.session_id, strict=self.strict, codec=self._codec)

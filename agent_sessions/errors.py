@@ -11,6 +11,8 @@ answer a misuse also derive from the built-in a caller would expect (``TypeError
     ├── SessionClosedError (RuntimeError)      a method was called after close()
     ├── MissingDependencyError (ImportError)   an optional backend's extra is not installed
     ├── CorruptItemError                       a stored row cannot be decoded (strict reads only)
+    │   └── DecryptionError (ValueError)       an encrypted row fails authentication
+    │       └── UnknownKeyError                it was encrypted under a key not configured
     └── StorageError                           the database failed; the driver error is the cause
         └── StorageUnavailableError            the database cannot be reached or opened
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "AgentSessionsError",
     "CorruptItemError",
+    "DecryptionError",
     "InvalidIdentifierError",
     "InvalidLimitError",
     "ItemValidationError",
@@ -30,6 +33,7 @@ __all__ = [
     "SessionClosedError",
     "StorageError",
     "StorageUnavailableError",
+    "UnknownKeyError",
 ]
 
 
@@ -78,6 +82,18 @@ class CorruptItemError(AgentSessionsError):
         super().__init__(f"session {session_id!r} holds an undecodable row: {detail}")
         self.session_id = session_id
         self.detail = detail
+
+
+class DecryptionError(CorruptItemError, ValueError):
+    """An encrypted row is not returned: it failed authentication or is not our envelope.
+
+    Tampered, truncated and swapped rows (copied from another session) all end here. Raised by
+    strict reads; lenient reads skip the row with a logged warning. The row stays stored.
+    """
+
+
+class UnknownKeyError(DecryptionError):
+    """An encrypted row names a key id that is not configured: a wrong, retired or shredded key."""
 
 
 class StorageError(AgentSessionsError):

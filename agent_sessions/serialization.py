@@ -23,6 +23,7 @@ from .errors import CorruptItemError, ItemValidationError
 __all__ = [
     "Codec",
     "JsonCodec",
+    "SkipRow",
     "decode_or_report",
     "decode_rows",
     "encode_items",
@@ -38,6 +39,13 @@ _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # what json.loads skips around a value
 
 
+class SkipRow(ValueError):
+    """Raised by a codec for a sound row that must not be returned (an expired item).
+
+    Such a row is left out silently, even by strict reads, and stays stored.
+    """
+
+
 class Codec(Protocol):
     """Turns items into stored text and back; wrap one to change how rows look at rest."""
 
@@ -49,7 +57,10 @@ class Codec(Protocol):
         """Return the item stored as ``text``.
 
         Raises:
-            ValueError: ``text`` is not the stored form of an item.
+            SkipRow: the row is sound but must not be returned.
+            ValueError: ``text`` is not the stored form of an item; a
+                :class:`~agent_sessions.errors.CorruptItemError` that is also a ``ValueError``
+                is raised as it is by strict reads.
         """
         ...
 
@@ -202,10 +213,15 @@ def decode_or_report(
     """
     try:
         return (codec or _JSON).decode(text)
+    except SkipRow:
+        return None
     except (ValueError, TypeError, RecursionError) as exc:
         if strict:
+            if isinstance(exc, CorruptItemError):
+                raise
             raise CorruptItemError(session_id, str(exc)) from exc
-        logger.warning("skipping an undecodable row in session %r: %s", session_id, exc)
+        reason = exc.detail if isinstance(exc, CorruptItemError) else exc
+        logger.warning("skipping an undecodable row in session %r: %s", session_id, reason)
         return None
 
 

@@ -8,10 +8,10 @@ validation: it moves stored text in and out, each mutation in one transaction. E
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Popped", "Store"]
+__all__ = ["Popped", "RowStore", "Store"]
 
 T = TypeVar("T")
 
@@ -60,4 +60,27 @@ class Store(Protocol):
 
     async def aclose(self) -> None:
         """Release the store's connections; idempotent."""
+        ...
+
+
+@runtime_checkable
+class RowStore(Store, Protocol):
+    """A store that can also list and rewrite a session's rows by id.
+
+    Maintenance works through it: re-encrypting under a new key, purging expired rows, export.
+    Every store of this package implements it.
+    """
+
+    async def rows(self, session_id: str) -> list[tuple[int, str]]:
+        """Return every row of a session as ``(row_id, text)``, oldest first."""
+        ...
+
+    async def rewrite(self, session_id: str, changes: Mapping[int, str | None]) -> int:
+        """Replace rows' text (or delete the rows whose new text is None), in one transaction.
+
+        Ids that are not (or no longer) rows of the session are passed over.
+
+        Returns:
+            How many rows were changed or deleted.
+        """
         ...

@@ -21,7 +21,7 @@ import asyncio
 import inspect
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -470,6 +470,18 @@ class MemoryStore:
         """Forget a session."""
         self._session_rows(session_id)
         self._rows.pop(session_id, None)
+
+    async def rows(self, session_id: str) -> list[tuple[int, str]]:
+        """Return every row as ``(row_id, text)``, oldest first."""
+        return list(self._session_rows(session_id))
+
+    async def rewrite(self, session_id: str, changes: Mapping[int, str | None]) -> int:
+        """Replace rows' text, or delete the rows whose new text is None."""
+        rows = self._session_rows(session_id)
+        kept = [(i, changes.get(i, t)) for i, t in rows if changes.get(i, t) is not None]
+        changed = sum(1 for i, _ in rows if i in changes)
+        rows[:] = cast(list[tuple[int, str]], kept)
+        return changed
 
     async def aclose(self) -> None:
         """Refuse every later call; idempotent."""

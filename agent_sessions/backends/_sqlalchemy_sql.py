@@ -43,6 +43,10 @@ class Statements:
             id=bindparam("id"), session_id=sid, message_data=bindparam("text")
         )
         self.delete_row = delete(m).where(m.c.id == bindparam("id"))
+        self.rows = select(m.c.id, m.c.message_data).where(m.c.session_id == sid).order_by(m.c.id)
+        in_session = (m.c.id == bindparam("rid"), m.c.session_id == sid)
+        self.update_row = update(m).where(*in_session).values(message_data=bindparam("text"))
+        self.delete_session_row = delete(m).where(*in_session)
         self.delete_messages = delete(m).where(m.c.session_id == sid)
         self.delete_session = delete(s).where(s.c.session_id == sid)
         # Locks an existing session row without creating one (pop and clear).

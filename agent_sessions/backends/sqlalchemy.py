@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -249,6 +249,29 @@ class SQLAlchemyStore(AsyncClosing):
             await conn.execute(self._sql.delete_session, {"sid": session_id})
 
         await self._write("clear", clear)
+
+    async def rows(self, session_id: str) -> list[tuple[int, str]]:
+        """Return every row of a session as ``(row_id, text)``, oldest first."""
+        rows = await self._read("rows", self._sql.rows, {"sid": session_id})
+        return [(row_id, text) for row_id, text in rows]
+
+    async def rewrite(self, session_id: str, changes: Mapping[int, str | None]) -> int:
+        """Replace rows' text, or delete the rows whose new text is None, in one transaction.
+
+        Returns:
+            How many of the session's rows were changed or deleted.
+        """
+
+        async def rewrite(conn: AsyncConnection) -> int:
+            await conn.execute(self._sql.lock_session, {"sid": session_id})
+            changed = 0
+            for row_id, text in changes.items():
+                params = {"sid": session_id, "rid": row_id, "text": text}
+                statement = self._sql.delete_session_row if text is None else self._sql.update_row
+                changed += (await conn.execute(statement, params)).rowcount
+            return changed
+
+        return await self._write("rewrite", rewrite)
 
     @property
     def owns_engine(self) -> bool:

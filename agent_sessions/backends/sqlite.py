@@ -10,7 +10,7 @@ of failing with "database is locked".
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,6 +186,40 @@ class SQLiteStore(AsyncClosing):
 
         await self._call("clear", clear)
 
+    async def rows(self, session_id: str) -> list[tuple[int, str]]:
+        """Return every row of a session as ``(row_id, text)``, oldest first."""
+        params = (session_id,)
+        rows = self._read_inline(self._sql.rows, params)
+        if rows is None:
+            rows = await self._call(
+                "rows", lambda conn: conn.execute(self._sql.rows, params).fetchall()
+            )
+        return [(row_id, text) for row_id, text in rows]
+
+    async def rewrite(self, session_id: str, changes: Mapping[int, str | None]) -> int:
+        """Replace rows' text, or delete the rows whose new text is None, in one transaction.
+
+        Returns:
+            How many of the session's rows were changed or deleted.
+        """
+        updates = [(text, rid, session_id) for rid, text in changes.items() if text is not None]
+        deletes = [(rid, session_id) for rid, text in changes.items() if text is None]
+
+        def rewrite(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                changed = 0
+                if updates:
+                    changed += conn.executemany(self._sql.update_row, updates).rowcount
+                if deletes:
+                    changed += conn.executemany(self._sql.delete_session_row, deletes).rowcount
+                    self._forget_rows(conn, [row_id for row_id, _ in deletes])
+                return changed
+
+        return await self._call("rewrite", rewrite)
+
+    def _forget_rows(self, conn: sqlite3.Connection, row_ids: list[int]) -> None:
+        """Called inside ``rewrite``'s transaction after rows were deleted; for subclasses."""
+
     def session(
         self,
         session_id: str,
@@ -235,6 +269,9 @@ class _Statements:
         self.insert = f"INSERT INTO {m} (session_id, message_data) VALUES (?, ?)"
         self.insert_at = f"INSERT INTO {m} (id, session_id, message_data) VALUES (?, ?, ?)"
         self.delete_row = f"DELETE FROM {m} WHERE id = ?"
+        self.rows = f"SELECT id, message_data FROM {m} WHERE session_id = ? ORDER BY id"
+        self.update_row = f"UPDATE {m} SET message_data = ? WHERE id = ? AND session_id = ?"
+        self.delete_session_row = f"DELETE FROM {m} WHERE id = ? AND session_id = ?"
         self.delete_messages = f"DELETE FROM {m} WHERE session_id = ?"
         self.delete_session = f"DELETE FROM {s} WHERE session_id = ?"
         self.touch_session = (

@@ -1,0 +1,81 @@
+"""``EnvelopeCodec``: the JSON codec wrapped in encryption, with TTL expiry on read.
+
+An item is encoded by the plain codec, sealed by a :class:`~agent_sessions._crypto.SessionCipher`
+and stored as a small JSON envelope ``{"__enc__": "as1", "kid": ..., "ts": ..., "ct": ...}``, so
+rows stay JSON objects that any tool (and the SDK) can load, while their content is ciphertext.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agents.items import TResponseInputItem
+
+from ._crypto import SessionCipher
+from .serialization import Codec, JsonCodec, SkipRow
+
+__all__ = ["EnvelopeCodec"]
+
+_JSON = JsonCodec()
+
+
+class EnvelopeCodec:
+    """Encrypts on encode; authenticates, decrypts and applies the TTL on decode.
+
+    Args:
+        cipher: The session's keys. It may be replaced later (a data key loaded or shredded).
+        ttl: Seconds an item stays readable after it was written; None for no expiry.
+        clock: Returns the time in seconds since the epoch.
+        inner: The codec of the plaintext; compact JSON by default.
+    """
+
+    def __init__(
+        self,
+        cipher: SessionCipher,
+        ttl: float | None,
+        clock: Callable[[], float],
+        inner: Codec | None = None,
+    ) -> None:
+        self.cipher = cipher
+        self.ttl = ttl
+        self.clock = clock
+        self.inner = inner or _JSON
+
+    def seal(self, plaintext: str, ts: int | None = None) -> dict[str, Any]:
+        """Return the envelope of an encoded item, stamped now (or with ``ts``)."""
+        return self.cipher.seal(plaintext, int(self.clock()) if ts is None else ts)
+
+    def encode(self, item: TResponseInputItem) -> str:
+        """Return the stored form of a validated item: its envelope as JSON text."""
+        return _JSON.encode(self.seal(self.inner.encode(item)))  # type: ignore[arg-type]
+
+    def envelope(self, text: str) -> dict[str, Any]:
+        """Parse a stored row into its envelope, unauthenticated.
+
+        Raises:
+            ValueError: the row is not a JSON object.
+        """
+        return dict(_JSON.decode(text))
+
+    def expired(self, ts: int) -> bool:
+        """Whether an item stamped ``ts`` is past its TTL."""
+        return self.ttl is not None and self.clock() - ts > self.ttl
+
+    def open(self, envelope: object) -> TResponseInputItem:
+        """Return the item an envelope holds.
+
+        Raises:
+            SkipRow: the item has expired (checked before decryption, which it then skips).
+            DecryptionError: the envelope fails authentication; ``UnknownKeyError`` if its key
+                is not configured.
+        """
+        _, ts, _ = self.cipher.parse(envelope)
+        if self.expired(ts):
+            raise SkipRow("expired")
+        plaintext, _, _ = self.cipher.open(envelope)
+        return self.inner.decode(plaintext)
+
+    def decode(self, text: str) -> TResponseInputItem:
+        """Return the item a stored row holds; see :meth:`open`."""
+        return self.open(self.envelope(text))
