@@ -20,7 +20,7 @@ from .errors import InvalidLimitError, SessionClosedError
 from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
 from .store import Store
 
-__all__ = ["SessionState", "StoreSession", "read_items", "resolve_limit"]
+__all__ = ["SessionState", "StoreSession", "read_items", "resolve_limit", "run_to_completion"]
 
 T = TypeVar("T")
 _S = TypeVar("_S", bound="StoreSession")
@@ -90,7 +90,7 @@ async def read_items(
         window *= 2
 
 
-async def _run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
+async def run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
     """Await a mutation to its end even if the caller is cancelled meanwhile.
 
     Returns:
@@ -220,12 +220,12 @@ class StoreSession(AsyncClosing):
         popped instead. If the caller is cancelled, the item is either still stored or returned.
         """
         self._check_open("pop_item")
-        popped, cancelled = await _run_to_completion(
+        popped, cancelled = await run_to_completion(
             self._store.pop(self.session_id, self._decode_for_pop)
         )
         if cancelled:
             if popped is not None:
-                await _run_to_completion(self._store.restore(self.session_id, popped))
+                await run_to_completion(self._store.restore(self.session_id, popped))
             raise asyncio.CancelledError
         return None if popped is None else cast(TResponseInputItem, popped.item)
 

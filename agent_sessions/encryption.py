@@ -33,7 +33,14 @@ from ._crypto import (
 from ._crypto import parse_master_keys as _parse_keys
 from ._encrypted_codec import EnvelopeCodec
 from ._lifecycle import AsyncClosing
-from .core import SessionState, StoreSession, check_session_id, read_items, resolve_limit
+from .core import (
+    SessionState,
+    StoreSession,
+    check_session_id,
+    read_items,
+    resolve_limit,
+    run_to_completion,
+)
 from .errors import CorruptItemError, SessionClosedError, UnknownKeyError
 from .keystore import KeyStore, SQLiteKeyStore
 from .serialization import JsonCodec, decode_or_report, decode_rows, encode_items
@@ -243,7 +250,12 @@ class EncryptedSession(AsyncClosing):
         await self._keys_ready(writing=False)
         if self._inner is not None:
             return await self._inner.pop_item()
-        raw = await self.underlying_session.pop_item()
+        underlying = self.underlying_session
+        raw, cancelled = await run_to_completion(underlying.pop_item())
+        if raw is not None and cancelled:
+            await run_to_completion(underlying.add_items([raw]))  # it was the newest: same place
+        if cancelled:
+            raise asyncio.CancelledError
         if raw is None:
             return None
         try:

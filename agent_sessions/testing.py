@@ -87,6 +87,29 @@ class Harness:
     cleanup: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
     _opened: list[Session] = field(default_factory=list, repr=False)
 
+    def wrapped(self, name: str, wrap: Callable[[str, Session], Session]) -> Harness:
+        """Return a harness whose sessions are ``wrap(session_id, session)`` over this one's.
+
+        Use it to run the suite on a wrapper such as ``EncryptedSession``; closing a wrapper
+        must close the session it wraps.
+
+        Example:
+            >>> # harness.wrapped("encrypted", lambda sid, s: EncryptedSession(sid, s, key))
+        """
+        inner_open = self.open
+
+        async def open_wrapped(session_id: str) -> Session:
+            return wrap(session_id, await _maybe_await(inner_open(session_id)))
+
+        return Harness(
+            name=name,
+            open=open_wrapped,
+            write_raw=self.write_raw,
+            count_rows=self.count_rows,
+            persistent=self.persistent,
+            cleanup=self.cleanup,
+        )
+
     async def session(self, session_id: str) -> Session:
         """Open a session that :meth:`close_all` will close."""
         session = await _maybe_await(self.open(session_id))

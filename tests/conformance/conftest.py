@@ -14,9 +14,17 @@ from pathlib import Path
 
 import agents
 import pytest
+from agents.extensions.memory import EncryptedSession as SDKEncryptedSession
 from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
+from agents.memory import Session
 
-from agent_sessions import AdvancedSQLiteSession, SQLiteSession, SQLiteStore, StoreSession
+from agent_sessions import (
+    AdvancedSQLiteSession,
+    EncryptedSession,
+    SQLiteSession,
+    SQLiteStore,
+    StoreSession,
+)
 from agent_sessions.testing import Harness, MemoryStore
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
 from tests.sql_servers import sqlalchemy_harness
@@ -88,6 +96,24 @@ def _advanced(tmp_path: Path) -> Harness:
     )
 
 
+KEY = "0Hm8qTq2JZrP1mV4yWvGmW7bQm3bX9cKpQ0t2aXc1uE="
+"""A fixed Fernet key for the encrypted variants."""
+
+
+def _encrypted(build: Callable[[Path], Harness], tmp_path: Path) -> Harness:
+    def wrap(session_id: str, session: Session) -> Session:
+        return EncryptedSession(session_id, session, KEY)
+
+    return build(tmp_path).wrapped("encrypted", wrap)
+
+
+def _sdk_encrypted(tmp_path: Path) -> Harness:
+    def wrap(session_id: str, session: Session) -> Session:
+        return SDKEncryptedSession(session_id, session, KEY)  # type: ignore[arg-type]
+
+    return _sqlite_file(agents.SQLiteSession, "sdk-sqlite", tmp_path).wrapped("sdk-encrypted", wrap)
+
+
 BACKENDS = {
     "advanced": Backend(_advanced),
     "sqlalchemy-sqlite": Backend(partial(sqlalchemy_harness, "sqlite")),
@@ -103,6 +129,39 @@ BACKENDS = {
     "sdk-sqlite": Backend(
         partial(_sqlite_file, agents.SQLiteSession, "sdk-sqlite"), SDK_KNOWN_FAILURES
     ),
+    "encrypted-memory": Backend(partial(_encrypted, _memory)),
+    "encrypted-sqlite": Backend(
+        partial(_encrypted, partial(_sqlite_file, SQLiteSession, "sqlite"))
+    ),
+    "encrypted-sqlite-shared": Backend(partial(_encrypted, _sqlite_shared_store)),
+    "encrypted-advanced": Backend(partial(_encrypted, _advanced)),
+    "encrypted-sqlalchemy-sqlite": Backend(
+        partial(_encrypted, partial(sqlalchemy_harness, "sqlite"))
+    ),
+    "encrypted-sqlalchemy-postgres": Backend(
+        partial(_encrypted, partial(sqlalchemy_harness, "postgres"))
+    ),
+    "encrypted-sqlalchemy-mariadb": Backend(
+        partial(_encrypted, partial(sqlalchemy_harness, "mariadb"))
+    ),
+    "encrypted-over-sdk-sqlite": Backend(
+        partial(_encrypted, partial(_sqlite_file, agents.SQLiteSession, "sdk-sqlite")),
+        {
+            "check_pop_keeps_corrupt_rows": (
+                "the SDK's SQLiteSession deletes a row that is not JSON before the wrapper sees it"
+            )
+        },
+    ),
+    "sdk-encrypted-sqlite": Backend(
+        _sdk_encrypted,
+        {
+            **SDK_KNOWN_FAILURES,
+            "check_unicode_and_large_items": (
+                "the SDK's EncryptedSession cannot encrypt a string holding a lone surrogate "
+                "(UnicodeEncodeError)"
+            ),
+        },
+    ),
 }
 
 MARKS = {
@@ -115,6 +174,15 @@ MARKS = {
     "sqlite": pytest.mark.sqlite,
     "sqlite-shared": pytest.mark.sqlite,
     "sdk-sqlite": pytest.mark.sdk,
+    "encrypted-memory": pytest.mark.memory,
+    "encrypted-sqlite": pytest.mark.sqlite,
+    "encrypted-sqlite-shared": pytest.mark.sqlite,
+    "encrypted-advanced": pytest.mark.sqlite,
+    "encrypted-sqlalchemy-sqlite": pytest.mark.sqlite,
+    "encrypted-sqlalchemy-postgres": pytest.mark.postgres,
+    "encrypted-sqlalchemy-mariadb": pytest.mark.mariadb,
+    "encrypted-over-sdk-sqlite": pytest.mark.sdk,
+    "sdk-encrypted-sqlite": pytest.mark.sdk,
 }
 
 
