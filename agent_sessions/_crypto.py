@@ -42,6 +42,7 @@ _NONCE_BYTES = 12
 _KEY_BYTES = 32
 _SALT = b"agent_sessions/encrypted-session/v1"
 
+
 class WeakKeyWarning(UserWarning):
     """An encryption key was given as a plain string (a password), not as a generated key."""
 
@@ -60,6 +61,15 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _ciphertext_text(data: bytes) -> str:
+    # Standard base64 through binascii: several times faster than the urlsafe variant.
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _ciphertext_bytes(text: str) -> bytes:
+    return binascii.a2b_base64(text)
 
 
 def _session_bytes(session_id: str) -> bytes:
@@ -202,7 +212,8 @@ class SessionCipher:
         sealed = self.ring.readers[kid].encrypt(
             nonce, plaintext.encode("utf-8", "surrogatepass"), self._aad(kid, ts)
         )
-        return {"__enc__": ENVELOPE_VERSION, "kid": kid, "ts": ts, "ct": _b64(nonce + sealed)}
+        ct = _ciphertext_text(nonce + sealed)
+        return {"__enc__": ENVELOPE_VERSION, "kid": kid, "ts": ts, "ct": ct}
 
     def open(self, envelope: object) -> tuple[str, int, str]:
         """Authenticate and decrypt an envelope.
@@ -246,7 +257,7 @@ class SessionCipher:
         if not isinstance(kid, str) or type(ts) is not int or not isinstance(ct, str):
             raise DecryptionError(self.session_id, "the envelope is missing kid, ts or ct")
         try:
-            blob = _unb64(ct)
+            blob = _ciphertext_bytes(ct)
         except (ValueError, binascii.Error) as exc:
             raise DecryptionError(self.session_id, "the ciphertext is not base64") from exc
         if len(blob) < _NONCE_BYTES + 16:

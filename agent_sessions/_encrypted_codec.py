@@ -3,6 +3,12 @@
 An item is encoded by the plain codec, sealed by a :class:`~agent_sessions._crypto.SessionCipher`
 and stored as a small JSON envelope ``{"__enc__": "as1", "kid": ..., "ts": ..., "ct": ...}``, so
 rows stay JSON objects that any tool (and the SDK) can load, while their content is ciphertext.
+
+Every read of a conversation reads its recent rows again, so the codec remembers, per session
+object, the plaintext of rows it has already authenticated, keyed by the whole stored text: a
+row read again with the very same text is the same authenticated row, and skips the base64,
+the decryption and the envelope parsing. The TTL is still checked on every read, and the memory
+is dropped whenever the keys change.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class EnvelopeCodec:
         ttl: Seconds an item stays readable after it was written; None for no expiry.
         clock: Returns the time in seconds since the epoch.
         inner: The codec of the plaintext; compact JSON by default.
+        remembered: How many authenticated rows to remember (0 to always decrypt).
     """
 
     def __init__(
@@ -36,11 +43,24 @@ class EnvelopeCodec:
         ttl: float | None,
         clock: Callable[[], float],
         inner: Codec | None = None,
+        remembered: int = 1024,
     ) -> None:
-        self.cipher = cipher
+        self._cipher = cipher
         self.ttl = ttl
         self.clock = clock
         self.inner = inner or _JSON
+        self.remembered = remembered
+        self._opened: dict[str, tuple[int, str]] = {}  # row text -> (ts, plaintext)
+
+    @property
+    def cipher(self) -> SessionCipher:
+        """The session's keys; replacing them forgets every remembered row."""
+        return self._cipher
+
+    @cipher.setter
+    def cipher(self, cipher: SessionCipher) -> None:
+        self._cipher = cipher
+        self._opened.clear()
 
     def seal(self, plaintext: str, ts: int | None = None) -> dict[str, Any]:
         """Return the envelope of an encoded item, stamped now (or with ``ts``)."""
@@ -78,4 +98,19 @@ class EnvelopeCodec:
 
     def decode(self, text: str) -> TResponseInputItem:
         """Return the item a stored row holds; see :meth:`open`."""
-        return self.open(self.envelope(text))
+        known = self._opened.get(text)
+        if known is None:
+            envelope = self.envelope(text)
+            _, ts, _ = self._cipher.parse(envelope)
+            if self.expired(ts):
+                raise SkipRow("expired")
+            plaintext, ts, _ = self._cipher.open(envelope)
+            if self.remembered:
+                if len(self._opened) >= self.remembered:
+                    del self._opened[next(iter(self._opened))]
+                self._opened[text] = (ts, plaintext)
+        else:
+            ts, plaintext = known
+            if self.expired(ts):
+                raise SkipRow("expired")
+        return self.inner.decode(plaintext)

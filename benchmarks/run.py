@@ -11,6 +11,10 @@ SDK's, with the raw driver as the floor (``sqlalchemy_suite.py``).
 
 ``--backend advanced`` runs chat, long_read, undo and branch on our ``AdvancedSQLiteSession`` vs
 the SDK's (``agents.extensions.memory``), both with ``create_tables=True``; there is no raw floor.
+
+``--backend encrypted`` runs chat, concurrent, long_read and undo on our ``EncryptedSession`` over
+our ``SQLiteSession`` vs the SDK's ``EncryptedSession`` over its ``SQLiteSession`` (same key, same
+TTL), with our unencrypted ``SQLiteSession`` as the third column: the cost of encryption.
 """
 
 from __future__ import annotations
@@ -28,9 +32,18 @@ from typing import Any
 
 import agents
 from agents.extensions.memory import AdvancedSQLiteSession as SDKAdvancedSQLiteSession
+from agents.extensions.memory import EncryptedSession as SDKEncryptedSession
 from raw_sqlite import RawSession
 from report import NOISY, failures, noisy, summarize, table
-from workloads import ADVANCED_WORKLOADS, QUICK, WORKLOADS, Factory, Result, Session
+from workloads import (
+    ADVANCED_WORKLOADS,
+    ENCRYPTED_WORKLOADS,
+    QUICK,
+    WORKLOADS,
+    Factory,
+    Result,
+    Session,
+)
 
 import agent_sessions
 
@@ -72,6 +85,21 @@ ADVANCED_CONTENDERS: dict[str, Factory] = {
 }
 ADVANCED_COLUMNS = {"ours": "ours", "sdk": "SDK"}
 ADVANCED_RATIOS = [("ours/SDK", "ours", "sdk")]
+
+KEY = "0Hm8qTq2JZrP1mV4yWvGmW7bQm3bX9cKpQ0t2aXc1uE="
+"""A fixed Fernet key: both wrappers derive their per-session keys from it."""
+
+ENCRYPTED_CONTENDERS: dict[str, Factory] = {
+    "ours": lambda sid, path: agent_sessions.EncryptedSession(
+        sid, agent_sessions.SQLiteSession(sid, path), KEY, ttl=600
+    ),
+    "sdk": lambda sid, path: SDKEncryptedSession(
+        sid, agents.SQLiteSession(sid, path), KEY, ttl=600
+    ),
+    "plain": agent_sessions.SQLiteSession,
+}
+ENCRYPTED_COLUMNS = {"ours": "ours, encrypted", "sdk": "SDK, encrypted", "plain": "ours, plain"}
+ENCRYPTED_RATIOS = [("ours/SDK", "ours", "sdk"), ("ours/plain", "ours", "plain")]
 
 _ALL_WORKLOADS = WORKLOADS | ADVANCED_WORKLOADS
 
@@ -145,23 +173,49 @@ def _sqlite_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str,
     return {"meta": meta, "results": summaries}, []
 
 
-def _advanced_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
-    meta = {"backend": "advanced", **header(args)}
+def _contender_suite(
+    args: argparse.Namespace,
+    names: list[str],
+    contenders: dict[str, Factory],
+    columns: dict[str, str],
+    ratios: list[tuple[str, str, str]],
+) -> dict[str, Any]:
+    """Run the workloads on a set of contenders and print the table of medians and ratios."""
+    meta = {"backend": args.backend, **header(args)}
     print(" | ".join(f"{key} {value}" for key, value in meta.items()))
     summaries: dict[str, dict[str, Any]] = {}
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         params = QUICK[name] if args.quick else {}
-        runs = run_workload(name, args.repeat, params, args.tmp_dir, ADVANCED_CONTENDERS)
+        runs = run_workload(name, args.repeat, params, args.tmp_dir, contenders)
         summaries[name] = summarize(name, runs)
 
     print()
-    print("\n".join(table(summaries, ADVANCED_COLUMNS, ADVANCED_RATIOS)))
+    print("\n".join(table(summaries, columns, ratios)))
+    return {"meta": meta, "results": summaries}
+
+
+def _advanced_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    report = _contender_suite(args, names, ADVANCED_CONTENDERS, ADVANCED_COLUMNS, ADVANCED_RATIOS)
     notes = [
         "Both classes: AdvancedSQLiteSession(session_id=..., db_path=..., create_tables=True); "
         "branch rows are ms per create_branch_from_turn(2)."
     ]
-    return {"meta": meta, "results": summaries}, notes
+    return report, notes
+
+
+def _encrypted_suite(
+    args: argparse.Namespace, names: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    report = _contender_suite(
+        args, names, ENCRYPTED_CONTENDERS, ENCRYPTED_COLUMNS, ENCRYPTED_RATIOS
+    )
+    notes = [
+        "Encrypted: EncryptedSession(id, SQLiteSession(id, path), key, ttl=600), ours over ours "
+        "and the SDK's over the SDK's; 'ours/plain' below 1 is the cost of encryption "
+        "(0.67 means encrypted costs 1.5x plain)."
+    ]
+    return report, notes
 
 
 def _sqlalchemy_suite(
@@ -210,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp-dir", help="where the database files go (default: system temp)")
     parser.add_argument(
         "--backend",
-        choices=("sqlite", "sqlalchemy", "advanced"),
+        choices=("sqlite", "sqlalchemy", "advanced", "encrypted"),
         default="sqlite",
         help="sqlite: SQLiteSession (the default); sqlalchemy: SQLAlchemySession on --url; "
-        "advanced: AdvancedSQLiteSession",
+        "advanced: AdvancedSQLiteSession; encrypted: EncryptedSession",
     )
     parser.add_argument("--url", help="async SQLAlchemy URL (with --backend sqlalchemy)")
     parser.add_argument(
@@ -223,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON passed to create_async_engine for both classes, e.g. '{\"pool_size\": 20}'",
     )
     args = parser.parse_args(argv)
-    available = ADVANCED_WORKLOADS if args.backend == "advanced" else WORKLOADS
+    available = {"advanced": ADVANCED_WORKLOADS, "encrypted": ENCRYPTED_WORKLOADS}.get(
+        args.backend, WORKLOADS
+    )
     if args.workloads is None:
         args.workloads = ",".join(available)
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -244,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             "sqlite": _sqlite_suite,
             "sqlalchemy": _sqlalchemy_suite,
             "advanced": _advanced_suite,
+            "encrypted": _encrypted_suite,
         }[args.backend]
         report, notes = suite(args, names)
     except ValueError as exc:

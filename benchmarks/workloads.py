@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "ADVANCED_WORKLOADS",
+    "ENCRYPTED_WORKLOADS",
     "QUICK",
     "WORKLOADS",
     "Factory",
@@ -261,6 +262,14 @@ ADVANCED_WORKLOADS: dict[str, Callable[..., Awaitable[Result]]] = {
     "branch": branch,
 }
 """The workloads of ``--backend advanced`` (the AdvancedSQLiteSession classes)."""
+
+ENCRYPTED_WORKLOADS: dict[str, Callable[..., Awaitable[Result]]] = {
+    "chat": chat,
+    "concurrent": concurrent,
+    "long_read": long_read,
+    "undo": undo,
+}
+"""The workloads of ``--backend encrypted`` (growth fills rows directly, in plain text)."""
 
 QUICK: dict[str, dict[str, Any]] = {
     "chat": {"sessions": 5, "turns": 10},

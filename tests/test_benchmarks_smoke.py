@@ -35,3 +35,31 @@ def test_quick_benchmark_prints_every_workload(tmp_path: Path) -> None:
         assert f"| {workload}" in result.stdout
     assert "ours/SDK" in result.stdout
     assert list(tmp_path.iterdir()) == []  # every database file was removed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("backend", "workloads", "ratio"),
+    [
+        ("encrypted", ("chat", "concurrent", "long_read", "undo"), "ours/plain"),
+        ("advanced", ("chat", "long_read", "undo", "branch"), "ours/SDK"),
+    ],
+)
+def test_quick_benchmark_of_other_backends(
+    tmp_path: Path, backend: str, workloads: tuple[str, ...], ratio: str
+) -> None:
+    """`benchmarks/run.py --backend B --quick` reports each of the backend's workloads."""
+    tmp = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--backend", backend, "--quick", "--tmp-dir", tmp],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for workload in workloads:
+        assert f"| {workload}" in result.stdout
+    assert ratio in result.stdout
+    assert list(tmp_path.iterdir()) == []
