@@ -175,11 +175,34 @@ def decode_rows(
             return fast
     codec = codec or _JSON
     items: list[TResponseInputItem] = []
+    skipped: list[str] = []
     for text in texts:
-        item = decode_or_report(text, session_id=session_id, strict=strict, codec=codec)
-        if item is not None:
-            items.append(item)
+        try:
+            items.append(codec.decode(text))
+        except SkipRow:
+            continue
+        except (ValueError, TypeError, RecursionError) as exc:
+            skipped.append(_failure(exc, session_id, strict))
+    if skipped:
+        # One line per read, not per row: a wrong key would otherwise log every row it meets.
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        logger.warning(
+            "skipping %d undecodable row(s) in session %r: %s%s",
+            len(skipped),
+            session_id,
+            skipped[0],
+            more,
+        )
     return items
+
+
+def _failure(exc: Exception, session_id: str, strict: bool) -> str:
+    """Return why a row failed to decode, or raise it as a ``CorruptItemError`` when strict."""
+    if strict:
+        if isinstance(exc, CorruptItemError):
+            raise exc
+        raise CorruptItemError(session_id, str(exc)) from exc
+    return exc.detail if isinstance(exc, CorruptItemError) else str(exc)
 
 
 def _decode_plain_rows(texts: list[str]) -> list[TResponseInputItem] | None:
@@ -216,11 +239,7 @@ def decode_or_report(
     except SkipRow:
         return None
     except (ValueError, TypeError, RecursionError) as exc:
-        if strict:
-            if isinstance(exc, CorruptItemError):
-                raise
-            raise CorruptItemError(session_id, str(exc)) from exc
-        reason = exc.detail if isinstance(exc, CorruptItemError) else exc
+        reason = _failure(exc, session_id, strict)
         logger.warning("skipping an undecodable row in session %r: %s", session_id, reason)
         return None
 

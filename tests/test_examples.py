@@ -33,3 +33,14 @@ def test_branching_re_asks_turn_two_and_keeps_main(tmp_path: Path) -> None:
     assert "re-ask" in out
     assert " main     6 items, 3 user turns" in out
     assert "the last answer is still: 'You told me you like trains over planes.'" in out
+
+
+def test_encrypted_ttl_hides_text_expires_rotates_and_shreds(tmp_path: Path) -> None:
+    """The encryption example keeps names out of the file, expires, rotates and shreds."""
+    out = run_example("encrypted_ttl.py", str(tmp_path))
+    assert "'Ada' appears in the file: False" in out
+    assert "I don't know your name yet." in out
+    assert "purged 2 expired rows from the file" in out
+    assert "with the new key alone: 4 items readable" in out
+    assert "items readable from the backup: 0" in out
+    assert (tmp_path / "keys.db").exists()

@@ -174,7 +174,7 @@ async def test_corrupt_rows_warn_or_raise_in_strict_mode(
     async with SQLiteSession("s", db_path) as lenient:
         with caplog.at_level(logging.WARNING, logger="agent_sessions"):
             assert await lenient.get_items() == [{"role": "user", "content": "good"}]
-        assert "undecodable row in session 's'" in caplog.text
+        assert "undecodable row(s) in session 's'" in caplog.text
     async with SQLiteSession("s", db_path, strict=True) as strict:
         with pytest.raises(CorruptItemError, match="'s'"):
             await strict.get_items()

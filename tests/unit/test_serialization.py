@@ -255,3 +255,15 @@ _json_values = st.recursive(
 def test_any_json_exact_item_round_trips_exactly(item: dict[str, Any]) -> None:
     """Returns any item of JSON-exact values exactly as it was encoded."""
     assert _exactly_equal(_round_trip(item), item)
+
+
+def test_many_undecodable_rows_log_one_line_per_read(caplog: pytest.LogCaptureFixture) -> None:
+    """A read that meets many undecodable rows logs one warning that counts them."""
+    rows = ['{"n":0}', *["{broken"] * 50, '{"n":1}']
+    with caplog.at_level(logging.WARNING, logger="agent_sessions"):
+        items = decode_rows(rows, session_id="chat-7")
+    assert items == [{"n": 0}, {"n": 1}]
+    warnings = [r for r in caplog.records if r.name == "agent_sessions"]
+    assert len(warnings) == 1
+    assert "skipping 50 undecodable row(s) in session 'chat-7'" in warnings[0].getMessage()
+    assert "(and 49 more)" in warnings[0].getMessage()
