@@ -134,9 +134,10 @@ def parse_master_key(key: MasterKeyInput) -> MasterKey:
         TypeError: the key is neither str nor bytes.
     """
     if isinstance(key, bytes):
-        if len(key) < _KEY_BYTES:
+        # Fernet.generate_key() returns bytes: the same key as its text form.
+        secret = _fernet_key_bytes(key) or key
+        if len(secret) < _KEY_BYTES:
             raise ValueError(f"a master key given as bytes needs 32 or more, got {len(key)}")
-        secret = key
     elif isinstance(key, str):
         if not key:
             raise ValueError("encryption_key is empty")
@@ -154,9 +155,9 @@ def parse_master_key(key: MasterKeyInput) -> MasterKey:
     return MasterKey(secret, key_id(secret, b"master"))
 
 
-def _fernet_key_bytes(key: str) -> bytes | None:
+def _fernet_key_bytes(key: str | bytes) -> bytes | None:
     try:
-        raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        raw = base64.urlsafe_b64decode(key.encode("ascii") if isinstance(key, str) else key)
     except (ValueError, binascii.Error):
         return None
     return raw if len(raw) == _KEY_BYTES else None
@@ -170,6 +171,11 @@ def parse_master_keys(keys: MasterKeyInput | Sequence[MasterKeyInput]) -> tuple[
     """
     if isinstance(keys, (str, bytes)):
         return (parse_master_key(keys),)
+    if not isinstance(keys, (list, tuple)):
+        raise TypeError(
+            "encryption_key must be a key (str or bytes) or a list of keys, newest first; "
+            f"got {type(keys).__name__}"
+        )
     parsed = tuple(parse_master_key(key) for key in keys)
     if not parsed:
         raise ValueError("encryption_key is an empty list; give at least one key")

@@ -20,7 +20,14 @@ from .errors import InvalidLimitError, SessionClosedError
 from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
 from .store import Store
 
-__all__ = ["SessionState", "StoreSession", "read_items", "resolve_limit", "run_to_completion"]
+__all__ = [
+    "SessionState",
+    "StoreSession",
+    "is_user_message",
+    "read_items",
+    "resolve_limit",
+    "run_to_completion",
+]
 
 T = TypeVar("T")
 _S = TypeVar("_S", bound="StoreSession")
@@ -52,6 +59,11 @@ def check_session_id(session_id: object) -> None:
     """Raise ``TypeError`` unless ``session_id`` is a str."""
     if not isinstance(session_id, str):
         raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
+
+
+def is_user_message(item: TResponseInputItem) -> bool:
+    """Whether an item is a user's message: where a turn (an exchange) begins."""
+    return item.get("role") == "user" and item.get("type", "message") == "message"
 
 
 def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> SessionSettings:
@@ -228,6 +240,27 @@ class StoreSession(AsyncClosing):
                 await run_to_completion(self._store.restore(self.session_id, popped))
             raise asyncio.CancelledError
         return None if popped is None else cast(TResponseInputItem, popped.item)
+
+    async def pop_turn(self) -> list[TResponseInputItem]:
+        """Undo the last exchange: remove the newest user message and every item after it.
+
+        All of them go in one transaction, so a chat UI's undo never leaves half an exchange.
+        Undecodable rows are passed over and stay stored, as with :meth:`pop_item`. If the
+        caller is cancelled, the items are either all still stored or all returned.
+
+        Returns:
+            The removed items, oldest first (the user message first); ``[]`` if the session
+            holds no user message, in which case nothing is removed.
+        """
+        self._check_open("pop_turn")
+        popped, cancelled = await run_to_completion(
+            self._store.pop_through(self.session_id, self._decode_for_pop, is_user_message)
+        )
+        if cancelled:
+            for row in popped:
+                await run_to_completion(self._store.restore(self.session_id, row))
+            raise asyncio.CancelledError
+        return [cast(TResponseInputItem, row.item) for row in reversed(popped)]
 
     def _decode_for_pop(self, text: str) -> TResponseInputItem | None:
         return decode_or_report(

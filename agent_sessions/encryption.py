@@ -41,9 +41,9 @@ from .core import (
     resolve_limit,
     run_to_completion,
 )
-from .errors import CorruptItemError, SessionClosedError, UnknownKeyError
+from .errors import CorruptItemError, DecryptionError, SessionClosedError, UnknownKeyError
 from .keystore import KeyStore, SQLiteKeyStore
-from .serialization import JsonCodec, decode_or_report, decode_rows, encode_items
+from .serialization import JsonCodec, decode_or_report, decode_rows, encode_items, logger
 from .store import RowStore
 
 __all__ = ["EncryptedSession", "WeakKeyWarning"]
@@ -161,13 +161,26 @@ class EncryptedSession(AsyncClosing):
         return self._master(wrapped_by(record)).unwrap(record, self.session_id)
 
     async def _keys_ready(self, writing: bool) -> None:
-        """Load the session's data key from the key store (creating it for a first write)."""
+        """Load the session's data key from the key store (creating it for a first write).
+
+        Raises:
+            DecryptionError: the data key cannot be unwrapped, and the caller writes or the
+                session is strict. A lenient read goes on without it, with a logged warning,
+                so the rows under that key are skipped like any unreadable row.
+        """
         if self._data_key_known or self.key_store is None:
             return
         if self._setup_lock is None:
             self._setup_lock = asyncio.Lock()
         async with self._setup_lock:
-            await self._load_data_key(self.key_store, writing)
+            try:
+                await self._load_data_key(self.key_store, writing)
+            except DecryptionError as exc:
+                if writing or self.strict:
+                    raise
+                logger.warning(
+                    "reading session %r without its data key: %s", self.session_id, exc.detail
+                )
 
     async def _load_data_key(self, key_store: KeyStore, writing: bool) -> None:
         if self._data_key_known:
@@ -270,6 +283,24 @@ class EncryptedSession(AsyncClosing):
             await self.underlying_session.add_items([raw])
         return item
 
+    async def pop_turn(self) -> list[TResponseInputItem]:
+        """Undo the last exchange at once; see :meth:`StoreSession.pop_turn`.
+
+        Rows that cannot be read are passed over and stay stored.
+
+        Raises:
+            TypeError: the underlying session is not one of this package's (its rows cannot
+                be removed in one transaction from here).
+        """
+        self._check_open("pop_turn")
+        if self._inner is None:
+            raise TypeError(
+                "EncryptedSession.pop_turn() needs one of agent_sessions' sessions underneath "
+                f"(got {type(self.underlying_session).__name__})"
+            )
+        await self._keys_ready(writing=False)
+        return await self._inner.pop_turn()
+
     async def clear_session(self) -> None:
         """Delete every item of the session, readable or not."""
         self._check_open("clear_session")
@@ -370,6 +401,10 @@ class EncryptedSession(AsyncClosing):
     def state(self) -> SessionState:
         """Whether the session is open or closed."""
         return self._state
+
+    async def __aenter__(self) -> EncryptedSession:
+        self._check_open("__aenter__")
+        return self
 
     async def aclose(self) -> None:
         """Close the underlying session (and a key store this session opened); idempotent."""

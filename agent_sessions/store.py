@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Popped", "RowStore", "Store"]
+__all__ = ["Popped", "RowStore", "Store", "Taker", "always"]
 
 T = TypeVar("T")
 
@@ -22,6 +22,38 @@ class Popped(NamedTuple, Generic[T]):
     row_id: int
     text: str
     item: T
+
+
+def always(item: object) -> bool:
+    """A ``stop`` for :meth:`Store.pop_through` that stops at the first decodable row."""
+    return True
+
+
+class Taker(Generic[T]):
+    """Collects the rows a ``pop_through`` removes, fed newest first; backends share it.
+
+    Args:
+        decode: Returns a row's item, or None to pass over the row (it stays stored).
+        stop: Whether an item is the last one to take.
+    """
+
+    def __init__(self, decode: Callable[[str], T | None], stop: Callable[[T], bool]) -> None:
+        self._decode = decode
+        self._stop = stop
+        self.taken: list[Popped[T]] = []
+        self.done = False
+
+    def feed(self, row_id: int, text: str) -> bool:
+        """Consider the next older row; return True once the ``stop`` item was taken."""
+        item = self._decode(text)
+        if item is not None:
+            self.taken.append(Popped(row_id, text, item))
+            self.done = self._stop(item)
+        return self.done
+
+    def result(self) -> list[Popped[T]]:
+        """The rows to remove, newest first: all taken ones if ``stop`` was met, else none."""
+        return self.taken if self.done else []
 
 
 class Store(Protocol):
@@ -47,6 +79,19 @@ class Store(Protocol):
 
         Rows for which ``decode`` returns None stay stored and are passed over. If ``decode``
         raises, nothing is removed and the error propagates.
+        """
+        ...
+
+    async def pop_through(
+        self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
+    ) -> list[Popped[T]]:
+        """Remove, in one transaction, the newest rows down to the first item ``stop`` accepts.
+
+        Rows for which ``decode`` returns None stay stored and are passed over. If no item is
+        accepted by ``stop``, nothing is removed. Feeding a :class:`Taker` newest first does it.
+
+        Returns:
+            The removed rows, newest first.
         """
         ...
 

@@ -30,7 +30,7 @@ from agents.items import TResponseInputItem
 from agents.memory import Session, SessionSettings
 
 from .errors import SessionClosedError
-from .store import Popped
+from .store import Popped, Taker, always
 
 __all__ = [
     "CHECKS",
@@ -408,6 +408,81 @@ async def check_runner_round_trip(h: Harness) -> None:
     _expect(roles == ["user", "assistant", "user", "assistant"], f"unexpected history {roles}")
 
 
+def _exchange(n: int) -> list[TResponseInputItem]:
+    """One exchange: a user message, a tool call with its output, and the reply."""
+    call = f"call_{n}"
+    return [
+        message(f"q{n}"),
+        cast(
+            TResponseInputItem,
+            {"type": "function_call", "call_id": call, "name": "f", "arguments": "{}"},
+        ),
+        cast(TResponseInputItem, {"type": "function_call_output", "call_id": call, "output": "ok"}),
+        message(f"a{n}", role="assistant"),
+    ]
+
+
+async def check_pop_turn(h: Harness) -> None:
+    """pop_turn removes the newest user message and everything after it, at once."""
+    session = await h.session("turns")
+    pop_turn = getattr(session, "pop_turn", None)
+    _expect(pop_turn is not None, f"{type(session).__name__} has no pop_turn()")
+    await session.add_items([message("intro", role="assistant")])
+    await session.add_items(_exchange(1))
+    await session.add_items(_exchange(2)[:1])
+    await session.add_items(_exchange(2)[1:])
+    last = await pop_turn()  # type: ignore[misc]
+    _expect(last == _exchange(2), f"pop_turn returned {last!r}, not the last exchange in order")
+    _expect(await session.get_items() == [message("intro", "assistant"), *_exchange(1)], "kept")
+    _expect(await pop_turn() == _exchange(1), "the second pop_turn did not return exchange 1")  # type: ignore[misc]
+    _expect(await pop_turn() == [], "pop_turn removed items with no user message left")  # type: ignore[misc]
+    _expect(_texts(await session.get_items()) == ["intro"], "pop_turn removed a non-turn item")
+
+
+async def check_pop_turn_keeps_corrupt_rows(h: Harness) -> None:
+    """pop_turn removes the exchange's valid items and never an undecodable row among them."""
+    if h.write_raw is None or h.count_rows is None:
+        return
+    session = await h.session("turn-corrupt")
+    await session.add_items(_exchange(1))
+    await session.add_items(_exchange(2)[:2])
+    await _maybe_await(h.write_raw("turn-corrupt", "{truncated"))
+    await session.add_items(_exchange(2)[2:])
+    with _quiet():
+        removed = await session.pop_turn()  # type: ignore[attr-defined]
+        kept = await session.get_items()
+    _expect(removed == _exchange(2), f"pop_turn returned {removed!r}")
+    _expect(kept == _exchange(1), f"pop_turn left {kept!r}")
+    stored = await _maybe_await(h.count_rows("turn-corrupt"))
+    _expect(stored == len(_exchange(1)) + 1, f"the undecodable row was not kept ({stored} rows)")
+
+
+async def check_cancelled_pop_turn_is_whole(h: Harness) -> None:
+    """A task cancelled during pop_turn leaves every exchange either whole or entirely returned."""
+    session = await h.session("cancel-turn")
+    for n in range(10):
+        await session.add_items(_exchange(n))
+    returned: list[list[TResponseInputItem]] = []
+    for attempt in range(10):
+        task = asyncio.ensure_future(session.pop_turn())  # type: ignore[attr-defined]
+        for _ in range(attempt % 5):
+            await asyncio.sleep(0)
+        task.cancel()
+        done = (await asyncio.gather(task, return_exceptions=True))[0]
+        if isinstance(done, list):
+            returned.append(done)
+    await asyncio.sleep(0.05)
+    remaining = await session.get_items()
+    kept = len(remaining) // 4
+    _expect(remaining == [i for n in range(kept) for i in _exchange(n)], "a kept exchange is torn")
+    _expect(
+        sorted(map(str, _texts([r[0] for r in returned])))
+        == sorted(f"q{n}" for n in range(kept, 10)),
+        "an exchange was neither returned nor kept",
+    )
+    _expect(all(len(r) == 4 for r in returned), "pop_turn returned part of an exchange")
+
+
 CHECKS: list[Check] = [
     check_protocol,
     check_order,
@@ -428,6 +503,9 @@ CHECKS: list[Check] = [
     check_cancelled_writes_are_whole,
     check_cancelled_pop_keeps_item,
     check_runner_round_trip,
+    check_pop_turn,
+    check_pop_turn_keeps_corrupt_rows,
+    check_cancelled_pop_turn_is_whole,
 ]
 """Every check, in a stable order; each is an async function taking a :class:`Harness`."""
 
@@ -474,14 +552,21 @@ class MemoryStore:
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts."""
+        taken = await self.pop_through(session_id, decode, always)
+        return taken[0] if taken else None
+
+    async def pop_through(
+        self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
+    ) -> list[Popped[T]]:
+        """Remove the newest rows down to the first item ``stop`` accepts."""
         rows = self._session_rows(session_id)
-        for index in range(len(rows) - 1, -1, -1):
-            row_id, text = rows[index]
-            item = decode(text)
-            if item is not None:
-                del rows[index]
-                return Popped(row_id, text, item)
-        return None
+        taker = Taker(decode, stop)
+        for row_id, text in reversed(rows):
+            if taker.feed(row_id, text):
+                break
+        taken = {p.row_id for p in taker.result()}
+        rows[:] = [row for row in rows if row[0] not in taken]
+        return taker.result()
 
     async def restore(self, session_id: str, popped: Popped[Any]) -> None:
         """Put a popped row back in id order."""

@@ -25,7 +25,7 @@ from .._lifecycle import AsyncClosing
 from ..core import StoreSession, check_session_id
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
-from ..store import Popped
+from ..store import Popped, Taker, always
 from ._sqlalchemy_engine import engine_from_url, use_wal
 from ._sqlalchemy_schema import SessionTables, create_schema
 from ._sqlalchemy_sql import Statements
@@ -211,24 +211,31 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""
+        taken = await self.pop_through(session_id, decode, always)
+        return taken[0] if taken else None
 
-        async def pop(conn: AsyncConnection) -> Popped[T] | None:
+    async def pop_through(
+        self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
+    ) -> list[Popped[T]]:
+        """Remove the newest rows down to the first item ``stop`` accepts, in one transaction."""
+
+        async def pop_through(conn: AsyncConnection) -> list[Popped[T]]:
             await conn.execute(self._sql.lock_session, {"sid": session_id})
+            taker = Taker(decode, stop)
             statement, batch = self._sql.newest, 1
             params: dict[str, object] = {"sid": session_id, "n": batch}
             while True:
                 rows = (await conn.execute(statement, params)).all()
-                for row_id, row_text in rows:
-                    item = decode(row_text)
-                    if item is not None:
-                        await conn.execute(self._sql.delete_row, {"id": row_id})
-                        return Popped(row_id, row_text, item)
-                if len(rows) < batch:
-                    return None
+                if any(taker.feed(row_id, text) for row_id, text in rows) or len(rows) < batch:
+                    break
                 statement, batch = self._sql.older, min(batch * 4, 256)
                 params = {"sid": session_id, "before": rows[-1][0], "n": batch}
+            taken = taker.result()
+            if taken:
+                await conn.execute(self._sql.delete_row, [{"id": p.row_id} for p in taken])
+            return taken
 
-        return await self._write("pop", pop)
+        return await self._write("pop", pop_through)
 
     async def restore(self, session_id: str, popped: Popped[Any]) -> None:
         """Put a popped row back under its original id."""

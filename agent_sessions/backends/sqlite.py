@@ -22,7 +22,7 @@ from .._worker import ConnectionWorker
 from ..core import StoreSession, check_session_id
 from ..errors import StorageError
 from ..schema import TableNames
-from ..store import Popped
+from ..store import Popped, Taker, always
 from ._group_commit import Batch, GroupCommit
 from ._sqlite_connection import MEMORY, ReaderSlot, open_connection, retry_busy, transaction
 
@@ -149,22 +149,28 @@ class SQLiteStore(AsyncClosing):
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""
+        taken = await self.pop_through(session_id, decode, always)
+        return taken[0] if taken else None
 
-        def pop(conn: sqlite3.Connection) -> Popped[T] | None:
+    async def pop_through(
+        self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
+    ) -> list[Popped[T]]:
+        """Remove the newest rows down to the first item ``stop`` accepts, in one transaction."""
+
+        def pop_through(conn: sqlite3.Connection) -> list[Popped[T]]:
+            taker = Taker(decode, stop)
             with transaction(conn):
                 before, batch = -1, 1
                 while True:
                     rows = conn.execute(self._sql.tail, (session_id, before, batch)).fetchall()
-                    for row_id, text in rows:
-                        item = decode(text)
-                        if item is not None:
-                            conn.execute(self._sql.delete_row, (row_id,))
-                            return Popped(row_id, text, item)
-                    if len(rows) < batch:
-                        return None
+                    if any(taker.feed(i, text) for i, text in rows) or len(rows) < batch:
+                        break
                     before, batch = rows[-1][0], min(batch * 4, 256)
+                taken = taker.result()
+                conn.executemany(self._sql.delete_row, [(p.row_id,) for p in taken])
+                return taken
 
-        return await self._call("pop", pop)
+        return await self._call("pop", pop_through)
 
     async def restore(self, session_id: str, popped: Popped[Any]) -> None:
         """Put a popped row back under its original id."""
