@@ -1,18 +1,44 @@
-"""Walking a branch's history up its chain of parents, on the store's worker thread.
+"""Walking a branch's history up its chain of parents, on any connection to the file.
 
 A branch's history is its own rows, then its parent's visible history below the branch's cutoff
-(``inherit_below``), and so on up the chain, with the smallest cutoff so far applied. Each step is
-one bounded index range query, newest first, so a short read costs the same on a long history.
+(``inherit_below``), and so on up the chain, with the smallest cutoff so far applied. Each step
+(a segment) is one bounded index range query, so a short read costs the same on a long history,
+and whole-history questions (sizes, user turns, tool use) are answered by SQL aggregates per
+segment. Only rows the SDK wrote, which carry no branch record, are decoded to be classified.
+
+Every method takes the connection to run on (the worker's, or the event loop's read-only one)
+and is called inside one transaction, a write or a read one, so a walk sees one snapshot.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from ..serialization import Codec
 from ._advanced_sql import MAIN, NO_CUTOFF, AdvancedStatements, Row, classify
 
-__all__ = ["Chain"]
+__all__ = ["Chain", "Head", "UserRow"]
+
+
+class Head(NamedTuple):
+    """A branch and where it hangs: its parent and the id below which it inherits from it."""
+
+    branch: str
+    parent: str | None
+    inherit_below: int
+    recorded: bool
+    """Whether the branch has its row in the branches table (``main`` may not, yet)."""
+
+
+class UserRow(NamedTuple):
+    """A visible user message with its turn number (its 1-based place among user messages)."""
+
+    turn: int
+    id: int
+    text: str
+    created_at: str | None
 
 
 class Chain:
@@ -25,15 +51,36 @@ class Chain:
 
     def __init__(self, sql: AdvancedStatements, codec: Codec) -> None:
         self.sql = sql
+        self.seg = sql.segments
         self.codec = codec
 
-    def current(self, conn: sqlite3.Connection, session_id: str) -> str:
+    # Branches ------------------------------------------------------------------------------
+
+    def head(self, conn: sqlite3.Connection, session_id: str) -> Head:
         """Return the session's current branch (``main`` if unset or deleted meanwhile)."""
-        row = conn.execute(self.sql.current, (session_id,)).fetchone()
-        branch = MAIN if row is None else str(row[0])
-        if branch != MAIN and not self.exists(conn, session_id, branch):
-            return MAIN  # deleted by another object on the file
-        return branch
+        branch, parent, inherit_below, recorded = conn.execute(
+            self.sql.head, (session_id,)
+        ).fetchone()
+        if branch is None or branch == MAIN:
+            return Head(MAIN, None, 0, bool(recorded))
+        if not recorded:  # deleted by another object on the file
+            return Head(MAIN, None, 0, False)
+        return Head(str(branch), parent, int(inherit_below), True)
+
+    def resolve(self, conn: sqlite3.Connection, session_id: str, branch: str | None) -> Head:
+        """Return ``branch`` (the current branch if None) and where it hangs.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        if branch is None:
+            return self.head(conn, session_id)
+        row = conn.execute(self.sql.branch, (session_id, branch)).fetchone()
+        if row is not None:
+            return Head(branch, row[0], int(row[1]), True)
+        if branch == MAIN:  # main exists before its row is written
+            return Head(MAIN, None, 0, False)
+        raise ValueError(f"branch {branch!r} does not exist in session {session_id!r}")
 
     def exists(self, conn: sqlite3.Connection, session_id: str, branch: str) -> bool:
         """Return whether the session has the branch (``main`` always exists)."""
@@ -41,51 +88,73 @@ class Chain:
             conn.execute(self.sql.branch, (session_id, branch)).fetchone() is not None
         )
 
-    def resolve(self, conn: sqlite3.Connection, session_id: str, branch: str | None) -> str:
-        """Return ``branch``, or the current branch if None.
+    def segments(
+        self, conn: sqlite3.Connection, session_id: str, head: Head, before: int = NO_CUTOFF
+    ) -> Iterator[tuple[str, int]]:
+        """Yield the branch's segments, newest first: each branch and its exclusive upper id.
 
-        Raises:
-            ValueError: the branch does not exist.
+        The parent of each further branch is looked up only when the caller asks for it.
         """
-        if branch is None:
-            return self.current(conn, session_id)
-        if not self.exists(conn, session_id, branch):
-            raise ValueError(f"branch {branch!r} does not exist in session {session_id!r}")
-        return branch
+        branch, parent, inherit_below = head.branch, head.parent, head.inherit_below
+        while before > 0:
+            yield branch, before
+            if parent is None:
+                return
+            before = min(before, inherit_below)
+            branch = parent
+            if branch == MAIN:  # main never has a parent: skip the lookup
+                parent, inherit_below = None, 0
+            else:
+                row = conn.execute(self.sql.branch, (session_id, branch)).fetchone()
+                parent, inherit_below = (None, 0) if row is None else (row[0], int(row[1]))
 
-    def cutoff(
-        self, conn: sqlite3.Connection, session_id: str, branch: str
-    ) -> tuple[str | None, int]:
-        """Return a branch's parent and the id below which it inherits the parent's rows."""
-        row = conn.execute(self.sql.branch, (session_id, branch)).fetchone()
-        return (None, 0) if row is None else (row[0], int(row[1]))
+    def _oldest_first(
+        self, conn: sqlite3.Connection, session_id: str, head: Head
+    ) -> list[tuple[str, tuple[str, int, int, str]]]:
+        """Return each segment with its query parameters, oldest first."""
+        found = [
+            (branch, (session_id, before, -1, branch))
+            for branch, before in self.segments(conn, session_id, head)
+        ]
+        found.reverse()
+        return found
+
+    # Rows ----------------------------------------------------------------------------------
 
     def visible(
         self,
         conn: sqlite3.Connection,
         session_id: str,
-        branch: str,
-        limit: int | None,
+        head: Head,
+        limit: int,
         before: int = NO_CUTOFF,
-        *,
-        classify_all: bool = False,
     ) -> list[Row]:
         """Return up to ``limit`` visible rows with ids below ``before``, newest first."""
         rows: list[Row] = []
-        current: str | None = branch
-        while current is not None and before > 0 and (limit is None or len(rows) < limit):
-            want = -1 if limit is None else limit - len(rows)
-            statement = self.sql.main_segment if current == MAIN else self.sql.branch_segment
+        for branch, upper in self.segments(conn, session_id, head, before):
+            statement = self.seg.rows.on(branch)
             for mid, text, kind, tool, turn, created in conn.execute(
-                statement, (session_id, before, want, current)
+                statement, (session_id, upper, limit - len(rows), branch)
             ):
-                if kind is None and classify_all:
-                    rows.append(Row(mid, text, current, *self.classify_text(text), turn, created))
-                else:
-                    rows.append(Row(mid, text, current, kind, tool, turn, created))
-            parent, inherit_below = self.cutoff(conn, session_id, current)
-            current, before = parent, min(before, inherit_below)
+                rows.append(Row(mid, text, branch, kind, tool, turn, created))
+            if len(rows) >= limit:
+                break
         return rows
+
+    def texts(
+        self, conn: sqlite3.Connection, session_id: str, head: Head, limit: int | None
+    ) -> list[str]:
+        """Return the texts of the newest ``limit`` visible rows (all if None), newest first."""
+        texts: list[str] = []
+        for branch, upper in self.segments(conn, session_id, head):
+            want = -1 if limit is None else limit - len(texts)
+            statement = self.seg.texts.on(branch)
+            texts.extend(
+                row[0] for row in conn.execute(statement, (session_id, upper, want, branch))
+            )
+            if limit is not None and len(texts) >= limit:
+                break
+        return texts
 
     def classify_text(self, text: str) -> tuple[str, str | None]:
         """Return a stored row's item type and tool name; ``other`` if undecodable."""
@@ -94,45 +163,121 @@ class Chain:
         except (ValueError, TypeError, RecursionError):
             return "other", None
 
-    def turn_now(self, conn: sqlite3.Connection, session_id: str, branch: str) -> int:
+    # Turns ---------------------------------------------------------------------------------
+
+    def turn_now(self, conn: sqlite3.Connection, session_id: str, head: Head) -> int:
         """Return the number of user messages in the branch's visible history."""
-        newest = self.visible(conn, session_id, branch, 1)
-        if not newest:
-            return 0
-        if newest[0].user_turn is not None:
-            return newest[0].user_turn
-        # An SDK-written row carries no turn: count once over the whole history.
-        rows = self.visible(conn, session_id, branch, None, classify_all=True)
-        return sum(row.item_type == "user" for row in rows)
+        for branch, upper in self.segments(conn, session_id, head):
+            statement = self.seg.newest_turn.on(branch)
+            row = conn.execute(statement, (session_id, upper, 1, branch)).fetchone()
+            if row is None:
+                continue
+            if row[0] is not None:
+                return int(row[0])
+            return self.size(conn, session_id, head)[1]  # an SDK row carries no turn: count
+        return 0
+
+    def _segment_size(
+        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+    ) -> tuple[int, int]:
+        """Return one segment's rows and user messages, counted by SQL where rows are recorded."""
+        rows, users, unrecorded = conn.execute(self.seg.sizes.on(branch), params).fetchone()
+        if unrecorded:
+            users += sum(
+                self.classify_text(text)[0] == "user"
+                for (text,) in conn.execute(self.seg.sdk_texts, params[:3])
+            )
+        return int(rows), int(users)
+
+    def size(self, conn: sqlite3.Connection, session_id: str, head: Head) -> tuple[int, int]:
+        """Return the number of visible rows and of user messages among them."""
+        sizes = [
+            self._segment_size(conn, b, p) for b, p in self._oldest_first(conn, session_id, head)
+        ]
+        return sum(rows for rows, _ in sizes), sum(users for _, users in sizes)
+
+    def _users_in(
+        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+    ) -> Iterator[tuple[int, str, str | None]]:
+        """Yield one segment's user messages oldest first: id, text and creation time."""
+        for mid, text, created, kind in conn.execute(self.seg.users.on(branch), params):
+            if kind is not None or self.classify_text(text)[0] == "user":
+                yield mid, text, created  # (an SDK-written row is classified here)
+
+    def users(self, conn: sqlite3.Connection, session_id: str, head: Head) -> list[UserRow]:
+        """Return the visible user messages oldest first, numbered by turn."""
+        found: list[UserRow] = []
+        for branch, params in self._oldest_first(conn, session_id, head):
+            for mid, text, created in self._users_in(conn, branch, params):
+                found.append(UserRow(len(found) + 1, mid, text, created))
+        return found
+
+    def _kinds_in(
+        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+    ) -> Iterator[tuple[str, str | None]]:
+        """Yield each item's type and tool name in one segment, oldest first."""
+        for _id, kind, tool, text in conn.execute(self.seg.kinds.on(branch), params):
+            yield (kind, tool) if kind is not None else self.classify_text(text)
+
+    def kinds(
+        self, conn: sqlite3.Connection, session_id: str, head: Head
+    ) -> list[tuple[int, str, str | None]]:
+        """Return each visible item's turn, type and tool name, oldest first."""
+        found: list[tuple[int, str, str | None]] = []
+        turn = 0
+        for branch, params in self._oldest_first(conn, session_id, head):
+            for kind, tool in self._kinds_in(conn, branch, params):
+                turn += kind == "user"
+                found.append((turn, kind, tool))
+        return found
+
+    def tool_counts(
+        self, conn: sqlite3.Connection, session_id: str, head: Head
+    ) -> dict[tuple[int, str], int]:
+        """Return how many calls of each tool each turn made: ``{(turn, tool): count}``."""
+        counts: dict[tuple[int, str], int] = {}
+        offset = 0  # user messages in the older segments
+        for branch, params in self._oldest_first(conn, session_id, head):
+            _rows, users, unrecorded = conn.execute(self.seg.sizes.on(branch), params).fetchone()
+            if unrecorded:  # SDK rows must be classified here: count this segment in Python
+                for kind, tool in self._kinds_in(conn, branch, params):
+                    offset += kind == "user"
+                    if tool is not None:
+                        counts[offset, tool] = counts.get((offset, tool), 0) + 1
+                continue
+            for turn, tool, calls in conn.execute(self.seg.tools.on(branch), params):
+                key = (offset + turn, tool)
+                counts[key] = counts.get(key, 0) + calls
+            offset += users
+        return counts
 
     def user_message_id(
-        self, conn: sqlite3.Connection, session_id: str, branch: str, turn: int
+        self, conn: sqlite3.Connection, session_id: str, head: Head, turn: int
     ) -> int:
-        """Return the id of the ``turn``-th user message visible on ``branch``.
+        """Return the id of the ``turn``-th user message visible on the branch.
+
+        Turns are counted, as :meth:`users` numbers them, not read from the stored turn of
+        each row, which no longer matches once older rows were deleted (by a purge, say).
+        Older segments are counted by SQL; the one holding the turn is read up to it.
 
         Raises:
             ValueError: the branch has fewer user turns, or ``turn`` is not a positive int.
         """
         if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
             raise ValueError(f"turn {turn!r} does not exist: turns are numbered from 1")
-        # Stored turns find it with one index range per branch of the chain...
-        current, before = branch, NO_CUTOFF
-        while True:
-            row = conn.execute(
-                self.sql.user_message, (session_id, before, turn, current)
-            ).fetchone()
-            if row is not None:
-                return int(row[0])
-            parent, inherit_below = self.cutoff(conn, session_id, current)
-            if parent is None or inherit_below <= 0:
-                break
-            current, before = parent, min(before, inherit_below)
-        # ...except where SDK-written rows, which carry no turn, must be counted.
-        rows = self.visible(conn, session_id, branch, None, classify_all=True)
-        users = [row for row in reversed(rows) if row.item_type == "user"]
-        if turn > len(users):
-            raise ValueError(
-                f"turn {turn} does not exist on branch {branch!r}: it has {len(users)} user "
-                "turn(s), numbered from 1"
-            )
-        return users[turn - 1].id
+        segments = self._oldest_first(conn, session_id, head)
+        before = 0  # user messages in the segments already passed
+        for index, (branch, params) in enumerate(segments):
+            if index < len(segments) - 1:
+                users = self._segment_size(conn, branch, params)[1]
+                if before + users < turn:
+                    before += users
+                    continue
+            for mid, _text, _created in self._users_in(conn, branch, params):
+                before += 1
+                if before == turn:
+                    return mid
+        raise ValueError(
+            f"turn {turn} does not exist on branch {head.branch!r}: it has {before} user "
+            "turn(s), numbered from 1"
+        )

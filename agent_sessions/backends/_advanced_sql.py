@@ -12,12 +12,17 @@ from typing import Any, NamedTuple
 
 from ..errors import InvalidIdentifierError
 from ..schema import TableNames, validate_identifier
+from ._advanced_segments import MAIN, NO_CUTOFF, SegmentStatements
 
-__all__ = ["MAIN", "AdvancedStatements", "Row", "check_branch_name", "classify", "user_text"]
-
-MAIN = "main"
-NO_CUTOFF = 2**63 - 1
-"""An id no row reaches: a segment with this cutoff is not cut."""
+__all__ = [
+    "MAIN",
+    "NO_CUTOFF",
+    "AdvancedStatements",
+    "Row",
+    "check_branch_name",
+    "classify",
+    "user_text",
+]
 
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -75,7 +80,11 @@ def user_text(item: object) -> str:
 
 
 class AdvancedStatements:
-    """The DDL and queries of the branch tables, formatted once from validated names."""
+    """The DDL and queries of the branch tables, formatted once from validated names.
+
+    Args:
+        tables: The SDK's table names; the branch tables are named after the messages table.
+    """
 
     def __init__(self, tables: TableNames) -> None:
         m = tables.messages
@@ -104,24 +113,16 @@ class AdvancedStatements:
                 created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
                 PRIMARY KEY (session_id, branch_id, user_turn))""",
         ]
-        columns = "m.id, m.message_data, b.item_type, b.tool_name, b.user_turn, m.created_at"
-        # ?1 session, ?2 exclusive upper id, ?3 limit (-1: all), ?4 branch.
-        # Main's own rows include rows with no branch row: that is how SDK-written rows look.
-        self.main_segment = (
-            f"SELECT {columns} FROM {m} m LEFT JOIN {bo} b ON b.message_id = m.id "
-            "WHERE m.session_id = ?1 AND m.id < ?2 AND (b.branch_id IS NULL OR b.branch_id = ?4) "
-            "ORDER BY m.id DESC LIMIT ?3"
-        )
-        self.branch_segment = (
-            f"SELECT {columns} FROM {bo} b JOIN {m} m ON m.id = b.message_id "
-            "WHERE b.session_id = ?1 AND b.branch_id = ?4 AND b.message_id < ?2 "
-            "ORDER BY b.message_id DESC LIMIT ?3"
-        )
-        # The turn-th user message among one branch's own rows below ?2 (turns are stored).
-        self.user_message = (
-            f"SELECT message_id FROM {bo} WHERE session_id = ?1 AND branch_id = ?4 "
-            "AND message_id < ?2 AND user_turn = ?3 AND item_type = 'user' "
-            "ORDER BY message_id LIMIT 1"
+        self.objects = (bo, f"idx_{bo}", br, cur, us)
+        """The tables and index the DDL creates, to skip it when they all exist."""
+        self.segments = SegmentStatements(tables.messages, bo)
+        # The current branch with its own branch row (parent, cutoff, and whether it exists),
+        # in one statement: every call starts here. Always exactly one row.
+        self.head = (
+            "SELECT c.branch_id, b.parent_id, b.inherit_below, b.branch_id IS NOT NULL "
+            f"FROM (SELECT ?1 AS session_id) s LEFT JOIN {cur} c ON c.session_id = s.session_id "
+            f"LEFT JOIN {br} b ON b.session_id = s.session_id "
+            f"AND b.branch_id = coalesce(c.branch_id, '{MAIN}')"
         )
         self.insert_meta = (
             f"INSERT INTO {bo} (message_id, session_id, branch_id, user_turn, item_type, "
@@ -156,6 +157,8 @@ class AdvancedStatements:
         self.set_cutoff = (
             f"UPDATE {br} SET inherit_below = ? WHERE session_id = ? AND branch_id = ?"
         )
+        # Undo of a pop that hid an inherited row: only if the pop's cutoff is still in place.
+        self.restore_cutoff = f"{self.set_cutoff} AND inherit_below = ?"
         # Branches made from a branch that still see its rows at or above a given id.
         self.forks_seeing = (
             f"SELECT branch_id FROM {br} WHERE session_id = ? AND parent_id = ? "

@@ -2,46 +2,37 @@
 
 A branch's history is its own rows plus its parent's visible history below a cutoff id
 (``inherit_below``), applied up the chain of parents. Creating a branch writes one row; popping an
-inherited item lowers the cutoff. Every call runs on the store's worker thread, each mutation in
-one transaction, and the current branch lives in the database, so every object on the file agrees.
+inherited item lowers the cutoff. The current branch lives in the database, so every object on
+the file agrees, and nothing about it is cached.
+
+Writes run on the store's worker thread, each in one transaction; appends that arrive while
+another is being written share one (group commit). Reads of a file run on the event loop's
+read-only connection inside one read transaction (a consistent snapshot, which in WAL mode never
+waits for a writer), and fall back to the worker whenever that connection cannot serve them.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import uuid
+import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from ..schema import TableNames
 from ..serialization import Codec, JsonCodec
-from ..store import Popped
-from ._advanced_chain import Chain
-from ._advanced_sql import (
-    MAIN,
-    NO_CUTOFF,
-    AdvancedStatements,
-    Row,
-    check_branch_name,
-)
-from ._sqlite_connection import MEMORY, transaction
+from ..store import Popped, always
+from ._advanced_chain import Chain, UserRow
+from ._advanced_sql import MAIN, AdvancedStatements, check_branch_name
+from ._advanced_write import BaseStatements, Schema, Writer, write_batches
+from ._group_commit import GroupCommit
+from ._sqlite_connection import MEMORY
 from .sqlite import SQLiteStore
 
 __all__ = ["AdvancedSQLiteStore", "UsageRow"]
 
 T = TypeVar("T")
-_UNDO_KEPT = 256  # pops whose caller may still be cancelled; restore needs only the last few
-
-
-class _Undo(NamedTuple):
-    """How to put back a popped row: re-insert it (own row) or raise the cutoff again."""
-
-    branch_id: str
-    cutoff: int | None
-    user_turn: int
-    item_type: str
-    tool_name: str | None
 
 
 class UsageRow(NamedTuple):
@@ -54,6 +45,16 @@ class UsageRow(NamedTuple):
     total_tokens: int
     input_tokens_details: str | None
     output_tokens_details: str | None
+
+
+def _in_snapshot(conn: sqlite3.Connection, call: Callable[[sqlite3.Connection], T]) -> T:
+    """Run a read-only ``call`` in one read transaction, ended whatever happens."""
+    conn.execute("BEGIN")
+    try:
+        return call(conn)
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")  # a read transaction: ending it is all it needs
 
 
 class AdvancedSQLiteStore(SQLiteStore):
@@ -79,20 +80,61 @@ class AdvancedSQLiteStore(SQLiteStore):
         tables = tables or TableNames()
         self._adv = AdvancedStatements(tables)
         self._chain = Chain(self._adv, codec or JsonCodec())
-        self._ready = False  # read and set on the worker thread only
-        self._undo: dict[tuple[str, int], _Undo] = {}
+        self._schema = Schema(self._adv)
+        self._reading = threading.Lock()  # the reader serves one caller at a time
+        self._appending = 0  # appends in flight, on the event loop's thread
         super().__init__(db_path, tables=tables, durable=durable, busy_timeout=busy_timeout)
+        base = BaseStatements(
+            self._sql.touch_session,
+            self._sql.insert,
+            self._sql.insert_at,
+            self._sql.delete_row,
+            self._sql.delete_messages,
+            self._sql.delete_session,
+        )
+        self._writer = Writer(self._adv, base, self._chain, self._schema)
+        self._commits = GroupCommit(
+            self._worker,
+            partial(write_batches, self._writer, busy_timeout, f"SQLite append on {self._where}"),
+        )
 
     async def _run(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``call`` on the worker thread, after creating the tables if needed."""
+
         def run(conn: sqlite3.Connection) -> T:
-            if not self._ready:
-                with transaction(conn):
-                    for statement in self._adv.ddl:
-                        conn.execute(statement)
-                self._ready = True
+            self._schema.ensure(conn)
             return call(conn)
 
         return await self._call(operation, run)
+
+    async def _read(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``call`` on the loop's reader if it can, else on the worker.
+
+        Either way it runs in one read transaction, so a walk of several statements sees one
+        snapshot of the file.
+        """
+        done = self._read_here(call)
+        if done is not None:
+            return done[0]
+        return await self._run(operation, lambda conn: _in_snapshot(conn, call))
+
+    def _read_here(self, call: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """Run ``call`` on the reader; None if the worker must run it.
+
+        A read costs less than the round trip to the worker thread, and in WAL mode it never
+        waits for a writer. The reader's busy timeout is zero, so in the rare moments it would
+        have to wait (recovery, a journal-mode switch), or before this file has the branch
+        tables, or while another thread holds the reader, the worker runs the read instead.
+        """
+        reader = self._reader.connection
+        if reader is None or not self._reading.acquire(blocking=False):
+            return None
+        try:
+            return (_in_snapshot(reader, call),)
+        except sqlite3.Error:
+            return None
+        finally:
+            self._reading.release()
 
     # The Store protocol --------------------------------------------------------------------
 
@@ -100,170 +142,74 @@ class AdvancedSQLiteStore(SQLiteStore):
         """Return the newest ``limit`` rows of the current branch (all if None), oldest first."""
 
         def read(conn: sqlite3.Connection) -> list[str]:
-            rows = self._chain.visible(
-                conn, session_id, self._chain.current(conn, session_id), limit
-            )
-            return [row.text for row in reversed(rows)]
+            texts = self._chain.texts(conn, session_id, self._chain.head(conn, session_id), limit)
+            texts.reverse()
+            return texts
 
-        return await self._run("read", read)
+        return await self._read("read", read)
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
-        """Store rows on the current branch, with their turn metadata, in one transaction."""
+        """Store rows on the current branch, with their turn metadata, in one transaction.
 
-        def append(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(self._adv.ensure_main, (session_id, MAIN))
-                conn.execute(self._sql.touch_session, (session_id,))
-                branch = self._chain.current(conn, session_id)
-                turn = self._chain.turn_now(conn, session_id, branch)
-                for text in texts:
-                    kind, tool = self._chain.classify_text(text)
-                    turn += kind == "user"
-                    row_id = conn.execute(self._sql.insert, (session_id, text)).lastrowid
-                    conn.execute(
-                        self._adv.insert_meta, (row_id, session_id, branch, turn, kind, tool)
-                    )
-
-        await self._run("append", append)
+        A batch that arrives while another is being written waits in the group commit, and
+        every batch queued meanwhile shares its transaction (and fsync); each batch is still
+        stored whole or not at all.
+        """
+        # The queue costs a second hand-off between threads (~30 us): a lone writer, the usual
+        # case of a session that owns its store, goes to the worker directly.
+        grouped = self._appending > 0
+        self._appending += 1
+        try:
+            if grouped:
+                await self._commits.append(session_id, texts)
+            else:
+                batch = [(session_id, texts)]
+                await self._run("append", lambda conn: self._writer.write(conn, batch))
+        finally:
+            self._appending -= 1
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
-        """Remove the current branch's newest decodable item; hide it if it is inherited."""
-
-        def pop(conn: sqlite3.Connection) -> Popped[T] | None:
-            with transaction(conn):
-                branch = self._chain.current(conn, session_id)
-                before, batch = NO_CUTOFF, 1
-                while True:
-                    rows = self._chain.visible(conn, session_id, branch, batch, before)
-                    for row in rows:
-                        item = decode(row.text)
-                        if item is not None:
-                            self._take(conn, session_id, branch, row)
-                            return Popped(row.id, row.text, item)
-                    if len(rows) < batch:
-                        return None
-                    before, batch = rows[-1].id, min(batch * 4, 256)
-
-        return await self._run("pop", pop)
-
-    def _refuse_if_forks_see(
-        self, conn: sqlite3.Connection, session_id: str, branch: str, row_id: int, action: str
-    ) -> None:
-        """Raise rather than change what a branch made from ``branch`` inherits.
+        """Remove the current branch's newest decodable item; hide it if it is inherited.
 
         Raises:
-            ValueError: a fork of ``branch`` sees rows from ``row_id`` on; nothing was changed.
+            ValueError: a branch made from this one sees the item; nothing was changed.
         """
-        forks = [r[0] for r in conn.execute(self._adv.forks_seeing, (session_id, branch, row_id))]
-        if forks:
-            raise ValueError(
-                f"cannot {action} on branch {branch!r}: branch(es) {', '.join(map(repr, forks))} "
-                "were made from that part of it and would change too; delete them first"
-            )
+        taken = await self.pop_through(session_id, decode, always)
+        return taken[0] if taken else None
 
-    def _take(self, conn: sqlite3.Connection, session_id: str, branch: str, row: Row) -> None:
-        self._refuse_if_forks_see(conn, session_id, branch, row.id, "pop this item")
-        if row.branch_id == branch:
-            conn.execute(self._sql.delete_row, (row.id,))
-            conn.execute(self._adv.delete_meta, (row.id,))
-            kind, tool = (row.item_type, row.tool_name)
-            if kind is None:
-                kind, tool = self._chain.classify_text(row.text)
-            undo = _Undo(branch, None, row.user_turn or 0, kind, tool)
-        else:
-            # Inherited: the parent keeps it; this branch stops inheriting from its id on.
-            _, inherit_below = self._chain.cutoff(conn, session_id, branch)
-            conn.execute(self._adv.set_cutoff, (row.id, session_id, branch))
-            undo = _Undo(branch, inherit_below, 0, "", None)
-        self._undo[session_id, row.id] = undo
-        if len(self._undo) > _UNDO_KEPT:
-            del self._undo[next(iter(self._undo))]
+    async def pop_through(
+        self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
+    ) -> list[Popped[T]]:
+        """Remove the current branch's newest items down to the first ``stop`` accepts.
+
+        Own items are deleted and inherited ones hidden, all in one transaction.
+
+        Raises:
+            ValueError: a branch made from this one sees the items; nothing was changed.
+        """
+        return await self._run(
+            "pop", lambda conn: self._writer.pop_through(conn, session_id, decode, stop)
+        )
+
+    def _forget_rows(self, conn: sqlite3.Connection, row_ids: list[int]) -> None:
+        """Drop the branch records of rows ``rewrite`` deleted (a purge), in its transaction."""
+        conn.executemany(self._adv.delete_meta, [(row_id,) for row_id in row_ids])
 
     async def restore(self, session_id: str, popped: Popped[Any]) -> None:
         """Undo a pop: put the row back under its id, or restore the branch's cutoff."""
-
-        def restore(conn: sqlite3.Connection) -> None:
-            undo = self._undo.pop((session_id, popped.row_id), None)
-            with transaction(conn):
-                if undo is None:
-                    undo = self._undo_lost(conn, session_id, popped)
-                    if undo is None:
-                        return
-                if undo.cutoff is not None:
-                    conn.execute(self._adv.set_cutoff, (undo.cutoff, session_id, undo.branch_id))
-                    return
-                conn.execute(self._sql.touch_session, (session_id,))
-                conn.execute(self._sql.insert_at, (popped.row_id, session_id, popped.text))
-                conn.execute(
-                    self._adv.insert_meta,
-                    (
-                        popped.row_id,
-                        session_id,
-                        undo.branch_id,
-                        undo.user_turn,
-                        undo.item_type,
-                        undo.tool_name,
-                    ),
-                )
-
-        await self._run("restore", restore)
-
-    def _undo_lost(
-        self, conn: sqlite3.Connection, session_id: str, popped: Popped[Any]
-    ) -> _Undo | None:
-        """Rebuild the undo record of a pop too old to be remembered: re-add a deleted row."""
-        if conn.execute(self._adv.has_row, (popped.row_id,)).fetchone() is not None:
-            return None  # it was hidden, not deleted: the cutoff it needs is not known
-        branch = self._chain.current(conn, session_id)
-        kind, tool = self._chain.classify_text(popped.text)
-        turn = self._chain.turn_now(conn, session_id, branch) + (kind == "user")
-        return _Undo(branch, None, turn, kind, tool)
+        await self._run("restore", lambda conn: self._writer.restore(conn, session_id, popped))
 
     async def clear(self, session_id: str) -> None:
         """Clear the current branch; clearing ``main`` deletes the whole session."""
-
-        def clear(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                branch = self._chain.current(conn, session_id)
-                if branch != MAIN:
-                    self._refuse_if_forks_see(conn, session_id, branch, 0, "clear the branch")
-                    conn.execute(self._adv.delete_branch_messages, (session_id, branch))
-                    conn.execute(self._adv.delete_branch_meta, (session_id, branch))
-                    conn.execute(self._adv.delete_branch_usage, (session_id, branch))
-                    conn.execute(self._adv.set_cutoff, (0, session_id, branch))
-                    return
-                conn.execute(self._sql.delete_messages, (session_id,))
-                conn.execute(self._sql.delete_session, (session_id,))
-                for statement in (
-                    self._adv.delete_session_meta,
-                    self._adv.delete_branches,
-                    self._adv.delete_current,
-                    self._adv.delete_session_usage,
-                ):
-                    conn.execute(statement, (session_id,))
-
-        await self._run("clear", clear)
+        await self._run("clear", lambda conn: self._writer.clear(conn, session_id))
 
     # Branches ------------------------------------------------------------------------------
 
     async def current_branch(self, session_id: str) -> str:
         """Return the session's current branch."""
-        return await self._run("current_branch", lambda conn: self._chain.current(conn, session_id))
-
-    async def history(self, session_id: str, branch: str | None) -> list[Row]:
-        """Return a branch's visible rows oldest first, each classified (current if None).
-
-        Raises:
-            ValueError: the branch does not exist.
-        """
-
-        def history(conn: sqlite3.Connection) -> list[Row]:
-            resolved = self._chain.resolve(conn, session_id, branch)
-            rows = self._chain.visible(conn, session_id, resolved, None, classify_all=True)
-            rows.reverse()
-            return rows
-
-        return await self._run("history", history)
+        return await self._read(
+            "current_branch", lambda conn: self._chain.head(conn, session_id).branch
+        )
 
     async def create_branch(self, session_id: str, turn: int, name: str | None) -> str:
         """Fork the current branch before its ``turn``-th user message and switch to the fork.
@@ -273,20 +219,9 @@ class AdvancedSQLiteStore(SQLiteStore):
         """
         if name is not None:
             check_branch_name(name)
-
-        def create(conn: sqlite3.Connection) -> str:
-            with transaction(conn):
-                conn.execute(self._adv.ensure_main, (session_id, MAIN))
-                parent = self._chain.current(conn, session_id)
-                fork_at = self._chain.user_message_id(conn, session_id, parent, turn)
-                branch = name or f"branch_from_turn_{turn}_{uuid.uuid4().hex[:8]}"
-                if self._chain.exists(conn, session_id, branch):
-                    raise ValueError(f"branch {branch!r} already exists in session {session_id!r}")
-                conn.execute(self._adv.insert_branch, (session_id, branch, parent, fork_at))
-                conn.execute(self._adv.set_current, (session_id, branch))
-                return branch
-
-        return await self._run("create_branch", create)
+        return await self._run(
+            "create_branch", lambda conn: self._writer.create_branch(conn, session_id, turn, name)
+        )
 
     async def switch(self, session_id: str, branch: str) -> None:
         """Make ``branch`` the session's current branch.
@@ -294,13 +229,9 @@ class AdvancedSQLiteStore(SQLiteStore):
         Raises:
             ValueError: the branch does not exist.
         """
-
-        def switch(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                self._chain.resolve(conn, session_id, branch)
-                conn.execute(self._adv.set_current, (session_id, branch))
-
-        await self._run("switch_to_branch", switch)
+        await self._run(
+            "switch_to_branch", lambda conn: self._writer.switch(conn, session_id, branch)
+        )
 
     async def delete_branch(self, session_id: str, branch: str, *, force: bool) -> None:
         """Delete a branch, its own items and its usage.
@@ -308,53 +239,78 @@ class AdvancedSQLiteStore(SQLiteStore):
         Raises:
             ValueError: the branch is ``main``, unknown, forked from, or current without force.
         """
-
-        def delete(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                if branch == MAIN:
-                    raise ValueError("the 'main' branch cannot be deleted")
-                self._chain.resolve(conn, session_id, branch)
-                children = [r[0] for r in conn.execute(self._adv.children, (session_id, branch))]
-                if children:
-                    raise ValueError(
-                        f"branch {branch!r} cannot be deleted: branches {children!r} fork from it"
-                    )
-                if self._chain.current(conn, session_id) == branch:
-                    if not force:
-                        raise ValueError(
-                            f"branch {branch!r} is current: switch first, or pass force=True"
-                        )
-                    conn.execute(self._adv.set_current, (session_id, MAIN))
-                conn.execute(self._adv.delete_branch_messages, (session_id, branch))
-                conn.execute(self._adv.delete_branch_meta, (session_id, branch))
-                conn.execute(self._adv.delete_branch_usage, (session_id, branch))
-                conn.execute(self._adv.delete_branch, (session_id, branch))
-
-        await self._run("delete_branch", delete)
+        await self._run(
+            "delete_branch",
+            lambda conn: self._writer.delete_branch(conn, session_id, branch, force=force),
+        )
 
     async def list_branches(self, session_id: str) -> list[dict[str, Any]]:
         """Return each branch with the size of its visible history, main first."""
 
         def branches(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            current = self._chain.current(conn, session_id)
+            current = self._chain.head(conn, session_id).branch
             found = list(conn.execute(self._adv.branches, (session_id,)))
             if all(row[0] != MAIN for row in found):
                 found.insert(0, (MAIN, None, None))
             listed = []
             for branch, _parent, created_at in found:
-                rows = self._chain.visible(conn, session_id, branch, None, classify_all=True)
+                head = self._chain.resolve(conn, session_id, branch)
+                messages, users = self._chain.size(conn, session_id, head)
                 listed.append(
                     {
                         "branch_id": branch,
-                        "message_count": len(rows),
-                        "user_turns": sum(row.item_type == "user" for row in rows),
+                        "message_count": messages,
+                        "user_turns": users,
                         "created_at": created_at,
                         "is_current": branch == current,
                     }
                 )
             return listed
 
-        return await self._run("list_branches", branches)
+        return await self._read("list_branches", branches)
+
+    # Turns ---------------------------------------------------------------------------------
+
+    async def user_turns(self, session_id: str, branch: str | None) -> list[UserRow]:
+        """Return a branch's visible user messages numbered by turn (current branch if None).
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        return await self._read(
+            "get_conversation_turns",
+            lambda conn: self._chain.users(
+                conn, session_id, self._chain.resolve(conn, session_id, branch)
+            ),
+        )
+
+    async def item_kinds(
+        self, session_id: str, branch: str | None
+    ) -> list[tuple[int, str, str | None]]:
+        """Return each visible item's turn, type and tool name, oldest first.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        return await self._read(
+            "get_conversation_by_turns",
+            lambda conn: self._chain.kinds(
+                conn, session_id, self._chain.resolve(conn, session_id, branch)
+            ),
+        )
+
+    async def tool_counts(self, session_id: str, branch: str | None) -> dict[tuple[int, str], int]:
+        """Return ``{(turn, tool): calls}`` over a branch's visible history.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        return await self._read(
+            "get_tool_usage",
+            lambda conn: self._chain.tool_counts(
+                conn, session_id, self._chain.resolve(conn, session_id, branch)
+            ),
+        )
 
     # Usage ---------------------------------------------------------------------------------
 
@@ -363,14 +319,9 @@ class AdvancedSQLiteStore(SQLiteStore):
 
         ``usage.user_turn`` is ignored; a second record for one turn replaces the first.
         """
-
-        def put(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                branch = self._chain.current(conn, session_id)
-                turn = self._chain.turn_now(conn, session_id, branch)
-                conn.execute(self._adv.put_usage, (session_id, branch, turn, *usage[1:]))
-
-        await self._run("store_run_usage", put)
+        await self._run(
+            "store_run_usage", lambda conn: self._writer.put_usage(conn, session_id, usage[1:])
+        )
 
     async def session_usage(self, session_id: str, branch: str | None) -> tuple[Any, ...]:
         """Return summed usage and the turn count, of one branch or (None) of all branches."""
@@ -382,14 +333,14 @@ class AdvancedSQLiteStore(SQLiteStore):
                 row = conn.execute(self._adv.branch_usage, (session_id, branch)).fetchone()
             return tuple(row)
 
-        return await self._run("get_session_usage", sums)
+        return await self._read("get_session_usage", sums)
 
     async def turn_usage(self, session_id: str, branch: str | None) -> list[UsageRow]:
         """Return a branch's usage rows by turn (the current branch if None)."""
 
         def turns(conn: sqlite3.Connection) -> list[UsageRow]:
-            resolved = self._chain.resolve(conn, session_id, branch)
+            resolved = self._chain.resolve(conn, session_id, branch).branch
             rows = conn.execute(self._adv.turn_usage, (session_id, resolved))
             return [UsageRow(*row) for row in rows]
 
-        return await self._run("get_turn_usage", turns)
+        return await self._read("get_turn_usage", turns)

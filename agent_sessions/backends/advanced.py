@@ -5,10 +5,12 @@ row saying which branch it forks from and below which item id it inherits that b
 history, so creating a branch costs the same on a ten-item and a ten-thousand-item history, and
 reads walk the chain of branches with bounded index range queries. The current branch is kept in
 the database per session, so every session object on the file sees switches and new branches.
+Turn queries count in SQL over the recorded item types; turn ``n`` is the ``n``-th user message
+of the branch's visible history, the same number ``create_branch_from_turn`` takes.
 
-Because forks share their parent's rows, a pop or clear that would change what a fork inherits
-(undoing past the point a branch was made from) raises ``ValueError`` and changes nothing; delete
-the fork first. Newer items of the parent can be popped freely.
+Because forks share their parent's rows, a pop, ``pop_turn`` or clear that would change what a
+fork inherits (undoing past the point a branch was made from) raises ``ValueError`` and changes
+nothing; delete the fork first. Newer items of the parent can be popped freely.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from agents.memory.session_settings import SessionSettings
 from agents.result import RunResult, RunResultStreaming
 
 from ..core import check_session_id
+from ..errors import CorruptItemError
 from ..schema import TableNames
-from ._advanced_sql import Row, user_text
+from ._advanced_chain import UserRow
+from ._advanced_sql import user_text
 from ._advanced_store import AdvancedSQLiteStore
 from ._advanced_usage import session_totals, turn_dicts, usage_row
 from ._sqlite_connection import MEMORY
@@ -39,9 +43,18 @@ class AdvancedSQLiteSession(SQLiteFileSession):
     Args:
         session_id: The conversation this object reads and writes.
         db_path: A file path, or ``":memory:"`` (the default) for a private in-memory database.
-        create_tables: Accepted for compatibility; the branch tables are always created on
-            first use (``CREATE TABLE IF NOT EXISTS``).
-        logger: Logger for this session; the module's logger by default.
+        create_tables: Accepted for compatibility; it changes nothing. The branch tables are
+            named after ``messages_table`` and created on first use when missing (``CREATE
+            TABLE IF NOT EXISTS``; a file that has them is not written to for this). The SDK's
+            class with ``create_tables=False`` instead refuses (``ValueError``) a database
+            whose tables a ``create_tables=True`` session has not created yet, even the
+            default ``":memory:"``, because its tables are shared by every pair of tables in
+            the file and must record which pair owns them. Ours belong to one pair by name, so
+            there is nothing to claim, and code written for either setting works unchanged.
+        logger: Receives this session's own records: warnings about user messages the turn
+            queries cannot decode, and debug records of branch changes. The module's logger
+            by default. Undecodable rows met by ``get_items`` and ``pop_item`` are reported on
+            the ``agent_sessions`` logger, as for every session class.
         session_settings: Defaults for reads, such as ``SessionSettings(limit=50)``.
         **kwargs: ``sessions_table``, ``messages_table``, ``durable`` and ``strict``, as for
             :class:`~agent_sessions.SQLiteSession`.
@@ -108,7 +121,14 @@ class AdvancedSQLiteSession(SQLiteFileSession):
             ValueError: the turn does not exist, or the name is invalid or already used.
         """
         self._check_open("create_branch_from_turn")
-        return await self._advanced.create_branch(self.session_id, turn, branch_name)
+        branch = await self._advanced.create_branch(self.session_id, turn, branch_name)
+        self._logger.debug(
+            "session %r: created branch %r from turn %d and switched to it",
+            self.session_id,
+            branch,
+            turn,
+        )
+        return branch
 
     async def create_branch_from_content(
         self, search_term: str, branch_name: str | None = None
@@ -139,6 +159,7 @@ class AdvancedSQLiteSession(SQLiteFileSession):
         """
         self._check_open("switch_to_branch")
         await self._advanced.switch(self.session_id, branch_id)
+        self._logger.debug("session %r: switched to branch %r", self.session_id, branch_id)
 
     async def delete_branch(self, branch_id: str, force: bool = False) -> None:
         """Delete a branch with its own items and usage.
@@ -152,6 +173,7 @@ class AdvancedSQLiteSession(SQLiteFileSession):
         """
         self._check_open("delete_branch")
         await self._advanced.delete_branch(self.session_id, branch_id, force=force)
+        self._logger.debug("session %r: deleted branch %r", self.session_id, branch_id)
 
     async def list_branches(self) -> list[dict[str, Any]]:
         """List the session's branches.
@@ -165,22 +187,28 @@ class AdvancedSQLiteSession(SQLiteFileSession):
 
     # Turns ---------------------------------------------------------------------------------
 
-    async def _turns(self, branch_id: str | None) -> list[tuple[int, Row]]:
-        """Return every visible row with the number of the user turn it belongs to."""
-        rows = await self._advanced.history(self.session_id, branch_id)
-        numbered, turn = [], 0
-        for row in rows:
-            turn += row.item_type == "user"
-            numbered.append((turn, row))
-        return numbered
+    def _turn_dict(self, row: UserRow) -> dict[str, Any] | None:
+        """Return a user turn in the SDK's shape; None (warned, or raised if strict) if corrupt.
 
-    def _turn_dict(self, turn: int, row: Row) -> dict[str, Any]:
+        Raises:
+            CorruptItemError: the row cannot be decoded and the session is strict.
+        """
         try:
-            text = user_text(self._codec.decode(row.text))
-        except (ValueError, TypeError, RecursionError):
-            text = ""
+            item = self._codec.decode(row.text)
+        except (ValueError, TypeError, RecursionError) as exc:
+            if self.strict:
+                raise CorruptItemError(self.session_id, str(exc)) from exc
+            self._logger.warning(
+                "skipping undecodable user turn %d (row %d) of session %r: %s",
+                row.turn,
+                row.id,
+                self.session_id,
+                exc,
+            )
+            return None
+        text = user_text(item)
         return {
-            "turn": turn,
+            "turn": row.turn,
             "content": text[:_PREVIEW],
             "full_content": text,
             "timestamp": row.created_at,
@@ -189,6 +217,10 @@ class AdvancedSQLiteSession(SQLiteFileSession):
 
     async def get_conversation_turns(self, branch_id: str | None = None) -> list[dict[str, Any]]:
         """Return the user turns of a branch, for choosing where to branch.
+
+        Only the branch's user messages are read and decoded. A user message that cannot be
+        decoded is left out with a warning on the session's logger (or raises in strict mode);
+        the turns after it keep their numbers.
 
         Args:
             branch_id: The branch to read (the current one if None).
@@ -199,13 +231,11 @@ class AdvancedSQLiteSession(SQLiteFileSession):
 
         Raises:
             ValueError: the branch does not exist.
+            CorruptItemError: a user message cannot be decoded and the session is strict.
         """
         self._check_open("get_conversation_turns")
-        return [
-            self._turn_dict(turn, row)
-            for turn, row in await self._turns(branch_id)
-            if row.item_type == "user"
-        ]
+        rows = await self._advanced.user_turns(self.session_id, branch_id)
+        return [turn for turn in map(self._turn_dict, rows) if turn is not None]
 
     async def find_turns_by_content(
         self, search_term: str, branch_id: str | None = None
@@ -221,6 +251,7 @@ class AdvancedSQLiteSession(SQLiteFileSession):
 
         Raises:
             ValueError: the branch does not exist.
+            CorruptItemError: a user message cannot be decoded and the session is strict.
         """
         self._check_open("find_turns_by_content")
         term = search_term.casefold()
@@ -247,8 +278,8 @@ class AdvancedSQLiteSession(SQLiteFileSession):
         """
         self._check_open("get_conversation_by_turns")
         grouped: dict[int, list[dict[str, str | None]]] = {}
-        for turn, row in await self._turns(branch_id):
-            grouped.setdefault(turn, []).append({"type": row.item_type, "tool_name": row.tool_name})
+        for turn, kind, tool in await self._advanced.item_kinds(self.session_id, branch_id):
+            grouped.setdefault(turn, []).append({"type": kind, "tool_name": tool})
         return grouped
 
     async def get_tool_usage(self, branch_id: str | None = None) -> list[tuple[str, int, int]]:
@@ -264,10 +295,7 @@ class AdvancedSQLiteSession(SQLiteFileSession):
             ValueError: the branch does not exist.
         """
         self._check_open("get_tool_usage")
-        counts: dict[tuple[int, str], int] = {}
-        for turn, row in await self._turns(branch_id):
-            if row.tool_name is not None:
-                counts[turn, row.tool_name] = counts.get((turn, row.tool_name), 0) + 1
+        counts = await self._advanced.tool_counts(self.session_id, branch_id)
         return [(tool, n, turn) for (turn, tool), n in sorted(counts.items())]
 
     # Usage ---------------------------------------------------------------------------------

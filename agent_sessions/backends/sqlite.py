@@ -26,12 +26,12 @@ from ..store import Popped, Taker, always
 from ._group_commit import Batch, GroupCommit
 from ._sqlite_connection import MEMORY, ReaderSlot, open_connection, retry_busy, transaction
 
-__all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore"]
+__all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore", "guarded"]
 
 T = TypeVar("T")
 
 
-def _guarded(
+def guarded(
     call: Callable[[sqlite3.Connection], T], busy_timeout: float, what: str
 ) -> Callable[[sqlite3.Connection], T]:
     """Wrap a worker-side call: wait out busy locks, and translate driver errors."""
@@ -56,7 +56,7 @@ def _write_batches(
                 conn.execute(sql.touch_session, (session_id,))
                 conn.executemany(sql.insert, [(session_id, text) for text in texts])
 
-    _guarded(write, busy_timeout, what)(conn)
+    guarded(write, busy_timeout, what)(conn)
 
 
 class SQLiteStore(AsyncClosing):
@@ -105,7 +105,7 @@ class SQLiteStore(AsyncClosing):
 
     async def _call(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
         return await self._worker.run(
-            _guarded(call, self.busy_timeout, f"SQLite {operation} on {self._where}")
+            guarded(call, self.busy_timeout, f"SQLite {operation} on {self._where}")
         )
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:

@@ -1328,11 +1328,6 @@ async def test_works_over_advanced_sqlite_session(db_path: Path, key: str, clock
     assert count_rows_sqlite(db_path, "s") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SQLiteStore.rewrite() calls the _forget_rows hook, which AdvancedSQLiteStore "
-    "does not override, so purge_expired() leaves the purged rows' agent_messages_branch_of rows",
-)
 async def test_purge_over_advanced_sqlite_session_leaves_no_branch_metadata(
     db_path: Path, key: str, clock: Clock
 ) -> None:

@@ -130,7 +130,7 @@ def _sdk_encrypted(tmp_path: Path) -> Harness:
 
 
 BACKENDS = {
-    "advanced": Backend(_advanced, lacks=_no_pop_turn("pending: a branch-aware pop_through")),
+    "advanced": Backend(_advanced),
     "sqlalchemy-sqlite": Backend(partial(sqlalchemy_harness, "sqlite")),
     "sqlalchemy-postgres": Backend(partial(sqlalchemy_harness, "postgres")),
     "sqlalchemy-mariadb": Backend(partial(sqlalchemy_harness, "mariadb")),
@@ -150,9 +150,7 @@ BACKENDS = {
         partial(_encrypted, partial(_sqlite_file, SQLiteSession, "sqlite"))
     ),
     "encrypted-sqlite-shared": Backend(partial(_encrypted, _sqlite_shared_store)),
-    "encrypted-advanced": Backend(
-        partial(_encrypted, _advanced), lacks=_no_pop_turn("pending: a branch-aware pop_through")
-    ),
+    "encrypted-advanced": Backend(partial(_encrypted, _advanced)),
     "encrypted-sqlalchemy-sqlite": Backend(
         partial(_encrypted, partial(sqlalchemy_harness, "sqlite"))
     ),
