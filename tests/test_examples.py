@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import require_server
+from tests.sql_servers import POSTGRES_URL
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_example(name: str, *args: str) -> str:
-    """Run ``examples/<name>`` without an API key and return what it printed."""
+def run_example(name: str, *args: str, stdin: str = "") -> str:
+    """Run ``examples/<name>`` without an API key, feeding it ``stdin``; return what it printed."""
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -44,3 +54,232 @@ def test_encrypted_ttl_hides_text_expires_rotates_and_shreds(tmp_path: Path) -> 
     assert "with the new key alone: 4 items readable" in out
     assert "items readable from the backup: 0" in out
     assert (tmp_path / "keys.db").exists()
+
+
+def run_chat(tmp_path: Path, lines: list[str], *args: str) -> str:
+    """Pipe ``lines`` into the chat_undo example on a fresh file and return its transcript."""
+    return run_example(
+        "chat_undo.py", str(tmp_path / "chat.db"), *args, stdin="".join(f"{x}\n" for x in lines)
+    )
+
+
+def section(out: str, start: str, end: str | None = None) -> str:
+    """The part of ``out`` from the first ``start`` up to the next ``end`` (or the end)."""
+    assert start in out, out
+    rest = out[out.index(start) :]
+    return rest if end is None or end not in rest else rest[: rest.index(end)]
+
+
+def test_quickstart_recalls_the_name_in_a_new_process(tmp_path: Path) -> None:
+    """The quickstart's second process reopens the file and still knows the name."""
+    out = run_example("quickstart.py", str(tmp_path / "q.db"))
+    first = section(out, "part 1", "part 2")
+    second = section(out, "part 2")
+    assert "agent > Nice to meet you, Ada! I'll remember that." in first
+    assert "agent > Your name is Ada." in first
+    pids = re.findall(r"part \d, process (\d+)", out)
+    assert len(pids) == 2
+    assert pids[0] != pids[1]
+    assert "reopened q.db (4 items)" in second
+    assert "agent > Your name is Ada." in second
+    assert "agent > You have sent 4 messages so far, counting this one." in second
+
+
+def test_quickstart_runs_on_a_temporary_file_by_default() -> None:
+    """Without a path, both processes share one temporary file that outlives the child."""
+    out = run_example("quickstart.py")
+    assert "reopened quickstart.db (4 items)" in out
+    assert "agent > Your name is Ada." in section(out, "part 2")
+
+
+def assert_handoff_transcript(out: str) -> None:
+    """The handoff example's key lines, whatever backend it ran on."""
+    first = section(out, "part 1", "part 2")
+    assert "triage      > Nice to meet you, Ada! I'll remember that." in first
+    handoff = section(first, "you         > I was charged twice")
+    assert handoff.splitlines()[1:3] == [
+        "    (handoff: triage -> billing)",
+        "  billing     > (offline) You said: I was charged twice, please pass me to billing. "
+        "[You are the billing desk]",
+    ]
+    assert "billing     > Your name is Ada." in first
+    assert '(billing called lookup_invoice({"number": 1042}))' in first
+    assert "billing     > The lookup_invoice tool returned: invoice 1042: EUR 42.00" in first
+    second = section(out, "part 2")
+    assert "support     > Nice to meet you, Grace! I'll remember that." in second
+    assert "billing     > Your name is Grace." in second
+    assert "billing     > The lookup_invoice tool returned: invoice 1043: EUR 19.90, paid" in second
+    assert "support     > You have sent 4 messages so far, counting this one." in second
+    assert "the support desk sees 10 items, the billing desk sees 10" in second
+
+
+def test_shared_session_handoff_to_billing_and_shared_history(tmp_path: Path) -> None:
+    """Triage hands off to billing in one run, and agents on one session see all of it."""
+    out = run_example("shared_session_handoff.py", str(tmp_path / "h.db"))
+    assert "backend: SQLiteSession objects from one SQLiteStore on h.db" in out
+    assert_handoff_transcript(out)
+
+
+@pytest.mark.postgres
+def test_shared_session_handoff_on_postgresql() -> None:
+    """With --url the handoff example runs on PostgreSQL and removes its sessions after."""
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    out = run_example("shared_session_handoff.py", "--url", POSTGRES_URL)
+    assert f"backend: SQLAlchemySession on {POSTGRES_URL}" in out
+    assert_handoff_transcript(out)
+    removed = re.search(r"removed sessions '([^']+)' and '([^']+)' from the database", out)
+    assert removed is not None, out
+    assert asyncio.run(count_postgres_rows(list(removed.groups()))) == (0, 0)
+
+
+async def count_postgres_rows(session_ids: list[str]) -> tuple[int, int]:
+    """Item rows and session rows left in the default PostgreSQL tables for ``session_ids``."""
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.connect() as conn:
+            counts = []
+            for table in ("agent_messages", "agent_sessions"):
+                query = text(f"SELECT count(*) FROM {table} WHERE session_id = ANY(:ids)")
+                counts.append(int((await conn.execute(query, {"ids": session_ids})).scalar_one()))
+    finally:
+        await engine.dispose()
+    return counts[0], counts[1]
+
+
+def test_chat_undo_removes_the_last_exchange_and_keeps_the_first(tmp_path: Path) -> None:
+    """/undo takes back the whole second exchange; /history shows only the first one."""
+    out = run_chat(
+        tmp_path,
+        ["Hi! My name is Ada.", "What is my name?", "/undo", "/history", "/quit", "ignored"],
+    )
+    assert "agent> Your name is Ada." in out
+    assert (
+        "you> /undo\n"
+        "undid the last exchange (2 items):\n"
+        "  you: What is my name?\n"
+        "  agent: Your name is Ada.\n"
+    ) in out
+    assert section(out, "you> /history", "you> /quit").splitlines()[1:] == [
+        "history (2 items):",
+        "   1. you: Hi! My name is Ada.",
+        "      agent: Nice to meet you, Ada! I'll remember that.",
+    ]
+    assert out.endswith("you> /quit\nbye\n")
+
+
+def test_chat_undo_takes_back_tool_calls_and_refuses_branches(tmp_path: Path) -> None:
+    """One /undo removes a turn's tool call and output too; the plain backend has no branches."""
+    out = run_chat(
+        tmp_path,
+        ["What is the weather in Paris?", "/undo", "/undo", "/branch 1", "/branches"],
+    )
+    assert "agent> The get_weather tool returned: Paris: sunny, 21 C" in out
+    assert (
+        "undid the last exchange (4 items):\n"
+        "  you: What is the weather in Paris?\n"
+        '  tool call: get_weather({"city": "Paris"})\n'
+        "  tool output: Paris: sunny, 21 C\n"
+        "  agent: The get_weather tool returned: Paris: sunny, 21 C\n"
+        "you> /undo\n"
+        "nothing to undo\n"
+    ) in out
+    refusal = "this backend (SQLiteSession) does not support branches"
+    assert out.count(refusal) == 2
+    assert out.endswith("bye\n")  # the end of input ends the chat like /quit
+
+
+def test_chat_undo_advanced_branches_from_turn_one(tmp_path: Path) -> None:
+    """With --advanced, /branch 1 starts an empty branch and main keeps both turns."""
+    out = run_chat(
+        tmp_path,
+        [
+            "Hi! My name is Ada.",
+            "What is my name?",
+            "/branch 1",
+            "What is my name?",
+            "/branches",
+            "/switch main",
+            "/history",
+        ],
+        "--advanced",
+    )
+    assert "(AdvancedSQLiteSession, 0 items)" in out
+    branch = re.search(r"now on branch '([^']+)': it keeps the 0 items before user turn 1", out)
+    assert branch is not None, out
+    assert "agent> I don't know your name yet." in section(out, "you> /branch 1")
+    assert section(out, "you> /branches", "you> /switch").splitlines()[1:] == [
+        "    main (user turns: 2, items: 4)",
+        f"  * {branch.group(1)} (user turns: 1, items: 2)",
+    ]
+    history = section(out, "you> /history")
+    assert "history on branch 'main' (4 items):" in history
+    assert "   2. you: What is my name?" in history
+    assert "agent: Your name is Ada." in history
+
+
+def test_chat_undo_on_a_branch_leaves_main_alone(tmp_path: Path) -> None:
+    """/undo on a branch removes only what that branch shows; main keeps every turn."""
+    out = run_chat(
+        tmp_path,
+        [
+            "Hi! My name is Ada.",
+            "What is my name?",
+            "/branch 2 retry",
+            "How many messages have I sent?",
+            "/undo",
+            "/undo",
+            "/switch main",
+            "/history",
+        ],
+        "--advanced",
+    )
+    assert "now on branch 'retry': it keeps the 2 items before user turn 2" in out
+    assert "undid the last exchange (2 items):\n  you: How many messages have I sent?" in out
+    # The branch shows only turn 1, so the second undo takes that, never main's turn 2.
+    on_branch = section(out, "you> /branch 2 retry", "you> /switch")
+    assert "undid the last exchange (2 items):\n  you: Hi! My name is Ada." in on_branch
+    assert "you: What is my name?" not in on_branch
+    history = section(out, "you> /history")
+    assert "history on branch 'main' (4 items):" in history
+    assert "   2. you: What is my name?" in history
+
+
+def test_chat_undo_on_main_keeps_what_a_branch_inherits(tmp_path: Path) -> None:
+    """/undo on main refuses to remove a turn a branch was made after; the branch keeps it."""
+    out = run_chat(
+        tmp_path,
+        [
+            "Hi! My name is Ada.",
+            "What is my name?",
+            "/branch 2 retry",
+            "/switch main",
+            "/undo",
+            "/undo",
+            "/switch retry",
+            "/history",
+        ],
+        "--advanced",
+    )
+    assert "undid the last exchange (2 items):\n  you: What is my name?" in out
+    assert "you> /undo\ncannot undo: " in out
+    history = section(out, "you> /switch retry")
+    assert "history on branch 'retry' (2 items):" in history
+    assert "   1. you: Hi! My name is Ada." in history
+
+
+def test_preferences_memory_follows_the_profile_and_only_for_its_user(tmp_path: Path) -> None:
+    """A preference stated once is known in the user's next conversation and not to others."""
+    out = run_example("preferences_memory.py", str(tmp_path / "m.db"))
+    first = section(out, "ada, conversation 1", "ada, conversation 2")
+    assert "profile 'user:ada:profile': nothing remembered" in first
+    assert "(saved to 'user:ada:profile')" in first
+    second = section(out, "ada, conversation 2", "bob, conversation 1")
+    assert "session 'user:ada:chat:2'" in second
+    assert "profile 'user:ada:profile': 1 remembered message(s)" in second
+    recall = "you    > What do I prefer?\n  agent  > You told me you like trains over planes."
+    assert recall in second
+    assert "agent  > I don't know your name yet." in second  # only the profile carried over
+    other = section(out, "bob, conversation 1")
+    assert "profile 'user:bob:profile': nothing remembered" in other
+    assert "agent  > I don't know that yet." in other
+    assert "trains" not in other
