@@ -8,9 +8,10 @@ the database per session, so every session object on the file sees switches and 
 Turn queries count in SQL over the recorded item types; turn ``n`` is the ``n``-th user message
 of the branch's visible history, the same number ``create_branch_from_turn`` takes.
 
-Because forks share their parent's rows, a pop, ``pop_turn`` or clear that would change what a
-fork inherits (undoing past the point a branch was made from) raises ``ValueError`` and changes
-nothing; delete the fork first. Newer items of the parent can be popped freely.
+Because forks share their parent's rows, a pop, ``pop_turn`` or branch clear that would change
+what a fork inherits (undoing past the point a branch was made from) raises ``ValueError`` and
+changes nothing; delete the fork first. Newer items of the parent can be popped freely.
+``clear_session()`` on ``main`` deletes the whole session, every branch included, as the SDK does.
 """
 
 from __future__ import annotations
@@ -97,6 +98,18 @@ class AdvancedSQLiteSession(SQLiteFileSession):
         super().__init__(
             session_id, store, owns_store=True, session_settings=session_settings, strict=strict
         )
+
+    async def clear_session(self) -> None:
+        """Clear the current branch; on ``main``, delete the whole session with every branch.
+
+        On another branch, its own items and usage are deleted and it stops inheriting, so it
+        is left empty while ``main`` and the other branches keep theirs.
+
+        Raises:
+            ValueError: the current branch is not ``main`` and a fork inherits from it;
+                nothing was changed.
+        """
+        await super().clear_session()
 
     # Branches ------------------------------------------------------------------------------
 
