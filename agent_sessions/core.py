@@ -136,8 +136,8 @@ class StoreSession(AsyncClosing):
         codec: How items become stored text; compact JSON by default.
 
     Example:
-        >>> from agent_sessions.testing import MemoryStore
-        >>> session = StoreSession("demo", MemoryStore(), owns_store=True)
+        >>> from agent_sessions.testing import DictStore
+        >>> session = StoreSession("demo", DictStore(), owns_store=True)
 
     Attributes:
         session_id: The conversation this object reads and writes.

@@ -12,7 +12,7 @@ and optionally how to reopen it and how to plant an undecodable row), then run e
 A check raises :class:`ConformanceError` (an ``AssertionError``) naming what went wrong. Checks
 that need a capability the harness lacks return early: see :func:`requires`. The module imports
 nothing beyond the SDK and the standard library, so it works without our optional backends.
-:class:`MemoryStore` is the reference store the suite is proven against.
+:class:`DictStore` is the reference store the suite is proven against.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ __all__ = [
     "CHECKS",
     "Check",
     "ConformanceError",
+    "DictStore",
     "Harness",
-    "MemoryStore",
     "run_all",
 ]
 
@@ -524,7 +524,7 @@ async def run_all(harness: Harness) -> dict[str, BaseException | None]:
     return outcome
 
 
-class MemoryStore:
+class DictStore:
     """A :class:`~agent_sessions.store.Store` held in a dict: the reference the suite is proven on.
 
     Use it with :class:`~agent_sessions.core.StoreSession` to see the smallest correct backend.
@@ -537,7 +537,7 @@ class MemoryStore:
 
     def _session_rows(self, session_id: str) -> list[tuple[int, str]]:
         if self._closed:
-            raise SessionClosedError("MemoryStore is closed")
+            raise SessionClosedError("DictStore is closed")
         return self._rows.setdefault(session_id, [])
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_sessions import AdvancedSQLiteSession, RowStore, SQLAlchemyStore, SQLiteStore
 from agent_sessions.schema import TableNames
-from agent_sessions.testing import MemoryStore
+from agent_sessions.testing import DictStore
 from tests.sql_servers import database_url, drop_tables, unique_tables
 
 KINDS = [
@@ -28,7 +28,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     """A fresh store of each kind, closed (and its tables dropped) afterwards."""
     kind: str = request.param
     if kind == "memory":
-        yield MemoryStore()
+        yield DictStore()
         return
     if kind == "sqlite":
         async with SQLiteStore(tmp_path / "rows.db") as sqlite_store:

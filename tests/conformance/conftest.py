@@ -25,7 +25,7 @@ from agent_sessions import (
     SQLiteStore,
     StoreSession,
 )
-from agent_sessions.testing import Harness, MemoryStore
+from agent_sessions.testing import DictStore, Harness
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
 from tests.sql_servers import sqlalchemy_harness
 
@@ -54,7 +54,7 @@ SDK_LACKS = _no_pop_turn("the SDK's sessions have no pop_turn()")
 
 
 def _memory(tmp_path: Path) -> Harness:
-    store = MemoryStore()
+    store = DictStore()
     return Harness(
         name="memory",
         open=lambda sid: StoreSession(sid, store, owns_store=False),

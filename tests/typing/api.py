@@ -22,7 +22,7 @@ from agent_sessions import (
     SQLiteStore,
     StoreSession,
 )
-from agent_sessions.testing import CHECKS, Check, Harness, MemoryStore, run_all
+from agent_sessions.testing import CHECKS, Check, DictStore, Harness, run_all
 
 
 async def conversation() -> None:
@@ -90,7 +90,7 @@ async def conformance(tmp: Path) -> dict[str, BaseException | None]:
     for check in checks:
         await check(harness)
         await harness.close_all()
-    store = MemoryStore()
+    store = DictStore()
     memory = Harness(
         name="memory",
         open=lambda sid: StoreSession(sid, store, owns_store=False),

@@ -10,10 +10,10 @@ from agents.memory import SessionSettings
 
 from agent_sessions.core import SessionState, StoreSession, resolve_limit
 from agent_sessions.errors import InvalidLimitError, SessionClosedError
-from agent_sessions.testing import MemoryStore
+from agent_sessions.testing import DictStore
 
 
-class ClosingCountStore(MemoryStore):
+class ClosingCountStore(DictStore):
     """The reference store, counting how often it is closed."""
 
     def __init__(self) -> None:
@@ -88,7 +88,7 @@ def test_invalid_limit_error_is_a_value_error() -> None:
 
 async def test_settings_given_as_a_dict_cap_reads() -> None:
     """Accepts ``session_settings`` as a dict of its fields, as the SDK does."""
-    session = StoreSession("s", MemoryStore(), owns_store=False, session_settings={"limit": 2})
+    session = StoreSession("s", DictStore(), owns_store=False, session_settings={"limit": 2})
     assert session.session_settings == SessionSettings(limit=2)
     items = await (await filled(session, 5)).get_items()
     assert [item.get("content") for item in items] == ["m3", "m4"]
@@ -97,7 +97,7 @@ async def test_settings_given_as_a_dict_cap_reads() -> None:
 async def test_settings_given_as_an_instance_cap_reads() -> None:
     """Accepts ``session_settings`` as a ``SessionSettings`` and honours its limit."""
     settings = SessionSettings(limit=2)
-    session = StoreSession("s", MemoryStore(), owns_store=False, session_settings=settings)
+    session = StoreSession("s", DictStore(), owns_store=False, session_settings=settings)
     assert session.session_settings is settings
     items = await (await filled(session, 5)).get_items()
     assert [item.get("content") for item in items] == ["m3", "m4"]
@@ -105,14 +105,14 @@ async def test_settings_given_as_an_instance_cap_reads() -> None:
 
 async def test_settings_default_to_no_limit() -> None:
     """Defaults ``session_settings`` to ``SessionSettings()``, which reads everything."""
-    session = StoreSession("s", MemoryStore(), owns_store=False)
+    session = StoreSession("s", DictStore(), owns_store=False)
     assert session.session_settings == SessionSettings()
     assert len(await (await filled(session, 5)).get_items()) == 5
 
 
 async def test_explicit_limit_overrides_the_session_settings() -> None:
     """Lets ``get_items(limit)`` override ``session_settings.limit``."""
-    session = StoreSession("s", MemoryStore(), owns_store=False, session_settings={"limit": 2})
+    session = StoreSession("s", DictStore(), owns_store=False, session_settings={"limit": 2})
     assert len(await (await filled(session, 5)).get_items(4)) == 4
 
 
@@ -123,12 +123,12 @@ async def test_explicit_limit_overrides_the_session_settings() -> None:
 def test_non_str_session_id_is_refused(session_id: object) -> None:
     """Refuses a session id that is not a str with ``TypeError``."""
     with pytest.raises(TypeError, match="session_id"):
-        StoreSession(session_id, MemoryStore(), owns_store=False)  # type: ignore[arg-type]
+        StoreSession(session_id, DictStore(), owns_store=False)  # type: ignore[arg-type]
 
 
 async def test_state_goes_from_open_to_closed() -> None:
     """Starts OPEN and is CLOSED after ``aclose()``."""
-    session = StoreSession("s", MemoryStore(), owns_store=False)
+    session = StoreSession("s", DictStore(), owns_store=False)
     assert session.state is SessionState.OPEN
     await session.aclose()
     assert session.state is SessionState.CLOSED
@@ -146,7 +146,7 @@ CALLS: dict[str, Callable[[StoreSession], Awaitable[object]]] = {
 @pytest.mark.parametrize("method", CALLS)
 async def test_call_after_close_names_the_method(method: str) -> None:
     """Raises ``SessionClosedError`` naming the method that was called after ``aclose()``."""
-    session = StoreSession("s", MemoryStore(), owns_store=False)
+    session = StoreSession("s", DictStore(), owns_store=False)
     await session.aclose()
     with pytest.raises(SessionClosedError, match=f"{method}\\(\\)"):
         await CALLS[method](session)
@@ -154,7 +154,7 @@ async def test_call_after_close_names_the_method(method: str) -> None:
 
 async def test_session_closed_error_is_a_runtime_error() -> None:
     """Raises an error that callers catch as ``RuntimeError``."""
-    session = StoreSession("s", MemoryStore(), owns_store=False)
+    session = StoreSession("s", DictStore(), owns_store=False)
     await session.aclose()
     with pytest.raises(RuntimeError):
         await session.get_items()
@@ -162,7 +162,7 @@ async def test_session_closed_error_is_a_runtime_error() -> None:
 
 async def test_call_after_close_leaves_the_store_untouched() -> None:
     """Writes nothing to the store when ``add_items`` is refused on a closed session."""
-    store = MemoryStore()
+    store = DictStore()
     session = StoreSession("s", store, owns_store=False)
     await session.aclose()
     with pytest.raises(SessionClosedError):
@@ -202,7 +202,7 @@ async def test_async_with_returns_the_session_and_closes_it() -> None:
 
 async def test_async_with_closes_on_error() -> None:
     """Closes the session when the ``async with`` body raises."""
-    session = StoreSession("s", MemoryStore(), owns_store=False)
+    session = StoreSession("s", DictStore(), owns_store=False)
     with pytest.raises(KeyError):
         async with session:
             raise KeyError("boom")
@@ -211,7 +211,7 @@ async def test_async_with_closes_on_error() -> None:
 
 async def test_items_survive_on_a_shared_store_after_close() -> None:
     """Leaves stored items readable by a new session on the same store after closing."""
-    store = MemoryStore()
+    store = DictStore()
     async with StoreSession("s", store, owns_store=False) as first:
         await filled(first, 2)
     again = StoreSession("s", store, owns_store=False)
@@ -220,7 +220,7 @@ async def test_items_survive_on_a_shared_store_after_close() -> None:
 
 # --- the reference store --------------------------------------------------------------------
 
-STORE_CALLS: dict[str, Callable[[MemoryStore], Awaitable[object]]] = {
+STORE_CALLS: dict[str, Callable[[DictStore], Awaitable[object]]] = {
     "read": lambda store: store.read("s", None),
     "append": lambda store: store.append("s", ['{"n":0}']),
     "pop": lambda store: store.pop("s", lambda text: text),
@@ -231,7 +231,7 @@ STORE_CALLS: dict[str, Callable[[MemoryStore], Awaitable[object]]] = {
 @pytest.mark.parametrize("method", STORE_CALLS)
 async def test_reference_store_refuses_calls_after_aclose(method: str) -> None:
     """Raises ``SessionClosedError`` from the reference store after ``aclose`` (see ``Store``)."""
-    store = MemoryStore()
+    store = DictStore()
     await store.aclose()
     with pytest.raises(SessionClosedError):
         await STORE_CALLS[method](store)
