@@ -11,10 +11,9 @@ session layer could do with this schema at this durability.
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
-from raw_sqlite import SCHEMA
+from raw_sqlite import RawSession
 
 from agent_sessions.backends._advanced_chain import Chain
 from agent_sessions.backends._advanced_sql import AdvancedStatements
@@ -46,27 +45,16 @@ def _decode(text: str) -> Any:
         return None
 
 
-class RawAdvancedSession:
+class RawAdvancedSession(RawSession):
     """A session-shaped wrapper over one connection and the advanced store's SQL; synchronous."""
 
     def __init__(self, session_id: str, db_path: str) -> None:
-        self.session_id = session_id
-        self._conn: sqlite3.Connection | None = sqlite3.connect(db_path, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        for statement in SCHEMA:
-            self._conn.execute(statement)
+        super().__init__(session_id, db_path)
         sql = AdvancedStatements(TableNames(_S, _M))
         self._chain = Chain(sql, JsonCodec())
         schema = Schema(sql)
-        schema.ensure(self._conn)
+        schema.ensure(self.conn)
         self._writer = Writer(sql, _BASE, self._chain, schema)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("RawAdvancedSession is closed")
-        return self._conn
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
         conn, sid = self.conn, self.session_id
@@ -95,9 +83,3 @@ class RawAdvancedSession:
 
     async def switch_to_branch(self, branch_id: str) -> None:
         self._writer.switch(self.conn, self.session_id, branch_id)
-
-    def close(self) -> None:
-        """Close the connection; idempotent."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None

@@ -202,29 +202,31 @@ def _contender_suite(
     return {"meta": meta, "results": summaries}
 
 
-def _advanced_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
-    report = _contender_suite(args, names, ADVANCED_CONTENDERS, ADVANCED_COLUMNS, ADVANCED_RATIOS)
-    notes = [
+SUITES: dict[str, tuple[dict[str, Factory], dict[str, str], list[tuple[str, str, str]], str]] = {
+    "advanced": (
+        ADVANCED_CONTENDERS,
+        ADVANCED_COLUMNS,
+        ADVANCED_RATIOS,
         "Both classes: AdvancedSQLiteSession(session_id=..., db_path=..., create_tables=True); "
         "branch rows are ms per create_branch_from_turn(2). raw runs our store's SQL inline on "
         "one sqlite3 connection (no worker thread, no session layer): raw/SDK is the most any "
-        "session layer on this schema could reach at the same durability."
-    ]
-    return report, notes
-
-
-def _encrypted_suite(
-    args: argparse.Namespace, names: list[str]
-) -> tuple[dict[str, Any], list[str]]:
-    report = _contender_suite(
-        args, names, ENCRYPTED_CONTENDERS, ENCRYPTED_COLUMNS, ENCRYPTED_RATIOS
-    )
-    notes = [
+        "session layer on this schema could reach at the same durability.",
+    ),
+    "encrypted": (
+        ENCRYPTED_CONTENDERS,
+        ENCRYPTED_COLUMNS,
+        ENCRYPTED_RATIOS,
         "Encrypted: EncryptedSession(id, SQLiteSession(id, path), key, ttl=600), ours over ours "
         "and the SDK's over the SDK's; 'ours/plain' below 1 is the cost of encryption "
-        "(0.67 means encrypted costs 1.5x plain)."
-    ]
-    return report, notes
+        "(0.67 means encrypted costs 1.5x plain).",
+    ),
+}
+"""The suites that compare fixed contenders: their columns, ratios and the note printed below."""
+
+
+def _table_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    contenders, columns, ratios, note = SUITES[args.backend]
+    return _contender_suite(args, names, contenders, columns, ratios), [note]
 
 
 def _sqlalchemy_suite(
@@ -308,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         suite = {
             "sqlite": _sqlite_suite,
             "sqlalchemy": _sqlalchemy_suite,
-            "advanced": _advanced_suite,
-            "encrypted": _encrypted_suite,
+            "advanced": _table_suite,
+            "encrypted": _table_suite,
         }[args.backend]
         report, notes = suite(args, names)
     except ValueError as exc:
