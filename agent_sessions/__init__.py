@@ -17,19 +17,29 @@ from .core import SessionState, StoreSession
 from .errors import (
     AgentSessionsError,
     CorruptItemError,
+    CorruptMemoryError,
     DecryptionError,
+    EmbeddingError,
+    ExportFormatError,
+    InvalidFilterError,
     InvalidIdentifierError,
     InvalidLimitError,
+    InvalidNamespaceError,
     ItemValidationError,
+    MemoryValueError,
     MissingDependencyError,
     SessionClosedError,
+    SessionExistsError,
+    SessionNotFoundError,
     StorageError,
     StorageUnavailableError,
     UnknownKeyError,
+    VerificationError,
 )
 from .store import Popped, RowStore, Store
 
 if typing.TYPE_CHECKING:
+    from .admin import SessionDatabase
     from .backends.advanced import AdvancedSQLiteSession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
     from .encryption import EncryptedSession, WeakKeyWarning
@@ -38,6 +48,7 @@ if typing.TYPE_CHECKING:
 _LAZY = {
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
     "EncryptedSession": "agent_sessions.encryption",
+    "SessionDatabase": "agent_sessions.admin",
     "KeyStore": "agent_sessions.keystore",
     "MemoryKeyStore": "agent_sessions.keystore",
     "SQLiteKeyStore": "agent_sessions.keystore",
@@ -51,13 +62,19 @@ __all__ = [
     "AdvancedSQLiteSession",
     "AgentSessionsError",
     "CorruptItemError",
+    "CorruptMemoryError",
     "DecryptionError",
+    "EmbeddingError",
     "EncryptedSession",
+    "ExportFormatError",
+    "InvalidFilterError",
     "InvalidIdentifierError",
     "InvalidLimitError",
+    "InvalidNamespaceError",
     "ItemValidationError",
     "KeyStore",
     "MemoryKeyStore",
+    "MemoryValueError",
     "MissingDependencyError",
     "Popped",
     "RowStore",
@@ -67,12 +84,16 @@ __all__ = [
     "SQLiteSession",
     "SQLiteStore",
     "SessionClosedError",
+    "SessionDatabase",
+    "SessionExistsError",
+    "SessionNotFoundError",
     "SessionState",
     "StorageError",
     "StorageUnavailableError",
     "Store",
     "StoreSession",
     "UnknownKeyError",
+    "VerificationError",
     "WeakKeyWarning",
     "__version__",
 ]

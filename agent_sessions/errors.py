@@ -6,15 +6,24 @@ answer a misuse also derive from the built-in a caller would expect (``TypeError
 
     AgentSessionsError
     ├── ItemValidationError (TypeError)        an item cannot be stored; nothing was written
+    │   └── MemoryValueError                   a memory's value is not a storable JSON object
     ├── InvalidIdentifierError (ValueError)    a table name is not a safe SQL identifier
     ├── InvalidLimitError (ValueError)         a read limit is negative or not an integer
+    ├── InvalidNamespaceError (ValueError)     a memory namespace or key is malformed
+    ├── InvalidFilterError (ValueError)        a memory search filter cannot be applied
+    ├── EmbeddingError (ValueError)            an embedder returned the wrong number or size
     ├── SessionClosedError (RuntimeError)      a method was called after close()
+    ├── SessionNotFoundError (LookupError)     a named session is not in the database (admin)
+    ├── SessionExistsError (ValueError)        an import or migrate would overwrite a session
+    ├── ExportFormatError (ValueError)         a file is not a complete, intact export
     ├── MissingDependencyError (ImportError)   an optional backend's extra is not installed
     ├── CorruptItemError                       a stored row cannot be decoded (strict reads only)
+    │   ├── CorruptMemoryError                 a stored memory row cannot be decoded
     │   └── DecryptionError (ValueError)       an encrypted row fails authentication
     │       └── UnknownKeyError                it was encrypted under a key not configured
     └── StorageError                           the database failed; the driver error is the cause
-        └── StorageUnavailableError            the database cannot be reached or opened
+        ├── StorageUnavailableError            the database cannot be reached or opened
+        └── VerificationError                  a copy differs from its source; nothing was kept
 
 Driver exceptions are translated at the backend boundary with ``raise ... from exc``, so the
 original error is always available as ``__cause__``.
@@ -22,18 +31,29 @@ original error is always available as ``__cause__``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AgentSessionsError",
     "CorruptItemError",
+    "CorruptMemoryError",
     "DecryptionError",
+    "EmbeddingError",
+    "ExportFormatError",
+    "InvalidFilterError",
     "InvalidIdentifierError",
     "InvalidLimitError",
+    "InvalidNamespaceError",
     "ItemValidationError",
+    "MemoryValueError",
     "MissingDependencyError",
     "SessionClosedError",
+    "SessionExistsError",
+    "SessionNotFoundError",
     "StorageError",
     "StorageUnavailableError",
     "UnknownKeyError",
+    "VerificationError",
 ]
 
 
@@ -102,3 +122,87 @@ class StorageError(AgentSessionsError):
 
 class StorageUnavailableError(StorageError):
     """The database could not be opened or reached (missing directory, refused connection)."""
+
+
+class MemoryValueError(ItemValidationError):
+    """A memory's value is not a JSON object that round-trips unchanged; nothing was stored.
+
+    Attributes:
+        key: The key the value was to be stored under.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(0, reason)
+        self.args = (f"the value of memory {key!r} cannot be stored: {reason}",)
+        self.key = key
+
+
+class InvalidNamespaceError(AgentSessionsError, ValueError):
+    """A memory namespace or key is empty, not text, too long, or holds a reserved character."""
+
+
+class InvalidFilterError(AgentSessionsError, ValueError):
+    """A memory search ``filter`` names an unknown operator or holds a value that is not JSON."""
+
+
+class EmbeddingError(AgentSessionsError, ValueError):
+    """An embedder returned a different number of vectors than texts, or vectors of wrong size."""
+
+
+class CorruptMemoryError(CorruptItemError):
+    """A stored memory row could not be decoded (raised only by strict memory stores).
+
+    Attributes:
+        where: The memory's namespace and key, as stored.
+    """
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(where, detail)
+        self.args = (f"memory {where} holds an undecodable value: {detail}",)
+        self.where = where
+
+
+def _some(ids: Sequence[str], shown: int = 5) -> str:
+    """Name the first few ids of a list, and how many more there are."""
+    named = ", ".join(repr(i) for i in ids[:shown])
+    return named + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+class SessionNotFoundError(AgentSessionsError, LookupError):
+    """A session named by the caller is not in the database.
+
+    Attributes:
+        session_ids: The sessions that were not found.
+    """
+
+    def __init__(self, session_ids: Sequence[str], where: str) -> None:
+        self.session_ids = list(session_ids)
+        noun = "session" if len(self.session_ids) == 1 else "sessions"
+        super().__init__(f"no {noun} {_some(self.session_ids)} in {where}")
+
+
+class SessionExistsError(AgentSessionsError, ValueError):
+    """Sessions to be written already exist at the destination with other content.
+
+    Nothing was written for them; choose to replace or skip them explicitly.
+
+    Attributes:
+        session_ids: The sessions that already exist.
+    """
+
+    def __init__(self, session_ids: Sequence[str], where: str, hint: str) -> None:
+        self.session_ids = list(session_ids)
+        count = len(self.session_ids)
+        noun = "session already exists" if count == 1 else "sessions already exist"
+        super().__init__(f"{count} {noun} in {where}: {_some(self.session_ids)}; {hint}")
+
+
+class ExportFormatError(AgentSessionsError, ValueError):
+    """A file is not an agent-sessions export, or is truncated or altered.
+
+    The message names the file and line.
+    """
+
+
+class VerificationError(StorageError):
+    """A copied session reads back different from its source; its transaction was rolled back."""
