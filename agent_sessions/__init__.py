@@ -44,6 +44,7 @@ if typing.TYPE_CHECKING:
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
     from .encryption import EncryptedSession, WeakKeyWarning
     from .keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
+    from .memory import MemoryItem, MemoryStore, SearchItem, memory_tools
 
 _LAZY = {
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
@@ -51,6 +52,10 @@ _LAZY = {
     "SessionDatabase": "agent_sessions.admin",
     "KeyStore": "agent_sessions.keystore",
     "MemoryKeyStore": "agent_sessions.keystore",
+    "MemoryItem": "agent_sessions.memory",
+    "MemoryStore": "agent_sessions.memory",
+    "SearchItem": "agent_sessions.memory",
+    "memory_tools": "agent_sessions.memory",
     "SQLiteKeyStore": "agent_sessions.keystore",
     "WeakKeyWarning": "agent_sessions.encryption",
     "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
@@ -73,7 +78,9 @@ __all__ = [
     "InvalidNamespaceError",
     "ItemValidationError",
     "KeyStore",
+    "MemoryItem",
     "MemoryKeyStore",
+    "MemoryStore",
     "MemoryValueError",
     "MissingDependencyError",
     "Popped",
@@ -83,6 +90,7 @@ __all__ = [
     "SQLiteKeyStore",
     "SQLiteSession",
     "SQLiteStore",
+    "SearchItem",
     "SessionClosedError",
     "SessionDatabase",
     "SessionExistsError",
@@ -96,6 +104,7 @@ __all__ = [
     "VerificationError",
     "WeakKeyWarning",
     "__version__",
+    "memory_tools",
 ]
 
 

@@ -602,3 +602,29 @@ class DictStore:
     def count_rows(self, session_id: str) -> int:
         """Count a session's rows, decodable or not."""
         return len(self._rows.get(session_id, []))
+
+
+# --- memory stores ------------------------------------------------------------------------------
+# The conformance checks of :class:`~agent_sessions.memory.MemoryStore` backends live in a module
+# of their own (see its docstring); they are offered here, beside the session checks:
+#
+#     @pytest.mark.parametrize("check", MEMORY_CHECKS, ids=lambda c: c.__name__)
+#     async def test_memory(check, tmp_path):
+#         def open_store(index, clock):
+#             return MemoryStore(tmp_path / "m.db", index=index, clock=clock)
+#
+#         harness = MemoryHarness("sqlite", open_store)
+#         try:
+#             await check(harness)
+#         finally:
+#             await harness.close_all()
+
+from ._memory_conformance import (  # noqa: E402 - the memory section is appended on purpose
+    MEMORY_CHECKS,
+    ManualClock,
+    MemoryCheck,
+    MemoryHarness,
+    run_memory_checks,
+)
+
+__all__ += ["MEMORY_CHECKS", "ManualClock", "MemoryCheck", "MemoryHarness", "run_memory_checks"]

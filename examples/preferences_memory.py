@@ -4,15 +4,17 @@ Runs offline on the deterministic OfflineModel unless OPENAI_API_KEY is set:
 
     python examples/preferences_memory.py [path/to/file.db]
 
-Every conversation has a session of its own; each user also has a profile session,
-``user:<name>:profile``, in the same SQLiteStore file. When the user states a preference ("I
-prefer ..."), the app copies that message into the profile. When a new conversation starts, the
-app passes the profile's messages to the agent ahead of the first message, marked as remembered.
-They are stored with that conversation, so its later turns see them too. Nothing else carries
-over: the new conversation does not know what else was said in the old one.
+One SQLite file holds both the conversations (a session each, in a SQLiteStore) and the
+long-term memory (a MemoryStore, in its own table). Each user's agent gets ``remember``,
+``recall`` and ``forget`` tools bound to that user's namespace, ``("users", <name>)``, and
+instructions that carry the notes saved in earlier conversations.
 
-This is a sketch of the idea, kept simple on purpose: a keyword test decides what counts as a
-preference, and the profile only grows (no edits, merging or forgetting).
+- Conversation 1 (Ada, session A): Ada asks the agent to remember how she likes answers; the
+  model calls ``remember`` and the note is stored under ``("users", "ada")``.
+- Conversation 2 (Ada, a new session B): the note is loaded into the agent's instructions, and
+  when Ada asks, the model calls ``recall`` and answers from it. Nothing else carries over: the
+  new session does not know her name.
+- Conversation 3 (Bob): his tools only see ``("users", "bob")``, where nothing was saved.
 """
 
 from __future__ import annotations
@@ -20,95 +22,91 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import tempfile
 from pathlib import Path
 
-from agents import Agent, RunConfig, Runner, TResponseInputItem
+from agents import Agent, RunConfig, Runner
 
-from agent_sessions import SQLiteSession, SQLiteStore
+from agent_sessions import SQLiteStore
+from agent_sessions.memory import MemoryStore, memory_instructions, memory_tools
 from agent_sessions.offline import resolve_model
 
-PREFERENCE = re.compile(r"\bI (?:really )?(?:prefer|like|love)\b|\bmy favou?rite\b", re.I)
-REMEMBERED = "(remembered from an earlier conversation) "
+
+def namespace(user: str) -> tuple[str, ...]:
+    """Where a user's notes live; the tools made for this user never leave it."""
+    return ("users", user)
 
 
-def profile_id(user: str) -> str:
-    """The session id of a user's profile: what they asked us to remember, in their words."""
-    return f"user:{user}:profile"
+def agent_for(store: MemoryStore, user: str) -> Agent[None]:
+    """An assistant with memory tools and memory-carrying instructions for one user."""
+    return Agent(
+        name="assistant",
+        instructions=memory_instructions(store, namespace(user), "Answer briefly."),
+        tools=memory_tools(store, namespace(user)),
+        model=resolve_model(),
+    )
 
 
-def user_message(text: str) -> TResponseInputItem:
-    """A user message item, as Runner stores it."""
-    return {"role": "user", "content": text}
-
-
-def is_preference(text: str) -> bool:
-    """Whether a message states a preference worth keeping (statements only, not questions)."""
-    return bool(PREFERENCE.search(text)) and not text.rstrip().endswith("?")
-
-
-async def load_profile(profile: SQLiteSession) -> list[TResponseInputItem]:
-    """The profile's messages, marked as remembered, to put ahead of a new conversation."""
-    return [
-        user_message(REMEMBERED + str(item.get("content")))
-        for item in await profile.get_items()
-        if item.get("role") == "user"
-    ]
-
-
-async def remember(profile: SQLiteSession, text: str) -> bool:
-    """Keep a stated preference in the profile; False if it is not one or is already there."""
-    item = user_message(text)
-    if not is_preference(text) or item in await profile.get_items():
-        return False
-    await profile.add_items([item])
-    return True
+async def show_notes(store: MemoryStore, user: str, when: str) -> None:
+    """Print the notes stored for ``user``."""
+    notes = await store.search(namespace(user), limit=20)
+    if not notes:
+        print(f"  memory {namespace(user)}: nothing saved yet")
+        return
+    print(f"  memory {namespace(user)}: {len(notes)} note(s) {when}")
+    for note in notes:
+        print(f"    [{note.key}] {note.value.get('text')}")
 
 
 async def conversation(
-    store: SQLiteStore, agent: Agent[None], user: str, number: int, messages: list[str]
+    sessions: SQLiteStore, store: MemoryStore, user: str, number: int, messages: list[str]
 ) -> None:
-    """Hold one conversation of ``user`` on a fresh session, with their profile loaded first."""
+    """Hold one conversation of ``user`` on a fresh session."""
     session_id = f"user:{user}:chat:{number}"
     online = bool(os.environ.get("OPENAI_API_KEY"))
-    async with store.session(profile_id(user)) as profile, store.session(session_id) as chat:
-        remembered = await load_profile(profile)
-        print(f"\n{user}, conversation {number} (session {session_id!r})")
-        count = f"{len(remembered)} remembered message(s)" if remembered else "nothing remembered"
-        print(f"  profile {profile_id(user)!r}: {count}")
-        for item in remembered:
-            print(f"  memory > {item.get('content')}")
-        for index, text in enumerate(messages):
-            # Only the first message carries the memory; the session keeps it from then on.
-            new_input = [*remembered, user_message(text)] if index == 0 else text
+    agent = agent_for(store, user)
+    print(f"\n{user}, conversation {number} (session {session_id!r})")
+    await show_notes(store, user, "loaded")
+    async with sessions.session(session_id) as chat:
+        for text in messages:
             result = await Runner.run(
-                agent, new_input, session=chat, run_config=RunConfig(tracing_disabled=not online)
+                agent, text, session=chat, run_config=RunConfig(tracing_disabled=not online)
             )
             print(f"  you    > {text}")
             print(f"  agent  > {result.final_output}")
-            if await remember(profile, text):
-                print(f"           (saved to {profile_id(user)!r})")
+    await show_notes(store, user, "stored")
+
+
+async def start_over(sessions: SQLiteStore, store: MemoryStore, users: list[str]) -> None:
+    """Forget the example's earlier run, when a file is given again."""
+    for user in users:
+        for note in await store.search(namespace(user), limit=1000):
+            await store.delete(note.namespace, note.key)
+        for number in (1, 2):
+            async with sessions.session(f"user:{user}:chat:{number}") as session:
+                await session.clear_session()
 
 
 async def main(db_path: Path) -> None:
-    """Ada states a preference, then opens a new conversation; Bob has a conversation too."""
-    agent = Agent(name="assistant", instructions="Answer briefly.", model=resolve_model())
-    print(f"{db_path.name}: one profile session per user, one session per conversation")
-    async with SQLiteStore(db_path) as store:
-        for user in ("ada", "bob"):  # a file given again: start over
-            for session_id in (profile_id(user), f"user:{user}:chat:1", f"user:{user}:chat:2"):
-                async with store.session(session_id) as session:
-                    await session.clear_session()
+    """Ada saves a preference, then opens a new conversation; Bob has a conversation too."""
+    print(f"{db_path.name}: one session per conversation, one memory namespace per user")
+    async with SQLiteStore(db_path) as sessions, MemoryStore(db_path) as store:
+        await start_over(sessions, store, ["ada", "bob"])
         await conversation(
+            sessions,
             store,
-            agent,
             "ada",
             1,
-            ["Hi! My name is Ada.", "I prefer trains over planes.", "What do I prefer?"],
+            [
+                "Hi! My name is Ada.",
+                "Please remember for next time: detailed explanations with code examples suit "
+                "me best.",
+            ],
         )
-        await conversation(store, agent, "ada", 2, ["What do I prefer?", "What is my name?"])
-        await conversation(store, agent, "bob", 1, ["What do I prefer?"])
+        await conversation(
+            sessions, store, "ada", 2, ["What do you recall about me?", "What is my name?"]
+        )
+        await conversation(sessions, store, "bob", 1, ["What do you recall about me?"])
 
 
 def cli() -> None:

@@ -267,19 +267,24 @@ def test_chat_undo_on_main_keeps_what_a_branch_inherits(tmp_path: Path) -> None:
     assert "   1. you: Hi! My name is Ada." in history
 
 
-def test_preferences_memory_follows_the_profile_and_only_for_its_user(tmp_path: Path) -> None:
-    """A preference stated once is known in the user's next conversation and not to others."""
+def test_preferences_memory_carries_a_note_to_the_next_session_only_for_its_user(
+    tmp_path: Path,
+) -> None:
+    """A note the agent saves in one session is recalled in the user's next one, not by others."""
     out = run_example("preferences_memory.py", str(tmp_path / "m.db"))
+    note = "detailed explanations with code examples suit me best."
     first = section(out, "ada, conversation 1", "ada, conversation 2")
-    assert "profile 'user:ada:profile': nothing remembered" in first
-    assert "(saved to 'user:ada:profile')" in first
+    assert "memory ('users', 'ada'): nothing saved yet" in first
+    assert "agent  > The remember tool returned: Saved note note-" in first
+    assert "memory ('users', 'ada'): 1 note(s) stored" in first
     second = section(out, "ada, conversation 2", "bob, conversation 1")
     assert "session 'user:ada:chat:2'" in second
-    assert "profile 'user:ada:profile': 1 remembered message(s)" in second
-    recall = "you    > What do I prefer?\n  agent  > You told me you like trains over planes."
-    assert recall in second
-    assert "agent  > I don't know your name yet." in second  # only the profile carried over
+    assert "memory ('users', 'ada'): 1 note(s) loaded" in second
+    recall = second.split("you    > What do you recall about me?\n  agent  > ")[1]
+    assert recall.startswith("The recall tool returned:")
+    assert note in recall.split("you    >")[0]
+    assert "agent  > I don't know your name yet." in second  # only the note carried over
     other = section(out, "bob, conversation 1")
-    assert "profile 'user:bob:profile': nothing remembered" in other
-    assert "agent  > I don't know that yet." in other
-    assert "trains" not in other
+    assert "memory ('users', 'bob'): nothing saved yet" in other
+    assert "No notes about the user have been saved yet." in other
+    assert "detailed" not in other
