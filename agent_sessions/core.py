@@ -221,9 +221,12 @@ class StoreSession(AsyncClosing):
         texts = encode_items(items, self._codec)
         if not texts:
             return
-        # A cancelled caller leaves the batch whole or absent: the store skips a write that
-        # has not started and finishes one that has.
-        await self._store.append(self.session_id, texts)
+        # A cancelled caller leaves the batch whole or absent, and settled: the write runs to
+        # its end before the cancellation is raised, so a caller that retries cannot store the
+        # batch twice.
+        _, cancelled = await run_to_completion(self._store.append(self.session_id, texts))
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, or None if there is none.

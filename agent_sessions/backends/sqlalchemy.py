@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from .._lifecycle import AsyncClosing
-from ..core import StoreSession, check_session_id
+from ..core import StoreSession, check_session_id, run_to_completion
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
@@ -33,8 +33,15 @@ from ._sqlalchemy_sql import Statements
 __all__ = ["SQLAlchemySession", "SQLAlchemyStore"]
 
 T = TypeVar("T")
-_CONNECTION_TROUBLE = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
-"""asyncpg's errors for a connection that is gone or broken (not a refused statement)."""
+_CONNECTION_TROUBLE = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
+"""asyncpg's errors for a connection that is gone or broken (not a refused statement); the
+last two are ``PostgresError`` subclasses raised while a server shuts down or starts up."""
 
 
 class SQLAlchemyStore(AsyncClosing):
@@ -84,8 +91,14 @@ class SQLAlchemyStore(AsyncClosing):
             self._schema_lock = asyncio.Lock()
         async with self._schema_lock:
             if self._schema_pending:
-                await self._guard("create tables", lambda: create_schema(self.engine, self.tables))
+                # Run to its end even if the caller is cancelled: a DDL transaction abandoned
+                # midway would leave a connection (and on SQLite the write lock) behind.
+                _, cancelled = await run_to_completion(
+                    self._guard("create tables", lambda: create_schema(self.engine, self.tables))
+                )
                 self._schema_pending = False
+                if cancelled:
+                    raise asyncio.CancelledError
 
     async def _guard(self, operation: str, run: Callable[[], Awaitable[T]]) -> T:
         """Run one database call: refuse after close, translate driver errors."""
@@ -99,12 +112,12 @@ class SQLAlchemyStore(AsyncClosing):
                     f"{operation} failed: cannot reach the database at {self._where}: {exc.orig!r}"
                 ) from exc
             raise StorageError(f"{operation} on {self._where} failed: {exc.orig!r}") from exc
-        except (asyncpg.PostgresError, sqlite3.Error) as exc:
-            raise StorageError(f"{operation} on {self._where} failed: {exc!r}") from exc
         except (SQLAlchemyError, *_CONNECTION_TROUBLE) as exc:
             raise StorageUnavailableError(
                 f"{operation} failed: cannot use the database at {self._where}: {exc!r}"
             ) from exc
+        except (asyncpg.PostgresError, sqlite3.Error) as exc:
+            raise StorageError(f"{operation} on {self._where} failed: {exc!r}") from exc
 
     async def _read(self, operation: str, statement: Executable, params: dict[str, Any]) -> Any:
         await self._ensure_schema()
@@ -316,7 +329,8 @@ def _warn_unclosed(label: str) -> None:
 
 def _is_connection_failure(exc: DBAPIError) -> bool:
     original = exc.orig
-    return isinstance(original, OSError) or isinstance(exc.__cause__, OSError)
+    causes = (original, getattr(original, "__cause__", None), exc.__cause__)
+    return any(isinstance(cause, _CONNECTION_TROUBLE) for cause in causes)
 
 
 class SQLAlchemySession(StoreSession):
