@@ -13,9 +13,7 @@ changes ``PRAGMA data_version`` on ours, and the caches are then dropped and rel
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -29,11 +27,11 @@ from ._worker import ConnectionWorker
 from .backends._sqlite_connection import (
     MEMORY,
     ReaderSlot,
-    WriterConnection,
+    open_worker_connection,
     retry_busy,
     transaction,
 )
-from .errors import StorageError, StorageUnavailableError
+from .errors import StorageError
 from .schema import VERSION_TABLE, validate_identifier
 
 __all__ = ["SQLiteMemoryBackend"]
@@ -46,15 +44,6 @@ CACHE_SCOPES = 4
 _COLUMNS = "id, namespace, key, value, created_at, updated_at, NULL"  # NULL: no vectors
 _PAGE = "LIMIT :limit OFFSET :offset"
 _WITH_VECTORS = "id, namespace, key, value, created_at, updated_at, embedding"
-
-
-def _lock_file(path: str) -> int | None:
-    if sys.platform == "win32":  # pragma: no cover - writers rely on busy retries there
-        return None
-    try:
-        return os.open(f"{path}-lock", os.O_CREAT | os.O_RDWR, 0o644)
-    except OSError:
-        return None
 
 
 def _migrate(conn: sqlite3.Connection, table: str) -> None:
@@ -78,30 +67,19 @@ def _migrate(conn: sqlite3.Connection, table: str) -> None:
             )
 
 
+def _configure(conn: sqlite3.Connection, path: str, table: str, durable: bool) -> None:
+    if path != MEMORY:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    _migrate(conn, table)
+
+
 def _open(
     path: str, table: str, durable: bool, busy_timeout: float, reader: ReaderSlot
 ) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(path, timeout=0, isolation_level=None, factory=WriterConnection)
-    except sqlite3.Error as exc:
-        raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
-    if path != MEMORY:
-        conn.lock_fd = _lock_file(path)
-    try:
-        if path != MEMORY:
-            retry_busy(lambda c: c.execute("PRAGMA journal_mode=WAL"), conn, busy_timeout)
-        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        retry_busy(lambda c: _migrate(c, table), conn, busy_timeout)
-        if path != MEMORY:
-            read_only = sqlite3.connect(
-                path, timeout=0, isolation_level=None, check_same_thread=False
-            )
-            read_only.execute("PRAGMA query_only=ON")
-            reader.connection = read_only
-    except sqlite3.Error as exc:
-        conn.close()
-        raise StorageUnavailableError(f"cannot set up SQLite database {path!r}: {exc}") from exc
-    return conn
+    return open_worker_connection(
+        path, busy_timeout, reader, lambda c: _configure(c, path, table, durable)
+    )
 
 
 class _Caches:

@@ -33,6 +33,7 @@ __all__ = [
     "ReaderSlot",
     "WriterConnection",
     "open_connection",
+    "open_worker_connection",
     "retry_busy",
     "transaction",
 ]
@@ -185,6 +186,28 @@ def open_connection(
     Raises:
         StorageUnavailableError: the file cannot be opened or set up.
     """
+    return open_worker_connection(
+        path, busy_timeout, reader, lambda c: _configure(c, path, durable, tables)
+    )
+
+
+def open_worker_connection(
+    path: str,
+    busy_timeout: float,
+    reader: ReaderSlot,
+    configure: Callable[[sqlite3.Connection], None],
+) -> sqlite3.Connection:
+    """Open a worker's connection with its writers' lock file, set it up, and open the reader.
+
+    Args:
+        path: The database file, or ``":memory:"`` (no lock file, no reader).
+        busy_timeout: Seconds ``configure`` may wait out other writers.
+        reader: Receives the read-only connection of a file.
+        configure: Sets up the connection (pragmas, migrations); retried while busy.
+
+    Raises:
+        StorageUnavailableError: the file cannot be opened or set up.
+    """
     try:
         conn = sqlite3.connect(path, timeout=0, isolation_level=None, factory=WriterConnection)
     except sqlite3.Error as exc:
@@ -192,7 +215,7 @@ def open_connection(
     if path != MEMORY:
         conn.lock_fd = _open_lock_file(path)
     try:
-        retry_busy(lambda c: _configure(c, path, durable, tables), conn, busy_timeout)
+        retry_busy(configure, conn, busy_timeout)
         if path != MEMORY:
             read_only = sqlite3.connect(
                 path, timeout=0, isolation_level=None, check_same_thread=False
