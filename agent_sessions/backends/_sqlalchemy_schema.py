@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..schema import VERSION_TABLE, TableNames
 
@@ -86,51 +86,60 @@ MIGRATIONS: list[Callable[[Connection, SessionTables], None]] = [_v1_tables]
 """Schema steps; the position of a step is the version it upgrades from."""
 
 
-def _lock_schema(conn: Connection) -> None:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        key = zlib.crc32(VERSION_TABLE.encode())
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    elif dialect in ("mysql", "mariadb"):
-        conn.execute(text("SELECT GET_LOCK(:name, 60)"), {"name": VERSION_TABLE})
+def _is_mysql(conn: Connection | AsyncConnection) -> bool:
+    return conn.dialect.name in ("mysql", "mariadb")
 
 
-def _unlock_schema(conn: Connection) -> None:
-    if conn.dialect.name in ("mysql", "mariadb"):
-        conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": VERSION_TABLE})
+def _lock_mysql(conn: Connection) -> None:
+    conn.execute(text("SELECT GET_LOCK(:name, 60)"), {"name": VERSION_TABLE})
+
+
+def _unlock_mysql(conn: Connection) -> None:
+    conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": VERSION_TABLE})
 
 
 def _migrate(conn: Connection, tables: SessionTables) -> None:
-    _lock_schema(conn)
-    try:
-        tables.versions.create(conn, checkfirst=True)
-        row = conn.execute(
-            select(tables.versions.c.version).where(tables.versions.c.name == tables.names.messages)
-        ).first()
-        version = 0 if row is None else int(row[0])
-        for step in MIGRATIONS[version:]:
-            step(conn, tables)
-        if version < len(MIGRATIONS):
-            if row is None:
-                conn.execute(
-                    tables.versions.insert().values(
-                        name=tables.names.messages, version=len(MIGRATIONS)
-                    )
-                )
-            else:
-                conn.execute(
-                    tables.versions.update()
-                    .where(tables.versions.c.name == tables.names.messages)
-                    .values(version=len(MIGRATIONS))
-                )
-    finally:
-        _unlock_schema(conn)
+    if conn.dialect.name == "postgresql":
+        key = zlib.crc32(VERSION_TABLE.encode())
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    tables.versions.create(conn, checkfirst=True)
+    versions = tables.versions
+    name = tables.names.messages
+    row = conn.execute(select(versions.c.version).where(versions.c.name == name)).first()
+    version = 0 if row is None else int(row[0])
+    for step in MIGRATIONS[version:]:
+        step(conn, tables)
+    if version >= len(MIGRATIONS):
+        return
+    if row is None:
+        conn.execute(versions.insert().values(name=name, version=len(MIGRATIONS)))
+    else:
+        conn.execute(
+            versions.update().where(versions.c.name == name).values(version=len(MIGRATIONS))
+        )
 
 
 async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
-    """Create or upgrade the tables in one transaction, under a database-wide lock."""
-    async with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            # Take SQLite's write lock up front so two creators queue instead of racing.
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        await conn.run_sync(_migrate, tables)
+    """Create or upgrade the tables in one transaction, under a database-wide lock.
+
+    PostgreSQL's advisory lock ends with the transaction. MySQL's named lock belongs to the
+    connection, so it is taken before the transaction and released only after the commit: a
+    second creator must not read the version table before the first one's row is visible.
+    """
+    async with engine.connect() as conn:
+        if _is_mysql(conn):
+            await conn.run_sync(_lock_mysql)
+            await conn.commit()
+        try:
+            if conn.dialect.name == "sqlite":
+                # Take SQLite's write lock up front so two creators queue instead of racing.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await conn.run_sync(_migrate, tables)
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        finally:
+            if _is_mysql(conn):
+                await conn.run_sync(_unlock_mysql)
+                await conn.commit()

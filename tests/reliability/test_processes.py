@@ -22,7 +22,6 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.util import await_only
 
-from agent_sessions import StorageError
 from agent_sessions.serialization import JsonCodec
 from tests.reliability.children import Target, parse, turn_writer
 from tests.reliability.conftest import SqlTarget, integrity, server_params, sqlite_rows
@@ -127,24 +126,7 @@ async def test_sixteen_processes_through_sqlalchemy(
     [
         pytest.param("sqlite", marks=pytest.mark.sqlite),
         pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param(
-            "mariadb",
-            marks=[
-                pytest.mark.mariadb,
-                pytest.mark.xfail(
-                    strict=True,
-                    raises=StorageError,
-                    reason=(
-                        "BUG: on MariaDB _migrate releases its named lock (RELEASE_LOCK in a "
-                        "finally) before its transaction commits, so a second creator reads "
-                        "the version table before the first one's row is committed, inserts "
-                        "the same row and fails: StorageError('create tables ... "
-                        "IntegrityError(1062, \"Duplicate entry ... for key 'PRIMARY'\")'). "
-                        "Seen with 16 processes creating tables at once in about 2 rounds in 5"
-                    ),
-                ),
-            ],
-        ),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
     ],
     indirect=True,
 )
