@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import _memory_checks_search as search
 from . import _memory_checks_store as store
+from ._checks import run_checks
 from ._memory_harness import ManualClock, MemoryCheck, MemoryHarness
 
 __all__ = ["MEMORY_CHECKS", "ManualClock", "MemoryCheck", "MemoryHarness", "run_memory_checks"]
@@ -43,13 +44,4 @@ MEMORY_CHECKS: list[MemoryCheck] = [
 
 async def run_memory_checks(harness: MemoryHarness) -> dict[str, BaseException | None]:
     """Run every memory check against ``harness``; map each name to its failure or None."""
-    outcome: dict[str, BaseException | None] = {}
-    for check in MEMORY_CHECKS:
-        try:
-            await check(harness)
-            outcome[check.__name__] = None
-        except Exception as exc:  # noqa: BLE001 - reported, not hidden
-            outcome[check.__name__] = exc
-        finally:
-            await harness.close_all()
-    return outcome
+    return await run_checks(MEMORY_CHECKS, harness)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar, cast
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionSettings
 
+from ._checks import run_checks
 from .errors import SessionClosedError
 from .store import Popped, Taker, always
 
@@ -512,16 +513,7 @@ CHECKS: list[Check] = [
 
 async def run_all(harness: Harness) -> dict[str, BaseException | None]:
     """Run every check against ``harness`` and return each check's failure (None if it passed)."""
-    outcome: dict[str, BaseException | None] = {}
-    for check in CHECKS:
-        try:
-            await check(harness)
-            outcome[check.__name__] = None
-        except Exception as exc:  # noqa: BLE001 - reported, not hidden
-            outcome[check.__name__] = exc
-        finally:
-            await harness.close_all()
-    return outcome
+    return await run_checks(CHECKS, harness)
 
 
 class DictStore:

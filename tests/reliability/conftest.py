@@ -19,6 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tests.reliability.children import Target
 from tests.sql_servers import database_url, drop_tables, unique_tables
 
+SESSION_BACKENDS = [
+    pytest.param("sqlite", marks=pytest.mark.sqlite),
+    pytest.param("sqlite-shared", marks=pytest.mark.sqlite),
+    pytest.param("encrypted-sqlite", marks=pytest.mark.sqlite),
+    pytest.param("sqlalchemy-sqlite", marks=pytest.mark.sqlite),
+    pytest.param("sqlalchemy-postgres", marks=pytest.mark.postgres),
+    pytest.param("sqlalchemy-mariadb", marks=pytest.mark.mariadb),
+]
+"""The session backends the cancellation and fuzz tests run on, each with its marker."""
+
 SERVER_KINDS = {"postgres": pytest.mark.postgres, "mariadb": pytest.mark.mariadb}
 
 

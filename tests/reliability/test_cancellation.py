@@ -30,7 +30,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_sessions import EncryptedSession, SQLAlchemySession, SQLiteSession, SQLiteStore
-from tests.reliability.conftest import SqlTarget
+from tests.reliability.conftest import SESSION_BACKENDS, SqlTarget
 from tests.sql_servers import drop_tables, unique_tables
 
 pytestmark = pytest.mark.reliability
@@ -56,16 +56,7 @@ class Backend:
         return session
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.sqlite),
-        pytest.param("sqlite-shared", marks=pytest.mark.sqlite),
-        pytest.param("encrypted-sqlite", marks=pytest.mark.sqlite),
-        pytest.param("sqlalchemy-sqlite", marks=pytest.mark.sqlite),
-        pytest.param("sqlalchemy-postgres", marks=pytest.mark.postgres),
-        pytest.param("sqlalchemy-mariadb", marks=pytest.mark.mariadb),
-    ]
-)
+@pytest.fixture(params=SESSION_BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """Each backend on a fresh database."""
     name: str = request.param

@@ -33,7 +33,7 @@ from agent_sessions import (
     SQLiteStore,
 )
 from tests.conftest import count_rows_sqlite
-from tests.reliability.conftest import SqlTarget
+from tests.reliability.conftest import SESSION_BACKENDS, SqlTarget
 
 pytestmark = pytest.mark.reliability
 
@@ -174,16 +174,7 @@ async def _sqlite_count(path: Path) -> int:
     return count_rows_sqlite(path, SESSION)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.sqlite),
-        pytest.param("sqlite-shared", marks=pytest.mark.sqlite),
-        pytest.param("encrypted-sqlite", marks=pytest.mark.sqlite),
-        pytest.param("sqlalchemy-sqlite", marks=pytest.mark.sqlite),
-        pytest.param("sqlalchemy-postgres", marks=pytest.mark.postgres),
-        pytest.param("sqlalchemy-mariadb", marks=pytest.mark.mariadb),
-    ]
-)
+@pytest.fixture(params=SESSION_BACKENDS)
 async def opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opened]:
     """One session on a fresh database of each backend, reused by every example."""
     name: str = request.param
