@@ -1,9 +1,11 @@
 """The SQLAlchemy tables (the SDK's layout) and their migration, safe under many processes.
 
 The tables have the SDK's names and columns, so ``agents.extensions.memory.SQLAlchemySession``
-and ours read each other's rows. Three differences, all compatible: an index on
-``(session_id, id)`` (we order by id, never by clock), a bounded ``VARCHAR`` key and ``LONGTEXT``
-rows on MySQL/MariaDB (which refuse an unbounded key, and cap ``TEXT`` at 64 KB).
+and ours read each other's rows. The differences, all compatible: an index on ``(session_id, id)``
+(we order by id, never by clock), and on MySQL/MariaDB a bounded ``VARCHAR`` key (they refuse an
+unbounded one) compared byte for byte (a binary, NO PAD collation: ``Ada``, ``ada`` and
+``"ada "`` are three sessions), ``LONGTEXT`` rows (``TEXT`` stops at 64 KB) and ``DATETIME(6)``
+times (``TIMESTAMP`` keeps whole seconds and ends in 2038).
 
 Creating the schema takes a database-wide lock first (an advisory lock on PostgreSQL, a named
 lock on MySQL/MariaDB, the write lock on SQLite), so many processes may run it at once.
@@ -24,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     select,
     text,
 )
@@ -82,7 +85,71 @@ def _v1_tables(conn: Connection, tables: SessionTables) -> None:
     tables.metadata.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection, SessionTables], None]] = [_v1_tables]
+_BINARY_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")
+"""Byte-for-byte collations, best first: MariaDB's and MySQL 8's ignore no trailing spaces."""
+
+
+def binary_collation(conn: Connection) -> str:
+    """The best byte-for-byte utf8mb4 collation this MySQL/MariaDB server has."""
+    found = {
+        str(row[0])
+        for row in conn.execute(
+            text(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS "
+                "WHERE COLLATION_NAME IN :names"
+            ).bindparams(bindparam("names", expanding=True)),
+            {"names": list(_BINARY_COLLATIONS)},
+        )
+    }
+    return next(name for name in _BINARY_COLLATIONS if name in found)
+
+
+def _v2_exact_keys_and_times(conn: Connection, tables: SessionTables) -> None:
+    # MySQL/MariaDB only: the v1 key compared case- and trailing-space-insensitively, so "Ada"
+    # and "ada" shared one history, and TIMESTAMP kept whole seconds until 2038. Each message
+    # row kept the id its writer used, so after the change every history is its own again; a
+    # session that had no record of its own (it shared one) gets one.
+    if not _is_mysql(conn):
+        return
+    key = f"VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {binary_collation(conn)} NOT NULL"
+    stamp = "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+    s, m = tables.names.sessions, tables.names.messages
+    # A key column cannot change while a foreign key uses it: drop the key, change both ends,
+    # give every history its record, then restore the key. Each step is safe to redo.
+    for (name,) in conn.execute(
+        text(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :m "
+            "AND REFERENCED_TABLE_NAME = :s"
+        ),
+        {"m": m, "s": s},
+    ).all():
+        conn.execute(text(f"ALTER TABLE {m} DROP FOREIGN KEY `{name}`"))
+    conn.execute(
+        text(
+            f"ALTER TABLE {s} MODIFY session_id {key}, MODIFY created_at {stamp}, "
+            f"MODIFY updated_at {stamp}"
+        )
+    )
+    conn.execute(text(f"ALTER TABLE {m} MODIFY session_id {key}, MODIFY created_at {stamp}"))
+    conn.execute(
+        text(
+            f"INSERT IGNORE INTO {s} (session_id, created_at, updated_at) "
+            f"SELECT session_id, MIN(created_at), MAX(created_at) FROM {m} GROUP BY session_id"
+        )
+    )
+    conn.execute(
+        text(
+            f"ALTER TABLE {m} ADD FOREIGN KEY (session_id) REFERENCES {s} (session_id) "
+            "ON DELETE CASCADE"
+        )
+    )
+
+
+MIGRATIONS: list[Callable[[Connection, SessionTables], None]] = [
+    _v1_tables,
+    _v2_exact_keys_and_times,
+]
 """Schema steps; the position of a step is the version it upgrades from."""
 
 

@@ -7,7 +7,9 @@ SQLite (aiosqlite).
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
+import zlib
+
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
@@ -51,6 +53,15 @@ class Statements:
         self.delete_session = delete(s).where(s.c.session_id == sid)
         # Locks an existing session row without creating one (pop and clear).
         self.lock_session = update(s).where(s.c.session_id == sid).values(updated_at=s.c.updated_at)
+        # That UPDATE locks nothing while the session has no row yet (its first write, or the
+        # first after a clear), so on PostgreSQL pops and clears also take a transaction-scoped
+        # advisory lock on (this messages table, the session id), which always exists. InnoDB
+        # needs none: its UPDATE of a missing key holds a gap lock that the insert waits on.
+        self.lock_key: Executable | None = None
+        if dialect == "postgresql":
+            self.lock_key = text(
+                "SELECT pg_advisory_xact_lock(:table_key, hashtext(:sid))"
+            ).bindparams(table_key=_signed32(zlib.crc32(tables.names.messages.encode())))
         self.touch_session = _upsert_session(tables, dialect)
         self.pg = _AsyncpgSQL(tables) if dialect == "postgresql" else None
         self.sqlite = _AiosqliteSQL(tables) if dialect == "sqlite" else None
@@ -94,6 +105,10 @@ class _AsyncpgSQL:
         )
 
 
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 def _upsert_session(tables: SessionTables, dialect: str) -> Executable:
     """Create the session's row, or lock it and bump ``updated_at`` if it exists."""
     s, now = tables.sessions, func.current_timestamp()
@@ -111,5 +126,6 @@ def _upsert_session(tables: SessionTables, dialect: str) -> Executable:
             .on_conflict_do_update(index_elements=[s.c.session_id], set_={"updated_at": now})
         )
     if dialect in ("mysql", "mariadb"):
-        return mysql.insert(s).values(values).on_duplicate_key_update(updated_at=now)
+        # DATETIME(6) since schema v2: keep the microseconds.
+        return mysql.insert(s).values(values).on_duplicate_key_update(updated_at=func.now(6))
     raise StorageError(f"SQLAlchemySession does not support the {dialect!r} dialect yet")

@@ -222,6 +222,12 @@ class SQLAlchemyStore(AsyncClosing):
 
         await self._write("append", append)
 
+    async def _lock(self, conn: AsyncConnection, session_id: str) -> None:
+        """Queue behind the session's other writers, whether or not its row exists yet."""
+        if self._sql.lock_key is not None:
+            await conn.execute(self._sql.lock_key, {"sid": session_id})
+        await conn.execute(self._sql.lock_session, {"sid": session_id})
+
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""
         taken = await self.pop_through(session_id, decode, always)
@@ -233,7 +239,7 @@ class SQLAlchemyStore(AsyncClosing):
         """Remove the newest rows down to the first item ``stop`` accepts, in one transaction."""
 
         async def pop_through(conn: AsyncConnection) -> list[Popped[T]]:
-            await conn.execute(self._sql.lock_session, {"sid": session_id})
+            await self._lock(conn, session_id)
             taker = Taker(decode, stop)
             statement, batch = self._sql.newest, 1
             params: dict[str, object] = {"sid": session_id, "n": batch}
@@ -264,7 +270,7 @@ class SQLAlchemyStore(AsyncClosing):
         """Delete a session's rows and its session record in one transaction."""
 
         async def clear(conn: AsyncConnection) -> None:
-            await conn.execute(self._sql.lock_session, {"sid": session_id})
+            await self._lock(conn, session_id)
             await conn.execute(self._sql.delete_messages, {"sid": session_id})
             await conn.execute(self._sql.delete_session, {"sid": session_id})
 
@@ -283,7 +289,7 @@ class SQLAlchemyStore(AsyncClosing):
         """
 
         async def rewrite(conn: AsyncConnection) -> int:
-            await conn.execute(self._sql.lock_session, {"sid": session_id})
+            await self._lock(conn, session_id)
             changed = 0
             for row_id, text in changes.items():
                 params = {"sid": session_id, "rid": row_id, "text": text}
