@@ -21,6 +21,7 @@ from agents.items import TResponseInputItem
 from .errors import CorruptItemError, ItemValidationError
 
 __all__ = [
+    "MAX_DEPTH",
     "Codec",
     "JsonCodec",
     "SkipRow",
@@ -32,6 +33,14 @@ __all__ = [
 
 logger = logging.getLogger("agent_sessions")
 """Logger for rows that were skipped because they could not be decoded."""
+
+MAX_DEPTH = 400
+"""How deeply lists and dicts may nest in an item (the item itself is level 1).
+
+The stdlib decoder recurses once per level and shares the interpreter's recursion limit (1,000
+by default) with its caller, so an item must be readable from deep inside ``Runner.run``; 400
+leaves that margin, and real items nest fewer than 20 levels.
+"""
 
 _SCALARS = (str, int, bool, type(None))
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
@@ -90,29 +99,45 @@ class JsonCodec:
 
 
 def _problem(value: object) -> str | None:
-    """Return why ``value`` would not survive a JSON round trip unchanged, or None if it would."""
-    stack: list[object] = [value]
-    walked: set[int] = set()  # containers already checked: a shared or cyclic one is not redone
-    while stack:
-        current = stack.pop()
-        kind = type(current)
-        if kind is dict or kind is list:
-            if id(current) in walked:
-                continue
-            walked.add(id(current))
-        if kind is dict:
-            for key, child in cast(dict[object, object], current).items():
-                if type(key) is not str:
-                    return f"dict key {key!r} is a {type(key).__name__}, not a str"
-                stack.append(child)
-        elif kind is list:
-            stack.extend(cast(list[object], current))
-        elif kind is float:
-            if not math.isfinite(cast(float, current)):
-                return f"{current!r} is not a finite number and has no JSON form"
-        elif kind not in _SCALARS:
-            return f"a value of type {kind.__name__} ({current!r:.60}) is not JSON-serializable"
+    """Return why ``value`` would not survive a JSON round trip unchanged, or None if it would.
+
+    The walk goes level by level, so it needs no recursion and knows how deep it is: nesting
+    beyond :data:`MAX_DEPTH` is refused (which also ends the walk of a cyclic value).
+    """
+    level: list[object] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        below: list[object] = []
+        extend = below.extend
+        for current in level:
+            kind = type(current)
+            if kind is dict:
+                if depth > MAX_DEPTH:
+                    return _too_deep()
+                mapping = cast(dict[object, object], current)
+                for key in mapping:
+                    if type(key) is not str:
+                        return f"dict key {key!r} is a {type(key).__name__}, not a str"
+                extend(mapping.values())
+            elif kind is list:
+                if depth > MAX_DEPTH:
+                    return _too_deep()
+                extend(cast(list[object], current))
+            elif kind is float:
+                if not math.isfinite(cast(float, current)):
+                    return f"{current!r} is not a finite number and has no JSON form"
+            elif kind not in _SCALARS:
+                return f"a value of type {kind.__name__} ({current!r:.60}) is not JSON-serializable"
+        level = below
     return None
+
+
+def _too_deep() -> str:
+    return (
+        f"it is nested more than {MAX_DEPTH} levels deep (or contains itself); such an item "
+        "could not be read back reliably"
+    )
 
 
 def encode_items(items: Sequence[object], codec: Codec | None = None) -> list[str]:
@@ -138,14 +163,15 @@ def encode_items(items: Sequence[object], codec: Codec | None = None) -> list[st
     for index, item in enumerate(items):
         if type(item) is not dict:
             raise ItemValidationError(index, f"expected a dict, got {type(item).__name__}")
-        try:
-            # Encoding first also refuses a cyclic item, which the walk below could not finish.
-            text = codec.encode(cast(TResponseInputItem, item))
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ItemValidationError(index, _problem(item) or str(exc) or repr(exc)) from exc
+        # The walk comes first: it ends on any value (even a cyclic one) without recursion,
+        # so nothing too deep to read back ever reaches the encoder.
         problem = _problem(item)
         if problem is not None:
             raise ItemValidationError(index, problem)
+        try:
+            text = codec.encode(cast(TResponseInputItem, item))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ItemValidationError(index, str(exc) or repr(exc)) from exc
         texts.append(text)
     return texts
 

@@ -287,16 +287,6 @@ async def test_absurdly_deep_item_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.sqlite
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: encode_items accepts any nesting the writer's remaining recursion depth can encode "
-        "(about 950 levels here), but decoding needs a little more stack, so the deepest "
-        "accepted items are stored and then skipped as undecodable on every read; read from a "
-        "deeper call stack (inside Runner.run) items fail from about 930 levels"
-    ),
-)
 async def test_deepest_accepted_item_comes_back(tmp_path: Path) -> None:
     """The most deeply nested item add_items accepts (found by bisection) comes back intact."""
     path = tmp_path / "deep.db"

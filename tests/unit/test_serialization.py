@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_sessions.errors import CorruptItemError, ItemValidationError
-from agent_sessions.serialization import JsonCodec, decode_rows, encode_items
+from agent_sessions.serialization import MAX_DEPTH, JsonCodec, decode_rows, encode_items
+
+T = TypeVar("T")
 
 
 def _deeply_nested(depth: int) -> list[Any]:
@@ -133,11 +135,36 @@ def test_item_validation_error_is_a_type_error() -> None:
         encode_items([{"a": (1,)}])
 
 
-def test_too_deep_item_is_refused_from_the_recursion_error() -> None:
-    """Refuses a too-deeply nested item with the encoder's ``RecursionError`` as the cause."""
-    with pytest.raises(ItemValidationError) as caught:
+def test_too_deep_item_is_refused_before_it_is_encoded() -> None:
+    """Refuses an item nested past ``MAX_DEPTH`` by its depth, without running the encoder."""
+    with pytest.raises(ItemValidationError, match=f"more than {MAX_DEPTH} levels") as caught:
         encode_items([{"a": _deeply_nested(100_000)}])
-    assert isinstance(caught.value.__cause__, RecursionError)
+    assert caught.value.__cause__ is None
+
+
+def test_item_at_the_depth_limit_is_accepted_and_one_deeper_is_refused() -> None:
+    """Accepts nesting of exactly ``MAX_DEPTH`` levels (the item is level 1) and no deeper."""
+    encode_items([{"a": _deeply_nested(MAX_DEPTH - 2)}])
+    with pytest.raises(ItemValidationError, match="item 0 "):
+        encode_items([{"a": _deeply_nested(MAX_DEPTH - 1)}])
+    encode_items([{"a": [{"b": _deeply_nested(MAX_DEPTH - 4)}]}])
+    with pytest.raises(ItemValidationError, match="item 1 "):
+        encode_items([{}, {"a": [{"b": _deeply_nested(MAX_DEPTH - 3)}]}])
+
+
+def _at_stack_depth(frames: int, call: Callable[[], T]) -> T:
+    """Run ``call`` with ``frames`` more Python frames on the stack than now."""
+    if frames == 0:
+        return call()
+    return _at_stack_depth(frames - 1, call)
+
+
+def test_deepest_accepted_item_decodes_from_a_deep_call_stack() -> None:
+    """The deepest item ``encode_items`` accepts decodes even 500 frames down the stack."""
+    deepest = {"a": _deeply_nested(MAX_DEPTH - 2)}
+    texts = _at_stack_depth(500, lambda: encode_items([deepest]))
+    back = _at_stack_depth(500, lambda: decode_rows(texts, session_id="s", strict=True))
+    assert back == [deepest]
 
 
 def _self_referencing_dict() -> dict[str, Any]:
