@@ -19,11 +19,13 @@ from ._admin_db import Database, canonical_time, parse_time
 from .serialization import JsonCodec
 
 __all__ = [
+    "MAX_AGE",
     "Filters",
     "SearchHit",
     "SessionInfo",
     "SortKey",
     "age_filters",
+    "check_age",
     "count",
     "listing",
     "search",
@@ -114,11 +116,34 @@ class Filters:
     min_bytes: int = 0
 
 
+MAX_AGE = timedelta(days=36525)
+"""The longest age a filter or purge takes (100 years): its cutoff is a date every database
+stores, so a typo such as ``99999999d`` is refused instead of overflowing the calendar."""
+
+
+def check_age(age: timedelta, name: str = "age") -> timedelta:
+    """Return ``age`` if it is positive and at most :data:`MAX_AGE`.
+
+    Raises:
+        ValueError: it is zero, negative, or longer than 100 years.
+    """
+    if age <= timedelta(0):
+        raise ValueError(f"{name} must be a positive age, got {age}")
+    if age > MAX_AGE:
+        raise ValueError(
+            f"{name} must be at most 100 years ({MAX_AGE.days}d), got {age.days:,} days"
+        )
+    return age
+
+
 async def age_filters(
     db: Database, older_than: timedelta | None, newer_than: timedelta | None, **rest: Any
 ) -> Filters:
     """Filters whose ages are turned into moments by the database's own clock."""
     now: datetime | None = None
+    for age, name in ((older_than, "older_than"), (newer_than, "newer_than")):
+        if age is not None:
+            check_age(age, name)
     if older_than is not None or newer_than is not None:
         async with db.engine.connect() as conn:
             now = await db.now(conn)

@@ -23,6 +23,7 @@ from ._admin_render import (
     when,
 )
 from ._admin_show import entry_dict, render_entries
+from ._admin_text import one_line, printable
 from ._progress import ProgressBar
 from .admin import Conflict, SearchHit, SessionDatabase, migrate
 from .serialization import JsonCodec
@@ -35,12 +36,14 @@ _CLIP = 400
 
 
 def _print(*lines: str) -> None:
+    # The renderers escape stored text cell by cell (so columns line up); this is the net
+    # under them: nothing that reaches the terminal can drive it.
     for line in lines:
-        print(line)  # noqa: T201 - the command's output
+        print(printable(line))  # noqa: T201 - the command's output
 
 
 def _note(line: str) -> None:
-    print(line, file=sys.stderr)  # noqa: T201 - a note beside the output
+    print(printable(line), file=sys.stderr)  # noqa: T201 - a note beside the output
 
 
 def _print_json(value: Any) -> None:
@@ -99,7 +102,7 @@ async def show(args: argparse.Namespace) -> int:
         _print_json(document)
         return 0
     _print(
-        f"session {info.session_id!r}: {info.items:,} items, {human_bytes(info.bytes)}, "
+        f"session '{one_line(info.session_id)}': {info.items:,} items, {human_bytes(info.bytes)}, "
         f"first activity {when(info.first_activity)}, last activity {when(info.last_activity)}"
     )
     if len(rows) < info.items:
@@ -141,7 +144,9 @@ async def export(args: argparse.Namespace) -> int:
     async with _open(args) as db:
         try:
             destination = sys.stdout if to_stdout else args.output
-            report = await db.export_jsonl(destination, args.session_ids or None, progress=bar)
+            report = await db.export_jsonl(
+                destination, args.session_ids or None, overwrite=args.force, progress=bar
+            )
         finally:
             bar.close()
     line = transfer_line("exported", report, "to stdout" if to_stdout else f"to {args.output}")

@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .backends._sqlalchemy_engine import ASYNC_DRIVERS as _ASYNC_DRIVERS  # the one mapping
 from .backends._sqlalchemy_engine import engine_from_url, redact, use_wal
 from .backends._sqlalchemy_schema import SessionTables, create_schema
 from .errors import AgentSessionsError, StorageError, StorageUnavailableError
@@ -46,15 +47,6 @@ __all__ = ["Database", "Location", "Stamp", "canonical_time", "locate", "parse_t
 T = TypeVar("T")
 Stamp = datetime | str | None
 """A timestamp as a database returns it: a datetime, SQLite text, or NULL."""
-
-_ASYNC_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "postgres": "postgresql+asyncpg",
-    "postgresql": "postgresql+asyncpg",
-    "mysql": "mysql+aiomysql",
-    "mariadb": "mysql+aiomysql",
-}
-"""URLs without a driver (as operators usually write them) get the async driver we ship with."""
 
 _CONNECT_TIMEOUT = 10
 _ORIGIN_PREFIX = re.compile(r"^<class '[\w.]+'>: ")  # asyncpg errors as SQLAlchemy wraps them
@@ -293,6 +285,19 @@ class Database:
     def stamp_param(self, moment: datetime) -> Any:
         """A time to compare with this database's timestamp columns."""
         return moment.isoformat(sep=" ", timespec="seconds") if self.is_sqlite else moment
+
+    async def remove_file(self) -> None:
+        """Close the connections and delete the SQLite file and its companions.
+
+        For a file this object created and must not leave behind (a failed import).
+        """
+        await self.engine.dispose()
+        self._ready = False
+        if self.path is None:
+            return
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(Path(f"{self.path}{suffix}").unlink)
 
     async def aclose(self) -> None:
         """Release the engine's connections."""

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text, update
 
 from ._admin_advanced import present_branch_tables
-from ._admin_catalogue import Filters, SessionInfo, listing, to_info
+from ._admin_catalogue import MAX_AGE, Filters, SessionInfo, check_age, listing, to_info
 from ._admin_db import Database, canonical_time
 from ._admin_rows import delete_session
 
@@ -37,7 +37,7 @@ def parse_age(value: str) -> timedelta:
         The age as a ``timedelta``.
 
     Raises:
-        ValueError: the text is not such an age, or is zero.
+        ValueError: the text is not such an age, is zero, or is longer than 100 years.
     """
     match = _AGE.fullmatch(value)
     if match is None:
@@ -47,7 +47,11 @@ def parse_age(value: str) -> timedelta:
     amount = int(match[1])
     if amount == 0:
         raise ValueError(f"invalid age {value!r}: it must be more than zero")
-    return timedelta(**{_UNITS[match[2].lower()]: amount})
+    unit = _UNITS[match[2].lower()]
+    too_long = f"invalid age {value!r}: at most 100 years ({MAX_AGE.days}d)"
+    if amount > MAX_AGE // timedelta(**{unit: 1}):  # before timedelta() overflows
+        raise ValueError(too_long)
+    return timedelta(**{unit: amount})
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class PurgeReport:
 
 async def purge_sessions(db: Database, age: timedelta, *, dry_run: bool) -> PurgeReport:
     """Delete (or, dry, list) the sessions inactive for longer than ``age``."""
+    check_age(age, "older_than")
     async with db.engine.connect() as conn:
         cutoff = await db.now(conn) - age
         stale = Filters(inactive_before=cutoff)

@@ -12,6 +12,7 @@ from ._admin_migrate import MigrateReport
 from ._admin_purge import PurgeReport
 from ._admin_show import describe
 from ._admin_stats import StoreStats
+from ._admin_text import one_line
 from ._admin_transfer import TransferReport
 
 __all__ = [
@@ -71,7 +72,7 @@ def session_table(infos: Sequence[SessionInfo]) -> list[str]:
     """The ``ls`` table: id, items, size, first and last activity."""
     rows = [
         [
-            info.session_id,
+            one_line(info.session_id),
             f"{info.items:,}",
             human_bytes(info.bytes),
             when(info.first_activity),
@@ -122,7 +123,12 @@ def stats_lines(stats: StoreStats) -> list[str]:
 def purge_lines(report: PurgeReport, location: str) -> list[str]:
     """The ``purge`` report: the sessions, then what was (or would be) deleted."""
     rows = [
-        [info.session_id, f"{info.items:,}", human_bytes(info.bytes), when(info.last_activity)]
+        [
+            one_line(info.session_id),
+            f"{info.items:,}",
+            human_bytes(info.bytes),
+            when(info.last_activity),
+        ]
         for info in report.sessions
     ]
     lines = table(["SESSION", "ITEMS", "SIZE", "LAST ACTIVITY"], rows, {1, 2}) if rows else []
@@ -134,7 +140,8 @@ def purge_lines(report: PurgeReport, location: str) -> list[str]:
     else:
         lines.append(f"purged {what} from {location}")
     if report.kept:
-        lines.append(f"kept {len(report.kept)} that became active meanwhile: {report.kept}")
+        kept = ", ".join(repr(one_line(sid)) for sid in report.kept)
+        lines.append(f"kept {len(report.kept)} that became active meanwhile: {kept}")
     return lines
 
 
@@ -151,7 +158,7 @@ def migrate_lines(report: MigrateReport, source: str, destination: str) -> list[
         "(count and SHA-256)",
     ]
     if report.conflicts:
-        shown = ", ".join(repr(s) for s in report.conflicts[:_NAMED])
+        shown = ", ".join(repr(one_line(s)) for s in report.conflicts[:_NAMED])
         extra = len(report.conflicts) - _NAMED
         more = f" and {extra} more" if extra > 0 else ""
         lines.append(
@@ -181,7 +188,7 @@ def advanced_lines(view: AdvancedView) -> list[str]:
         mark = "*" if branch.get("is_current") else " "
         created = branch.get("created_at")
         lines.append(
-            f"  {mark} {branch['branch_id']}: {branch['message_count']:,} items, "
+            f"  {mark} {one_line(str(branch['branch_id']))}: {branch['message_count']:,} items, "
             f"{branch['user_turns']:,} user turns" + (f", created {created}" if created else "")
         )
     usage = view.get("usage")
@@ -204,11 +211,11 @@ def search_lines(hits: Sequence[SearchHit]) -> list[str]:
         body = " ".join(entry.body.split())
         rows.append(
             [
-                hit.session_id,
+                one_line(hit.session_id),
                 f"#{hit.item_id}",
                 when(hit.created_at),
-                entry.label,
-                body[:_SNIPPET] + ("..." if len(body) > _SNIPPET else ""),
+                one_line(entry.label),
+                one_line(body[:_SNIPPET]) + ("..." if len(body) > _SNIPPET else ""),
             ]
         )
     return table(["SESSION", "ROW", "TIME", "KIND", "TEXT"], rows, set())

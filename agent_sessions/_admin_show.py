@@ -6,10 +6,12 @@ the reason, and an ``EncryptedSession`` envelope as encrypted: neither stops the
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 from ._admin_db import canonical_time
 from ._admin_rows import StoredRow
+from ._admin_text import one_line, printable
 from .serialization import JsonCodec
 
 __all__ = ["Entry", "describe", "describe_item", "entry_dict", "render_entries"]
@@ -17,6 +19,7 @@ __all__ = ["Entry", "describe", "describe_item", "entry_dict", "render_entries"]
 _JSON = JsonCodec()
 _HANDOFF = "transfer_to_"  # the SDK names a handoff's tool call after its target agent
 _ROLES = ("user", "assistant", "system", "developer")
+_LINE_BREAK = re.compile(r"\\x0d\n|\n")  # CRLF as escaped by printable(), or LF
 
 
 class Entry(NamedTuple):
@@ -80,8 +83,8 @@ def describe(text: str) -> Entry:
     """Describe one stored row."""
     try:
         decoded: Any = _JSON.decode(text)
-    except ValueError as exc:
-        problem = str(exc)
+    except (ValueError, RecursionError) as exc:
+        problem = str(exc) if isinstance(exc, ValueError) else "nested too deeply to decode"
         return Entry("undecodable", f"({problem}; {len(text)} characters stored)", None, problem)
     item: dict[str, Any] = decoded
     if "__enc__" in item:
@@ -123,14 +126,15 @@ def render_entries(
         limit: Clip each text to this many characters; None for all.
     """
     id_width = max((len(str(row.id)) for row in rows), default=1)
-    branch_width = max((len(b) for b in branches.values()), default=0)
+    branch_width = max((len(one_line(b)) for b in branches.values()), default=0)
     lines = []
     for row in rows:
         entry = describe(row.text)
         when = (canonical_time(row.created_at) or "")[:19]
-        branch = f"{branches.get(row.id, '-'):<{branch_width}}  " if branches else ""
-        head = f"#{row.id:<{id_width}}  {when:<19}  {branch}{entry.label:<11}  "
-        body = _clip(entry.body, limit).splitlines() or [""]
+        branch = f"{one_line(branches.get(row.id, '-')):<{branch_width}}  " if branches else ""
+        head = f"#{row.id:<{id_width}}  {when:<19}  {branch}{one_line(entry.label):<11}  "
+        # Split on newlines only: every other separator is escaped, never obeyed.
+        body = _LINE_BREAK.split(printable(_clip(entry.body, limit)))
         lines.append(head + body[0])
         lines.extend(" " * len(head) + more for more in body[1:])
     return lines

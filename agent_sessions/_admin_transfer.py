@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TextIO, cast
 
 from ._admin_catalogue import SessionInfo
-from ._admin_db import Database, canonical_time
-from ._admin_files import file_error, finish, open_output, write
+from ._admin_db import Database, canonical_time, parse_time
+from ._admin_files import ExportTarget, file_error, finish, write
 from ._admin_rows import BATCH, Digest, delete_session, existing, insert_rows, insert_session
 from ._admin_rows import read_rows as stored_rows
 from .errors import ExportFormatError, SessionExistsError
@@ -43,6 +43,7 @@ __all__ = [
     "export_to",
     "export_to_file",
     "import_from",
+    "scan_file",
 ]
 
 FORMAT = "agent-sessions-export"
@@ -127,27 +128,29 @@ async def export_to(
 
 
 async def export_to_file(
-    db: Database, path: Path, infos: list[SessionInfo], progress: ProgressCallback | None
+    db: Database,
+    path: Path,
+    infos: list[SessionInfo],
+    progress: ProgressCallback | None,
+    *,
+    overwrite: bool,
 ) -> TransferReport:
     """Export to a file under a temporary name, renamed when complete.
 
-    A failed export therefore never leaves a file that looks whole.
+    A failed export therefore never leaves a file that looks whole, and never a partial one.
+    The database itself, or any SQLite file, is never overwritten; another existing file only
+    with ``overwrite``.
     """
-    try:
-        out, partial = await asyncio.to_thread(open_output, path)
-    except OSError as exc:
-        raise file_error(exc, path) from exc
+    target = ExportTarget(path, db.path, overwrite=overwrite)
+    out = await asyncio.to_thread(target.open)
     try:
         report = await export_to(db, out, infos, progress)
         await finish(out, close=True)
-        if partial is not None:
-            partial.replace(path)
+        await asyncio.to_thread(target.commit)
     finally:
         with contextlib.suppress(OSError):
             out.close()  # after a failure: the data is abandoned anyway
-        if partial is not None:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
+        target.discard()
     return report
 
 
@@ -171,9 +174,36 @@ _Event = _Begin | _Item | _End
 
 
 def _stamp(record: dict[str, Any], key: str, where: str) -> str | None:
+    """A record's timestamp: null, or text that reads as a date and time on every database."""
     value = record.get(key)
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise ExportFormatError(f"{where}: {key!r} must be a string or null")
+    if parse_time(value) is None:
+        raise ExportFormatError(
+            f"{where}: {key!r} is not a timestamp ({value[:40]!r}); expected "
+            "'YYYY-MM-DD HH:MM:SS[.ffffff]' or null"
+        )
+    return value
+
+
+def _text(record: dict[str, Any], key: str, where: str) -> str:
+    """A record's text field, refused if no database could store it as it is."""
+    value = record.get(key)
+    if not isinstance(value, str):
+        raise ExportFormatError(f"{where}: {key!r} must be a string")
+    if "\x00" in value:
+        raise ExportFormatError(
+            f"{where}: {key!r} holds a NUL character, which not every database stores"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ExportFormatError(
+            f"{where}: {key!r} holds a lone surrogate (\\u{ord(value[exc.start]):04x}), "
+            "which is not text any database stores"
+        ) from None
     return value
 
 
@@ -193,9 +223,7 @@ class _Checker:
         if self.current is None and kind == "session":
             return self._begin(record, where)
         if self.current is not None and kind == "item":
-            data = record.get("data")
-            if not isinstance(data, str):
-                raise ExportFormatError(f"{where}: 'data' must be a string")
+            data = _text(record, "data", where)
             self.digest.add(data)
             return _Item(data, _stamp(record, "created_at", where))
         if self.current is not None and kind == "end":
@@ -209,9 +237,7 @@ class _Checker:
         raise ExportFormatError(f"{where}: found {kind!r}, expected {expected}")
 
     def _begin(self, record: dict[str, Any], where: str) -> _Begin:
-        session_id = record.get("session_id")
-        if not isinstance(session_id, str):
-            raise ExportFormatError(f"{where}: 'session_id' must be a string")
+        session_id = _text(record, "session_id", where)
         if session_id in self.seen:
             raise ExportFormatError(f"{where}: session {session_id!r} appears twice")
         self.seen.add(session_id)
@@ -249,6 +275,8 @@ def _events(lines: Iterable[str], name: str) -> Iterator[_Event]:
             record = cast(dict[str, Any], _JSON.decode(line))
         except ValueError as exc:
             raise ExportFormatError(f"{where}: not a JSON object ({exc})") from exc
+        except RecursionError:
+            raise ExportFormatError(f"{where}: nested too deeply to be an export record") from None
         if number == 1:
             _check_header(record, where)
         elif (event := checker.feed(record, where)) is not None:
@@ -291,24 +319,35 @@ class _Stream:
         return self._buffer.popleft() if self._buffer else None
 
 
-async def import_from(
-    db: Database, path: Path, on_conflict: Conflict, progress: ProgressCallback | None
-) -> TransferReport:
-    """Check an export file, then write each of its sessions in its own transaction.
+async def scan_file(path: Path) -> list[tuple[str, int]]:
+    """Check a whole export file without touching any database; return its sessions and sizes.
 
     Raises:
-        ExportFormatError: the file is not a complete, intact export; nothing was written.
-        SessionExistsError: sessions exist and ``on_conflict`` is ``error``; nothing was
-            written.
+        ExportFormatError: the file is not a complete, intact export.
+        FileFailed: the file cannot be read.
     """
-    started = time.perf_counter()
     try:
-        sessions = await asyncio.to_thread(_scan, path)
+        return await asyncio.to_thread(_scan, path)
     except UnicodeDecodeError as exc:
         raise ExportFormatError(f"{path} is not UTF-8 text: {exc}") from exc
     except OSError as exc:
         raise file_error(exc, path, "read") from exc
-    await db.ensure_ready()
+
+
+async def import_from(
+    db: Database,
+    path: Path,
+    sessions: list[tuple[str, int]],
+    on_conflict: Conflict,
+    progress: ProgressCallback | None,
+) -> TransferReport:
+    """Write each session of a checked export file (see :func:`scan_file`) in a transaction.
+
+    Raises:
+        SessionExistsError: sessions exist and ``on_conflict`` is ``error``; nothing was
+            written.
+    """
+    started = time.perf_counter()
     async with db.engine.connect() as conn:
         found = await existing(db, conn, [sid for sid, _ in sessions])
         now = await db.now(conn)

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents import Agent, RunConfig, Runner
+from agents import RunConfig, Runner
 
 from ._admin_db import locate
 from ._admin_show import describe_item
-from ._demo import get_weather
+from ._admin_text import one_line, printable
+from ._demo import is_online, make_agent
 from .backends.sqlite import SQLiteSession
 from .core import StoreSession
-from .offline import resolve_model
 from .schema import TableNames
 
 __all__ = ["DEFAULT_CHAT_DB", "run_chat"]
@@ -87,7 +86,7 @@ async def _read_line(interactive: bool, out: Out) -> str | None:
 
 def _line(item: Any) -> str:
     entry = describe_item(item)
-    return f"{entry.label}: {entry.body}"
+    return printable(f"{entry.label}: {entry.body}")
 
 
 async def _undo(session: StoreSession, out: Out) -> None:
@@ -133,7 +132,12 @@ _COMMANDS: dict[str, Callable[[StoreSession, Out], Awaitable[None]]] = {
 
 
 async def run_chat(
-    target: str, session_id: str, tables: TableNames | None = None, out: Out = print
+    target: str,
+    session_id: str,
+    tables: TableNames | None = None,
+    out: Out = print,
+    *,
+    offline: bool = False,
 ) -> None:
     """Chat on stdin and stdout until ``/quit`` or the end of input.
 
@@ -142,20 +146,20 @@ async def run_chat(
         session_id: The conversation to continue or start.
         tables: The table names.
         out: Where to print each line.
+        offline: Use the local model even when ``OPENAI_API_KEY`` is set.
+
+    Raises:
+        openai.APIError: the OpenAI model could not be reached or refused the request.
     """
-    online = bool(os.environ.get("OPENAI_API_KEY"))
-    agent: Agent[None] = Agent(
-        name="assistant",
-        instructions="You are a helpful assistant. Answer briefly.",
-        model=resolve_model(),
-        tools=[get_weather],
-    )
+    online = is_online(offline)
+    agent = make_agent(offline)
     interactive = sys.stdin.isatty()
     async with open_session(target, session_id, tables or TableNames()) as session:
         count = len(await session.get_items())
         model = "OpenAI" if online else "offline"
         out(
-            f"chat {session_id!r} in {locate(target).label} ({type(session).__name__}, "
+            f"chat '{one_line(session_id)}' in {one_line(locate(target).label)} "
+            f"({type(session).__name__}, "
             f"{count} items, {model} model); /help lists the commands"
         )
         while (line := await _read_line(interactive, out)) is not None:
@@ -172,5 +176,5 @@ async def run_chat(
             else:
                 config = RunConfig(tracing_disabled=not online)
                 result = await Runner.run(agent, text, session=session, run_config=config)
-                out(f"agent> {result.final_output}")
+                out(f"agent> {printable(str(result.final_output))}")
     out("bye")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from agents import Agent, RunConfig, Runner, function_tool
+import openai
+from agents import Agent, RunConfig, Runner, function_tool, set_trace_processors
 
+from ._admin_text import printable
 from .backends.sqlite import SQLiteSession
-from .offline import resolve_model
+from .offline import OfflineModel, resolve_model
 
-__all__ = ["run_demo"]
+__all__ = ["is_online", "make_agent", "model_failure", "quiet_sdk_logs", "run_demo"]
 
 SESSION_ID = "demo"
 
@@ -22,39 +25,72 @@ def get_weather(city: str) -> str:
     return f"Sunny and 21 °C in {city}."
 
 
-def _agent() -> Agent[None]:
+def is_online(offline: bool = False) -> bool:
+    """Whether the agent talks to OpenAI: a key is set and ``--offline`` was not given."""
+    return not offline and bool(os.environ.get("OPENAI_API_KEY"))
+
+
+def make_agent(offline: bool = False) -> Agent[None]:
+    """The demo's assistant, on OpenAI or (offline, or without a key) the local model."""
     return Agent(
         name="assistant",
         instructions="You are a helpful assistant. Answer briefly.",
-        model=resolve_model(),
+        model=resolve_model() if is_online(offline) else OfflineModel(),
         tools=[get_weather],
+    )
+
+
+def quiet_sdk_logs() -> None:
+    """Keep the SDK's own log lines off the terminal: the CLI reports failures itself."""
+    logging.getLogger("openai.agents").addHandler(logging.NullHandler())
+
+
+def model_failure(exc: BaseException) -> str | None:
+    """The one-line report of a failed call to OpenAI, or None if ``exc`` is not one.
+
+    The traces of the failed run are dropped, so exiting does not retry sending them.
+    """
+    if not isinstance(exc, openai.APIError):
+        return None
+    set_trace_processors([])
+    what = "reach" if isinstance(exc, openai.APIConnectionError) else "use"
+    reason = " ".join(str(exc).split())[:200]
+    return (
+        f"cannot {what} the OpenAI model ({type(exc).__name__}: {reason}); "
+        "--offline forces the local model"
     )
 
 
 async def _turn(
     session: SQLiteSession, agent: Agent[None], text: str, out: Callable[[str], None]
 ) -> None:
-    online = bool(os.environ.get("OPENAI_API_KEY"))
+    online = not isinstance(agent.model, OfflineModel)
     result = await Runner.run(
         agent, text, session=session, run_config=RunConfig(tracing_disabled=not online)
     )
     out(f"  you   > {text}")
-    out(f"  agent > {result.final_output}")
+    out(f"  agent > {printable(str(result.final_output))}")
 
 
-async def run_demo(db_path: Path, out: Callable[[str], None] = print) -> int:
+async def run_demo(
+    db_path: Path, out: Callable[[str], None] = print, *, offline: bool = False
+) -> int:
     """Hold a short conversation, reopen the database in a new session object, and continue.
 
     Args:
         db_path: The SQLite file to use; the demo's session in it is cleared first.
         out: Where to print each line.
+        offline: Use the local model even when ``OPENAI_API_KEY`` is set.
 
     Returns:
         The number of items stored at the end.
+
+    Raises:
+        openai.APIError: the OpenAI model could not be reached or refused the request.
     """
-    model = "OpenAI (OPENAI_API_KEY is set)" if os.environ.get("OPENAI_API_KEY") else "offline"
+    model = "OpenAI (OPENAI_API_KEY is set)" if is_online(offline) else "offline"
     out(f"agent-sessions demo: {model} model, SQLite file {db_path}")
-    agent = _agent()
+    agent = make_agent(offline)
     out("\n1. First conversation, in one SQLiteSession object")
     async with SQLiteSession(SESSION_ID, db_path) as session:
         await session.clear_session()

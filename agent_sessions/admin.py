@@ -33,6 +33,7 @@ from ._admin_catalogue import (
     SessionInfo,
     SortKey,
     age_filters,
+    check_age,
     count,
     listing,
     search,
@@ -52,9 +53,11 @@ from ._admin_transfer import (
     export_to,
     export_to_file,
     import_from,
+    scan_file,
 )
 from .errors import (
     ExportFormatError,
+    SessionClosedError,
     SessionExistsError,
     SessionNotFoundError,
     VerificationError,
@@ -294,10 +297,9 @@ class SessionDatabase(DatabaseView):
             The sessions purged (or, dry, to be purged) and those that became active meanwhile.
 
         Raises:
-            ValueError: ``older_than`` is not a positive age.
+            ValueError: ``older_than`` is not a positive age of at most 100 years.
         """
-        if older_than <= timedelta(0):
-            raise ValueError("older_than must be a positive age")
+        check_age(older_than, "older_than")
         return await self._run(
             "purge", lambda: purge_sessions(self._db, older_than, dry_run=dry_run)
         )
@@ -307,20 +309,26 @@ class SessionDatabase(DatabaseView):
         destination: str | os.PathLike[str] | TextIO,
         session_ids: Sequence[str] | None = None,
         *,
+        overwrite: bool = False,
         progress: ProgressCallback | None = None,
     ) -> TransferReport:
         """Export sessions to JSON Lines (the format is described in ``docs/cli.md``).
 
-        A file is written under a temporary name and renamed when complete, so a failed
-        export never leaves a file that looks whole.
+        A file is written to a temporary file created exclusively (random name, mode 0600)
+        in its directory and renamed when complete, so a failed export never leaves a file
+        that looks whole. A new file is readable by its owner only.
 
         Args:
             destination: A file path, or an open text stream.
             session_ids: The sessions to export; all of them if None.
+            overwrite: Replace an existing file, keeping its permission bits. The database
+                being exported, and any SQLite file, are refused even so.
             progress: Called as items are written.
 
         Raises:
             SessionNotFoundError: a named session does not exist; nothing was written.
+            FileExistsError: the path is the database being exported, a SQLite file, or
+                (without ``overwrite``) an existing file; nothing was written.
             OSError: the destination could not be written (a full disk, a closed pipe).
         """
         infos = await self._in_id_order(session_ids, "export_jsonl")
@@ -328,7 +336,8 @@ class SessionDatabase(DatabaseView):
             if isinstance(destination, (str, os.PathLike)):
                 path = Path(destination)
                 return await self._run(
-                    "export", lambda: export_to_file(self._db, path, infos, progress)
+                    "export",
+                    lambda: export_to_file(self._db, path, infos, progress, overwrite=overwrite),
                 )
             return await self._run(
                 "export", lambda: export_to(self._db, destination, infos, progress)
@@ -362,12 +371,27 @@ class SessionDatabase(DatabaseView):
         path = Path(source)
         if not await asyncio.to_thread(path.is_file):
             raise FileNotFoundError(f"no such export file: {path}")
+        if self._closed:
+            raise SessionClosedError("SessionDatabase.import_jsonl() was called after aclose()")
+        new_file = self._db.path is not None and not self._db.path.exists()
         try:
+            # The file is checked before the database is touched: a refused file creates
+            # neither the database file nor its tables.
+            sessions = await scan_file(path)
             return await self._run(
-                "import", lambda: import_from(self._db, path, on_conflict, progress)
+                "import", lambda: import_from(self._db, path, sessions, on_conflict, progress)
             )
         except FileFailed as failed:
+            await self._forget(new_file)
             raise failed.error from None
+        except BaseException:
+            await self._forget(new_file)
+            raise
+
+    async def _forget(self, created: bool) -> None:
+        """Remove the SQLite file (and its companions) that a failed import created."""
+        if created:
+            await self._db.remove_file()
 
 
 async def migrate(

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from ._admin_text import one_line
 from ._version import __version__
 from .errors import AgentSessionsError
 from .schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, validate_identifier
@@ -22,6 +23,9 @@ from .schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, validate_ide
 __all__ = ["main"]
 
 _DB_HELP = "a SQLite file path, or a database URL such as postgresql://user@host/db"
+_OFFLINE_HELP = "use the local offline model even when OPENAI_API_KEY is set"
+_TRACEBACK = "AGENT_SESSIONS_TRACEBACK"
+"""Set (to anything) to see the traceback of an unexpected error instead of its one line."""
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -154,11 +158,20 @@ def _add_write_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="write sessions to a JSON Lines file",
         description="Export sessions (all, or those named) to JSON Lines, with a checksum per "
         "session. Exporting, importing into an empty database and exporting again gives "
-        "identical bytes.",
+        "identical bytes. A new FILE is readable by its owner only; an existing one is "
+        "replaced only with --force.",
     )
     export.add_argument("db", help=_DB_HELP)
     export.add_argument("session_ids", nargs="*", metavar="SESSION_ID", help="default: all")
-    export.add_argument("-o", "--output", metavar="FILE", help="the file (default: stdout)")
+    export.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="the file (default: stdout); never a SQLite file, never the database itself",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="replace FILE if it exists (keeping its mode)"
+    )
 
     imp = commands.add_parser(
         "import",
@@ -225,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("agent_sessions_demo.db"),
         help="SQLite file to use (default: ./agent_sessions_demo.db)",
     )
+    demo.add_argument("--offline", action="store_true", help=_OFFLINE_HELP)
     chat = commands.add_parser(
         "chat",
         parents=[_tables_options()],
@@ -239,22 +253,38 @@ def _parser() -> argparse.ArgumentParser:
         help=_DB_HELP + " (default: ./agent_sessions_chat.db)",
     )
     chat.add_argument("--session", default="chat", metavar="ID", help="session id (chat)")
+    chat.add_argument("--offline", action="store_true", help=_OFFLINE_HELP)
     return parser
 
 
+async def _talk(args: argparse.Namespace) -> int:
+    """``demo`` and ``chat``: a model failure is one line that names ``--offline``."""
+    # The SDK import is only paid by these two commands.
+    from ._demo import model_failure, quiet_sdk_logs, run_demo  # noqa: PLC0415
+
+    if not os.environ.get(_TRACEBACK):
+        quiet_sdk_logs()
+    try:
+        if args.command == "demo":
+            await run_demo(args.db, offline=args.offline)
+        else:
+            from ._chat import run_chat  # noqa: PLC0415
+            from .schema import TableNames  # noqa: PLC0415
+
+            tables = TableNames(args.sessions_table, args.messages_table)
+            await run_chat(args.db, args.session, tables, offline=args.offline)
+    except Exception as exc:
+        message = model_failure(exc)
+        if message is None or os.environ.get(_TRACEBACK):
+            raise
+        _error(message)
+        return 1
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        from ._demo import run_demo  # noqa: PLC0415 - the SDK import is only paid by `demo`
-
-        await run_demo(args.db)
-        return 0
-    if args.command == "chat":
-        from ._chat import run_chat  # noqa: PLC0415 - the SDK import is only paid by `chat`
-        from .schema import TableNames  # noqa: PLC0415
-
-        tables = TableNames(args.sessions_table, args.messages_table)
-        await run_chat(args.db, args.session, tables)
-        return 0
+    if args.command in ("demo", "chat"):
+        return await _talk(args)
     from ._admin_commands import COMMANDS  # noqa: PLC0415 - SQLAlchemy only for these
 
     return await COMMANDS[args.command](args)
@@ -285,8 +315,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (AgentSessionsError, ValueError, OSError) as exc:
-        print(f"agent-sessions: error: {exc}", file=sys.stderr)
+        _error(str(exc) or type(exc).__name__)
         return 1
+    except Exception as exc:
+        if os.environ.get(_TRACEBACK):
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc} (set {_TRACEBACK}=1 to see the traceback)")
+        return 1
+
+
+def _error(message: str) -> None:
+    """Print one line of error on stderr, stored text in it escaped."""
+    print(f"agent-sessions: error: {one_line(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
