@@ -18,7 +18,8 @@ from typing import Any
 
 from agents.items import TResponseInputItem
 
-from ._crypto import SessionCipher
+from ._crypto import SDK_KID, SessionCipher, ahead_of
+from .errors import DecryptionError
 from .serialization import Codec, JsonCodec, SkipRow
 
 __all__ = ["EnvelopeCodec"]
@@ -50,7 +51,11 @@ class EnvelopeCodec:
         self.clock = clock
         self.inner = inner or _JSON
         self.remembered = remembered
-        self._opened: dict[str, tuple[int, str]] = {}  # row text -> (ts, plaintext)
+        # row text -> (ts, plaintext, whether it is the SDK's envelope)
+        self._opened: dict[str, tuple[int, str, bool]] = {}
+
+    def __repr__(self) -> str:
+        return f"<EnvelopeCodec ttl={self.ttl!r} cipher={self._cipher!r}>"
 
     @property
     def cipher(self) -> SessionCipher:
@@ -95,13 +100,20 @@ class EnvelopeCodec:
         """
         known = self._opened.get(text)
         if known is None:
-            plaintext, ts, _ = self._cipher.open(self.envelope(text))
+            plaintext, ts, kid = self._cipher.open(self.envelope(text))
+            sdk = kid not in self._cipher.ring.readers
             if self.remembered:
                 if len(self._opened) >= self.remembered:
                     del self._opened[next(iter(self._opened))]
-                self._opened[text] = (ts, plaintext)
+                self._opened[text] = (ts, plaintext, sdk)
         else:
-            ts, plaintext = known
+            ts, plaintext, sdk = known
+        if sdk and ahead_of(ts, self.clock()):
+            # Fernet refuses a token stamped further ahead than its clock skew; so do we.
+            raise DecryptionError(
+                self._cipher.session_id,
+                f"its {SDK_KID!r} token is stamped {ts}, ahead of this machine's clock",
+            )
         if self.expired(ts):
             raise SkipRow("expired")
         return self.inner.decode(plaintext)

@@ -10,14 +10,16 @@ before they reach it; see :class:`EncryptedSession` for what then differs.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from agents.items import TResponseInputItem
-from agents.memory import Session
+from agents.memory import OpenAIResponsesCompactionSession, Session
 from agents.memory.session_settings import SessionSettings
+from agents.run_context import RunContextWrapper
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._crypto import (
@@ -28,6 +30,7 @@ from ._crypto import (
     WeakKeyWarning,
     key_id,
     new_data_key,
+    sdk_kid,
     wrapped_by,
 )
 from ._crypto import parse_master_keys as _parse_keys
@@ -43,12 +46,36 @@ from .core import (
 )
 from .errors import CorruptItemError, DecryptionError, SessionClosedError, UnknownKeyError
 from .keystore import KeyStore, SQLiteKeyStore
-from .serialization import JsonCodec, decode_or_report, decode_rows, encode_items, logger
+from .serialization import (
+    JsonCodec,
+    SkipRow,
+    decode_or_report,
+    decode_rows,
+    encode_items,
+    logger,
+)
 from .store import RowStore
 
 __all__ = ["EncryptedSession", "WeakKeyWarning"]
 
 _JSON = JsonCodec()
+
+Format = Literal["native", "sdk"]
+"""How new rows are sealed: our AES-GCM envelope, or the SDK's Fernet envelope."""
+
+_KEY_CHECK_ROWS = 16  # newest rows a first write looks at for one the keys open
+
+_PROTOCOL = ("get_items", "add_items", "pop_item", "clear_session")
+# The SDK's compaction session hooks the Runner looks up by name on the outermost session.
+_COMPACTION_HOOKS = frozenset(
+    {
+        "_get_items_with_generation",
+        "_add_items_with_generation",
+        "_get_deferred_compaction_response_id",
+        "_clear_deferred_compaction",
+        "_ignore_ids_for_matching",
+    }
+)
 
 
 class EncryptedSession(AsyncClosing):
@@ -59,8 +86,17 @@ class EncryptedSession(AsyncClosing):
     id, key id and write time are authenticated with every item, so a row copied into another
     session, edited, or truncated is never returned as data.
 
+    Rows the SDK's ``EncryptedSession`` wrote (its Fernet envelope) are read too, under the same
+    master key, with the SDK's TTL rule; :meth:`reencrypt` moves them to this package's format.
+    With ``format="sdk"`` new rows are written in the SDK's envelope instead, so the SDK's class
+    can read them back (switching either way loses nothing).
+
+    Attributes the wrapper does not define (``get_stats``, branch methods, ...) are the
+    underlying session's; over an ``OpenAIResponsesCompactionSession``, ``run_compaction``
+    compacts the decrypted history and stores the result encrypted.
+
     Args:
-        session_id: The id the keys are bound to (normally the underlying session's id).
+        session_id: The id the keys are bound to; it must be the underlying session's id.
         underlying_session: Where the envelopes are stored: any session of this package (full
             guarantees) or any object with the SDK's session protocol.
         encryption_key: The master key: a Fernet key (``Fernet.generate_key()``) or 32+ random
@@ -76,11 +112,15 @@ class EncryptedSession(AsyncClosing):
             kept in this :class:`~agent_sessions.keystore.KeyStore` (a path means a
             :class:`~agent_sessions.keystore.SQLiteKeyStore` there), so :meth:`shred` can
             destroy it.
+        format: ``"native"`` (the default) writes this package's envelope; ``"sdk"`` writes
+            the SDK's Fernet envelope, readable by ``agents.extensions.memory.EncryptedSession``
+            (no key store then: the SDK has no data keys).
         clock: Returns the time in seconds since the epoch (for tests).
 
     Raises:
-        ValueError: a key is empty or too short, ``ttl`` is not positive, or
-            ``max_scan_items`` is not positive.
+        ValueError: a key is empty or too short, ``ttl`` or ``max_scan_items`` is not
+            positive, ``format`` is unknown or ``"sdk"`` with a key store, or ``session_id``
+            is not the underlying session's id.
 
     Example:
         >>> from cryptography.fernet import Fernet
@@ -88,9 +128,11 @@ class EncryptedSession(AsyncClosing):
         >>> key = Fernet.generate_key().decode()
         >>> session = EncryptedSession("u1", SQLiteSession("u1", "chats.db"), key, ttl=3600)
 
-    Over another package's session object, the wrapper cannot reach the rows: ``pop_item``
-    stops at an item it cannot return (putting it back on top), and :meth:`purge_expired`,
-    :meth:`reencrypt` and :meth:`shred`'s clean-up need one of this package's sessions.
+    Over another package's session object (or one of ours whose ``get_items``, ``add_items``,
+    ``pop_item`` or ``clear_session`` a subclass overrides), the wrapper calls those methods
+    and cannot reach the rows: ``pop_item`` stops at an item it cannot return (putting it
+    back on top), and :meth:`purge_expired`, :meth:`reencrypt`, :meth:`pop_turn` and
+    :meth:`shred`'s clean-up need one of this package's sessions.
     """
 
     def __init__(
@@ -103,32 +145,49 @@ class EncryptedSession(AsyncClosing):
         *,
         strict: bool = False,
         key_store: KeyStore | str | Path | None = None,
+        format: Format = "native",
         clock: Callable[[], float] = time.time,
     ) -> None:
         check_session_id(session_id)
+        _check_same_id(session_id, underlying_session)
         if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
             raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
         if max_scan_items is not None and max_scan_items <= 0:
             raise ValueError("max_scan_items must be positive or None")
+        if format not in ("native", "sdk"):
+            raise ValueError(f"format must be 'native' or 'sdk', got {format!r}")
+        if format == "sdk" and key_store is not None:
+            raise ValueError(
+                "format='sdk' cannot use a key_store: the SDK's EncryptedSession derives its "
+                "key from the master key and cannot read rows under a data key"
+            )
+        try:
+            self._masters = _parse_keys(encryption_key)
+        finally:
+            del encryption_key  # keep the secret out of tracebacks formatted with locals
         self.session_id = session_id
         self.underlying_session = underlying_session
         self.ttl = ttl
         self.max_scan_items = max_scan_items
         self.strict = strict
-        self._masters = _parse_keys(encryption_key)
+        self.format: Format = format
         self._owns_key_store = isinstance(key_store, (str, Path))
         self.key_store: KeyStore | None = (
             SQLiteKeyStore(key_store) if isinstance(key_store, (str, Path)) else key_store
         )
         derived = {m.kid: AESGCM(m.session_key(session_id)) for m in reversed(self._masters)}
-        self._derived = KeyRing(self._masters[0].kid, derived)
+        legacy = {sdk_kid(m.kid): m.sdk_fernet(session_id) for m in self._masters}
+        writer = self._masters[0].kid if format == "native" else sdk_kid(self._masters[0].kid)
+        self._derived = KeyRing(writer, derived, legacy)
         self._codec = EnvelopeCodec(SessionCipher(session_id, self._derived), ttl, clock)
         # With a key store, the data key is looked up once, on first use, under this lock.
         self._data_key_known = self.key_store is None
+        self._data_key_record: str | None = None
+        self._write_checked = False
         self._setup_lock: asyncio.Lock | None = None
         self._state = SessionState.OPEN
         self._inner: StoreSession | None = None
-        if isinstance(underlying_session, StoreSession):
+        if isinstance(underlying_session, StoreSession) and _ours(underlying_session):
             self._inner = StoreSession(
                 underlying_session.session_id,
                 underlying_session.store,
@@ -136,6 +195,29 @@ class EncryptedSession(AsyncClosing):
                 strict=strict,
                 codec=self._codec,
             )
+        self._wrapper_ok: bool | None = None  # whether the underlying takes ``wrapper=``
+
+    def __getattr__(self, name: str) -> Any:
+        """Return the underlying session's attribute (the compaction hooks, over compaction).
+
+        Special (dunder) names and, except the SDK's compaction hooks, private names are not
+        forwarded, so copying, pickling and ``hasattr`` probes see this object alone.
+        """
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        underlying = self.__dict__.get("underlying_session")
+        if underlying is None:  # not initialised yet (or being unpickled)
+            raise AttributeError(name)
+        if isinstance(underlying, OpenAIResponsesCompactionSession):
+            if name == "run_compaction":
+                return self._run_compaction
+            if name == "_defer_compaction":
+                return self._defer_compaction
+            if name in _COMPACTION_HOOKS:
+                return getattr(underlying, name)
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(underlying, name)
 
     # Keys ----------------------------------------------------------------------------------
 
@@ -145,7 +227,8 @@ class EncryptedSession(AsyncClosing):
             ring = self._derived
         else:
             kid = key_id(data_key, b"data")
-            ring = KeyRing(kid, {**self._derived.readers, kid: AESGCM(data_key)})
+            readers = {**self._derived.readers, kid: AESGCM(data_key)}
+            ring = KeyRing(kid, readers, self._derived.legacy)
         self._codec.cipher = SessionCipher(self.session_id, ring)
 
     def _master(self, kid: str) -> MasterKey:
@@ -160,6 +243,11 @@ class EncryptedSession(AsyncClosing):
     def _unwrap(self, record: str) -> bytes:
         return self._master(wrapped_by(record)).unwrap(record, self.session_id)
 
+    def _lock(self) -> asyncio.Lock:
+        if self._setup_lock is None:
+            self._setup_lock = asyncio.Lock()
+        return self._setup_lock
+
     async def _keys_ready(self, writing: bool) -> None:
         """Load the session's data key from the key store (creating it for a first write).
 
@@ -170,9 +258,7 @@ class EncryptedSession(AsyncClosing):
         """
         if self._data_key_known or self.key_store is None:
             return
-        if self._setup_lock is None:
-            self._setup_lock = asyncio.Lock()
-        async with self._setup_lock:
+        async with self._lock():
             try:
                 await self._load_data_key(self.key_store, writing)
             except DecryptionError as exc:
@@ -192,7 +278,68 @@ class EncryptedSession(AsyncClosing):
         if record is None:
             return  # nothing was ever written under a data key; look again on a write
         self._use_data_key(self._unwrap(record))
+        self._data_key_record = record
         self._data_key_known = True
+
+    async def _ready_to_write(self, wrapper: RunContextWrapper[Any] | None = None) -> None:
+        """Load the keys and refuse a write that would be sealed under the wrong key.
+
+        Before this object's first write, the session's newest row must open under a
+        configured key (else the master key is wrong, and writing would split the history
+        between two keys); before every write with a key store, the data key must still be
+        the stored one (another object may have shredded it).
+
+        Raises:
+            UnknownKeyError: the master key does not open the session's existing rows, or the
+                data key was shredded or replaced since this object loaded it.
+        """
+        await self._keys_ready(writing=True)
+        if self.key_store is not None and self._data_key_record is not None:
+            await self._check_data_key_current(self.key_store)
+        if not self._write_checked:
+            async with self._lock():
+                if not self._write_checked:
+                    await self._check_newest_row(wrapper)
+                    self._write_checked = True
+
+    async def _check_data_key_current(self, key_store: KeyStore) -> None:
+        record = await key_store.load(self.session_id)
+        if record == self._data_key_record:
+            return
+        if record is not None:
+            mine = self._codec.cipher.ring.writer
+            if key_id(self._unwrap(record), b"data") == mine:  # re-wrapped, same data key
+                self._data_key_record = record
+                return
+        raise UnknownKeyError(
+            self.session_id,
+            "its data key was shredded (or replaced) by another object after this one loaded "
+            "it; nothing was written. Open the session again to write under a new key",
+        )
+
+    async def _check_newest_row(self, wrapper: RunContextWrapper[Any] | None) -> None:
+        if self._inner is not None:
+            texts = await self._inner.store.read(self._inner.session_id, _KEY_CHECK_ROWS)
+        else:
+            raw = await self._call("get_items", _KEY_CHECK_ROWS, wrapper=wrapper)
+            texts = [_as_text(item) for item in cast(list[Any], raw)]
+        unknown: UnknownKeyError | None = None
+        for text in reversed(texts):
+            try:
+                self._codec.cipher.open(self._codec.envelope(text))
+            except UnknownKeyError as exc:
+                unknown = unknown or exc
+                continue
+            except ValueError:
+                continue  # plaintext or tampered: no evidence either way
+            return  # a recent row opens: the key is the session's
+        if unknown is not None:
+            raise UnknownKeyError(
+                self.session_id,
+                f"none of its newest {len(texts)} row(s) opens under the configured keys "
+                f"({unknown.detail}); refusing to write under a different key, which would "
+                "split the history (a wrong master key?). Nothing was written",
+            ) from unknown
 
     # The session protocol ------------------------------------------------------------------
 
@@ -211,11 +358,31 @@ class EncryptedSession(AsyncClosing):
                 f"EncryptedSession.{method}() was called after the session was closed"
             )
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def _call(
+        self, method: str, *args: Any, wrapper: RunContextWrapper[Any] | None = None
+    ) -> Any:
+        """Call an underlying protocol method, passing ``wrapper`` if the session takes it."""
+        if self._wrapper_ok is None:
+            self._wrapper_ok = all(
+                _takes_wrapper(getattr(self.underlying_session, name, None)) for name in _PROTOCOL
+            )
+        bound = getattr(self.underlying_session, method)
+        if wrapper is not None and self._wrapper_ok:
+            return await bound(*args, wrapper=wrapper)
+        return await bound(*args)
+
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """Return the newest ``limit`` readable items (all if None), oldest first.
 
         Expired items are left out; rows that fail authentication are skipped with a logged
         warning, or raise when the session is strict. Neither is removed.
+
+        Args:
+            limit: How many of the newest items; None for ``session_settings.limit`` or all.
+            wrapper: The run context the SDK's ``Runner`` may pass; forwarded to an
+                underlying session whose methods accept it.
 
         Raises:
             InvalidLimitError: ``limit`` is negative or not an int.
@@ -226,47 +393,70 @@ class EncryptedSession(AsyncClosing):
         await self._keys_ready(writing=False)
         if self._inner is not None:
             return await self._inner.get_items(wanted)
-        return await read_items(self._read_foreign, self._decode, wanted)
 
-    async def _read_foreign(self, limit: int | None) -> list[str]:
-        raw = await self.underlying_session.get_items(limit)
-        return [_as_text(item) for item in raw]
+        async def read(n: int | None) -> list[str]:
+            raw = await self._call("get_items", n, wrapper=wrapper)
+            return [_as_text(item) for item in cast(list[Any], raw)]
+
+        return await read_items(read, self._decode, wanted)
 
     def _decode(self, texts: list[str]) -> list[TResponseInputItem]:
         return decode_rows(texts, session_id=self.session_id, strict=self.strict, codec=self._codec)
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
+    def _seal_items(self, items: list[TResponseInputItem]) -> list[TResponseInputItem]:
+        """Validate and encrypt a batch into envelope items (for a session not of ours)."""
+        return cast(
+            list[TResponseInputItem], [self._codec.seal(text) for text in encode_items(items)]
+        )
+
+    async def add_items(
+        self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> None:
         """Encrypt and append items: all of them are stored, or none.
+
+        Args:
+            items: Items in the SDK's input format.
+            wrapper: The run context the SDK's ``Runner`` may pass; forwarded where accepted.
 
         Raises:
             ItemValidationError: an item is not storable; nothing was written.
-            UnknownKeyError: the session's data key is wrapped under a key not configured.
+            UnknownKeyError: the master key does not open the session's existing rows, the
+                session's data key is wrapped under a key not configured, or it was shredded
+                by another object; nothing was written.
         """
         self._check_open("add_items")
         texts = encode_items(items)  # validate the whole batch before any key store call
         if not texts:
             return
-        await self._keys_ready(writing=True)
+        await self._ready_to_write(wrapper)
         if self._inner is not None:
             await self._inner.add_items(items)
             return
         envelopes = [self._codec.seal(text) for text in texts]
-        await self.underlying_session.add_items(cast(list[TResponseInputItem], envelopes))
+        await self._call("add_items", envelopes, wrapper=wrapper)
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the newest readable item; None if there is none.
 
         Never returns an expired or unauthenticated item, and never removes one: over this
-        package's sessions such rows are passed over in place.
+        package's sessions such rows are passed over in place. A row under a wrong key is
+        one the session cannot read: lenient, it is passed over (None if no other item is
+        readable); strict, :class:`~agent_sessions.errors.DecryptionError` is raised. Nothing
+        is removed either way (the SDK raises ``InvalidToken`` here).
+
+        Raises:
+            DecryptionError: the newest row fails authentication and the session is strict.
         """
         self._check_open("pop_item")
         await self._keys_ready(writing=False)
         if self._inner is not None:
             return await self._inner.pop_item()
-        underlying = self.underlying_session
-        raw, cancelled = await run_to_completion(underlying.pop_item())
+        raw, cancelled = await run_to_completion(self._call("pop_item", wrapper=wrapper))
         if raw is not None and cancelled:
-            await run_to_completion(underlying.add_items([raw]))  # it was the newest: same place
+            # It was the newest: the same place.
+            await run_to_completion(self._call("add_items", [raw], wrapper=wrapper))
         if cancelled:
             raise asyncio.CancelledError
         if raw is None:
@@ -276,11 +466,11 @@ class EncryptedSession(AsyncClosing):
                 _as_text(raw), session_id=self.session_id, strict=self.strict, codec=self._codec
             )
         except CorruptItemError:
-            await self.underlying_session.add_items([raw])
+            await self._call("add_items", [raw], wrapper=wrapper)
             raise
         if item is None:
             # Nothing below an unreadable newest item can be reached without removing it.
-            await self.underlying_session.add_items([raw])
+            await self._call("add_items", [raw], wrapper=wrapper)
         return item
 
     async def pop_turn(self) -> list[TResponseInputItem]:
@@ -301,10 +491,100 @@ class EncryptedSession(AsyncClosing):
         await self._keys_ready(writing=False)
         return await self._inner.pop_turn()
 
-    async def clear_session(self) -> None:
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of the session, readable or not."""
         self._check_open("clear_session")
-        await self.underlying_session.clear_session()
+        await self._call("clear_session", wrapper=wrapper)
+
+    # Compaction (over the SDK's OpenAIResponsesCompactionSession) -----------------------------
+
+    def _compaction(self) -> OpenAIResponsesCompactionSession:
+        session = self.underlying_session
+        hook = getattr(session, "_run_compaction", None)
+        if not isinstance(session, OpenAIResponsesCompactionSession) or not _has_params(
+            hook, "read_items", "prepare_items", "read_snapshot"
+        ):
+            raise TypeError(
+                "EncryptedSession.run_compaction() needs the SDK's "
+                "OpenAIResponsesCompactionSession (openai-agents >= 0.24) underneath"
+            )
+        return session
+
+    async def _run_compaction(
+        self,
+        args: Any = None,
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
+    ) -> None:
+        """Compact the decrypted history with the compaction session underneath.
+
+        The compaction model sees plaintext; what it returns is stored encrypted. A manual
+        (not Runner-triggered) compaction replaces the whole stored history, so it is refused
+        while any stored row cannot be read: that row would be deleted unread.
+
+        Raises:
+            DecryptionError: a manual compaction would delete rows that cannot be read.
+        """
+        self._check_open("run_compaction")
+        session = self._compaction()
+        await self._ready_to_write(wrapper)
+        if not getattr(wrapper, "_session_compaction_is_automatic", False):
+            _, unreadable = await self._compaction_rows(None)
+            if unreadable:
+                raise DecryptionError(
+                    self.session_id,
+                    f"run_compaction() would replace {unreadable} stored row(s) that cannot be "
+                    "read (wrong key or tampered); nothing was compacted",
+                )
+        await session._run_compaction(  # noqa: SLF001 - the SDK's hook for wrappers
+            args,
+            wrapper=wrapper,
+            read_items=self._compaction_reader(wrapper),
+            prepare_items=self._seal_items,
+            read_snapshot=_no_snapshot,
+        )
+
+    async def _defer_compaction(
+        self,
+        response_id: str,
+        store: bool | None = None,
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
+    ) -> None:
+        await self._compaction()._defer_compaction(  # noqa: SLF001 - the SDK's hook
+            response_id, store, read_items=self._compaction_reader(wrapper)
+        )
+
+    def _compaction_reader(
+        self, wrapper: RunContextWrapper[Any] | None
+    ) -> Callable[[int | None], Awaitable[tuple[list[TResponseInputItem], bool]]]:
+        async def read(limit: int | None) -> tuple[list[TResponseInputItem], bool]:
+            if limit is None:
+                return await self.get_items(wrapper=wrapper), False
+            items, unreadable = await self._compaction_rows(limit)
+            # Complete only if the rows read are the whole history and all of it can be
+            # replaced: an unreadable row must never be deleted by a compaction.
+            return (items, True) if items is not None and not unreadable else ([], False)
+
+        return read
+
+    async def _compaction_rows(
+        self, limit: int | None
+    ) -> tuple[list[TResponseInputItem] | None, int]:
+        """Decode up to ``limit`` rows: the items (None if more are stored), how many unreadable."""
+        raw = cast(list[Any], await self.underlying_session.get_items(limit))
+        if limit is not None and len(raw) >= limit:
+            return None, 0
+        items: list[TResponseInputItem] = []
+        unreadable = 0
+        for entry in raw:
+            try:
+                items.append(self._codec.decode(_as_text(entry)))
+            except SkipRow:
+                continue  # expired: the SDK's compaction drops these too
+            except (ValueError, TypeError, RecursionError):
+                unreadable += 1
+        return items, unreadable
 
     # Maintenance ---------------------------------------------------------------------------
 
@@ -381,8 +661,8 @@ class EncryptedSession(AsyncClosing):
 
         Every copy of the session's ciphertext (backups included) becomes unreadable, provided
         the key store is kept apart from the data. Other sessions are untouched. Later writes
-        get a new data key. Other open objects of this session keep the key they loaded until
-        they are closed.
+        get a new data key. Other open objects of this session refuse to write under the
+        shredded key (``UnknownKeyError``); a new object writes under a new one.
 
         Raises:
             ValueError: the session has no key store.
@@ -393,6 +673,7 @@ class EncryptedSession(AsyncClosing):
         await self.key_store.delete(self.session_id)
         self._use_data_key(None)
         self._data_key_known = False
+        self._data_key_record = None
         await self.underlying_session.clear_session()
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -408,38 +689,125 @@ class EncryptedSession(AsyncClosing):
 
     async def aclose(self) -> None:
         """Close the underlying session (and a key store this session opened); idempotent."""
-        if self._state is SessionState.CLOSED:
-            return
-        self._state = SessionState.CLOSED
-        closer = getattr(self.underlying_session, "aclose", None)
-        if closer is None:
-            closer = getattr(self.underlying_session, "close", None)
-        if closer is not None:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
-        if self._owns_key_store and self.key_store is not None:
-            await self.key_store.aclose()
+        await self.close()
 
-    def close(self) -> None:
-        """Close without awaiting, where the underlying session can (like the SDK's SQLite).
+    def close(self) -> _Closing:
+        """Close the underlying session (and a key store this session opened); idempotent.
+
+        Works both called and awaited, whatever the underlying session's ``close`` is: a
+        synchronous close (SQLite) happens at once; an asynchronous one (SQLAlchemy) is
+        started at once on the running loop, and awaiting the result waits for it.
+
+        Returns:
+            An awaitable that completes when everything is closed.
 
         Raises:
-            TypeError: the underlying session only closes asynchronously; use ``aclose()``.
+            RuntimeError: the underlying session closes only asynchronously and there is no
+                running event loop to do it on (await ``aclose()`` inside one).
         """
         if self._state is SessionState.CLOSED:
-            return
-        close = getattr(self.underlying_session, "close", None)
-        if close is not None and asyncio.iscoroutinefunction(close):
-            raise TypeError("the underlying session closes asynchronously; await aclose()")
+            return _Closing(None)
+        pending = _close_resource(self.underlying_session)
+        key_store = self.key_store if self._owns_key_store else None
+        if isinstance(key_store, SQLiteKeyStore):
+            key_store.close()
+        elif key_store is not None:
+            pending = _chain(pending, key_store.aclose())
+        if pending is not None:
+            try:
+                task: asyncio.Future[None] | None = asyncio.ensure_future(pending)
+            except RuntimeError:
+                if inspect.iscoroutine(pending):
+                    pending.close()  # never to run: no "was never awaited" warning
+                raise RuntimeError(
+                    "the underlying session closes asynchronously and no event loop is "
+                    "running: use `await session.aclose()`"
+                ) from None
+        else:
+            task = None
         self._state = SessionState.CLOSED
-        if close is not None:
-            close()
-        if self._owns_key_store and isinstance(self.key_store, SQLiteKeyStore):
-            self.key_store.close()
+        return _Closing(task)
 
     def __repr__(self) -> str:
-        return f"<EncryptedSession session_id={self.session_id!r} {self._state.value}>"
+        return (
+            f"<EncryptedSession session_id={self.session_id!r} format={self.format!r} "
+            f"keys={[m.kid for m in self._masters]} {self._state.value}>"
+        )
+
+
+class _Closing:
+    """What ``close()`` returns: nothing to do, or awaitable until the closing has finished."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: asyncio.Future[None] | None) -> None:
+        self._task = task
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._task is not None:
+            yield from self._task.__await__()
+
+    def __repr__(self) -> str:
+        done = self._task is None or self._task.done()
+        return f"<EncryptedSession close {'done' if done else 'pending'}>"
+
+
+def _close_resource(resource: object) -> Awaitable[None] | None:
+    """Close ``resource`` now if it closes synchronously; else return the coroutine to await."""
+    close = getattr(resource, "close", None)
+    if close is not None and not inspect.iscoroutinefunction(close):
+        result = close()
+        return cast(Awaitable[None], result) if inspect.isawaitable(result) else None
+    closer = getattr(resource, "aclose", None) or close
+    return None if closer is None else cast(Awaitable[None], closer())
+
+
+async def _chain(first: Awaitable[None] | None, second: Awaitable[None]) -> None:
+    if first is not None:
+        await first
+    await second
+
+
+async def _no_snapshot(limit: int) -> None:
+    """No suffix snapshot over encryption: compaction reads the decrypted history instead."""
+
+
+def _ours(session: StoreSession) -> bool:
+    """Whether every protocol method of ``session`` is this package's (none overridden)."""
+    return all(
+        getattr(type(session), name).__module__.startswith("agent_sessions.") for name in _PROTOCOL
+    )
+
+
+def _takes_wrapper(method: object) -> bool:
+    """Whether a session method accepts ``wrapper=`` by keyword (the SDK's opt-in)."""
+    try:
+        parameter = inspect.signature(method).parameters.get("wrapper")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+
+
+def _has_params(method: object, *names: str) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return all(name in parameters for name in names)
+
+
+def _check_same_id(session_id: str, underlying: object) -> None:
+    """Refuse to seal one session's rows into another session's history."""
+    underlying_id = getattr(underlying, "session_id", None)
+    if isinstance(underlying_id, str) and underlying_id != session_id:
+        raise ValueError(
+            f"EncryptedSession session_id {session_id!r} differs from the underlying "
+            f"session's {underlying_id!r}: rows sealed for {session_id!r} would be stored in "
+            f"{underlying_id!r}'s history. Pass the same id to both"
+        )
 
 
 def _as_text(item: Any) -> str:

@@ -10,6 +10,8 @@ its own kept only as long as shredded keys may be remembered.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -56,6 +58,10 @@ class MemoryKeyStore(AsyncClosing):
         self._records: dict[str, str] = {}
         self._closed = False
 
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<MemoryKeyStore sessions={len(self._records)} records=<redacted> {state}>"
+
     def _open(self) -> dict[str, str]:
         if self._closed:
             raise SessionClosedError("MemoryKeyStore is closed")
@@ -85,7 +91,17 @@ class MemoryKeyStore(AsyncClosing):
 _TABLE = "agent_session_keys"
 
 
+def _create_private(path: str) -> None:
+    """Create the key file readable and writable by its owner only, unless it exists."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _connect(path: str) -> sqlite3.Connection:
+    # SQLite gives its journal the database file's permissions, so the journal is 0600 too.
+    _create_private(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     # A rollback journal, not WAL: WAL would keep a deleted key's old page in the -wal file until
     # a checkpoint. secure_delete overwrites the key's bytes in the file instead of freeing them.
@@ -105,7 +121,9 @@ class SQLiteKeyStore(AsyncClosing):
 
     Writes are durable (``synchronous=FULL``), and a deleted key is overwritten in the file
     (``secure_delete``, and no write-ahead log to keep an old copy). Keep this file out of the
-    data's backups.
+    data's backups. A new file is created readable and writable by its owner only (0600); an
+    existing file keeps its permissions, so to share keys between users on purpose, create the
+    file first with the mode (and group) they need.
 
     Args:
         path: The key file, e.g. ``"keys.db"``; created if missing.
@@ -167,6 +185,9 @@ class SQLiteKeyStore(AsyncClosing):
             (session_id,),
         )
         return bool(rows)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteKeyStore path={str(self.path)!r}>"
 
     def close(self) -> None:
         """Close the file; idempotent. Blocks until queued calls are done."""

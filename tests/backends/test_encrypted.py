@@ -596,10 +596,13 @@ async def test_reencrypt_leaves_rows_under_unknown_keys_untouched(
 ) -> None:
     """Rows that no configured key opens keep their exact text and are not counted by reencrypt."""
     stranger_key = new_key()
+    elsewhere = db_path.with_name("stranger.db")
+    async with encrypted(elsewhere, stranger_key) as stranger:
+        await stranger.add_items([msg("not ours")])
     async with encrypted(db_path, key) as old:
         await old.add_items([msg("a")])
-    async with encrypted(db_path, stranger_key) as stranger:
-        await stranger.add_items([msg("not ours")])
+    # A wrong key may not write here; the attacker writes the row raw.
+    write_raw_sqlite(db_path, "s", raw_rows(elsewhere)[0][1])
     async with encrypted(db_path, key) as old:
         await old.add_items([msg("b")])
     unknown_row = raw_rows(db_path)[1]
@@ -698,16 +701,18 @@ async def test_purge_expired_deletes_exactly_the_expired_authenticated_rows(
 ) -> None:
     """purge_expired() deletes and counts expired rows it can authenticate, keeping all others."""
     start = clock.now
-    async with encrypted(db_path, new_key(), ttl=100, clock=clock) as stranger:
+    elsewhere = db_path.with_name("stranger.db")
+    async with encrypted(elsewhere, new_key(), ttl=100, clock=clock) as stranger:
         await stranger.add_items([msg("old, unknown key")])
     async with encrypted(db_path, key, ttl=100, clock=clock) as session:
         await session.add_items([msg("old 1"), msg("old 2"), msg("old, to be tampered")])
     tampered_id = raw_rows(db_path)[-1][0]
     edit_envelope(db_path, tampered_id, _flip_ct)
+    write_raw_sqlite(db_path, "s", raw_rows(elsewhere)[0][1])
     clock.now = start + 50
     async with encrypted(db_path, key, ttl=100, clock=clock) as session:
         await session.add_items([msg("fresh")])
-    keep = [raw_rows(db_path)[i] for i in (0, 3, 4)]
+    keep = [raw_rows(db_path)[i] for i in (2, 3, 4)]
     clock.now = start + 120
     async with encrypted(db_path, key, ttl=100, clock=clock) as session:
         assert await session.purge_expired() == 2

@@ -283,8 +283,8 @@ async def test_rows_under_a_wrong_key_are_never_returned_or_popped(
 ) -> None:
     """20 rows read with a wrong key: 0 returned, 0 popped, 0 deleted, a warning per read.
 
-    A strict read raises UnknownKeyError; the wrong key's own writes read back alone, and the
-    right key then reads its 20 items and skips the other key's.
+    A strict read raises UnknownKeyError, a write under the wrong key is refused before
+    anything is stored, and the right key then reads and pops its items.
     """
     path = tmp_path / "keys.db"
     async with open_encrypted(path) as right:
@@ -300,12 +300,13 @@ async def test_rows_under_a_wrong_key_are_never_returned_or_popped(
         with pytest.raises(UnknownKeyError):
             await strict.get_items()
         await strict.aclose()
-        await wrong.add_items([item(99)])
-        assert await wrong.get_items() == [item(99)]
+        with pytest.raises(UnknownKeyError, match="refusing to write"):
+            await wrong.add_items([item(99)])
+        assert len(Raw(path).rows()) == 20
     async with open_encrypted(path) as right:
         assert await right.get_items() == [item(n) for n in range(20)]
         assert await right.pop_item() == item(19)
-    assert len(Raw(path).rows()) == 20
+    assert len(Raw(path).rows()) == 19
 
 
 async def test_expired_items_are_never_returned_or_popped(tmp_path: Path) -> None:
