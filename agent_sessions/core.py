@@ -16,13 +16,16 @@ from agents.items import TResponseInputItem
 from agents.memory.session_settings import SessionSettings
 
 from ._lifecycle import AsyncClosing
-from .errors import InvalidLimitError, SessionClosedError
+from .errors import InvalidLimitError, InvalidSessionIdError, SessionClosedError
 from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
 from .store import Store
 
 __all__ = [
+    "MAX_LIMIT",
+    "MAX_SESSION_ID_LENGTH",
     "SessionState",
     "StoreSession",
+    "check_session_id",
     "is_user_message",
     "read_items",
     "resolve_limit",
@@ -40,8 +43,18 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+MAX_LIMIT = 2**63 - 1
+"""The largest limit every database accepts; a larger one means the same: every item."""
+
+MAX_SESSION_ID_LENGTH = 255
+"""The longest session id (in characters) that every backend stores, MariaDB's key included."""
+
+
 def resolve_limit(limit: int | None, settings: SessionSettings | None) -> int | None:
     """Return the effective read limit: the explicit one, else the settings' one, else None.
+
+    A limit above :data:`MAX_LIMIT` is lowered to it, so any int ``>= 0`` behaves the same
+    on every backend (no driver sees a number it cannot bind).
 
     Raises:
         InvalidLimitError: the limit is not None or a non-negative int (a ``ValueError``).
@@ -52,13 +65,37 @@ def resolve_limit(limit: int | None, settings: SessionSettings | None) -> int | 
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise InvalidLimitError(f"limit must be None or an int >= 0, got {limit!r}")
-    return limit
+    return min(limit, MAX_LIMIT)
 
 
 def check_session_id(session_id: object) -> None:
-    """Raise ``TypeError`` unless ``session_id`` is a str."""
+    """Refuse a session id before anything is written, the same way on every backend.
+
+    Raises:
+        TypeError: ``session_id`` is not a str.
+        InvalidSessionIdError: it holds a NUL character or a lone surrogate, or is longer than
+            :data:`MAX_SESSION_ID_LENGTH` characters (a ``ValueError``).
+    """
     if not isinstance(session_id, str):
         raise TypeError(f"session_id must be a str, got {type(session_id).__name__}")
+    problem = _session_id_problem(session_id)
+    if problem is not None:
+        raise InvalidSessionIdError(f"session_id {session_id[:80]!r} cannot be stored: {problem}")
+
+
+def _session_id_problem(session_id: str) -> str | None:
+    if "\x00" in session_id:
+        return "it holds a NUL character, which PostgreSQL cannot store"
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        return (
+            f"it is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH} "
+            "(the longest key MariaDB/MySQL store)"
+        )
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"character {exc.start} is a lone surrogate, which has no UTF-8 form"
+    return None
 
 
 def is_user_message(item: TResponseInputItem) -> bool:
@@ -99,7 +136,7 @@ async def read_items(
         # found or the history runs out.
         if len(items) >= wanted or len(texts) < window:
             return items[-wanted:]
-        window *= 2
+        window = min(window * 2, MAX_LIMIT)
 
 
 async def run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
@@ -240,7 +277,7 @@ class StoreSession(AsyncClosing):
         )
         if cancelled:
             if popped is not None:
-                await run_to_completion(self._store.restore(self.session_id, popped))
+                await run_to_completion(self._store.restore(self.session_id, [popped]))
             raise asyncio.CancelledError
         return None if popped is None else cast(TResponseInputItem, popped.item)
 
@@ -260,8 +297,8 @@ class StoreSession(AsyncClosing):
             self._store.pop_through(self.session_id, self._decode_for_pop, is_user_message)
         )
         if cancelled:
-            for row in popped:
-                await run_to_completion(self._store.restore(self.session_id, row))
+            if popped:  # all at once: no reader sees part of the exchange back
+                await run_to_completion(self._store.restore(self.session_id, popped))
             raise asyncio.CancelledError
         return [cast(TResponseInputItem, row.item) for row in reversed(popped)]
 

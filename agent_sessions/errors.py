@@ -8,6 +8,7 @@ answer a misuse also derive from the built-in a caller would expect (``TypeError
     ├── ItemValidationError (TypeError)        an item cannot be stored; nothing was written
     │   └── MemoryValueError                   a memory's value is not a storable JSON object
     ├── InvalidIdentifierError (ValueError)    a table name is not a safe SQL identifier
+    ├── InvalidSessionIdError (ValueError)     a session id no backend can store faithfully
     ├── InvalidLimitError (ValueError)         a read limit is negative or not an integer
     ├── InvalidNamespaceError (ValueError)     a memory namespace or key is malformed
     ├── InvalidFilterError (ValueError)        a memory search filter cannot be applied
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidIdentifierError",
     "InvalidLimitError",
     "InvalidNamespaceError",
+    "InvalidSessionIdError",
     "ItemValidationError",
     "MemoryValueError",
     "MissingDependencyError",
@@ -76,6 +78,14 @@ class ItemValidationError(AgentSessionsError, TypeError):
 
 class InvalidIdentifierError(AgentSessionsError, ValueError):
     """A table name is not a plain SQL identifier and was refused before any SQL ran."""
+
+
+class InvalidSessionIdError(AgentSessionsError, ValueError):
+    """A session id holds what some backend cannot store, and was refused before any write.
+
+    The same ids are refused on every backend, so a session can move between them: a NUL
+    character, a lone surrogate (not encodable as UTF-8), or more than 255 characters.
+    """
 
 
 class InvalidLimitError(AgentSessionsError, ValueError):

@@ -18,6 +18,7 @@ nothing beyond the SDK and the standard library, so it works without our optiona
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
@@ -207,6 +208,42 @@ async def check_negative_limit_refused(h: Harness) -> None:
     except ValueError:
         return
     raise ConformanceError("get_items(-1) did not raise ValueError")
+
+
+async def check_huge_limit(h: Harness) -> None:
+    """A limit beyond any database integer (``10**20``) means every item, not a driver error."""
+    session = await _filled(h, "huge-limit", 3)
+    every = ["m0", "m1", "m2"]
+    _expect(_texts(await session.get_items(10**20)) == every, "get_items(10**20) is not all")
+    _expect(_texts(await session.get_items(2**63)) == every, "get_items(2**63) is not all")
+    session.session_settings = SessionSettings(limit=2**64)
+    _expect(_texts(await session.get_items()) == every, "a settings limit of 2**64 is not all")
+
+
+UNSTORABLE_SESSION_IDS = ("nul\x00id", "lone\ud800surrogate", "x" * 256)
+"""Session ids some database cannot store as given: every backend must refuse them alike."""
+
+
+async def check_unstorable_session_ids_refused(h: Harness) -> None:
+    """A session id with a NUL, a lone surrogate or over 255 characters raises ``ValueError``.
+
+    The error comes at construction or at the first write, before anything is stored, and is
+    not a driver's ``UnicodeError``.
+    """
+    for bad in UNSTORABLE_SESSION_IDS:
+        try:
+            session = await h.session(bad)
+            await session.add_items([message("refused")])
+        except UnicodeError as exc:
+            raise ConformanceError(f"session id {bad[:20]!r} raised a raw {exc!r}") from exc
+        except ValueError:
+            stored = 0
+            if h.count_rows is not None:
+                with contextlib.suppress(Exception):  # the raw counter may refuse the id too
+                    stored = await _maybe_await(h.count_rows(bad))
+            _expect(stored == 0, f"session id {bad[:20]!r} was refused after rows were stored")
+            continue
+        raise ConformanceError(f"session id {bad[:20]!r} was accepted")
 
 
 async def check_pop(h: Harness) -> None:
@@ -490,6 +527,8 @@ CHECKS: list[Check] = [
     check_limits,
     check_settings_limit,
     check_negative_limit_refused,
+    check_huge_limit,
+    check_unstorable_session_ids_refused,
     check_pop,
     check_clear_and_isolation,
     check_empty_batch,
@@ -560,11 +599,13 @@ class DictStore:
         rows[:] = [row for row in rows if row[0] not in taken]
         return taker.result()
 
-    async def restore(self, session_id: str, popped: Popped[Any]) -> None:
-        """Put a popped row back in id order."""
+    async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
+        """Put popped rows back in id order, at once; not into a session cleared since."""
+        cleared = session_id not in self._rows
         rows = self._session_rows(session_id)
-        rows.append((popped.row_id, popped.text))
-        rows.sort()
+        if not cleared:
+            rows.extend((p.row_id, p.text) for p in popped)
+            rows.sort()
 
     async def clear(self, session_id: str) -> None:
         """Forget a session."""

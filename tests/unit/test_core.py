@@ -8,8 +8,15 @@ from typing import Any
 import pytest
 from agents.memory import SessionSettings
 
-from agent_sessions.core import SessionState, StoreSession, resolve_limit
-from agent_sessions.errors import InvalidLimitError, SessionClosedError
+from agent_sessions.core import (
+    MAX_LIMIT,
+    MAX_SESSION_ID_LENGTH,
+    SessionState,
+    StoreSession,
+    check_session_id,
+    resolve_limit,
+)
+from agent_sessions.errors import InvalidLimitError, InvalidSessionIdError, SessionClosedError
 from agent_sessions.testing import DictStore
 
 
@@ -114,6 +121,47 @@ async def test_explicit_limit_overrides_the_session_settings() -> None:
     """Lets ``get_items(limit)`` override ``session_settings.limit``."""
     session = StoreSession("s", DictStore(), owns_store=False, session_settings={"limit": 2})
     assert len(await (await filled(session, 5)).get_items(4)) == 4
+
+
+@pytest.mark.parametrize("limit", [2**63 - 1, 2**63, 10**20, 10**400])
+def test_limit_beyond_every_database_is_clamped(limit: int) -> None:
+    """Lowers any limit above ``2**63 - 1`` to it, the largest every driver binds."""
+    assert resolve_limit(limit, None) == MAX_LIMIT == 2**63 - 1
+    assert resolve_limit(None, SessionSettings(limit=limit)) == MAX_LIMIT
+
+
+async def test_huge_limit_reads_everything() -> None:
+    """``get_items(10**20)`` returns every item, like no limit."""
+    session = await filled(StoreSession("s", DictStore(), owns_store=True), 3)
+    assert [i["content"] for i in await session.get_items(10**20)] == ["m0", "m1", "m2"]  # type: ignore[typeddict-item]
+
+
+# --- check_session_id -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["a\x00b", "\x00", "lone\ud800", "\udfff", "x" * (MAX_SESSION_ID_LENGTH + 1)],
+    ids=["nul", "only-nul", "high-surrogate", "low-surrogate", "too-long"],
+)
+def test_unstorable_session_id_is_refused(session_id: str) -> None:
+    """Refuses an id some backend cannot store with ``InvalidSessionIdError``, a ``ValueError``."""
+    with pytest.raises(InvalidSessionIdError, match=r"session_id .* cannot be stored") as caught:
+        check_session_id(session_id)
+    assert isinstance(caught.value, ValueError)
+    assert not isinstance(caught.value, UnicodeError)
+    with pytest.raises(InvalidSessionIdError):
+        StoreSession(session_id, DictStore(), owns_store=False)
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["", "user-42", "Ada Lovelace", "日本語", "emoji \U0001f600", "x" * MAX_SESSION_ID_LENGTH],
+    ids=["empty", "ascii", "space", "cjk", "astral", "longest"],
+)
+def test_storable_session_id_is_accepted(session_id: str) -> None:
+    """Accepts any str of valid characters up to ``MAX_SESSION_ID_LENGTH`` long."""
+    check_session_id(session_id)
 
 
 # --- StoreSession: lifecycle ----------------------------------------------------------------
