@@ -17,6 +17,7 @@ from .errors import InvalidIdentifierError
 __all__ = [
     "DEFAULT_MESSAGES_TABLE",
     "DEFAULT_SESSIONS_TABLE",
+    "RESERVED_WORDS",
     "SQLITE_MIGRATIONS",
     "VERSION_TABLE",
     "TableNames",
@@ -30,22 +31,77 @@ VERSION_TABLE = "agent_sessions_schema"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
+RESERVED_WORDS = frozenset(
+    """
+    accessible add all alter analyse analyze and any array as asc asensitive asymmetric
+    authorization autoincrement before between bigint binary blob both by call cascade case
+    cast change char character check collate collation column commit concurrently condition
+    constraint continue convert create cross current_catalog current_date current_role
+    current_schema current_time current_timestamp current_user cursor databases day_hour
+    day_microsecond day_minute day_second dec decimal declare default deferrable delayed
+    delete delete_domain_id desc describe deterministic distinct distinctrow div do
+    do_domain_ids double drop dual each else elseif enclosed end escape escaped except
+    exists exit explain false fetch float float4 float8 for force foreign freeze from full
+    fulltext grant group having high_priority hour_microsecond hour_minute hour_second if
+    ignore ignore_domain_ids ilike in index infile initially inner inout insensitive insert
+    int int1 int2 int3 int4 int8 integer intersect interval into is isnull iterate join key
+    keys kill lateral leading leave left like limit linear lines load localtime
+    localtimestamp lock long longblob longtext loop low_priority master_demote_to_replica
+    master_demote_to_slave master_ssl_verify_server_cert match maxvalue mediumblob mediumint
+    mediumtext middleint minute_microsecond minute_second mod modifies natural
+    no_write_to_binlog not nothing notnull null numeric offset on only optimize optionally
+    or order out outer outfile over overlaps page_checksum parse_vcol_expr partition placing
+    portion precision primary procedure purge raise range read read_write reads real
+    recursive ref_system_id references regexp release rename repeat replace require resignal
+    restrict return returning revoke right rlike row_number rows schemas second_microsecond
+    select sensitive separator session_user set show signal similar smallint some spatial
+    specific sql sql_big_result sql_calc_found_rows sql_small_result sqlexception sqlstate
+    sqlwarning ssl starting stats_auto_recalc stats_persistent stats_sample_pages
+    straight_join symmetric table tablesample terminated then tinyblob tinyint tinytext to
+    trailing transaction trigger true undo union unique unlock unsigned update usage use
+    user using utc_date utc_time utc_timestamp value values varbinary varchar varcharacter
+    variadic varying verbose when where while window with write xor year_month zerofill
+    """.split()  # noqa: SIM905 - a word list reads better than 284 quoted strings
+)
+"""Words that fail as an unquoted table name on SQLite, PostgreSQL or MariaDB (any case).
+
+Found by running the package's statement shapes (create, reference, insert, select, join,
+update, delete, drop) with each keyword of the three databases as the table name: a name that
+works on one backend but not another would break a migration between them, so each is refused
+everywhere.
+"""
+
+_OWN_TABLES = frozenset({VERSION_TABLE})
+"""Tables the package keeps for itself, which a caller's table must never overwrite."""
+
 
 def validate_identifier(name: object, what: str = "table name") -> str:
-    """Return ``name`` if it is a plain SQL identifier, else raise.
+    """Return ``name`` if it is a plain SQL identifier every backend accepts unquoted, else raise.
 
     Args:
         name: The candidate identifier.
         what: What the name is for, used in the error message.
 
     Raises:
-        InvalidIdentifierError: ``name`` is not 1-63 letters, digits or underscores starting
-            with a letter or underscore. It is a ``ValueError``.
+        InvalidIdentifierError: ``name`` is not 1-63 ASCII letters, digits or underscores
+            starting with a letter or underscore, is a reserved word of SQLite, PostgreSQL or
+            MariaDB (:data:`RESERVED_WORDS`), or is a table of the package's own. It is a
+            ``ValueError``.
     """
     if not isinstance(name, str) or _IDENTIFIER.fullmatch(name) is None:
         raise InvalidIdentifierError(
             f"{what} {name!r} is not a valid identifier: use 1-63 letters, digits and "
             "underscores, starting with a letter or underscore"
+        )
+    folded = name.lower()
+    if folded in RESERVED_WORDS:
+        raise InvalidIdentifierError(
+            f"{what} {name!r} is an SQL reserved word on SQLite, PostgreSQL or MariaDB; "
+            "choose another name (a prefix such as 'app_' will do)"
+        )
+    if folded in _OWN_TABLES:
+        raise InvalidIdentifierError(
+            f"{what} {name!r} is the name of agent_sessions' own schema table; choose another"
         )
     return name
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import agents
 import pytest
 
+from agent_sessions import SQLiteSession
 from agent_sessions.errors import InvalidIdentifierError
 from agent_sessions.schema import (
     DEFAULT_MESSAGES_TABLE,
@@ -125,3 +126,45 @@ async def test_index_name_is_the_one_the_sdk_creates(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert indexes == {TableNames("my_sessions", "my_items").index}
+
+
+# --- reserved words and the package's own tables ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["select", "order", "SELECT", "Order", "group", "table", "user", "key", "values"]
+)
+def test_reserved_word_is_refused(name: str) -> None:
+    """Refuses an SQL reserved word (in any case) that would fail on first use."""
+    with pytest.raises(InvalidIdentifierError, match="reserved word"):
+        validate_identifier(name)
+    with pytest.raises(InvalidIdentifierError, match="reserved word"):
+        TableNames(messages=name)
+
+
+@pytest.mark.parametrize("name", ["agent_sessions_schema", "AGENT_SESSIONS_SCHEMA"])
+def test_own_schema_table_is_refused(name: str) -> None:
+    """Refuses the name of the package's own schema-version table."""
+    with pytest.raises(InvalidIdentifierError, match="own schema table"):
+        TableNames(sessions=name)
+
+
+@pytest.mark.parametrize("name", ["select", "order", "where", "group", "index", "from"])
+def test_refused_reserved_words_really_fail_on_sqlite(name: str) -> None:
+    """Each refused sample word is one SQLite cannot use as a table name unquoted."""
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite3.connect(":memory:").execute(f"CREATE TABLE {name} (x INTEGER)")
+
+
+@pytest.mark.parametrize("name", ["orders", "selected", "user_sessions", "app_order", "my_key"])
+def test_names_that_merely_contain_a_reserved_word_are_accepted(name: str) -> None:
+    """Accepts a name that contains a reserved word without being one."""
+    assert validate_identifier(name) == name
+
+
+def test_reserved_table_name_is_refused_before_the_file_is_created(tmp_path: Path) -> None:
+    """``SQLiteSession`` with ``messages_table="order"`` raises at once and creates no file."""
+    path = tmp_path / "never.db"
+    with pytest.raises(InvalidIdentifierError, match="'order'"):
+        SQLiteSession("s", path, messages_table="order")
+    assert not path.exists()
