@@ -148,6 +148,10 @@ class EncryptedSession(AsyncClosing):
         format: Format = "native",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        try:
+            masters = _parse_keys(encryption_key)
+        finally:
+            del encryption_key  # keep the secret out of tracebacks formatted with locals
         check_session_id(session_id)
         _check_same_id(session_id, underlying_session)
         if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
@@ -161,10 +165,7 @@ class EncryptedSession(AsyncClosing):
                 "format='sdk' cannot use a key_store: the SDK's EncryptedSession derives its "
                 "key from the master key and cannot read rows under a data key"
             )
-        try:
-            self._masters = _parse_keys(encryption_key)
-        finally:
-            del encryption_key  # keep the secret out of tracebacks formatted with locals
+        self._masters = masters
         self.session_id = session_id
         self.underlying_session = underlying_session
         self.ttl = ttl
@@ -729,9 +730,14 @@ class EncryptedSession(AsyncClosing):
         return _Closing(task)
 
     def __repr__(self) -> str:
+        # Read through __dict__: a half-built object (a constructor that raised) still prints.
+        state = self.__dict__
+        if "_state" not in state:
+            return f"<EncryptedSession session_id={state.get('session_id')!r} uninitialised>"
+        kids = [master.kid for master in state["_masters"]]
         return (
             f"<EncryptedSession session_id={self.session_id!r} format={self.format!r} "
-            f"keys={[m.kid for m in self._masters]} {self._state.value}>"
+            f"keys={kids} {self._state.value}>"
         )
 
 
