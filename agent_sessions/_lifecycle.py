@@ -1,13 +1,69 @@
-"""``async with`` support for every resource that closes with ``aclose()``."""
+"""One lifecycle for every resource: ``close()`` called or awaited, ``aclose()``, ``async with``.
+
+The rule, the same on every session class:
+
+* ``await session.aclose()`` closes and waits; ``async with session:`` does it on exit.
+* ``session.close()`` closes at once where the work is synchronous (SQLite), so it works as
+  the SDK's ``SQLiteSession.close()`` does; where the work is asynchronous (SQLAlchemy's
+  engine), it starts it on the running event loop. Either way it returns a :class:`Closing`,
+  so ``await session.close()`` also works everywhere, and waits until everything is closed.
+
+Closing is idempotent.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Awaitable, Generator
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["AsyncClosing"]
+__all__ = ["AsyncClosing", "Closing"]
 
 _R = TypeVar("_R", bound="AsyncClosing")
+
+
+class Closing:
+    """What ``close()`` returns: awaitable, and already done when closing happened at once.
+
+    Args:
+        task: The closing still running on the event loop, or None if it is done.
+    """
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: asyncio.Future[None] | None = None) -> None:
+        self._task = task
+
+    @classmethod
+    def start(cls, work: Awaitable[None], owner: str) -> Closing:
+        """Run ``work`` on the running loop from now on, and return what awaits it.
+
+        Raises:
+            RuntimeError: there is no running event loop to close on (``work`` is dropped
+                without a "never awaited" warning); await ``owner.aclose()`` inside one.
+        """
+        try:
+            return cls(asyncio.ensure_future(work))
+        except RuntimeError:
+            if inspect.iscoroutine(work):
+                work.close()
+            raise RuntimeError(
+                f"{owner} closes asynchronously and no event loop is running: "
+                "use `await session.aclose()` inside one"
+            ) from None
+
+    def done(self) -> bool:
+        """Whether everything is closed."""
+        return self._task is None or self._task.done()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._task is not None:
+            yield from self._task.__await__()
+
+    def __repr__(self) -> str:
+        return f"<Closing {'done' if self.done() else 'pending'}>"
 
 
 class AsyncClosing:

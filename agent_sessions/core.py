@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
+from agents.memory import SessionABC
 from agents.memory.session_settings import SessionSettings
 
-from ._lifecycle import AsyncClosing
+from ._lifecycle import AsyncClosing, Closing
 from .errors import InvalidLimitError, InvalidSessionIdError, SessionClosedError
 from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
 from .store import Store
@@ -158,10 +159,11 @@ async def run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
                 return task.result(), cancelled
 
 
-class StoreSession(AsyncClosing):
+class StoreSession(AsyncClosing, SessionABC):
     """A session of the SDK's protocol over a :class:`~agent_sessions.store.Store`.
 
-    Subclasses choose the store; everything a caller sees is defined here once.
+    Subclasses choose the store; everything a caller sees is defined here once. Every session
+    class is an ``agents.memory.SessionABC``, like the SDK's own.
 
     Args:
         session_id: The conversation this object reads and writes.
@@ -316,6 +318,27 @@ class StoreSession(AsyncClosing):
         """Close the session and the store it created; idempotent."""
         if self._mark_closed() and self._owns_store:
             await self._store.aclose()
+
+    def close(self) -> Closing:
+        """Close the session, called or awaited; idempotent.
+
+        Subclasses whose store closes synchronously (SQLite) close at once; otherwise the
+        closing starts on the running event loop. See :mod:`agent_sessions._lifecycle`.
+
+        Returns:
+            An awaitable that completes when the session (and a store it owns) is closed.
+
+        Raises:
+            RuntimeError: closing is asynchronous and no event loop is running.
+        """
+        if self._state is SessionState.CLOSED:
+            return Closing()
+        closing = Closing()
+        if self._owns_store:
+            # Started before the state changes: without a loop this raises, still open.
+            closing = Closing.start(self._store.aclose(), type(self).__name__)
+        self._mark_closed()
+        return closing
 
     def _mark_closed(self) -> bool:
         """Move to CLOSED; return False if the session was closed already."""

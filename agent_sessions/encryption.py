@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from agents.items import TResponseInputItem
-from agents.memory import OpenAIResponsesCompactionSession, Session
+from agents.memory import OpenAIResponsesCompactionSession, Session, SessionABC
 from agents.memory.session_settings import SessionSettings
 from agents.run_context import RunContextWrapper
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,7 +35,7 @@ from ._crypto import (
 )
 from ._crypto import parse_master_keys as _parse_keys
 from ._encrypted_codec import EnvelopeCodec
-from ._lifecycle import AsyncClosing
+from ._lifecycle import AsyncClosing, Closing
 from .core import (
     SessionState,
     StoreSession,
@@ -78,7 +78,7 @@ _COMPACTION_HOOKS = frozenset(
 )
 
 
-class EncryptedSession(AsyncClosing):
+class EncryptedSession(AsyncClosing, SessionABC):
     """A drop-in for ``agents.extensions.memory.EncryptedSession``: AES-256-GCM at rest, with TTL.
 
     Each session is encrypted under its own key: derived from the master key with HKDF bound to
@@ -763,6 +763,8 @@ def _close_resource(resource: object) -> Awaitable[None] | None:
     close = getattr(resource, "close", None)
     if close is not None and not inspect.iscoroutinefunction(close):
         result = close()
+        if isinstance(result, Closing) and result.done():
+            return None  # closed at once (SQLite): nothing to wait for, no loop needed
         return cast(Awaitable[None], result) if inspect.isawaitable(result) else None
     closer = getattr(resource, "aclose", None) or close
     return None if closer is None else cast(Awaitable[None], closer())

@@ -418,7 +418,3 @@ class SQLAlchemySession(StoreSession):
     def engine(self) -> AsyncEngine:
         """The engine this session runs on."""
         return self._sqlalchemy.engine
-
-    async def close(self) -> None:
-        """Close the session; disposes of the engine only if ``from_url`` created it."""
-        await self.aclose()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from agents.memory.session_settings import SessionSettings
 
-from .._lifecycle import AsyncClosing
+from .._lifecycle import AsyncClosing, Closing
 from .._worker import ConnectionWorker
 from ..core import StoreSession, check_session_id
 from ..errors import StorageError
@@ -313,10 +313,14 @@ class SQLiteFileSession(StoreSession):
             strict=strict,
         )
 
-    def close(self) -> None:
-        """Close the session, and the store unless it was shared; idempotent (like the SDK's)."""
+    def close(self) -> Closing:
+        """Close the session, and the store unless it was shared, at once; idempotent.
+
+        Like the SDK's ``close()``, it needs no ``await``; it may be awaited all the same.
+        """
         if self._mark_closed() and self._owns_store:
             self._sqlite.close()
+        return Closing()
 
 
 class SQLiteSession(SQLiteFileSession):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agents import Agent, RunConfig, Runner, RunResult
 from agents.items import TResponseInputItem
-from agents.memory import Session, SessionSettings
+from agents.memory import Session, SessionABC, SessionSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typing_extensions import assert_type
 
@@ -122,3 +122,17 @@ async def on_postgres(engine: AsyncEngine) -> None:
         assert_type(owned, SQLAlchemySession)
         assert_type(owned.engine, AsyncEngine)
         await owned.add_items([{"role": "user", "content": "Hi"}])
+
+
+def close_without_await(path: Path) -> None:
+    """A SQLite session closes when ``close()`` is merely called, as the SDK's does."""
+    session = SQLiteSession("user-42", path)
+    session.close()
+
+
+async def close_either_way(path: Path, engine: AsyncEngine) -> None:
+    """``close()`` may be awaited on every class; every class is a ``SessionABC``."""
+    sqlite: SessionABC = SQLiteSession("user-42", path)
+    await SQLiteSession("user-42", path).close()
+    await SQLAlchemySession("user-42", engine=engine).close()
+    assert isinstance(sqlite, Session)
