@@ -5,13 +5,57 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from ..errors import MissingDependencyError
 
-__all__ = ["engine_from_url", "redact", "use_wal"]
+__all__ = ["ASYNC_DRIVERS", "async_url", "engine_from_url", "is_memory_sqlite", "redact", "use_wal"]
+
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mysql+aiomysql",
+}
+"""URLs without a driver (as operators usually write them) get the async driver we ship with.
+
+The one mapping: ``from_url`` of the sessions and of ``MemoryStore``, and the CLI, all use it.
+"""
+
+_EXTRAS = {
+    "mysql": "for MySQL/MariaDB run pip install 'agent-sessions[mysql]' (aiomysql)",
+    "mariadb": "for MySQL/MariaDB run pip install 'agent-sessions[mysql]' (aiomysql)",
+    "postgresql": "agent-sessions ships asyncpg: use postgresql+asyncpg://",
+    "sqlite": "agent-sessions ships aiosqlite: use sqlite+aiosqlite://",
+}
+
+
+def async_url(url: str | URL) -> URL:
+    """Parse ``url`` and give a driverless one (``postgresql://``) the async driver we ship.
+
+    Raises:
+        ValueError: the URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        shown = redact(url) if isinstance(url, str) else "<URL>"
+        raise ValueError(f"invalid database URL {shown!r}: {exc}") from exc
+    if parsed.drivername in ASYNC_DRIVERS:
+        parsed = parsed.set(drivername=ASYNC_DRIVERS[parsed.drivername])
+    return parsed
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (one per connection by default)."""
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or ":memory:" in database or url.query.get("mode") == "memory"
+    )
 
 
 def use_wal(engine: AsyncEngine) -> None:
@@ -38,7 +82,7 @@ def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise DisconnectionError("the server closed this connection")
 
 
-def redact(url: str) -> str:
+def redact(url: str | URL) -> str:
     """The URL with its password hidden, for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -49,20 +93,27 @@ def redact(url: str) -> str:
 def engine_from_url(url: str, engine_kwargs: dict[str, Any] | None) -> AsyncEngine:
     """Create an engine whose pool replaces connections the server closed (after a restart).
 
-    That check is local, so it costs no round trip, unlike ``pool_pre_ping``.
+    That check is local, so it costs no round trip, unlike ``pool_pre_ping``. A driverless URL
+    gets the async driver we ship (:data:`ASYNC_DRIVERS`); an in-memory SQLite URL gets one
+    shared connection (``StaticPool``), so all its sessions see one database.
 
     Raises:
         ValueError: the URL cannot be parsed or names an unknown dialect or driver.
         MissingDependencyError: the URL's driver is known but not installed.
     """
+    parsed = async_url(url)
+    kwargs = dict(engine_kwargs or {})
+    if is_memory_sqlite(parsed) and "poolclass" not in kwargs:
+        # One connection, so every session of this engine sees the same in-memory database.
+        kwargs["poolclass"] = StaticPool
     try:
-        engine = create_async_engine(url, **(engine_kwargs or {}))
+        engine = create_async_engine(parsed, **kwargs)
     except (ArgumentError, ValueError) as exc:
         raise ValueError(f"invalid database URL {redact(url)!r}: {exc}") from exc
     except ImportError as exc:
+        hint = _EXTRAS.get(parsed.get_backend_name(), "install its async driver")
         raise MissingDependencyError(
-            f"no installed driver for {redact(url)!r} ({exc}); for MySQL/MariaDB run "
-            "pip install 'agent-sessions[mysql]'"
+            f"no installed driver for {redact(url)!r} ({exc}); {hint}"
         ) from exc
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
     return engine

@@ -186,6 +186,19 @@ def _migrate(conn: Connection, tables: SessionTables) -> None:
         )
 
 
+async def _begin_sqlite(conn: AsyncConnection) -> None:
+    """Take SQLite's write lock up front so two creators queue instead of racing.
+
+    With SQLAlchemy's documented SQLite recipe (an event listener that emits ``BEGIN`` on
+    ``"begin"``) the transaction is already open, deferred: it is kept, and the first write
+    takes the lock.
+    """
+    await conn.begin()
+    raw = await conn.get_raw_connection()
+    if not getattr(raw.driver_connection, "in_transaction", False):
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
     """Create or upgrade the tables in one transaction, under a database-wide lock.
 
@@ -199,8 +212,7 @@ async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
             await conn.commit()
         try:
             if conn.dialect.name == "sqlite":
-                # Take SQLite's write lock up front so two creators queue instead of racing.
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                await _begin_sqlite(conn)
             await conn.run_sync(_migrate, tables)
             await conn.commit()
         except BaseException:

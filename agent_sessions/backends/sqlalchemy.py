@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-from agents.memory.session_settings import SessionSettings
+from agents.memory.session_settings import SessionSettings, coerce_session_settings
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Executable
 
 from .._lifecycle import AsyncClosing
@@ -42,6 +43,9 @@ _CONNECTION_TROUBLE = (
 )
 """asyncpg's errors for a connection that is gone or broken (not a refused statement); the
 last two are ``PostgresError`` subclasses raised while a server shuts down or starts up."""
+
+_SERIAL_ATTRIBUTE = "_agent_sessions_serial"
+"""Where a one-connection pool keeps the lock its users queue on: state of that engine only."""
 
 
 class SQLAlchemyStore(AsyncClosing):
@@ -68,7 +72,8 @@ class SQLAlchemyStore(AsyncClosing):
         self.tables = SessionTables(tables or TableNames())
         self._sql = Statements(self.tables, engine.dialect.name)
         self._schema_pending = create_tables
-        self._schema_lock: asyncio.Lock | None = None
+        self._schema_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._where = engine.url.render_as_string(hide_password=True)
         self._finalizer: weakref.finalize[..., object] | None = None
@@ -85,11 +90,14 @@ class SQLAlchemyStore(AsyncClosing):
             use_wal(engine)
 
     async def _ensure_schema(self) -> None:
+        await self._check_loop()
         if not self._schema_pending:
             return
-        if self._schema_lock is None:
-            self._schema_lock = asyncio.Lock()
-        async with self._schema_lock:
+        loop = asyncio.get_running_loop()
+        if self._schema_lock is None or self._schema_lock[0] is not loop:
+            # One lock per loop; creators on different loops are safe anyway (create_schema).
+            self._schema_lock = (loop, asyncio.Lock())
+        async with self._schema_lock[1]:
             if self._schema_pending:
                 # Run to its end even if the caller is cancelled: a DDL transaction abandoned
                 # midway would leave a connection (and on SQLite the write lock) behind.
@@ -100,24 +108,87 @@ class SQLAlchemyStore(AsyncClosing):
                 if cancelled:
                     raise asyncio.CancelledError
 
+    async def _check_loop(self) -> None:
+        """Follow the session to a new event loop, or refuse at once; never hang.
+
+        An engine's pool and connections serve one loop at a time: used from two running loops
+        at once (two threads) SQLAlchemy's pool hangs, so while the previous loop still runs
+        the call is refused. When it has stopped (``asyncio.run`` called twice), the session
+        moves: aiosqlite's connections serve any loop; a network driver's belong to the loop
+        that opened them, so they are dropped unclosed (their loop cannot close them; Python
+        may warn about their sockets) and new ones are opened on this loop.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        previous, self._loop = self._loop, loop
+        if previous is None:
+            return
+        if previous.is_running():
+            self._loop = previous
+            raise StorageError(
+                f"SQLAlchemySession on {self._where} is in use on another running event loop; "
+                "an engine's connections belong to one loop: give each loop its own engine"
+            )
+        if self.engine.dialect.name != "sqlite":
+            await self.engine.dispose(close=False)
+
+    def _serial(self) -> asyncio.Lock | None:
+        """The lock of an engine with one shared connection (in-memory SQLite), else None.
+
+        Such an engine hands the same connection to concurrent users, whose transactions would
+        interleave; they take turns instead. The lock lives on the engine's pool, so every
+        session of that engine shares it, and a new one is made for a new event loop.
+        """
+        pool = self.engine.sync_engine.pool
+        if not isinstance(pool, StaticPool):
+            return None
+        held: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = getattr(
+            pool, _SERIAL_ATTRIBUTE, None
+        )
+        loop = asyncio.get_running_loop()
+        if held is None or held[0] is not loop:
+            held = (loop, asyncio.Lock())
+            setattr(pool, _SERIAL_ATTRIBUTE, held)
+        return held[1]
+
+    def _fast_path(self) -> bool:
+        """Whether driver SQL may bypass SQLAlchemy: not when anyone listens to statements."""
+        dispatch = self.engine.sync_engine.dispatch
+        return not (dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+
     async def _guard(self, operation: str, run: Callable[[], Awaitable[T]]) -> T:
-        """Run one database call: refuse after close, translate driver errors."""
+        """Run one database call: refuse after close, take turns if needed, translate errors."""
         if self._closed:
             raise SessionClosedError(f"SQLAlchemyStore({self._where}) is closed")
+        serial = self._serial()
         try:
-            return await run()
+            if serial is None:
+                return await run()
+            async with serial:
+                return await run()
         except DBAPIError as exc:
             if exc.connection_invalidated or _is_connection_failure(exc):
                 raise StorageUnavailableError(
                     f"{operation} failed: cannot reach the database at {self._where}: {exc.orig!r}"
                 ) from exc
+            self._raise_if_no_tables(operation, exc)
             raise StorageError(f"{operation} on {self._where} failed: {exc.orig!r}") from exc
         except (SQLAlchemyError, *_CONNECTION_TROUBLE) as exc:
             raise StorageUnavailableError(
                 f"{operation} failed: cannot use the database at {self._where}: {exc!r}"
             ) from exc
         except (asyncpg.PostgresError, sqlite3.Error) as exc:
+            self._raise_if_no_tables(operation, exc)
             raise StorageError(f"{operation} on {self._where} failed: {exc!r}") from exc
+
+    def _raise_if_no_tables(self, operation: str, exc: BaseException) -> None:
+        if _is_missing_table(exc):
+            names = self.tables.names
+            raise StorageError(
+                f"{operation} on {self._where} failed: no tables ({names.sessions}, "
+                f"{names.messages}); pass create_tables=True or run agent-sessions migrate"
+            ) from exc
 
     async def _read(self, operation: str, statement: Executable, params: dict[str, Any]) -> Any:
         await self._ensure_schema()
@@ -165,7 +236,7 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows of a session (all if None), oldest first."""
-        if self._sql.pg is not None:
+        if self._sql.pg is not None and self._fast_path():
             pg = self._sql.pg
             if limit is None:
                 rows = await self._on_driver("read", lambda c: c.fetch(pg.read_all, session_id))
@@ -174,7 +245,7 @@ class SQLAlchemyStore(AsyncClosing):
                 "read", lambda c: c.fetch(pg.read_latest, session_id, limit)
             )
             return [row[0] for row in reversed(rows)]
-        if self._sql.sqlite is not None:
+        if self._sql.sqlite is not None and self._fast_path():
             lite = self._sql.sqlite
             if limit is None:
                 rows = await self._on_driver(
@@ -193,13 +264,13 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the session's newest row, in one transaction."""
-        if self._sql.pg is not None:
+        if self._sql.pg is not None and self._fast_path():
             # One statement is one transaction: a single round trip.
             sql, texts_list = self._sql.pg.append, list(texts)
             await self._on_driver("append", lambda c: c.execute(sql, session_id, texts_list))
             return
 
-        if self._sql.sqlite is not None:
+        if self._sql.sqlite is not None and self._fast_path():
             lite, rows = self._sql.sqlite, [(session_id, text) for text in texts]
 
             async def append_sqlite(driver: Any) -> None:
@@ -256,13 +327,15 @@ class SQLAlchemyStore(AsyncClosing):
 
         return await self._write("pop", pop_through)
 
-    async def restore(self, session_id: str, popped: Popped[Any]) -> None:
-        """Put a popped row back under its original id."""
+    async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
+        """Put popped rows back under their original ids, in one transaction."""
+        if not popped:
+            return
 
         async def restore(conn: AsyncConnection) -> None:
             await conn.execute(self._sql.touch_session, {"sid": session_id})
-            params = {"id": popped.row_id, "sid": session_id, "text": popped.text}
-            await conn.execute(self._sql.insert_at, params)
+            rows = [{"id": p.row_id, "sid": session_id, "text": p.text} for p in popped]
+            await conn.execute(self._sql.insert_at, rows)
 
         await self._write("restore", restore)
 
@@ -333,6 +406,20 @@ def _warn_unclosed(label: str) -> None:
     )
 
 
+def _is_missing_table(exc: BaseException) -> bool:
+    """An undefined-table error of PostgreSQL, SQLite or MySQL/MariaDB (1146)."""
+    original = getattr(exc, "orig", None) or exc
+    for error in (original, getattr(original, "__cause__", None), exc):
+        if isinstance(error, asyncpg.UndefinedTableError):
+            return True
+        if isinstance(error, sqlite3.OperationalError) and "no such table" in str(error):
+            return True
+        args = getattr(error, "args", ())
+        if args and args[0] == 1146:  # noqa: PLR2004 - ER_NO_SUCH_TABLE
+            return True
+    return False
+
+
 def _is_connection_failure(exc: DBAPIError) -> bool:
     original = exc.orig
     causes = (original, getattr(original, "__cause__", None), exc.__cause__)
@@ -374,6 +461,9 @@ class SQLAlchemySession(StoreSession):
         strict: bool = False,
     ) -> None:
         check_session_id(session_id)
+        if session_settings is not None:
+            # The SDK's own check: unknown keys are a TypeError, wrong types a ValueError.
+            session_settings = coerce_session_settings(session_settings)
         del ensure_ascii  # rows are always ASCII JSON (see the docstring)
         self._sqlalchemy = SQLAlchemyStore(
             engine, tables=TableNames(sessions_table, messages_table), create_tables=create_tables
