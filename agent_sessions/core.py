@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC
-from agents.memory.session_settings import SessionSettings
+from agents.memory.session_settings import SessionSettings, coerce_session_settings
 
 from ._lifecycle import AsyncClosing, Closing
 from .errors import InvalidLimitError, InvalidSessionIdError, SessionClosedError
@@ -105,12 +105,15 @@ def is_user_message(item: TResponseInputItem) -> bool:
 
 
 def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> SessionSettings:
-    """Accept settings the way the SDK does: an instance, a dict of its fields, or None."""
+    """Accept settings the way the SDK does: an instance, a dict of its fields, or None.
+
+    Raises:
+        TypeError: a dict names a field ``SessionSettings`` does not have (a typo such as
+            ``limitt`` would otherwise be ignored silently).
+    """
     if settings is None:
         return SessionSettings()
-    if isinstance(settings, dict):
-        return SessionSettings(**settings)
-    return settings
+    return coerce_session_settings(settings)
 
 
 async def read_items(
@@ -217,8 +220,9 @@ class StoreSession(AsyncClosing, SessionABC):
 
     def _check_open(self, method: str) -> None:
         if self._state is SessionState.CLOSED:
+            name = type(self).__name__
             raise SessionClosedError(
-                f"{type(self).__name__}.{method}() was called after the session was closed"
+                f"{name} is closed: {name}.{method}() was called after the session was closed"
             )
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:

@@ -93,6 +93,20 @@ def test_invalid_limit_error_is_a_value_error() -> None:
 # --- StoreSession: settings -----------------------------------------------------------------
 
 
+def test_unknown_settings_key_is_refused() -> None:
+    """Refuses a settings dict with a misspelt field (``limitt``) with ``TypeError``, as the SDK."""
+    with pytest.raises(TypeError, match="Unknown session settings: limitt"):
+        StoreSession("s", DictStore(), owns_store=False, session_settings={"limitt": 1})
+
+
+async def test_closed_error_says_the_class_is_closed() -> None:
+    """A call after close says "<Class> is closed", the SDK's wording, and names the method."""
+    session = StoreSession("s", DictStore(), owns_store=True)
+    await session.aclose()
+    with pytest.raises(SessionClosedError, match=r"StoreSession is closed: .*add_items\(\)"):
+        await session.add_items([])
+
+
 async def test_settings_given_as_a_dict_cap_reads() -> None:
     """Accepts ``session_settings`` as a dict of its fields, as the SDK does."""
     session = StoreSession("s", DictStore(), owns_store=False, session_settings={"limit": 2})
