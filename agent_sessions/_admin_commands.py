@@ -80,6 +80,8 @@ async def ls(args: argparse.Namespace) -> int:
     if infos:
         _print(*session_table(infos))
     shown = f"{args.offset + 1}-{args.offset + len(infos)} of " if len(infos) < total else ""
+    if not infos and args.offset:
+        shown = f"none past the first {args.offset:,} of "
     more = "; --limit/--offset show others" if len(infos) < total else ""
     _print(f"{shown}{total:,} session{'s' if total != 1 else ''}{more}")
     return 0

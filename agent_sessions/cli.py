@@ -28,6 +28,8 @@ _TRACEBACK = "AGENT_SESSIONS_TRACEBACK"
 """Set (to anything) to see the traceback of an unexpected error instead of its one line."""
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_MAX_INT = 2**63 - 1
+_MAX_DAYS = 36525  # 100 years, as for ages
 
 
 def _identifier(value: str) -> str:
@@ -52,13 +54,27 @@ def _size(value: str) -> int:
         raise argparse.ArgumentTypeError(
             f"invalid size {value!r}: use bytes or a unit, such as 500k, 20M or 1G"
         )
-    return int(float(match[1]) * _UNITS[match[2].lower()])
+    size = int(float(match[1]) * _UNITS[match[2].lower()])
+    if size > _MAX_INT:
+        raise argparse.ArgumentTypeError(f"invalid size {value!r}: at most 8 EiB")
+    return size
+
+
+def _whole(value: str, least: int = 0, most: int = _MAX_INT) -> int:
+    """A whole number in ``[least, most]``: every database takes it as a 64-bit integer."""
+    if not value.isascii() or not value.isdigit() or not least <= int(value) <= most:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from {least} to {most:,}, got {value!r}"
+        )
+    return int(value)
 
 
 def _count(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
-    return int(value)
+    return _whole(value, least=1)
+
+
+def _days(value: str) -> int:
+    return _whole(value, least=1, most=_MAX_DAYS)
 
 
 def _tables_options() -> argparse.ArgumentParser:
@@ -106,10 +122,10 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     ls.add_argument("--older-than", type=_age, metavar="AGE", help="inactive for longer (30d)")
     ls.add_argument("--newer-than", type=_age, metavar="AGE", help="active within (12h)")
     ls.add_argument("--prefix", help="only session ids that start with this text")
-    ls.add_argument("--min-items", type=int, default=0, metavar="N", help="at least N items")
+    ls.add_argument("--min-items", type=_whole, default=0, metavar="N", help="at least N items")
     ls.add_argument("--min-size", type=_size, default=0, metavar="SIZE", help="at least (20M)")
     ls.add_argument("--limit", type=_count, default=100, help="list at most N (default 100)")
-    ls.add_argument("--offset", type=int, default=0, help="skip the first N (paging)")
+    ls.add_argument("--offset", type=_whole, default=0, help="skip the first N (paging)")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     show = commands.add_parser(
@@ -146,7 +162,7 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     stats.add_argument("db", help=_DB_HELP)
     stats.add_argument("--top", type=_count, default=10, help="largest sessions to list (10)")
-    stats.add_argument("--days", type=_count, default=14, help="days of growth to show (14)")
+    stats.add_argument("--days", type=_days, default=14, help="days of growth to show (14)")
     stats.add_argument("--json", action="store_true", help="print JSON")
 
 

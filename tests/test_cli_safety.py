@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -589,3 +590,46 @@ def test_demo_offline_uses_the_local_model_despite_a_key(tmp_path: Path) -> None
         (count,) = conn.execute("SELECT count(*) FROM agent_messages").fetchone()
     conn.close()
     assert count > 0
+
+
+# Numbers beyond what a database takes, and the last-resort error line ----------------------
+
+
+@pytest.mark.sqlite
+async def test_cli_numbers_beyond_64_bits_are_usage_errors(tmp_path: Path) -> None:
+    """Exits 2 with one error line for counts, offsets and days no database can take."""
+    db = str(await make_db(tmp_path / "s.db", {"a": ["one"]}))
+    huge = "99999999999999999999"
+    cases = [
+        ["ls", db, "--limit", huge],
+        ["ls", db, "--offset", "-5"],
+        ["ls", db, "--min-items", huge],
+        ["show", db, "a", "--limit", huge],
+        ["search", db, "one", "--limit", huge],
+        ["stats", db, "--days", "36526"],
+    ]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda args: run(*args), cases))
+    for args, result in zip(cases, results, strict=True):
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
+        assert "expected a whole number from" in result.stderr.splitlines()[-1], args
+
+
+def test_an_unexpected_error_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reports an error no handler expected as one line naming its type, and exits 1."""
+    from agent_sessions import _admin_commands, cli
+
+    async def broken(args: object) -> int:
+        raise ZeroDivisionError("a bug\nspanning lines")
+
+    monkeypatch.setitem(_admin_commands.COMMANDS, "ls", broken)
+    monkeypatch.delenv("AGENT_SESSIONS_TRACEBACK", raising=False)
+    assert cli.main(["ls", str(tmp_path / "any.db")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "agent-sessions: error: unexpected ZeroDivisionError: a bug\\x0aspanning lines "
+        "(set AGENT_SESSIONS_TRACEBACK=1 to see the traceback)"
+    ]
