@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._memory_types import Hint
 from .errors import InvalidFilterError, ItemValidationError
@@ -149,9 +149,32 @@ def filter_hints(spec: dict[str, Any] | None) -> list[Hint]:
         if not all(_PLAIN_KEY.fullmatch(part) for part in path):
             continue
         for operator, operand in _conditions(key, condition):
-            if operator == "$eq" and isinstance(operand, (str, int, float)):
+            if operator == "$eq" and _bindable(operand):
                 hints.append(Hint(path, operand))
     return hints
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _bindable(operand: object) -> TypeGuard[str | int | float | bool]:
+    """Whether every SQL driver binds ``operand`` as the value it is.
+
+    Otherwise it gives no hint: the filter still applies in process, so hints never change
+    what a search returns. Integers beyond 64 bits overflow SQLite's; NUL ends a string inside
+    ``json_extract``; a lone surrogate has no UTF-8 form to bind.
+    """
+    if isinstance(operand, (bool, float)):
+        return True
+    if isinstance(operand, int):
+        return operand in _INT64
+    if not isinstance(operand, str) or "\x00" in operand:
+        return False
+    try:
+        operand.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def query_words(query: str) -> frozenset[str]:

@@ -129,8 +129,15 @@ def check_key(key: object) -> str:
     return key
 
 
+PAGE_MAX = 2**61
+"""Larger limits and offsets are treated as this: more rows than any table holds."""
+
+
 def check_page(limit: object, offset: object) -> tuple[int, int]:
     """Validate ``limit`` and ``offset`` of a listing.
+
+    Returns:
+        Both, clamped to :data:`PAGE_MAX`.
 
     Raises:
         InvalidLimitError: either is not a non-negative int. It is a ``ValueError``.
@@ -138,7 +145,9 @@ def check_page(limit: object, offset: object) -> tuple[int, int]:
     for name, value in (("limit", limit), ("offset", offset)):
         if type(value) is not int or value < 0:
             raise InvalidLimitError(f"{name} must be a non-negative int, got {value!r}")
-    return int(limit), int(offset)  # type: ignore[call-overload]
+    # Any int is a valid count: past what a table can hold it means "all", and it is clamped
+    # so that ``limit + offset`` still binds as a 64-bit SQL integer on every backend.
+    return min(int(limit), PAGE_MAX), min(int(offset), PAGE_MAX)  # type: ignore[call-overload]
 
 
 def check_ttl(ttl: object) -> float | None:
