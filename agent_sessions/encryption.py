@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -115,7 +115,9 @@ class EncryptedSession(AsyncClosing, SessionABC):
         format: ``"native"`` (the default) writes this package's envelope; ``"sdk"`` writes
             the SDK's Fernet envelope, readable by ``agents.extensions.memory.EncryptedSession``
             (no key store then: the SDK has no data keys).
-        clock: Returns the time in seconds since the epoch (for tests).
+        clock: Returns the time in seconds since the epoch (for tests); by default
+            ``time.time()``, looked up on every call (so a test that patches it, as the
+            SDK's tests patch Fernet's clock, is followed).
 
     Raises:
         ValueError: a key is empty or too short, ``ttl`` or ``max_scan_items`` is not
@@ -146,7 +148,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
         strict: bool = False,
         key_store: KeyStore | str | Path | None = None,
         format: Format = "native",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         try:
             masters = _parse_keys(encryption_key)
@@ -180,7 +182,9 @@ class EncryptedSession(AsyncClosing, SessionABC):
         legacy = {sdk_kid(m.kid): m.sdk_fernet(session_id) for m in self._masters}
         writer = self._masters[0].kid if format == "native" else sdk_kid(self._masters[0].kid)
         self._derived = KeyRing(writer, derived, legacy)
-        self._codec = EnvelopeCodec(SessionCipher(session_id, self._derived), ttl, clock)
+        self._codec = EnvelopeCodec(
+            SessionCipher(session_id, self._derived), ttl, clock or _system_clock
+        )
         # With a key store, the data key is looked up once, on first use, under this lock.
         self._data_key_known = self.key_store is None
         self._data_key_record: str | None = None
@@ -211,9 +215,9 @@ class EncryptedSession(AsyncClosing, SessionABC):
             raise AttributeError(name)
         if isinstance(underlying, OpenAIResponsesCompactionSession):
             if name == "run_compaction":
-                return self._run_compaction
+                return self._encrypted_run_compaction
             if name == "_defer_compaction":
-                return self._defer_compaction
+                return self._encrypted_defer_compaction
             if name in _COMPACTION_HOOKS:
                 return getattr(underlying, name)
         if name.startswith("_"):
@@ -511,7 +515,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
             )
         return session
 
-    async def _run_compaction(
+    async def _encrypted_run_compaction(
         self,
         args: Any = None,
         *,
@@ -545,7 +549,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
             read_snapshot=_no_snapshot,
         )
 
-    async def _defer_compaction(
+    async def _encrypted_defer_compaction(
         self,
         response_id: str,
         store: bool | None = None,
@@ -572,20 +576,29 @@ class EncryptedSession(AsyncClosing, SessionABC):
     async def _compaction_rows(
         self, limit: int | None
     ) -> tuple[list[TResponseInputItem] | None, int]:
-        """Decode up to ``limit`` rows: the items (None if more are stored), how many unreadable."""
-        raw = cast(list[Any], await self.underlying_session.get_items(limit))
-        if limit is not None and len(raw) >= limit:
-            return None, 0
-        items: list[TResponseInputItem] = []
-        unreadable = 0
-        for entry in raw:
-            try:
-                items.append(self._codec.decode(_as_text(entry)))
-            except SkipRow:
-                continue  # expired: the SDK's compaction drops these too
-            except (ValueError, TypeError, RecursionError):
-                unreadable += 1
-        return items, unreadable
+        """Decode the whole history if it holds fewer than ``limit`` readable items.
+
+        Returns:
+            The items (None if ``limit`` or more are readable), and how many rows are
+            unreadable. Expired rows count for neither, so the window widens past them.
+        """
+        window = limit
+        while True:
+            raw = cast(list[Any], await self.underlying_session.get_items(window))
+            items: list[TResponseInputItem] = []
+            unreadable = 0
+            for entry in raw:
+                try:
+                    items.append(self._codec.decode(_as_text(entry)))
+                except SkipRow:
+                    continue  # expired: the SDK's compaction drops these too
+                except (ValueError, TypeError, RecursionError):
+                    unreadable += 1
+            if window is None or len(raw) < window:
+                return items, unreadable
+            if limit is not None and len(items) >= limit:
+                return None, unreadable
+            window *= 2
 
     # Maintenance ---------------------------------------------------------------------------
 
@@ -692,12 +705,13 @@ class EncryptedSession(AsyncClosing, SessionABC):
         """Close the underlying session (and a key store this session opened); idempotent."""
         await self.close()
 
-    def close(self) -> _Closing:
+    def close(self) -> Closing:
         """Close the underlying session (and a key store this session opened); idempotent.
 
-        Works both called and awaited, whatever the underlying session's ``close`` is: a
-        synchronous close (SQLite) happens at once; an asynchronous one (SQLAlchemy) is
-        started at once on the running loop, and awaiting the result waits for it.
+        Works both called and awaited, whatever the underlying session's ``close`` is (the
+        package's one lifecycle rule): a synchronous close (SQLite) happens at once; an
+        asynchronous one (SQLAlchemy) is started at once on the running loop, and awaiting
+        the result waits for it.
 
         Returns:
             An awaitable that completes when everything is closed.
@@ -707,27 +721,19 @@ class EncryptedSession(AsyncClosing, SessionABC):
                 running event loop to do it on (await ``aclose()`` inside one).
         """
         if self._state is SessionState.CLOSED:
-            return _Closing(None)
-        pending = _close_resource(self.underlying_session)
+            return Closing()
+        pending = _close_now(self.underlying_session)
         key_store = self.key_store if self._owns_key_store else None
         if isinstance(key_store, SQLiteKeyStore):
             key_store.close()
-        elif key_store is not None:
-            pending = _chain(pending, key_store.aclose())
-        if pending is not None:
-            try:
-                task: asyncio.Future[None] | None = asyncio.ensure_future(pending)
-            except RuntimeError:
-                if inspect.iscoroutine(pending):
-                    pending.close()  # never to run: no "was never awaited" warning
-                raise RuntimeError(
-                    "the underlying session closes asynchronously and no event loop is "
-                    "running: use `await session.aclose()`"
-                ) from None
-        else:
-            task = None
+            key_store = None
+        closing = Closing()
+        if pending is not None or key_store is not None:
+            closing = Closing.start(
+                _settle(pending, key_store), f"{type(self.underlying_session).__name__}"
+            )
         self._state = SessionState.CLOSED
-        return _Closing(task)
+        return closing
 
     def __repr__(self) -> str:
         # Read through __dict__: a half-built object (a constructor that raised) still prints.
@@ -741,39 +747,27 @@ class EncryptedSession(AsyncClosing, SessionABC):
         )
 
 
-class _Closing:
-    """What ``close()`` returns: nothing to do, or awaitable until the closing has finished."""
-
-    __slots__ = ("_task",)
-
-    def __init__(self, task: asyncio.Future[None] | None) -> None:
-        self._task = task
-
-    def __await__(self) -> Generator[Any, None, None]:
-        if self._task is not None:
-            yield from self._task.__await__()
-
-    def __repr__(self) -> str:
-        done = self._task is None or self._task.done()
-        return f"<EncryptedSession close {'done' if done else 'pending'}>"
+def _system_clock() -> float:
+    return time.time()
 
 
-def _close_resource(resource: object) -> Awaitable[None] | None:
-    """Close ``resource`` now if it closes synchronously; else return the coroutine to await."""
+def _close_now(resource: object) -> Awaitable[None] | None:
+    """Close ``resource`` now if it closes synchronously; else return what is left to await."""
     close = getattr(resource, "close", None)
     if close is not None and not inspect.iscoroutinefunction(close):
         result = close()
         if isinstance(result, Closing) and result.done():
-            return None  # closed at once (SQLite): nothing to wait for, no loop needed
+            return None
         return cast(Awaitable[None], result) if inspect.isawaitable(result) else None
     closer = getattr(resource, "aclose", None) or close
     return None if closer is None else cast(Awaitable[None], closer())
 
 
-async def _chain(first: Awaitable[None] | None, second: Awaitable[None]) -> None:
-    if first is not None:
-        await first
-    await second
+async def _settle(pending: Awaitable[None] | None, key_store: KeyStore | None) -> None:
+    if pending is not None:
+        await pending
+    if key_store is not None:
+        await key_store.aclose()
 
 
 async def _no_snapshot(limit: int) -> None:
