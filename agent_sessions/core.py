@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC
@@ -18,14 +18,27 @@ from agents.memory.session_settings import SessionSettings, coerce_session_setti
 
 from ._lifecycle import AsyncClosing, Closing
 from .errors import InvalidLimitError, InvalidSessionIdError, SessionClosedError
-from .serialization import Codec, JsonCodec, decode_or_report, decode_rows, encode_items
+from .serialization import (
+    Codec,
+    JsonCodec,
+    SkipRow,
+    decode_or_report,
+    decode_rows,
+    encode_items,
+)
 from .store import Store
+
+try:  # the SDK's compaction hook type (private to the SDK, so optional here)
+    from agents.memory.session import _CompactionSnapshot
+except ImportError:  # pragma: no cover - an SDK without suffix compaction
+    _CompactionSnapshot = None  # type: ignore[assignment,misc]
 
 __all__ = [
     "MAX_LIMIT",
     "MAX_SESSION_ID_LENGTH",
     "SessionState",
     "StoreSession",
+    "SuffixStore",
     "check_session_id",
     "is_user_message",
     "read_items",
@@ -160,6 +173,39 @@ async def run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
             cancelled = True
             if task.done():
                 return task.result(), cancelled
+
+
+@runtime_checkable
+class SuffixStore(Protocol):
+    """A store that can swap the newest rows of a session in one transaction (optional).
+
+    With it, a session supports the SDK's suffix compaction: ``OpenAIResponsesCompactionSession``
+    compacts only the exchange it saw, even when older history is hidden from the model.
+    """
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first.
+
+        Returns:
+            The rows, and whether they are all of the session's rows.
+        """
+        ...
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the newest rows if they are exactly ``expected``, in one transaction.
+
+        The ``expected`` rows are deleted and ``texts`` appended; if the caller is cancelled,
+        the swap ends up either done or not done.
+
+        Returns:
+            Whether the rows were swapped (False if the tail changed meanwhile).
+        """
+        ...
+
+
+_PROTOCOL = ("get_items", "add_items", "pop_item", "clear_session")
 
 
 class StoreSession(AsyncClosing, SessionABC):
@@ -312,6 +358,52 @@ class StoreSession(AsyncClosing, SessionABC):
         return decode_or_report(
             text, session_id=self.session_id, strict=self.strict, codec=self._codec
         )
+
+    async def _get_compaction_snapshot(
+        self, limit: int, *, prune_prefix: Callable[[TResponseInputItem], bool] | None = None
+    ) -> Any:
+        """The SDK's suffix-compaction hook: the newest ``limit`` items and a way to swap them.
+
+        Returns None (the SDK then compacts only a history it can see whole) when the store
+        cannot swap rows atomically, when a subclass overrides the protocol methods (the
+        snapshot would bypass them), when the prefix must be pruned, or when a row in the
+        window cannot be returned.
+        """
+        store = self._store
+        if (
+            _CompactionSnapshot is None
+            or prune_prefix is not None
+            or not isinstance(store, SuffixStore)
+            or any(
+                not getattr(type(self), name).__module__.startswith("agent_sessions.")
+                for name in _PROTOCOL
+            )
+        ):
+            return None
+        self._check_open("get_items")
+        rows, complete = await store.tail(self.session_id, max(1, min(limit, MAX_LIMIT)))
+        items: list[TResponseInputItem] = []
+        for _, text in rows:
+            try:
+                items.append(self._codec.decode(text))
+            except (SkipRow, ValueError, TypeError, RecursionError):
+                return None  # never compact around a row the caller cannot see
+        session_id = self.session_id
+
+        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
+            expected = rows[start:]
+            if not expected:
+                return False
+            self._check_open("add_items")
+            texts = encode_items(output, self._codec)
+            swapped, cancelled = await run_to_completion(
+                store.replace_tail(session_id, expected, texts)
+            )
+            if cancelled:
+                raise asyncio.CancelledError
+            return swapped
+
+        return _CompactionSnapshot(items, complete, replace_suffix)
 
     async def clear_session(self) -> None:
         """Delete every item of this session, and its session record, in one transaction."""

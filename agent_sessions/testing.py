@@ -182,12 +182,13 @@ async def check_order(h: Harness) -> None:
 
 
 async def check_limits(h: Harness) -> None:
-    """limit=N returns the newest N oldest-first; 0 returns none; a large limit returns all."""
+    """limit=N returns the newest N oldest-first; 0 returns none; any larger limit returns all."""
     session = await _filled(h, "limits", 5)
     every = [f"m{i}" for i in range(5)]
     _expect(await session.get_items(0) == [], "limit=0 did not return []")
     _expect(_texts(await session.get_items(1)) == ["m4"], "limit=1 is not the newest item")
     _expect(_texts(await session.get_items(3)) == every[2:], "limit=3 is not the newest three")
+    _expect(_texts(await session.get_items(6)) == every, "limit one above the size is not all")
     _expect(_texts(await session.get_items(50)) == every, "limit above the size is not all")
     _expect(_texts(await session.get_items()) == every, "limit=None is not all")
 
@@ -574,7 +575,7 @@ class DictStore:
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows (all if None), oldest first."""
         rows = self._session_rows(session_id)
-        chosen = rows if limit is None else rows[len(rows) - limit :] if limit else []
+        chosen = rows if limit is None else rows[max(0, len(rows) - limit) :] if limit else []
         return [text for _, text in chosen]
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
@@ -606,6 +607,24 @@ class DictStore:
         if not cleared:
             rows.extend((p.row_id, p.text) for p in popped)
             rows.sort()
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the newest ``limit`` rows, oldest first, and whether they are all rows."""
+        rows = self._session_rows(session_id)
+        chosen = rows[max(0, len(rows) - limit) :] if limit else []
+        return list(chosen), len(chosen) == len(rows)
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the newest rows for ``texts`` if they are exactly ``expected``."""
+        rows = self._session_rows(session_id)
+        count = len(expected)
+        if not count or [tuple(row) for row in rows[-count:]] != [tuple(e) for e in expected]:
+            return False
+        del rows[-count:]
+        rows.extend((next(self._ids), text) for text in texts)
+        return True
 
     async def clear(self, session_id: str) -> None:
         """Forget a session."""
