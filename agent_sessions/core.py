@@ -180,7 +180,9 @@ class SuffixStore(Protocol):
     """A store that can swap the newest rows of a session in one transaction (optional).
 
     With it, a session supports the SDK's suffix compaction: ``OpenAIResponsesCompactionSession``
-    compacts only the exchange it saw, even when older history is hidden from the model.
+    compacts only the exchange it saw, even when older history is hidden from the model. The
+    store's own class must define ``replace_tail``: a subclass that lays rows out differently
+    (branches) does not inherit the capability by accident.
     """
 
     async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
@@ -374,6 +376,7 @@ class StoreSession(AsyncClosing, SessionABC):
             _CompactionSnapshot is None
             or prune_prefix is not None
             or not isinstance(store, SuffixStore)
+            or "replace_tail" not in type(store).__dict__  # a subclass may lay rows out anew
             or any(
                 not getattr(type(self), name).__module__.startswith("agent_sessions.")
                 for name in _PROTOCOL

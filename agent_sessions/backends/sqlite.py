@@ -19,7 +19,7 @@ from agents.memory.session_settings import SessionSettings
 
 from .._lifecycle import AsyncClosing, Closing
 from .._worker import ConnectionWorker
-from ..core import StoreSession, check_session_id
+from ..core import MAX_LIMIT, StoreSession, check_session_id
 from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
@@ -181,6 +181,42 @@ class SQLiteStore(AsyncClosing):
                 conn.execute(self._sql.insert_at, (popped.row_id, session_id, popped.text))
 
         await self._call("restore", restore)
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first.
+
+        Returns:
+            The rows, and whether they are all of the session's rows.
+        """
+        fetch = min(limit, MAX_LIMIT - 1) + 1
+        rows = await self._call(
+            "read", lambda conn: conn.execute(self._sql.tail, (session_id, -1, fetch)).fetchall()
+        )
+        chosen = [(int(row_id), text) for row_id, text in rows[:limit]]
+        chosen.reverse()
+        return chosen, len(rows) <= limit
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the newest rows for ``texts`` if they are exactly ``expected``, in one transaction.
+
+        Returns:
+            Whether the rows were swapped (False if the tail changed meanwhile).
+        """
+        want = [(int(row_id), text) for row_id, text in expected]
+
+        def replace_tail(conn: sqlite3.Connection) -> bool:
+            with transaction(conn):
+                newest = conn.execute(self._sql.tail, (session_id, -1, len(want))).fetchall()
+                if not want or [(int(i), t) for i, t in reversed(newest)] != want:
+                    return False
+                conn.executemany(self._sql.delete_row, [(row_id,) for row_id, _ in want])
+                conn.execute(self._sql.touch_session, (session_id,))
+                conn.executemany(self._sql.insert, [(session_id, text) for text in texts])
+                return True
+
+        return await self._call("replace tail", replace_tail)
 
     async def clear(self, session_id: str) -> None:
         """Delete a session's rows and its session record in one transaction."""

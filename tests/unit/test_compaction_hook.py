@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
+import pytest
 from agents import Agent, RunConfig, Runner
 from agents.items import TResponseInputItem
 from agents.memory import OpenAIResponsesCompactionSession
@@ -15,6 +18,7 @@ from agents.run_config import CallModelData, ModelInputData
 from agents.testing import ScriptedModel
 from openai.types.responses import ResponseOutputMessage
 
+from agent_sessions import AdvancedSQLiteSession, SQLiteSession
 from agent_sessions.core import StoreSession
 from agent_sessions.testing import DictStore
 
@@ -59,14 +63,56 @@ async def _run_compacting(backend: StoreSession) -> AsyncMock:
     return client.responses.compact
 
 
-async def test_compaction_replaces_only_the_suffix_the_model_saw() -> None:
+def _memory(path: Path) -> StoreSession:
+    return StoreSession("c", DictStore(), owns_store=True)
+
+
+def _sqlite(path: Path) -> StoreSession:
+    return SQLiteSession("c", path / "c.db")
+
+
+SWAPPING = {"memory": _memory, "sqlite": _sqlite}
+
+
+@pytest.mark.parametrize("make", SWAPPING.values(), ids=SWAPPING.keys())
+async def test_compaction_replaces_only_the_suffix_the_model_saw(
+    make: Callable[[Path], StoreSession], tmp_path: Path
+) -> None:
     """Under the SDK's compaction wrapper, a partly matching history compacts its suffix only."""
-    backend = StoreSession("c", DictStore(), owns_store=True)
-    await backend.add_items([CALL, OUTPUT])
-    compact = await _run_compacting(backend)
-    compact.assert_awaited_once()
-    assert compact.call_args.kwargs["input"][0] == {"role": "user", "content": "continue"}
-    assert await backend.get_items() == [CALL, OUTPUT]
+    async with make(tmp_path) as backend:
+        await backend.add_items([CALL, OUTPUT])
+        compact = await _run_compacting(backend)
+        compact.assert_awaited_once()
+        assert compact.call_args.kwargs["input"][0] == {"role": "user", "content": "continue"}
+        assert await backend.get_items() == [CALL, OUTPUT]
+
+
+@pytest.mark.parametrize("make", SWAPPING.values(), ids=SWAPPING.keys())
+async def test_snapshot_tail_is_bounded_and_knows_when_it_is_whole(
+    make: Callable[[Path], StoreSession], tmp_path: Path
+) -> None:
+    """The snapshot holds the newest ``limit`` items, complete only if nothing is older."""
+    async with make(tmp_path) as backend:
+        first: TResponseInputItem = {"role": "user", "content": "first"}
+        await backend.add_items([first, CALL, OUTPUT])
+        whole = await backend._get_compaction_snapshot(3)
+        assert whole.items == [first, CALL, OUTPUT]
+        assert whole.complete
+        part = await backend._get_compaction_snapshot(2)
+        assert part.items == [CALL, OUTPUT]
+        assert not part.complete
+        await backend.add_items([first])
+        assert await part.replace_suffix(0, []) is False  # the tail moved on
+        assert len(await backend.get_items()) == 4
+
+
+async def test_advanced_session_does_not_inherit_the_plain_swap(tmp_path: Path) -> None:
+    """The branching session gives no snapshot: the plain SQLite swap would ignore branches."""
+    async with AdvancedSQLiteSession(
+        session_id="c", db_path=tmp_path / "a.db", create_tables=True
+    ) as backend:
+        await backend.add_items([CALL, OUTPUT])
+        assert await backend._get_compaction_snapshot(5) is None
 
 
 async def test_snapshot_refuses_to_swap_a_changed_tail() -> None:
