@@ -25,6 +25,8 @@ from ._memory_keys import prefix_bounds
 from ._memory_table import memory_table
 from ._memory_types import Hint, Record, Row
 from ._memory_vectors import rank
+from .backends._sqlalchemy_engine import shared_connection_lock
+from .backends._sqlalchemy_schema import begin_sqlite
 from .errors import StorageError, StorageUnavailableError
 from .schema import VERSION_TABLE, validate_identifier
 
@@ -103,15 +105,19 @@ class SQLAlchemyMemoryBackend:
                 async def create() -> None:
                     async with self.engine.begin() as conn:
                         if self._dialect == "sqlite":
-                            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                            await begin_sqlite(conn)
                         await conn.run_sync(_create, self.table)
 
                 await self._guard("create table", create)
                 self._pending = False
 
     async def _guard(self, what: str, run: Callable[[], Awaitable[T]]) -> T:
+        serial = shared_connection_lock(self.engine)  # in-memory SQLite: take turns
         try:
-            return await run()
+            if serial is None:
+                return await run()
+            async with serial:
+                return await run()
         except DBAPIError as exc:
             if exc.connection_invalidated or isinstance(exc.orig, OSError):
                 raise StorageUnavailableError(

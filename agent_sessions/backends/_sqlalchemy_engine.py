@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import event
@@ -12,7 +13,15 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import MissingDependencyError
 
-__all__ = ["ASYNC_DRIVERS", "async_url", "engine_from_url", "is_memory_sqlite", "redact", "use_wal"]
+__all__ = [
+    "ASYNC_DRIVERS",
+    "async_url",
+    "engine_from_url",
+    "is_memory_sqlite",
+    "redact",
+    "shared_connection_lock",
+    "use_wal",
+]
 
 ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -56,6 +65,30 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and (
         database in ("", ":memory:") or ":memory:" in database or url.query.get("mode") == "memory"
     )
+
+
+_SERIAL_ATTRIBUTE = "_agent_sessions_serial"
+"""Where a one-connection pool keeps the lock its users queue on: state of that engine only."""
+
+
+def shared_connection_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+    """The lock of an engine with one shared connection (in-memory SQLite), else None.
+
+    Such an engine hands the same connection to concurrent users, whose transactions would
+    interleave; they take turns instead. The lock lives on the engine's pool, so every session
+    and memory store of that engine shares it, and a new one is made for a new event loop.
+    """
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, StaticPool):
+        return None
+    held: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = getattr(
+        pool, _SERIAL_ATTRIBUTE, None
+    )
+    loop = asyncio.get_running_loop()
+    if held is None or held[0] is not loop:
+        held = (loop, asyncio.Lock())
+        setattr(pool, _SERIAL_ATTRIBUTE, held)
+    return held[1]
 
 
 def use_wal(engine: AsyncEngine) -> None:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..schema import VERSION_TABLE, TableNames
 
-__all__ = ["SessionTables", "create_schema"]
+__all__ = ["SessionTables", "begin_sqlite", "create_schema"]
 
 _KEY = String().with_variant(String(255), "mysql", "mariadb")
 _ROW = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
@@ -186,14 +186,15 @@ def _migrate(conn: Connection, tables: SessionTables) -> None:
         )
 
 
-async def _begin_sqlite(conn: AsyncConnection) -> None:
+async def begin_sqlite(conn: AsyncConnection) -> None:
     """Take SQLite's write lock up front so two creators queue instead of racing.
 
     With SQLAlchemy's documented SQLite recipe (an event listener that emits ``BEGIN`` on
     ``"begin"``) the transaction is already open, deferred: it is kept, and the first write
     takes the lock.
     """
-    await conn.begin()
+    if not conn.in_transaction():
+        await conn.begin()
     raw = await conn.get_raw_connection()
     if not getattr(raw.driver_connection, "in_transaction", False):
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -212,7 +213,7 @@ async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
             await conn.commit()
         try:
             if conn.dialect.name == "sqlite":
-                await _begin_sqlite(conn)
+                await begin_sqlite(conn)
             await conn.run_sync(_migrate, tables)
             await conn.commit()
         except BaseException:

@@ -19,7 +19,6 @@ import asyncpg
 from agents.memory.session_settings import SessionSettings, coerce_session_settings
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Executable
 
 from .._lifecycle import AsyncClosing
@@ -27,7 +26,7 @@ from ..core import StoreSession, check_session_id, run_to_completion
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
-from ._sqlalchemy_engine import engine_from_url, use_wal
+from ._sqlalchemy_engine import engine_from_url, shared_connection_lock, use_wal
 from ._sqlalchemy_schema import SessionTables, create_schema
 from ._sqlalchemy_sql import Statements
 
@@ -43,9 +42,6 @@ _CONNECTION_TROUBLE = (
 )
 """asyncpg's errors for a connection that is gone or broken (not a refused statement); the
 last two are ``PostgresError`` subclasses raised while a server shuts down or starts up."""
-
-_SERIAL_ATTRIBUTE = "_agent_sessions_serial"
-"""Where a one-connection pool keeps the lock its users queue on: state of that engine only."""
 
 
 class SQLAlchemyStore(AsyncClosing):
@@ -133,25 +129,6 @@ class SQLAlchemyStore(AsyncClosing):
         if self.engine.dialect.name != "sqlite":
             await self.engine.dispose(close=False)
 
-    def _serial(self) -> asyncio.Lock | None:
-        """The lock of an engine with one shared connection (in-memory SQLite), else None.
-
-        Such an engine hands the same connection to concurrent users, whose transactions would
-        interleave; they take turns instead. The lock lives on the engine's pool, so every
-        session of that engine shares it, and a new one is made for a new event loop.
-        """
-        pool = self.engine.sync_engine.pool
-        if not isinstance(pool, StaticPool):
-            return None
-        held: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = getattr(
-            pool, _SERIAL_ATTRIBUTE, None
-        )
-        loop = asyncio.get_running_loop()
-        if held is None or held[0] is not loop:
-            held = (loop, asyncio.Lock())
-            setattr(pool, _SERIAL_ATTRIBUTE, held)
-        return held[1]
-
     def _fast_path(self) -> bool:
         """Whether driver SQL may bypass SQLAlchemy: not when anyone listens to statements."""
         dispatch = self.engine.sync_engine.dispatch
@@ -161,7 +138,7 @@ class SQLAlchemyStore(AsyncClosing):
         """Run one database call: refuse after close, take turns if needed, translate errors."""
         if self._closed:
             raise SessionClosedError(f"SQLAlchemyStore({self._where}) is closed")
-        serial = self._serial()
+        serial = shared_connection_lock(self.engine)
         try:
             if serial is None:
                 return await run()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_sessions._memory_harness import semantic_index as make_index
+from agent_sessions.memory import MemoryStore
 from agent_sessions.testing import MemoryHarness
+from tests.conftest import require_server
+from tests.memory.conftest import drop_table, unique_table
+from tests.sql_servers import POSTGRES_URL
 
 VALUE = {"n": 5, "big": 2**64, "nul": "a\x00b", "lone": "\ud800", "t": "note", "text": "note"}
 
@@ -60,3 +67,29 @@ async def test_semantic_search_with_a_huge_limit_returns_all(
     await store.put(("u",), "b", {"text": "note two"})
     assert len(await store.search(("u",), query="note", limit=2**64)) == 2
     assert await store.search(("u",), query="note", limit=5, offset=2**64) == []
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite+aiosqlite:///:memory:"])
+async def test_an_in_memory_url_store_keeps_every_concurrent_put(url: str) -> None:
+    """20 puts at once on an in-memory (and driverless) URL all land in one database."""
+    async with MemoryStore.from_url(url) as store:
+        await asyncio.gather(*(store.put(("u",), f"k{i}", {"i": i}) for i in range(20)))
+        found = await store.search(("u",), limit=100)
+        assert sorted(item.value["i"] for item in found) == list(range(20))
+
+
+@pytest.mark.postgres
+async def test_a_driverless_postgres_url_opens_a_store() -> None:
+    """MemoryStore.from_url("postgresql://...") uses the asyncpg driver we ship."""
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    table = unique_table()
+    store = MemoryStore.from_url("postgresql://postgres@127.0.0.1:5432/test", table=table)
+    try:
+        await store.put(("u",), "k", {"i": 1})
+        assert (await store.get(("u",), "k")) is not None
+    finally:
+        await store.aclose()
+        engine = create_async_engine(POSTGRES_URL)
+        await drop_table(engine, table)
+        await engine.dispose()
