@@ -1,13 +1,18 @@
-"""Engine set-up for the SQLAlchemy backend: SQLite pragmas, dead-connection checks, URLs."""
+"""Engine set-up for the SQLAlchemy backend: URLs, pragmas, turns, and driver-error kinds.
+
+Driver errors are classified here: a dead connection, a missing table.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -15,9 +20,12 @@ from ..errors import MissingDependencyError
 
 __all__ = [
     "ASYNC_DRIVERS",
+    "CONNECTION_TROUBLE",
     "async_url",
     "engine_from_url",
+    "is_connection_failure",
     "is_memory_sqlite",
+    "is_missing_table",
     "redact",
     "shared_connection_lock",
     "use_wal",
@@ -65,6 +73,37 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and (
         database in ("", ":memory:") or ":memory:" in database or url.query.get("mode") == "memory"
     )
+
+
+CONNECTION_TROUBLE = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
+"""asyncpg's errors for a connection that is gone or broken (not a refused statement); the
+last two are ``PostgresError`` subclasses raised while a server shuts down or starts up."""
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    """An undefined-table error of PostgreSQL, SQLite or MySQL/MariaDB (1146)."""
+    original = getattr(exc, "orig", None) or exc
+    for error in (original, getattr(original, "__cause__", None), exc):
+        if isinstance(error, asyncpg.UndefinedTableError):
+            return True
+        if isinstance(error, sqlite3.OperationalError) and "no such table" in str(error):
+            return True
+        args = getattr(error, "args", ())
+        if args and args[0] == 1146:  # noqa: PLR2004 - ER_NO_SUCH_TABLE
+            return True
+    return False
+
+
+def is_connection_failure(exc: DBAPIError) -> bool:
+    original = exc.orig
+    causes = (original, getattr(original, "__cause__", None), exc.__cause__)
+    return any(isinstance(cause, CONNECTION_TROUBLE) for cause in causes)
 
 
 _SERIAL_ATTRIBUTE = "_agent_sessions_serial"

@@ -26,22 +26,20 @@ from ..core import StoreSession, check_session_id, run_to_completion
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
-from ._sqlalchemy_engine import engine_from_url, shared_connection_lock, use_wal
+from ._sqlalchemy_engine import (
+    CONNECTION_TROUBLE,
+    engine_from_url,
+    is_connection_failure,
+    is_missing_table,
+    shared_connection_lock,
+    use_wal,
+)
 from ._sqlalchemy_schema import SessionTables, create_schema
 from ._sqlalchemy_sql import Statements
 
 __all__ = ["SQLAlchemySession", "SQLAlchemyStore"]
 
 T = TypeVar("T")
-_CONNECTION_TROUBLE = (
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    OSError,
-)
-"""asyncpg's errors for a connection that is gone or broken (not a refused statement); the
-last two are ``PostgresError`` subclasses raised while a server shuts down or starts up."""
 
 
 class SQLAlchemyStore(AsyncClosing):
@@ -145,13 +143,13 @@ class SQLAlchemyStore(AsyncClosing):
             async with serial:
                 return await run()
         except DBAPIError as exc:
-            if exc.connection_invalidated or _is_connection_failure(exc):
+            if exc.connection_invalidated or is_connection_failure(exc):
                 raise StorageUnavailableError(
                     f"{operation} failed: cannot reach the database at {self._where}: {exc.orig!r}"
                 ) from exc
             self._raise_if_no_tables(operation, exc)
             raise StorageError(f"{operation} on {self._where} failed: {exc.orig!r}") from exc
-        except (SQLAlchemyError, *_CONNECTION_TROUBLE) as exc:
+        except (SQLAlchemyError, *CONNECTION_TROUBLE) as exc:
             raise StorageUnavailableError(
                 f"{operation} failed: cannot use the database at {self._where}: {exc!r}"
             ) from exc
@@ -160,7 +158,7 @@ class SQLAlchemyStore(AsyncClosing):
             raise StorageError(f"{operation} on {self._where} failed: {exc!r}") from exc
 
     def _raise_if_no_tables(self, operation: str, exc: BaseException) -> None:
-        if _is_missing_table(exc):
+        if is_missing_table(exc):
             names = self.tables.names
             raise StorageError(
                 f"{operation} on {self._where} failed: no tables ({names.sessions}, "
@@ -205,7 +203,7 @@ class SQLAlchemyStore(AsyncClosing):
                 pooled = await conn.get_raw_connection()
                 try:
                     return await call(pooled.driver_connection)
-                except _CONNECTION_TROUBLE:
+                except CONNECTION_TROUBLE:
                     pooled.invalidate()
                     raise
 
@@ -381,26 +379,6 @@ def _warn_unclosed(label: str) -> None:
         ResourceWarning,
         stacklevel=1,
     )
-
-
-def _is_missing_table(exc: BaseException) -> bool:
-    """An undefined-table error of PostgreSQL, SQLite or MySQL/MariaDB (1146)."""
-    original = getattr(exc, "orig", None) or exc
-    for error in (original, getattr(original, "__cause__", None), exc):
-        if isinstance(error, asyncpg.UndefinedTableError):
-            return True
-        if isinstance(error, sqlite3.OperationalError) and "no such table" in str(error):
-            return True
-        args = getattr(error, "args", ())
-        if args and args[0] == 1146:  # noqa: PLR2004 - ER_NO_SUCH_TABLE
-            return True
-    return False
-
-
-def _is_connection_failure(exc: DBAPIError) -> bool:
-    original = exc.orig
-    causes = (original, getattr(original, "__cause__", None), exc.__cause__)
-    return any(isinstance(cause, _CONNECTION_TROUBLE) for cause in causes)
 
 
 class SQLAlchemySession(StoreSession):
