@@ -10,9 +10,7 @@ before they reach it; see :class:`EncryptedSession` for what then differs.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -35,6 +33,19 @@ from ._crypto import (
 )
 from ._crypto import parse_master_keys as _parse_keys
 from ._encrypted_codec import EnvelopeCodec
+from ._encrypted_delegation import (
+    COMPACTION_HOOKS,
+    KEY_CHECK_ROWS,
+    PROTOCOL,
+    CompactionPassThrough,
+    as_text,
+    check_same_id,
+    close_now,
+    protocol_is_ours,
+    settle,
+    system_clock,
+    takes_wrapper,
+)
 from ._lifecycle import AsyncClosing, Closing
 from .core import (
     SessionState,
@@ -48,7 +59,6 @@ from .errors import CorruptItemError, DecryptionError, SessionClosedError, Unkno
 from .keystore import KeyStore, SQLiteKeyStore
 from .serialization import (
     JsonCodec,
-    SkipRow,
     decode_or_report,
     decode_rows,
     encode_items,
@@ -63,22 +73,8 @@ _JSON = JsonCodec()
 Format = Literal["native", "sdk"]
 """How new rows are sealed: our AES-GCM envelope, or the SDK's Fernet envelope."""
 
-_KEY_CHECK_ROWS = 16  # newest rows a first write looks at for one the keys open
 
-_PROTOCOL = ("get_items", "add_items", "pop_item", "clear_session")
-# The SDK's compaction session hooks the Runner looks up by name on the outermost session.
-_COMPACTION_HOOKS = frozenset(
-    {
-        "_get_items_with_generation",
-        "_add_items_with_generation",
-        "_get_deferred_compaction_response_id",
-        "_clear_deferred_compaction",
-        "_ignore_ids_for_matching",
-    }
-)
-
-
-class EncryptedSession(AsyncClosing, SessionABC):
+class EncryptedSession(CompactionPassThrough, AsyncClosing, SessionABC):
     """A drop-in for ``agents.extensions.memory.EncryptedSession``: AES-256-GCM at rest, with TTL.
 
     Each session is encrypted under its own key: derived from the master key with HKDF bound to
@@ -155,7 +151,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
         finally:
             del encryption_key  # keep the secret out of tracebacks formatted with locals
         check_session_id(session_id)
-        _check_same_id(session_id, underlying_session)
+        check_same_id(session_id, underlying_session)
         if ttl is not None and (isinstance(ttl, bool) or not ttl > 0):
             raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
         if max_scan_items is not None and max_scan_items <= 0:
@@ -183,7 +179,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
         writer = self._masters[0].kid if format == "native" else sdk_kid(self._masters[0].kid)
         self._derived = KeyRing(writer, derived, legacy)
         self._codec = EnvelopeCodec(
-            SessionCipher(session_id, self._derived), ttl, clock or _system_clock
+            SessionCipher(session_id, self._derived), ttl, clock or system_clock
         )
         # With a key store, the data key is looked up once, on first use, under this lock.
         self._data_key_known = self.key_store is None
@@ -192,7 +188,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
         self._setup_lock: asyncio.Lock | None = None
         self._state = SessionState.OPEN
         self._inner: StoreSession | None = None
-        if isinstance(underlying_session, StoreSession) and _ours(underlying_session):
+        if isinstance(underlying_session, StoreSession) and protocol_is_ours(underlying_session):
             self._inner = StoreSession(
                 underlying_session.session_id,
                 underlying_session.store,
@@ -218,7 +214,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
                 return self._encrypted_run_compaction
             if name == "_defer_compaction":
                 return self._encrypted_defer_compaction
-            if name in _COMPACTION_HOOKS:
+            if name in COMPACTION_HOOKS:
                 return getattr(underlying, name)
         if name.startswith("_"):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -324,10 +320,10 @@ class EncryptedSession(AsyncClosing, SessionABC):
 
     async def _check_newest_row(self, wrapper: RunContextWrapper[Any] | None) -> None:
         if self._inner is not None:
-            texts = await self._inner.store.read(self._inner.session_id, _KEY_CHECK_ROWS)
+            texts = await self._inner.store.read(self._inner.session_id, KEY_CHECK_ROWS)
         else:
-            raw = await self._call("get_items", _KEY_CHECK_ROWS, wrapper=wrapper)
-            texts = [_as_text(item) for item in cast(list[Any], raw)]
+            raw = await self._call("get_items", KEY_CHECK_ROWS, wrapper=wrapper)
+            texts = [as_text(item) for item in cast(list[Any], raw)]
         unknown: UnknownKeyError | None = None
         for text in reversed(texts):
             try:
@@ -369,7 +365,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
         """Call an underlying protocol method, passing ``wrapper`` if the session takes it."""
         if self._wrapper_ok is None:
             self._wrapper_ok = all(
-                _takes_wrapper(getattr(self.underlying_session, name, None)) for name in _PROTOCOL
+                takes_wrapper(getattr(self.underlying_session, name, None)) for name in PROTOCOL
             )
         bound = getattr(self.underlying_session, method)
         if wrapper is not None and self._wrapper_ok:
@@ -401,7 +397,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
 
         async def read(n: int | None) -> list[str]:
             raw = await self._call("get_items", n, wrapper=wrapper)
-            return [_as_text(item) for item in cast(list[Any], raw)]
+            return [as_text(item) for item in cast(list[Any], raw)]
 
         return await read_items(read, self._decode, wanted)
 
@@ -468,7 +464,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
             return None
         try:
             item = decode_or_report(
-                _as_text(raw), session_id=self.session_id, strict=self.strict, codec=self._codec
+                as_text(raw), session_id=self.session_id, strict=self.strict, codec=self._codec
             )
         except CorruptItemError:
             await self._call("add_items", [raw], wrapper=wrapper)
@@ -500,105 +496,6 @@ class EncryptedSession(AsyncClosing, SessionABC):
         """Delete every item of the session, readable or not."""
         self._check_open("clear_session")
         await self._call("clear_session", wrapper=wrapper)
-
-    # Compaction (over the SDK's OpenAIResponsesCompactionSession) -----------------------------
-
-    def _compaction(self) -> OpenAIResponsesCompactionSession:
-        session = self.underlying_session
-        hook = getattr(session, "_run_compaction", None)
-        if not isinstance(session, OpenAIResponsesCompactionSession) or not _has_params(
-            hook, "read_items", "prepare_items", "read_snapshot"
-        ):
-            raise TypeError(
-                "EncryptedSession.run_compaction() needs the SDK's "
-                "OpenAIResponsesCompactionSession (openai-agents >= 0.24) underneath"
-            )
-        return session
-
-    async def _encrypted_run_compaction(
-        self,
-        args: Any = None,
-        *,
-        wrapper: RunContextWrapper[Any] | None = None,
-    ) -> None:
-        """Compact the decrypted history with the compaction session underneath.
-
-        The compaction model sees plaintext; what it returns is stored encrypted. A manual
-        (not Runner-triggered) compaction replaces the whole stored history, so it is refused
-        while any stored row cannot be read: that row would be deleted unread.
-
-        Raises:
-            DecryptionError: a manual compaction would delete rows that cannot be read.
-        """
-        self._check_open("run_compaction")
-        session = self._compaction()
-        await self._ready_to_write(wrapper)
-        if not getattr(wrapper, "_session_compaction_is_automatic", False):
-            _, unreadable = await self._compaction_rows(None)
-            if unreadable:
-                raise DecryptionError(
-                    self.session_id,
-                    f"run_compaction() would replace {unreadable} stored row(s) that cannot be "
-                    "read (wrong key or tampered); nothing was compacted",
-                )
-        await session._run_compaction(  # noqa: SLF001 - the SDK's hook for wrappers
-            args,
-            wrapper=wrapper,
-            read_items=self._compaction_reader(wrapper),
-            prepare_items=self._seal_items,
-            read_snapshot=_no_snapshot,
-        )
-
-    async def _encrypted_defer_compaction(
-        self,
-        response_id: str,
-        store: bool | None = None,
-        *,
-        wrapper: RunContextWrapper[Any] | None = None,
-    ) -> None:
-        await self._compaction()._defer_compaction(  # noqa: SLF001 - the SDK's hook
-            response_id, store, read_items=self._compaction_reader(wrapper)
-        )
-
-    def _compaction_reader(
-        self, wrapper: RunContextWrapper[Any] | None
-    ) -> Callable[[int | None], Awaitable[tuple[list[TResponseInputItem], bool]]]:
-        async def read(limit: int | None) -> tuple[list[TResponseInputItem], bool]:
-            if limit is None:
-                return await self.get_items(wrapper=wrapper), False
-            items, unreadable = await self._compaction_rows(limit)
-            # Complete only if the rows read are the whole history and all of it can be
-            # replaced: an unreadable row must never be deleted by a compaction.
-            return (items, True) if items is not None and not unreadable else ([], False)
-
-        return read
-
-    async def _compaction_rows(
-        self, limit: int | None
-    ) -> tuple[list[TResponseInputItem] | None, int]:
-        """Decode the whole history if it holds fewer than ``limit`` readable items.
-
-        Returns:
-            The items (None if ``limit`` or more are readable), and how many rows are
-            unreadable. Expired rows count for neither, so the window widens past them.
-        """
-        window = limit
-        while True:
-            raw = cast(list[Any], await self.underlying_session.get_items(window))
-            items: list[TResponseInputItem] = []
-            unreadable = 0
-            for entry in raw:
-                try:
-                    items.append(self._codec.decode(_as_text(entry)))
-                except SkipRow:
-                    continue  # expired: the SDK's compaction drops these too
-                except (ValueError, TypeError, RecursionError):
-                    unreadable += 1
-            if window is None or len(raw) < window:
-                return items, unreadable
-            if limit is not None and len(items) >= limit:
-                return None, unreadable
-            window *= 2
 
     # Maintenance ---------------------------------------------------------------------------
 
@@ -722,7 +619,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
         """
         if self._state is SessionState.CLOSED:
             return Closing()
-        pending = _close_now(self.underlying_session)
+        pending = close_now(self.underlying_session)
         key_store = self.key_store if self._owns_key_store else None
         if isinstance(key_store, SQLiteKeyStore):
             key_store.close()
@@ -730,7 +627,7 @@ class EncryptedSession(AsyncClosing, SessionABC):
         closing = Closing()
         if pending is not None or key_store is not None:
             closing = Closing.start(
-                _settle(pending, key_store), f"{type(self.underlying_session).__name__}"
+                settle(pending, key_store), f"{type(self.underlying_session).__name__}"
             )
         self._state = SessionState.CLOSED
         return closing
@@ -745,76 +642,3 @@ class EncryptedSession(AsyncClosing, SessionABC):
             f"<EncryptedSession session_id={self.session_id!r} format={self.format!r} "
             f"keys={kids} {self._state.value}>"
         )
-
-
-def _system_clock() -> float:
-    return time.time()
-
-
-def _close_now(resource: object) -> Awaitable[None] | None:
-    """Close ``resource`` now if it closes synchronously; else return what is left to await."""
-    close = getattr(resource, "close", None)
-    if close is not None and not inspect.iscoroutinefunction(close):
-        result = close()
-        if isinstance(result, Closing) and result.done():
-            return None
-        return cast(Awaitable[None], result) if inspect.isawaitable(result) else None
-    closer = getattr(resource, "aclose", None) or close
-    return None if closer is None else cast(Awaitable[None], closer())
-
-
-async def _settle(pending: Awaitable[None] | None, key_store: KeyStore | None) -> None:
-    if pending is not None:
-        await pending
-    if key_store is not None:
-        await key_store.aclose()
-
-
-async def _no_snapshot(limit: int) -> None:
-    """No suffix snapshot over encryption: compaction reads the decrypted history instead."""
-
-
-def _ours(session: StoreSession) -> bool:
-    """Whether every protocol method of ``session`` is this package's (none overridden)."""
-    return all(
-        getattr(type(session), name).__module__.startswith("agent_sessions.") for name in _PROTOCOL
-    )
-
-
-def _takes_wrapper(method: object) -> bool:
-    """Whether a session method accepts ``wrapper=`` by keyword (the SDK's opt-in)."""
-    try:
-        parameter = inspect.signature(method).parameters.get("wrapper")  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return parameter is not None and parameter.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        inspect.Parameter.KEYWORD_ONLY,
-    )
-
-
-def _has_params(method: object, *names: str) -> bool:
-    try:
-        parameters = inspect.signature(method).parameters  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return all(name in parameters for name in names)
-
-
-def _check_same_id(session_id: str, underlying: object) -> None:
-    """Refuse to seal one session's rows into another session's history."""
-    underlying_id = getattr(underlying, "session_id", None)
-    if isinstance(underlying_id, str) and underlying_id != session_id:
-        raise ValueError(
-            f"EncryptedSession session_id {session_id!r} differs from the underlying "
-            f"session's {underlying_id!r}: rows sealed for {session_id!r} would be stored in "
-            f"{underlying_id!r}'s history. Pass the same id to both"
-        )
-
-
-def _as_text(item: Any) -> str:
-    """Return a foreign session's stored item as row text, for the codec to judge."""
-    try:
-        return _JSON.encode(item)
-    except (TypeError, ValueError):
-        return ""
