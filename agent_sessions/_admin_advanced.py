@@ -1,6 +1,7 @@
 """What the admin API knows of ``AdvancedSQLiteSession`` files: branch and usage tables.
 
-The branch tables are named after the messages table (see ``backends/_advanced_sql.py``).
+The branch records are in the SDK's structure tables, beside two of ours named after the
+messages table (see ``backends/_advanced_sql.py`` and ``docs/schema.md``).
 ``show`` reads branches and token usage through the public session API; purges delete a
 session's rows from these tables too, so no branch or usage row outlives its session.
 """
@@ -28,24 +29,59 @@ AdvancedView = dict[str, Any]
 
 
 def branch_tables(names: TableNames) -> list[str]:
-    """The advanced session's own tables for a pair of table names, each keyed by session."""
+    """The advanced session's own tables for a pair of table names, each keyed by session.
+
+    Its branch records and usage are in the SDK's structure tables (``message_structure``,
+    ``turn_usage``, ...), or in copies named after the messages table when the SDK's belong to
+    another pair of tables; :func:`present_branch_tables` finds which.
+    """
     m = names.messages
     return [
         validate_identifier(f"{m}_{suffix}", "branch table name")
-        for suffix in ("branch_of", "branches", "current", "usage")
+        for suffix in (
+            "branches",
+            "current",
+            "structure",
+            "turn_usage",
+            "reservations",
+            "generations",
+        )
     ]
 
 
+_SDK_TABLES = (
+    "message_structure",
+    "turn_usage",
+    "branch_reservations",
+    "session_clear_generations",
+)
+
+
 async def present_branch_tables(db: Database) -> list[str]:
-    """The advanced tables this database has (none unless an advanced session wrote to it)."""
-    wanted = branch_tables(db.names)
-    return [name for name in wanted if await db.has_tables(name)]
+    """The advanced tables of this pair the database has, structure table first when present.
+
+    The SDK's shared tables count only on SQLite, and only if their foreign key names this
+    pair's messages table (another pair's rows are never touched).
+    """
+    found = [name for name in branch_tables(db.names) if await db.has_tables(name)]
+    if db.is_sqlite and await db.has_tables(_SDK_TABLES[0]):
+        async with db.engine.connect() as conn:
+            keys = await conn.execute(text(f"PRAGMA foreign_key_list({_SDK_TABLES[0]})"))
+            owners = {str(row[2]).lower() for row in keys if str(row[3]).lower() == "message_id"}
+        if owners == {db.names.messages.lower()}:
+            found += [name for name in _SDK_TABLES if await db.has_tables(name)]
+    return sorted(found, key=lambda name: not name.endswith("structure"))
 
 
 async def row_branches(db: Database, conn: AsyncConnection, session_id: str) -> dict[int, str]:
-    """Which branch wrote each of a session's rows (rows the SDK wrote have none)."""
-    branch_of = branch_tables(db.names)[0]
-    query = text(f"SELECT message_id, branch_id FROM {branch_of} WHERE session_id = :sid")
+    """Which branch wrote each of a session's rows (rows a plain session wrote have none)."""
+    structure = next((t for t in await present_branch_tables(db) if t.endswith("structure")), None)
+    if structure is None:
+        return {}
+    # A row a fork holds a copy of has a record on each branch: the earliest wrote it.
+    query = text(
+        f"SELECT message_id, branch_id FROM {structure} WHERE session_id = :sid ORDER BY id DESC"
+    )
     return {
         int(row_id): str(branch)
         for row_id, branch in await conn.execute(query, {"sid": session_id})
@@ -56,7 +92,7 @@ async def read_advanced(db: Database, session_id: str) -> AdvancedView | None:
     """Branches and token usage of a session in an advanced SQLite file; None otherwise."""
     if not db.is_sqlite or db.path is None:
         return None
-    if len(await present_branch_tables(db)) < len(branch_tables(db.names)):
+    if not any(t.endswith("structure") for t in await present_branch_tables(db)):
         return None
     # Imported here: the advanced session pulls in the SDK, which only ``show`` needs.
     from .backends.advanced import AdvancedSQLiteSession  # noqa: PLC0415

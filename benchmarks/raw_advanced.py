@@ -52,7 +52,7 @@ class RawAdvancedSession(RawSession):
         super().__init__(session_id, db_path)
         sql = AdvancedStatements(TableNames(_S, _M))
         self._chain = Chain(sql, JsonCodec())
-        schema = Schema(sql)
+        schema = Schema(sql, self._chain.classify_text)
         schema.ensure(self.conn)
         self._writer = Writer(sql, _BASE, self._chain, schema)
 

@@ -633,6 +633,8 @@ async def test_purge_removes_a_sessions_branch_and_usage_rows(lite: Lite, tmp_pa
         await db.purge(timedelta(days=1))
     owners = await store.sql("SELECT DISTINCT session_id FROM agent_messages_branches")
     assert [row[0] for row in owners] == ["kept"]
+    records = await store.sql("SELECT DISTINCT session_id FROM message_structure")
+    assert [row[0] for row in records] == ["kept"]
 
 
 @pytest.mark.parametrize(

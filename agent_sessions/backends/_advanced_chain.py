@@ -4,7 +4,8 @@ A branch's history is its own rows, then its parent's visible history below the 
 (``inherit_below``), and so on up the chain, with the smallest cutoff so far applied. Each step
 (a segment) is one bounded index range query, so a short read costs the same on a long history,
 and whole-history questions (sizes, user turns, tool use) are answered by SQL aggregates per
-segment. Only rows the SDK wrote, which carry no branch record, are decoded to be classified.
+segment. Only rows a plain session wrote, which carry no structure row, are decoded to be
+classified.
 
 Every method takes the connection to run on (the worker's, or the event loop's read-only one)
 and is called inside one transaction, a write or a read one, so a walk sees one snapshot.
@@ -17,7 +18,16 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ..serialization import Codec
-from ._advanced_sql import MAIN, NO_CUTOFF, AdvancedStatements, Row, classify
+from ._advanced_segments import SegmentStatements
+from ._advanced_sql import (
+    MAIN,
+    NAMED_BY_TYPE,
+    NO_CUTOFF,
+    TOOL_CALL_TYPES,
+    AdvancedStatements,
+    Row,
+    classify,
+)
 
 __all__ = ["Chain", "Head", "UserRow"]
 
@@ -46,26 +56,32 @@ class Chain:
 
     Args:
         sql: The statements of the store's tables.
-        codec: Decodes SDK-written rows, which carry no metadata, to classify them.
+        codec: Decodes rows that carry no structure row, to classify them.
     """
 
     def __init__(self, sql: AdvancedStatements, codec: Codec) -> None:
         self.sql = sql
-        self.seg = sql.segments
         self.codec = codec
+
+    @property
+    def seg(self) -> SegmentStatements:
+        """The segment queries, as last bound to the file's structure table."""
+        return self.sql.segments
 
     # Branches ------------------------------------------------------------------------------
 
     def head(self, conn: sqlite3.Connection, session_id: str) -> Head:
         """Return the session's current branch (``main`` if unset or deleted meanwhile)."""
-        branch, parent, inherit_below, recorded = conn.execute(
+        branch, parent, inherit_below, recorded, held = conn.execute(
             self.sql.head, (session_id,)
         ).fetchone()
         if branch is None or branch == MAIN:
             return Head(MAIN, None, 0, bool(recorded))
-        if not recorded:  # deleted by another object on the file
-            return Head(MAIN, None, 0, False)
-        return Head(str(branch), parent, int(inherit_below), True)
+        if recorded:
+            return Head(str(branch), parent, int(inherit_below), True)
+        if held:  # a branch the SDK's class made: it holds every row it shows
+            return Head(str(branch), None, 0, True)
+        return Head(MAIN, None, 0, False)  # deleted by another object on the file
 
     def resolve(self, conn: sqlite3.Connection, session_id: str, branch: str | None) -> Head:
         """Return ``branch`` (the current branch if None) and where it hangs.
@@ -80,12 +96,17 @@ class Chain:
             return Head(branch, row[0], int(row[1]), True)
         if branch == MAIN:  # main exists before its row is written
             return Head(MAIN, None, 0, False)
-        raise ValueError(f"branch {branch!r} does not exist in session {session_id!r}")
+        if conn.execute(self.sql.has_structure_branch, (session_id, branch)).fetchone():
+            return Head(branch, None, 0, True)  # made by the SDK's class: no parent
+        raise ValueError(f"Branch {branch!r} does not exist in session {session_id!r}")
 
     def exists(self, conn: sqlite3.Connection, session_id: str, branch: str) -> bool:
         """Return whether the session has the branch (``main`` always exists)."""
-        return branch == MAIN or (
-            conn.execute(self.sql.branch, (session_id, branch)).fetchone() is not None
+        return (
+            branch == MAIN
+            or conn.execute(self.sql.branch, (session_id, branch)).fetchone() is not None
+            or conn.execute(self.sql.has_structure_branch, (session_id, branch)).fetchone()
+            is not None
         )
 
     def segments(
@@ -133,10 +154,10 @@ class Chain:
         rows: list[Row] = []
         for branch, upper in self.segments(conn, session_id, head, before):
             statement = self.seg.rows.on(branch)
-            for mid, text, kind, tool, turn, created in conn.execute(
+            for mid, text, kind, tool, turn, created, seq in conn.execute(
                 statement, (session_id, upper, limit - len(rows), branch)
             ):
-                rows.append(Row(mid, text, branch, kind, tool, turn, created))
+                rows.append(Row(mid, text, branch, kind, tool, turn, created, seq))
             if len(rows) >= limit:
                 break
         return rows
@@ -174,7 +195,7 @@ class Chain:
                 continue
             if row[0] is not None:
                 return int(row[0])
-            return self.size(conn, session_id, head)[1]  # an SDK row carries no turn: count
+            return self.size(conn, session_id, head)[1]  # a plain session's row has no turn: count
         return 0
 
     def _segment_size(
@@ -185,7 +206,7 @@ class Chain:
         if unrecorded:
             users += sum(
                 self.classify_text(text)[0] == "user"
-                for (text,) in conn.execute(self.seg.sdk_texts, params[:3])
+                for (text,) in conn.execute(self.seg.unrecorded_texts, params[:3])
             )
         return int(rows), int(users)
 
@@ -202,7 +223,7 @@ class Chain:
         """Yield one segment's user messages oldest first: id, text and creation time."""
         for mid, text, created, kind in conn.execute(self.seg.users.on(branch), params):
             if kind is not None or self.classify_text(text)[0] == "user":
-                yield mid, text, created  # (an SDK-written row is classified here)
+                yield mid, text, created  # (a row with no record is classified here)
 
     def users(self, conn: sqlite3.Connection, session_id: str, head: Head) -> list[UserRow]:
         """Return the visible user messages oldest first, numbered by turn."""
@@ -234,21 +255,26 @@ class Chain:
     def tool_counts(
         self, conn: sqlite3.Connection, session_id: str, head: Head
     ) -> dict[tuple[int, str], int]:
-        """Return how many calls of each tool each turn made: ``{(turn, tool): count}``."""
+        """Return how many calls of each tool each turn made: ``{(turn, tool): count}``.
+
+        What the SDK counts: one per item of a tool-call type (shell and patch calls under
+        their type), and a tool search's output when its turn has no tool search call.
+        """
         counts: dict[tuple[int, str], int] = {}
-        offset = 0  # user messages in the older segments
-        for branch, params in self._oldest_first(conn, session_id, head):
-            _rows, users, unrecorded = conn.execute(self.seg.sizes.on(branch), params).fetchone()
-            if unrecorded:  # SDK rows must be classified here: count this segment in Python
-                for kind, tool in self._kinds_in(conn, branch, params):
-                    offset += kind == "user"
-                    if tool is not None:
-                        counts[offset, tool] = counts.get((offset, tool), 0) + 1
-                continue
-            for turn, tool, calls in conn.execute(self.seg.tools.on(branch), params):
-                key = (offset + turn, tool)
-                counts[key] = counts.get(key, 0) + calls
-            offset += users
+        searched: set[int] = set()
+        outputs: list[tuple[int, str | None]] = []
+        for turn, kind, tool in self.kinds(conn, session_id, head):
+            if kind in TOOL_CALL_TYPES:
+                if kind == "tool_search_call":
+                    searched.add(turn)
+                name = kind if tool is None and kind in NAMED_BY_TYPE else tool
+                if name is not None:
+                    counts[turn, name] = counts.get((turn, name), 0) + 1
+            elif kind == "tool_search_output":
+                outputs.append((turn, tool))
+        for turn, tool in outputs:
+            if tool is not None and turn not in searched:
+                counts[turn, tool] = counts.get((turn, tool), 0) + 1
         return counts
 
     def user_message_id(
@@ -264,7 +290,9 @@ class Chain:
             ValueError: the branch has fewer user turns, or ``turn`` is not a positive int.
         """
         if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
-            raise ValueError(f"turn {turn!r} does not exist: turns are numbered from 1")
+            raise ValueError(
+                f"Turn {turn!r} does not contain a user message: turns are numbered from 1"
+            )
         segments = self._oldest_first(conn, session_id, head)
         before = 0  # user messages in the segments already passed
         for index, (branch, params) in enumerate(segments):
@@ -273,11 +301,13 @@ class Chain:
                 if before + users < turn:
                     before += users
                     continue
-            for mid, _text, _created in self._users_in(conn, branch, params):
+            for mid, text in conn.execute(self.seg.user_ids.on(branch), params):
+                if text is not None and self.classify_text(text)[0] != "user":
+                    continue  # a row with no record that is not a user message
                 before += 1
                 if before == turn:
-                    return mid
+                    return int(mid)
         raise ValueError(
-            f"turn {turn} does not exist on branch {head.branch!r}: it has {before} user "
-            "turn(s), numbered from 1"
+            f"Turn {turn} does not contain a user message in branch {head.branch!r}: it has "
+            f"{before} user turn(s), numbered from 1"
         )

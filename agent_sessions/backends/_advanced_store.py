@@ -13,6 +13,7 @@ waits for a writer), and fall back to the worker whenever that connection cannot
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -80,7 +81,7 @@ class AdvancedSQLiteStore(SQLiteStore):
         tables = tables or TableNames()
         self._adv = AdvancedStatements(tables)
         self._chain = Chain(self._adv, codec or JsonCodec())
-        self._schema = Schema(self._adv)
+        self._schema = Schema(self._adv, self._chain.classify_text)
         self._reading = threading.Lock()  # the reader serves one caller at a time
         self._appending = 0  # appends in flight, on the event loop's thread
         super().__init__(db_path, tables=tables, durable=durable, busy_timeout=busy_timeout)
@@ -111,8 +112,9 @@ class AdvancedSQLiteStore(SQLiteStore):
         """Run a read-only ``call`` on the loop's reader if it can, else on the worker.
 
         Either way it runs in one read transaction, so a walk of several statements sees one
-        snapshot of the file.
+        snapshot of the file. It yields to the loop first, like every read of ours.
         """
+        await asyncio.sleep(0)
         done = self._read_here(call)
         if done is not None:
             return done[0]
@@ -127,7 +129,9 @@ class AdvancedSQLiteStore(SQLiteStore):
         tables, or while another thread holds the reader, the worker runs the read instead.
         """
         reader = self._reader.connection
-        if reader is None or not self._reading.acquire(blocking=False):
+        if reader is None or not self._schema.ready:
+            return None
+        if not self._reading.acquire(blocking=False):
             return None
         try:
             return (_in_snapshot(reader, call),)
@@ -140,9 +144,21 @@ class AdvancedSQLiteStore(SQLiteStore):
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows of the current branch (all if None), oldest first."""
+        return await self.read_branch(session_id, None, limit)
+
+    async def read_branch(
+        self, session_id: str, branch: str | None, limit: int | None
+    ) -> list[str]:
+        """Return the newest ``limit`` rows of a branch (the current one if None), oldest first.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
 
         def read(conn: sqlite3.Connection) -> list[str]:
-            texts = self._chain.texts(conn, session_id, self._chain.head(conn, session_id), limit)
+            texts = self._chain.texts(
+                conn, session_id, self._chain.resolve(conn, session_id, branch), limit
+            )
             texts.reverse()
             return texts
 
@@ -172,7 +188,7 @@ class AdvancedSQLiteStore(SQLiteStore):
         """Remove the current branch's newest decodable item; hide it if it is inherited.
 
         Raises:
-            ValueError: a branch made from this one sees the item; nothing was changed.
+        Forks that inherit the item take their own record of it, so they keep it.
         """
         taken = await self.pop_through(session_id, decode, always)
         return taken[0] if taken else None
@@ -182,26 +198,44 @@ class AdvancedSQLiteStore(SQLiteStore):
     ) -> list[Popped[T]]:
         """Remove the current branch's newest items down to the first ``stop`` accepts.
 
-        Own items are deleted and inherited ones hidden, all in one transaction.
-
-        Raises:
-            ValueError: a branch made from this one sees the items; nothing was changed.
+        Own items are deleted and inherited ones hidden, all in one transaction; forks that
+        inherit them take their own records of them first, so they keep them.
         """
-        return await self._run(
-            "pop", lambda conn: self._writer.pop_through(conn, session_id, decode, stop)
-        )
+
+        def pop_through(conn: sqlite3.Connection) -> list[Popped[T]]:
+            taken = self._writer.pop_through(conn, session_id, decode, stop)
+            if not taken:
+                return taken
+            branch = self._chain.head(conn, session_id).branch
+            return self.mark_popped(conn, session_id, (session_id, branch), taken)
+
+        return await self._run("pop", pop_through)
 
     def _forget_rows(self, conn: sqlite3.Connection, row_ids: list[int]) -> None:
-        """Drop the branch records of rows ``rewrite`` deleted (a purge), in its transaction."""
-        conn.executemany(self._adv.delete_meta, [(row_id,) for row_id in row_ids])
+        """Drop the structure rows of rows ``rewrite`` deleted (a purge), in its transaction."""
+        conn.executemany(self._adv.delete_forgotten, [(row_id,) for row_id in row_ids])
 
-    async def restore(self, session_id: str, popped: Popped[Any]) -> None:
-        """Undo a pop: put the row back under its id, or restore the branch's cutoff."""
-        await self._run("restore", lambda conn: self._writer.restore(conn, session_id, popped))
+    async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
+        """Undo a pop in one transaction: put rows back under their ids, or restore the cutoff.
+
+        Nothing comes back that a clear of its branch removed after the pop.
+        """
+        await self._run(
+            "restore",
+            lambda conn: self._writer.restore(
+                conn, session_id, popped, lambda row: self.restorable(conn, session_id, row)
+            ),
+        )
 
     async def clear(self, session_id: str) -> None:
         """Clear the current branch; clearing ``main`` deletes the whole session."""
-        await self._run("clear", lambda conn: self._writer.clear(conn, session_id))
+
+        def clear(conn: sqlite3.Connection) -> None:
+            branch = self._chain.head(conn, session_id).branch
+            self._writer.clear(conn, session_id)
+            self.note_clear((session_id, branch))
+
+        await self._run("clear", clear)
 
     # Branches ------------------------------------------------------------------------------
 
@@ -215,7 +249,8 @@ class AdvancedSQLiteStore(SQLiteStore):
         """Fork the current branch before its ``turn``-th user message and switch to the fork.
 
         Raises:
-            ValueError: the turn does not exist, or the name is invalid or taken.
+            ValueError: the turn does not exist, or the name is invalid or was used.
+            TypeError: the name is not a string.
         """
         if name is not None:
             check_branch_name(name)
@@ -234,10 +269,10 @@ class AdvancedSQLiteStore(SQLiteStore):
         )
 
     async def delete_branch(self, session_id: str, branch: str, *, force: bool) -> None:
-        """Delete a branch, its own items and its usage.
+        """Delete a branch, its records and usage; its forks keep what they showed.
 
         Raises:
-            ValueError: the branch is ``main``, unknown, forked from, or current without force.
+            ValueError: the branch is ``main``, unknown, or current without force.
         """
         await self._run(
             "delete_branch",
@@ -251,9 +286,9 @@ class AdvancedSQLiteStore(SQLiteStore):
             current = self._chain.head(conn, session_id).branch
             found = list(conn.execute(self._adv.branches, (session_id,)))
             if all(row[0] != MAIN for row in found):
-                found.insert(0, (MAIN, None, None))
+                found.insert(0, (MAIN, None, 0))
             listed = []
-            for branch, _parent, created_at in found:
+            for branch, created_at, _order in found:
                 head = self._chain.resolve(conn, session_id, branch)
                 messages, users = self._chain.size(conn, session_id, head)
                 listed.append(

@@ -8,26 +8,33 @@ the database per session, so every session object on the file sees switches and 
 Turn queries count in SQL over the recorded item types; turn ``n`` is the ``n``-th user message
 of the branch's visible history, the same number ``create_branch_from_turn`` takes.
 
-Because forks share their parent's rows, a pop, ``pop_turn`` or branch clear that would change
-what a fork inherits (undoing past the point a branch was made from) raises ``ValueError`` and
-changes nothing; delete the fork first. Newer items of the parent can be popped freely.
-``clear_session()`` on ``main`` deletes the whole session, every branch included, as the SDK does.
+Every item also has the SDK's ``message_structure`` row on the branch it was added to, and usage
+lives in the SDK's ``turn_usage`` table, so the SDK's class reads a file of ours and ours reads
+the SDK's (see ``docs/schema.md`` for what the SDK's class cannot see of a branch made here).
+
+Because forks share their parent's rows, a pop, ``pop_turn``, branch clear or branch deletion
+that would change what a fork inherits first gives the fork its own records of the rows it sees
+from there on (a copy of the part between the change and the fork point), so every fork keeps
+its history. ``clear_session()`` on ``main`` deletes the whole session, every branch included,
+as the SDK does; branch ids are never reused in a session, as in the SDK.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
+from agents.items import TResponseInputItem
 from agents.memory.session_settings import SessionSettings
 from agents.result import RunResult, RunResultStreaming
 
-from ..core import check_session_id
+from ..core import check_session_id, read_items, resolve_limit
 from ..errors import CorruptItemError
 from ..schema import TableNames
 from ._advanced_chain import UserRow
-from ._advanced_sql import user_text
+from ._advanced_sql import check_branch_id, content_preview, user_content, user_texts
 from ._advanced_store import AdvancedSQLiteStore
 from ._advanced_usage import session_totals, turn_dicts, usage_row
 from ._sqlite_connection import MEMORY
@@ -99,15 +106,41 @@ class AdvancedSQLiteSession(SQLiteFileSession):
             session_id, store, owns_store=True, session_settings=session_settings, strict=strict
         )
 
+    async def get_items(
+        self, limit: int | None = None, branch_id: str | None = None
+    ) -> list[TResponseInputItem]:
+        """Return a branch's items, oldest first.
+
+        Args:
+            limit: Return only the newest ``limit`` items (still oldest first). None means
+                ``session_settings.limit``, and if that is None too, every item.
+            branch_id: The branch to read; the current branch if None.
+
+        Returns:
+            Fresh item dicts; changing them does not change what is stored.
+
+        Raises:
+            InvalidLimitError: ``limit`` is negative or not an int.
+            TypeError: ``branch_id`` is not a string.
+            ValueError: the branch does not exist.
+            CorruptItemError: a stored row is undecodable and the session is strict.
+        """
+        if branch_id is None:
+            return await super().get_items(limit)
+        self._check_open("get_items")
+        check_branch_id(branch_id)
+        wanted = resolve_limit(limit, self.session_settings)
+        return await read_items(
+            lambda n: self._advanced.read_branch(self.session_id, branch_id, n),
+            self._decode,
+            wanted,
+        )
+
     async def clear_session(self) -> None:
         """Clear the current branch; on ``main``, delete the whole session with every branch.
 
         On another branch, its own items and usage are deleted and it stops inheriting, so it
-        is left empty while ``main`` and the other branches keep theirs.
-
-        Raises:
-            ValueError: the current branch is not ``main`` and a fork inherits from it;
-                nothing was changed.
+        is left empty while ``main`` and the other branches (its forks included) keep theirs.
         """
         await super().clear_session()
 
@@ -125,13 +158,16 @@ class AdvancedSQLiteSession(SQLiteFileSession):
 
         Args:
             turn: The 1-based number of the user message to branch from.
-            branch_name: 1-64 letters, digits, ``-`` or ``_``; generated if None.
+            branch_name: Any non-blank string, stored as given (as the SDK accepts); one
+                used before in the session, even by a deleted branch, is refused. Generated
+                if None.
 
         Returns:
             The new branch's id.
 
         Raises:
-            ValueError: the turn does not exist, or the name is invalid or already used.
+            ValueError: the turn does not exist, or the name is blank or was used.
+            TypeError: the name is not a string.
         """
         self._check_open("create_branch_from_turn")
         branch = await self._advanced.create_branch(self.session_id, turn, branch_name)
@@ -168,23 +204,32 @@ class AdvancedSQLiteSession(SQLiteFileSession):
         """Make ``branch_id`` the current branch of this session, for every object.
 
         Raises:
+            TypeError: ``branch_id`` is not a string (None included).
             ValueError: the branch does not exist.
         """
         self._check_open("switch_to_branch")
+        check_branch_id(branch_id)
         await self._advanced.switch(self.session_id, branch_id)
         self._logger.debug("session %r: switched to branch %r", self.session_id, branch_id)
 
     async def delete_branch(self, branch_id: str, force: bool = False) -> None:
-        """Delete a branch with its own items and usage.
+        """Delete a branch with its own items and usage; its id stays reserved.
+
+        Branches made from it keep what they show: they move to its parent, with their own
+        records of the rows they saw of it.
 
         Args:
             branch_id: The branch to delete.
             force: Allow deleting the current branch; the session switches to ``main``.
 
         Raises:
-            ValueError: the branch is ``main``, unknown, has forks, or is current without force.
+            TypeError: ``branch_id`` is not a string.
+            ValueError: the branch is blank, ``main``, unknown, or current without force.
         """
         self._check_open("delete_branch")
+        check_branch_id(branch_id)
+        if not branch_id.strip():
+            raise ValueError("branch_id cannot be empty or blank")
         await self._advanced.delete_branch(self.session_id, branch_id, force=force)
         self._logger.debug("session %r: deleted branch %r", self.session_id, branch_id)
 
@@ -200,7 +245,7 @@ class AdvancedSQLiteSession(SQLiteFileSession):
 
     # Turns ---------------------------------------------------------------------------------
 
-    def _turn_dict(self, row: UserRow) -> dict[str, Any] | None:
+    def _turn_dict(self, row: UserRow, preview: int | None = _PREVIEW) -> dict[str, Any] | None:
         """Return a user turn in the SDK's shape; None (warned, or raised if strict) if corrupt.
 
         Raises:
@@ -219,11 +264,11 @@ class AdvancedSQLiteSession(SQLiteFileSession):
                 exc,
             )
             return None
-        text = user_text(item)
+        content = user_content(item)
         return {
             "turn": row.turn,
-            "content": text[:_PREVIEW],
-            "full_content": text,
+            "content": content_preview(content, preview),
+            "full_content": content,
             "timestamp": row.created_at,
             "can_branch": True,
         }
@@ -239,8 +284,10 @@ class AdvancedSQLiteSession(SQLiteFileSession):
             branch_id: The branch to read (the current one if None).
 
         Returns:
-            One dict per user message: ``turn`` (1-based), ``content`` (its first 100
-            characters), ``full_content``, ``timestamp`` and ``can_branch`` (always True).
+            One dict per user message: ``turn`` (1-based), ``content`` (a string preview: the
+            text, or a list of parts as JSON, cut at 100 characters with ``...``),
+            ``full_content`` (the message's content as stored: a string or a list of parts),
+            ``timestamp`` and ``can_branch`` (always True), as the SDK returns them.
 
         Raises:
             ValueError: the branch does not exist.
@@ -250,28 +297,38 @@ class AdvancedSQLiteSession(SQLiteFileSession):
         rows = await self._advanced.user_turns(self.session_id, branch_id)
         return [turn for turn in map(self._turn_dict, rows) if turn is not None]
 
+    async def _user_turns(self, branch_id: str | None, preview: int | None) -> list[Any]:
+        rows = await self._advanced.user_turns(self.session_id, branch_id)
+        found = [(row, self._turn_dict(row, preview)) for row in rows]
+        return [(row, turn) for row, turn in found if turn is not None]
+
     async def find_turns_by_content(
         self, search_term: str, branch_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """Return the user turns whose text contains ``search_term`` (case-insensitively).
+        """Return the user turns whose text contains ``search_term``.
+
+        As in the SDK, the term is literal text (no wildcards), letters match regardless of
+        case only within ASCII (``"é"`` does not find ``"É"``), and each text part of a
+        message is searched on its own.
 
         Args:
             search_term: Text to look for.
             branch_id: The branch to search (the current one if None).
 
         Returns:
-            Matching turns, in the shape of :meth:`get_conversation_turns`.
+            Matching turns, in the shape of :meth:`get_conversation_turns`, but with the
+            whole content in ``content`` (not cut), as the SDK returns them.
 
         Raises:
             ValueError: the branch does not exist.
             CorruptItemError: a user message cannot be decoded and the session is strict.
         """
         self._check_open("find_turns_by_content")
-        term = search_term.casefold()
+        pattern = re.compile(re.escape(search_term), re.IGNORECASE | re.ASCII)
         return [
             turn
-            for turn in await self.get_conversation_turns(branch_id)
-            if term in str(turn["full_content"]).casefold()
+            for row, turn in await self._user_turns(branch_id, None)
+            if any(pattern.search(text) for text in user_texts(self._codec.decode(row.text)))
         ]
 
     async def get_conversation_by_turns(
@@ -317,6 +374,7 @@ class AdvancedSQLiteSession(SQLiteFileSession):
         """Record a run's token usage against the current branch and its current user turn.
 
         Call it after ``Runner.run()``; a second call for the same turn replaces the first.
+        On a branch that has no user turn yet nothing is recorded, as in the SDK.
 
         Args:
             result: The run's result; its ``context_wrapper.usage`` is recorded.

@@ -143,8 +143,8 @@ async def test_restore_undoes_a_pop_on_a_branch(
         assert own is not None
         assert inherited is not None
         assert contents(await session.get_items()) == ["u1"]
-        await store.restore("r", inherited)
-        await store.restore("r", own)
+        await store.restore("r", [inherited])
+        await store.restore("r", [own])
         assert contents(await session.get_items()) == ["u1", "a1", "x"]
         assert await session.get_conversation_by_turns() == {
             1: [{"type": "user", "tool_name": None}, {"type": "assistant", "tool_name": None}],
@@ -164,7 +164,9 @@ async def test_corrupt_rows_on_a_branch_are_kept(
             "INSERT INTO agent_messages (session_id, message_data) VALUES ('s', 'not json')"
         ).lastrowid
         conn.execute(
-            "INSERT INTO agent_messages_branch_of VALUES (?, 's', 'alt', 3, 'other', NULL)",
+            "INSERT INTO message_structure (session_id, message_id, branch_id, message_type, "
+            "sequence_number, user_turn_number, branch_turn_number) "
+            "VALUES ('s', ?, 'alt', 'other', 99, 3, 3)",
             (row_id,),
         )
     conn.close()
@@ -226,14 +228,14 @@ async def test_list_branches_counts_visible_history(session: AdvancedSQLiteSessi
 
 
 async def test_branch_errors(session: AdvancedSQLiteSession) -> None:
-    """Unknown turns, bad or taken names and unknown branches raise ValueError."""
-    with pytest.raises(ValueError, match="turn 4 does not exist"):
+    """Unknown turns, blank or used names and unknown branches raise ValueError."""
+    with pytest.raises(ValueError, match="Turn 4 does not contain a user message"):
         await session.create_branch_from_turn(4)
-    with pytest.raises(ValueError, match="turn 0 does not exist"):
+    with pytest.raises(ValueError, match="Turn 0 does not contain a user message"):
         await session.create_branch_from_turn(0)
-    with pytest.raises(ValueError, match="not valid"):
-        await session.create_branch_from_turn(1, "bad name")
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(ValueError, match="empty or blank"):
+        await session.create_branch_from_turn(1, "  ")
+    with pytest.raises(ValueError, match="already been used"):
         await session.create_branch_from_turn(1, "main")
     with pytest.raises(ValueError, match="does not exist"):
         await session.switch_to_branch("nope")
@@ -244,13 +246,11 @@ async def test_branch_errors(session: AdvancedSQLiteSession) -> None:
 
 
 async def test_delete_rules(session: AdvancedSQLiteSession) -> None:
-    """Main is never deleted, a parent of a fork is refused, the current branch needs force."""
+    """Main is never deleted, the current branch needs force, and deleting leaves the rest."""
     with pytest.raises(ValueError, match="'main' branch cannot be deleted"):
         await session.delete_branch("main")
     await session.create_branch_from_turn(2, "alt")
     await session.create_branch_from_turn(1, "child")
-    with pytest.raises(ValueError, match=r"\['child'\] fork from it"):
-        await session.delete_branch("alt")
     with pytest.raises(ValueError, match="force=True"):
         await session.delete_branch("child")
     await session.delete_branch("child", force=True)
@@ -301,7 +301,7 @@ async def test_turn_queries_shapes(opener: Callable[[str], AdvancedSQLiteSession
         await session.add_items(items)  # type: ignore[arg-type]
         listed = await session.get_conversation_turns()
         assert [t["turn"] for t in listed] == [1, 2]
-        assert listed[1]["content"] == long_text[:100]
+        assert listed[1]["content"] == long_text[:100] + "..."
         assert listed[1]["full_content"] == long_text
         assert listed[0]["can_branch"] is True
         assert listed[0]["timestamp"] is not None
@@ -381,26 +381,63 @@ def test_unknown_keyword_is_refused(path: Path) -> None:
         AdvancedSQLiteSession(session_id="c", db_path=path, bogus=1)
 
 
-async def test_undo_past_a_fork_point_is_refused(session: AdvancedSQLiteSession) -> None:
-    """Popping on main past the point a branch was made from raises and changes neither."""
+async def test_undo_past_a_fork_point_leaves_the_fork_whole(session: AdvancedSQLiteSession) -> None:
+    """Popping on main past the point a branch was made from leaves the branch's history."""
     await session.create_branch_from_turn(2, "alt")
+    await session.add_items([user("x")])  # type: ignore[list-item]
     await session.switch_to_branch("main")
-    popped = [await session.pop_item() for _ in range(4)]
-    assert contents(popped) == ["a3", "u3", "a2", "u2"]
-    with pytest.raises(ValueError, match="'alt'"):
-        await session.pop_item()
-    assert contents(await session.get_items()) == ["u1", "a1"]
+    popped = [await session.pop_item() for _ in range(6)]
+    assert contents(popped) == ["a3", "u3", "a2", "u2", "a1", "u1"]
+    assert await session.get_items() == []
+    assert contents(await session.get_items(branch_id="alt")) == ["u1", "a1", "x"]
     await session.switch_to_branch("alt")
-    assert contents(await session.get_items()) == ["u1", "a1"]
+    assert contents(await session.get_items()) == ["u1", "a1", "x"]
+    assert [t["turn"] for t in await session.get_conversation_turns()] == [1, 2]
 
 
-async def test_clearing_a_branch_with_forks_is_refused(session: AdvancedSQLiteSession) -> None:
-    """Clearing a branch that another branch was made from raises and changes neither."""
+async def test_clearing_a_branch_with_forks_leaves_the_forks(
+    session: AdvancedSQLiteSession,
+) -> None:
+    """Clearing a branch that another branch was made from empties it alone."""
     await session.create_branch_from_turn(3, "parent")
     await session.create_branch_from_turn(2, "child")
     await session.switch_to_branch("parent")
-    with pytest.raises(ValueError, match="'child'"):
-        await session.clear_session()
-    assert contents(await session.get_items()) == ["u1", "a1", "u2", "a2"]
+    await session.clear_session()
+    assert await session.get_items() == []
     await session.switch_to_branch("child")
     assert contents(await session.get_items()) == ["u1", "a1"]
+    await session.switch_to_branch("main")
+    assert contents(await session.get_items()) == contents(turns(3))
+
+
+async def test_deleting_a_forked_branch_keeps_its_forks(session: AdvancedSQLiteSession) -> None:
+    """A branch made from a deleted branch keeps showing what it showed, and can grow."""
+    await session.create_branch_from_turn(3, "alt")
+    await session.add_items([user("b3"), assistant("c3"), user("b4")])  # type: ignore[list-item]
+    await session.create_branch_from_turn(4, "child")
+    await session.add_items([user("d4")])  # type: ignore[list-item]
+    await session.delete_branch("alt")
+    expected = ["u1", "a1", "u2", "a2", "b3", "c3", "d4"]
+    assert contents(await session.get_items()) == expected
+    assert [t["turn"] for t in await session.get_conversation_turns()] == [1, 2, 3, 4]
+    ids = [b["branch_id"] for b in await session.list_branches()]
+    assert ids == ["main", "child"]
+    await session.pop_item()
+    await session.pop_item()
+    assert contents(await session.get_items()) == expected[:5]
+    await session.switch_to_branch("main")
+    assert contents(await session.get_items()) == contents(turns(3))
+
+
+async def test_deleted_branch_ids_are_never_reused(session: AdvancedSQLiteSession) -> None:
+    """A deleted branch's id, and main's after a clear, cannot name a new branch."""
+    await session.create_branch_from_turn(2, "alt")
+    await session.delete_branch("alt", force=True)
+    with pytest.raises(ValueError, match="already been used"):
+        await session.create_branch_from_turn(2, "alt")
+    await session.create_branch_from_turn(2, "other")
+    await session.switch_to_branch("main")
+    await session.clear_session()
+    await session.add_items(turns(1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="already been used"):
+        await session.create_branch_from_turn(1, "other")

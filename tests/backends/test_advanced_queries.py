@@ -203,7 +203,7 @@ async def test_create_tables_false_still_creates_the_tables(opener: Opener, path
     conn = sqlite3.connect(path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
-    assert {"agent_messages_branch_of", "agent_messages_branches"} <= tables
+    assert {"message_structure", "turn_usage", "agent_messages_branches"} <= tables
 
 
 async def test_branching_follows_the_turn_numbers_shown_after_old_rows_go(

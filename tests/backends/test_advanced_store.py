@@ -127,14 +127,14 @@ async def test_a_batch_that_fails_midway_leaves_nothing(opener: Opener, path: Pa
         await session.add_items(turns(1))  # type: ignore[arg-type]
         query(
             path,
-            "CREATE TRIGGER refuse AFTER INSERT ON agent_messages_branch_of "
+            "CREATE TRIGGER refuse AFTER INSERT ON message_structure "
             "WHEN NEW.tool_name = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END",
         )
         before = message_rows(path)
         with pytest.raises(StorageError, match="refused"):
             await session.add_items([user("u2"), assistant("a2"), call("boom")])  # type: ignore[list-item]
         assert message_rows(path) == before
-        assert query(path, "SELECT count(*) FROM agent_messages_branch_of") == [(2,)]
+        assert query(path, "SELECT count(*) FROM message_structure") == [(2,)]
         assert contents(await session.get_items()) == ["u1", "a1"]
 
 
@@ -152,7 +152,7 @@ async def test_concurrent_batches_are_whole_and_numbered_in_order(
         assert [t["turn"] for t in found] == list(range(1, 25))
         recorded = query(
             path,
-            "SELECT user_turn FROM agent_messages_branch_of WHERE item_type = 'user' "
+            "SELECT user_turn_number FROM message_structure WHERE message_type = 'user' "
             "ORDER BY message_id",
         )
         assert [turn for (turn,) in recorded] == list(range(1, 25))
@@ -176,7 +176,7 @@ async def test_hundreds_of_inherited_pops_are_all_restored(opener: Opener) -> No
         popped = [await store.pop("h", decode) for _ in range(300)]
         assert len(await session.get_items()) == 18
         for entry in reversed(popped):
-            await store.restore("h", entry)
+            await store.restore("h", [entry])
         assert await session.get_items() == before
 
 
@@ -189,13 +189,13 @@ async def test_a_pop_is_restored_by_another_object_on_the_file(opener: Opener) -
         popped = [await store.pop("o", decode) for _ in range(2)]
         other, _ = undo(second)
         for entry in reversed(popped):
-            await other.restore("o", entry)
+            await other.restore("o", [entry])
         assert await first.get_conversation_by_turns() == grouped
         assert await first.get_tool_usage() == [("search", 1, 1), ("fetch", 1, 2)]
 
 
 async def test_an_sdk_row_is_restored_without_a_branch_record(opener: Opener, path: Path) -> None:
-    """A popped row the SDK wrote goes back as it was, with no branch record."""
+    """A popped row a plain session wrote goes back as it was, with no structure row."""
     async with opener("k") as session:
         await session.add_items(turns(1))  # type: ignore[arg-type]
     write_raw_sqlite(path, "k", json.dumps(user("raw")))
@@ -203,10 +203,10 @@ async def test_an_sdk_row_is_restored_without_a_branch_record(opener: Opener, pa
         store, decode = undo(session)
         popped = await store.pop("k", decode)
         assert popped is not None
-        await store.restore("k", popped)
-        await store.restore("k", popped)  # a second restore finds it back already
+        await store.restore("k", [popped])
+        await store.restore("k", [popped])  # a second restore finds it back already
         assert contents(await session.get_items()) == ["u1", "a1", "raw"]
-        record = "SELECT count(*) FROM agent_messages_branch_of WHERE message_id = ?"
+        record = "SELECT count(*) FROM message_structure WHERE message_id = ?"
         assert query(path, record, popped.row_id) == [(0,)]
 
 
@@ -221,7 +221,7 @@ async def test_no_restore_on_a_branch_deleted_meanwhile(opener: Opener, path: Pa
         assert popped is not None
         await session.delete_branch("alt", force=True)
         before = message_rows(path)
-        await store.restore("g", popped)
+        await store.restore("g", [popped])
         assert message_rows(path) == before
 
 
@@ -234,7 +234,7 @@ async def test_a_cutoff_moved_since_the_pop_stays(opener: Opener) -> None:
         popped = await store.pop("m", decode)
         assert popped is not None
         await session.clear_session()
-        await store.restore("m", popped)
+        await store.restore("m", [popped])
         assert await session.get_items() == []
 
 
@@ -249,10 +249,10 @@ async def test_a_plain_popped_row_is_put_back_on_the_current_branch(
         store, decode = undo(session)
         popped = await store.pop("p", decode)
         assert popped is not None
-        await store.restore("p", Popped(popped.row_id, popped.text, popped.item))
+        await store.restore("p", [Popped(popped.row_id, popped.text, popped.item)])
         assert contents(await session.get_items()) == ["x"]
         assert [t["turn"] for t in await session.get_conversation_turns()] == [1]
-        record = "SELECT branch_id, user_turn FROM agent_messages_branch_of WHERE message_id = ?"
+        record = "SELECT branch_id, user_turn_number FROM message_structure WHERE message_id = ?"
         assert query(path, record, popped.row_id) == [("alt", 1)]
 
 
@@ -272,16 +272,16 @@ async def test_pop_turn_on_a_branch_reaches_into_inherited_items(opener: Opener)
         assert contents(await session.get_items()) == contents(turns(3))
 
 
-async def test_pop_turn_past_a_fork_point_is_refused(opener: Opener) -> None:
-    """pop_turn that would change what a fork inherits raises and changes nothing."""
+async def test_pop_turn_past_a_fork_point_leaves_the_fork(opener: Opener) -> None:
+    """pop_turn past what a fork inherits removes it from the parent and leaves the fork."""
     async with opener("pf") as session:
         await session.add_items(turns(2))  # type: ignore[arg-type]
         await session.create_branch_from_turn(2, "alt")
         await session.switch_to_branch("main")
         assert contents(await session.pop_turn()) == ["u2", "a2"]
-        with pytest.raises(ValueError, match="'alt'"):
-            await session.pop_turn()
-        assert contents(await session.get_items()) == ["u1", "a1"]
+        assert contents(await session.pop_turn()) == ["u1", "a1"]
+        assert await session.get_items() == []
+        assert contents(await session.get_items(branch_id="alt")) == ["u1", "a1"]
 
 
 async def test_an_undone_pop_turn_restores_every_item(opener: Opener) -> None:
@@ -295,6 +295,6 @@ async def test_an_undone_pop_turn_restores_every_item(opener: Opener) -> None:
         taken = await store.pop_through("pr", decode, lambda item: item.get("role") == "user")
         assert contents(await session.get_items()) == ["u1", "a1"]
         for row in taken:
-            await store.restore("pr", row)
+            await store.restore("pr", [row])
         assert len(await session.get_items()) == 6
         assert await session.get_conversation_by_turns() == before

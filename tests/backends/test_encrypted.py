@@ -1346,7 +1346,7 @@ async def test_purge_over_advanced_sqlite_session_leaves_no_branch_metadata(
     conn = sqlite3.connect(db_path)
     try:
         (orphans,) = conn.execute(
-            "SELECT count(*) FROM agent_messages_branch_of "
+            "SELECT count(*) FROM message_structure "
             "WHERE message_id NOT IN (SELECT id FROM agent_messages)"
         ).fetchone()
     finally:
