@@ -22,12 +22,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._crypto import (
     KeyRing,
-    MasterKey,
     MasterKeyInput,
     SessionCipher,
     WeakKeyWarning,
-    key_id,
-    new_data_key,
     sdk_kid,
     wrapped_by,
 )
@@ -35,7 +32,6 @@ from ._crypto import parse_master_keys as _parse_keys
 from ._encrypted_codec import EnvelopeCodec
 from ._encrypted_delegation import (
     COMPACTION_HOOKS,
-    KEY_CHECK_ROWS,
     PROTOCOL,
     CompactionPassThrough,
     as_text,
@@ -46,6 +42,7 @@ from ._encrypted_delegation import (
     system_clock,
     takes_wrapper,
 )
+from ._encrypted_keys import KeyManagement
 from ._lifecycle import AsyncClosing, Closing
 from .core import (
     SessionState,
@@ -55,14 +52,13 @@ from .core import (
     resolve_limit,
     run_to_completion,
 )
-from .errors import CorruptItemError, DecryptionError, SessionClosedError, UnknownKeyError
+from .errors import CorruptItemError, SessionClosedError
 from .keystore import KeyStore, SQLiteKeyStore
 from .serialization import (
     JsonCodec,
     decode_or_report,
     decode_rows,
     encode_items,
-    logger,
 )
 from .store import RowStore
 
@@ -74,7 +70,7 @@ Format = Literal["native", "sdk"]
 """How new rows are sealed: our AES-GCM envelope, or the SDK's Fernet envelope."""
 
 
-class EncryptedSession(CompactionPassThrough, AsyncClosing, SessionABC):
+class EncryptedSession(KeyManagement, CompactionPassThrough, AsyncClosing, SessionABC):
     """A drop-in for ``agents.extensions.memory.EncryptedSession``: AES-256-GCM at rest, with TTL.
 
     Each session is encrypted under its own key: derived from the master key with HKDF bound to
@@ -219,128 +215,6 @@ class EncryptedSession(CompactionPassThrough, AsyncClosing, SessionABC):
         if name.startswith("_"):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return getattr(underlying, name)
-
-    # Keys ----------------------------------------------------------------------------------
-
-    def _use_data_key(self, data_key: bytes | None) -> None:
-        """Encrypt with ``data_key`` (and still read the derived keys), or go back to them."""
-        if data_key is None:
-            ring = self._derived
-        else:
-            kid = key_id(data_key, b"data")
-            readers = {**self._derived.readers, kid: AESGCM(data_key)}
-            ring = KeyRing(kid, readers, self._derived.legacy)
-        self._codec.cipher = SessionCipher(self.session_id, ring)
-
-    def _master(self, kid: str) -> MasterKey:
-        for master in self._masters:
-            if master.kid == kid:
-                return master
-        raise UnknownKeyError(
-            self.session_id,
-            f"its data key is wrapped under master key id {kid!r}, which is not configured",
-        )
-
-    def _unwrap(self, record: str) -> bytes:
-        return self._master(wrapped_by(record)).unwrap(record, self.session_id)
-
-    def _lock(self) -> asyncio.Lock:
-        if self._setup_lock is None:
-            self._setup_lock = asyncio.Lock()
-        return self._setup_lock
-
-    async def _keys_ready(self, writing: bool) -> None:
-        """Load the session's data key from the key store (creating it for a first write).
-
-        Raises:
-            DecryptionError: the data key cannot be unwrapped, and the caller writes or the
-                session is strict. A lenient read goes on without it, with a logged warning,
-                so the rows under that key are skipped like any unreadable row.
-        """
-        if self._data_key_known or self.key_store is None:
-            return
-        async with self._lock():
-            try:
-                await self._load_data_key(self.key_store, writing)
-            except DecryptionError as exc:
-                if writing or self.strict:
-                    raise
-                logger.warning(
-                    "reading session %r without its data key: %s", self.session_id, exc.detail
-                )
-
-    async def _load_data_key(self, key_store: KeyStore, writing: bool) -> None:
-        if self._data_key_known:
-            return  # another task loaded it while this one waited for the lock
-        record = await key_store.load(self.session_id)
-        if record is None and writing:
-            wrapped = self._masters[0].wrap(new_data_key(), self.session_id)
-            record = await key_store.create(self.session_id, wrapped)
-        if record is None:
-            return  # nothing was ever written under a data key; look again on a write
-        self._use_data_key(self._unwrap(record))
-        self._data_key_record = record
-        self._data_key_known = True
-
-    async def _ready_to_write(self, wrapper: RunContextWrapper[Any] | None = None) -> None:
-        """Load the keys and refuse a write that would be sealed under the wrong key.
-
-        Before this object's first write, the session's newest row must open under a
-        configured key (else the master key is wrong, and writing would split the history
-        between two keys); before every write with a key store, the data key must still be
-        the stored one (another object may have shredded it).
-
-        Raises:
-            UnknownKeyError: the master key does not open the session's existing rows, or the
-                data key was shredded or replaced since this object loaded it.
-        """
-        await self._keys_ready(writing=True)
-        if self.key_store is not None and self._data_key_record is not None:
-            await self._check_data_key_current(self.key_store)
-        if not self._write_checked:
-            async with self._lock():
-                if not self._write_checked:
-                    await self._check_newest_row(wrapper)
-                    self._write_checked = True
-
-    async def _check_data_key_current(self, key_store: KeyStore) -> None:
-        record = await key_store.load(self.session_id)
-        if record == self._data_key_record:
-            return
-        if record is not None:
-            mine = self._codec.cipher.ring.writer
-            if key_id(self._unwrap(record), b"data") == mine:  # re-wrapped, same data key
-                self._data_key_record = record
-                return
-        raise UnknownKeyError(
-            self.session_id,
-            "its data key was shredded (or replaced) by another object after this one loaded "
-            "it; nothing was written. Open the session again to write under a new key",
-        )
-
-    async def _check_newest_row(self, wrapper: RunContextWrapper[Any] | None) -> None:
-        if self._inner is not None:
-            texts = await self._inner.store.read(self._inner.session_id, KEY_CHECK_ROWS)
-        else:
-            raw = await self._call("get_items", KEY_CHECK_ROWS, wrapper=wrapper)
-            texts = [as_text(item) for item in cast(list[Any], raw)]
-        unknown: UnknownKeyError | None = None
-        for text in reversed(texts):
-            try:
-                self._codec.cipher.open(self._codec.envelope(text))
-            except UnknownKeyError as exc:
-                unknown = unknown or exc
-                continue
-            except ValueError:
-                continue  # plaintext or tampered: no evidence either way
-            return  # a recent row opens: the key is the session's
-        if unknown is not None:
-            raise UnknownKeyError(
-                self.session_id,
-                f"none of its newest {len(texts)} row(s) opens under the configured keys "
-                f"({unknown.detail}); refusing to write under a different key, which would "
-                "split the history (a wrong master key?). Nothing was written",
-            ) from unknown
 
     # The session protocol ------------------------------------------------------------------
 
