@@ -9,7 +9,7 @@ validation: it moves stored text in and out, each mutation in one transaction. E
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = ["Popped", "RowStore", "Store", "Taker", "always"]
 
@@ -95,8 +95,13 @@ class Store(Protocol):
         """
         ...
 
-    async def restore(self, session_id: str, popped: Popped[T]) -> None:
-        """Put a popped row back in its original place (used when a pop's caller was cancelled)."""
+    async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
+        """Put popped rows back in their places, in one transaction (a pop's caller was cancelled).
+
+        ``popped`` is what one ``pop`` or ``pop_through`` returned. Readers see all of the rows
+        back or none of them. Rows that a clear of the session removed after the pop stay
+        removed: a restore never brings back what a later clear deleted.
+        """
         ...
 
     async def clear(self, session_id: str) -> None:

@@ -62,8 +62,21 @@ class GroupCommit(Generic[C]):
         # drain always finds the flag clear and queues a flush of its own.
         if not self._flush_queued:
             self._flush_queued = True
-            self._worker.submit(self._flush)
+            self._worker.submit(self._flush).add_done_callback(self._flush_failed)
         await future
+
+    def _flush_failed(self, flush: asyncio.Future[None]) -> None:
+        """If a flush could not run (the database could not be opened), fail what it would write.
+
+        The worker hands such a flush the error instead of running it, so the batches it would
+        have taken are still queued: each caller gets the error instead of waiting forever.
+        """
+        if flush.cancelled() or flush.exception() is None:
+            return
+        error = flush.exception()
+        self._flush_queued = False
+        while self._waiting:
+            self._report(self._waiting.popleft(), error)
 
     def _flush(self, conn: C) -> None:
         self._flush_queued = False
@@ -83,6 +96,10 @@ class GroupCommit(Generic[C]):
             for entry in waiting:
                 self._write_alone(conn, entry)
             return
+        except BaseException as exc:  # the thread is going down: no caller may wait forever
+            for entry in waiting:
+                self._report(entry, exc)
+            raise
         for entry in waiting:
             self._report(entry, None)
 

@@ -12,10 +12,17 @@ twenty writers on one file stall for up to a second. Instead:
   retrying a refused ``BEGIN IMMEDIATE`` after a randomized pause (0.5 ms, doubling to 10 ms)
   until the store's ``busy_timeout`` runs out. Only work that has not changed anything is
   retried: a transaction is refused at ``BEGIN IMMEDIATE``, before its first write.
+
+A database file this module creates is readable and writable by its owner only (``0600``; SQLite
+gives its ``-wal`` and ``-shm`` files the same mode, and the lock file gets it too). A file that
+already exists keeps its mode: to share one between users, create it first with the mode and
+group they need. Every commit first checks that the path still names the file the connection
+opened, so a database deleted or replaced while open is reported instead of written to and lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
@@ -25,16 +32,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from ..errors import StorageUnavailableError
+from ..errors import StorageError, StorageUnavailableError
 from ..schema import SQLITE_MIGRATIONS, VERSION_TABLE, TableNames
 
 __all__ = [
     "MEMORY",
+    "DatabaseFileGoneError",
     "ReaderSlot",
     "WriterConnection",
     "open_connection",
     "open_worker_connection",
     "retry_busy",
+    "retry_undecodable",
     "transaction",
 ]
 
@@ -42,6 +51,11 @@ T = TypeVar("T")
 MEMORY = ":memory:"
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.0005, 0.010
+_OWNER_ONLY = 0o600
+
+
+class DatabaseFileGoneError(StorageError):
+    """The database file was deleted or replaced while open: a write would be lost."""
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -71,6 +85,58 @@ def retry_busy(
         pause = min(pause * 2, _LONGEST_PAUSE)
 
 
+def _tolerant_text(data: bytes) -> str | bytes:
+    """A ``text_factory`` that returns TEXT which is not UTF-8 as bytes, for the codec to refuse."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+def retry_undecodable(call: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """Run ``call(conn)``; if a TEXT value is not UTF-8, run it again reading such values as bytes.
+
+    sqlite3 fails the whole query on one such value; read again, its row is a ``bytes`` value
+    that the codec reports as undecodable, so the session's other rows stay readable. ``call``
+    must leave nothing changed when it fails (a read, or a transaction, which rolls back).
+    """
+    try:
+        return call(conn)
+    except sqlite3.OperationalError as exc:
+        if "decode to UTF-8" not in str(exc):
+            raise
+    conn.text_factory = _tolerant_text
+    try:
+        return call(conn)
+    finally:
+        conn.text_factory = str
+
+
+def _create_owner_only(path: str) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (SQLite opens it as a new database).
+
+    A link at ``path`` is resolved first: SQLite follows it, so the file it names is the one
+    to create.
+    """
+    try:
+        fd = os.open(os.path.realpath(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, _OWNER_ONLY)
+    except OSError:
+        return  # it exists, or it cannot be made: then sqlite3.connect reports why
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _OWNER_ONLY)  # whatever the umask
+    finally:
+        os.close(fd)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 if sys.platform == "win32":  # pragma: no cover - no flock; writers rely on the retries alone
 
     def _open_lock_file(path: str) -> int | None:
@@ -83,10 +149,21 @@ else:
     import fcntl
 
     def _open_lock_file(path: str) -> int | None:
+        lock = f"{path}-lock"
         try:
-            return os.open(f"{path}-lock", os.O_CREAT | os.O_RDWR, 0o644)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, _OWNER_ONLY)  # no link either
+        except FileExistsError:
+            pass
         except OSError:
             return None  # a read-only directory: fall back to the retries
+        else:
+            with contextlib.suppress(OSError):  # the database's mode: its sharers lock too
+                os.fchmod(fd, os.stat(path).st_mode & 0o666)
+            return fd
+        try:
+            return os.open(lock, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None  # not ours to write: fall back to the retries
 
     def _hold(fd: int, exclusive: bool) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_UN)
@@ -96,6 +173,21 @@ class WriterConnection(sqlite3.Connection):
     """The worker's connection, with the lock file that queues the writers of its database."""
 
     lock_fd: int | None = None
+    path: str = MEMORY
+    identity: tuple[int, int] | None = None
+    """The device and inode of the file opened; None for ``:memory:``."""
+
+    def check_file(self) -> None:
+        """Raise if the path no longer names the file this connection has open.
+
+        Raises:
+            DatabaseFileGoneError: the file was deleted, or another file put in its place.
+        """
+        if self.identity is not None and _identity(self.path) != self.identity:
+            raise DatabaseFileGoneError(
+                f"SQLite database {self.path!r} was deleted or replaced while open; the "
+                "write was refused, as it would be lost with the old file (open it again)"
+            )
 
     def close(self) -> None:
         """Close the connection and its lock file."""
@@ -115,6 +207,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            if isinstance(conn, WriterConnection):
+                conn.check_file()
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -208,11 +302,15 @@ def open_worker_connection(
     Raises:
         StorageUnavailableError: the file cannot be opened or set up.
     """
+    if path != MEMORY:
+        _create_owner_only(path)
     try:
         conn = sqlite3.connect(path, timeout=0, isolation_level=None, factory=WriterConnection)
     except sqlite3.Error as exc:
         raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
     if path != MEMORY:
+        conn.path = os.path.abspath(path)  # still the same file if the process changes directory
+        conn.identity = _identity(conn.path)
         conn.lock_fd = _open_lock_file(path)
     try:
         retry_busy(configure, conn, busy_timeout)

@@ -9,11 +9,12 @@ of failing with "database is locked".
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from agents.memory.session_settings import SessionSettings
 
@@ -24,25 +25,83 @@ from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
 from ._group_commit import Batch, GroupCommit
-from ._sqlite_connection import MEMORY, ReaderSlot, open_connection, retry_busy, transaction
+from ._sqlite_connection import (
+    MEMORY,
+    ReaderSlot,
+    open_connection,
+    retry_busy,
+    retry_undecodable,
+    transaction,
+)
 
 __all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore", "guarded"]
 
 T = TypeVar("T")
+_MAX_INT64 = 2**63 - 1
+"""The largest limit SQLite takes; a larger one means the same: every row."""
+_CHUNK = 2_000
+"""Rows a read on the event loop fetches between two yields to the loop (about a millisecond)."""
 
 
 def guarded(
     call: Callable[[sqlite3.Connection], T], busy_timeout: float, what: str
 ) -> Callable[[sqlite3.Connection], T]:
-    """Wrap a worker-side call: wait out busy locks, and translate driver errors."""
+    """Wrap a worker-side call: wait out busy locks, read past non-UTF-8 TEXT, translate errors."""
 
     def guarded(conn: sqlite3.Connection) -> T:
         try:
-            return retry_busy(call, conn, busy_timeout)
+            return retry_undecodable(lambda c: retry_busy(call, c, busy_timeout), conn)
         except sqlite3.Error as exc:
             raise StorageError(f"{what} failed: {exc}") from exc
 
     return guarded
+
+
+class RestoreMark(NamedTuple):
+    """What a restore checks, so that it never brings back rows a later clear removed."""
+
+    key: Hashable
+    """What a clear that voids the restore is noted under: the session, or its branch."""
+    clears: int
+    """How many clears the store had made when the rows were popped."""
+    record: tuple[int, str] | None
+    """The session record's rowid and ``created_at`` then: a clear deletes the record."""
+
+
+class _Marked(Popped[T]):
+    """A popped row with its :class:`RestoreMark`."""
+
+    mark: RestoreMark
+
+
+class ClearLog:
+    """The clears a store made, by key, so a restore can tell whether one came after its pop.
+
+    Used only on the store's worker thread. It remembers the last ``keep`` keys cleared; a
+    restore older than what it forgot relies on the session record alone.
+    """
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._keep = keep
+        self._count = 0
+        self._last: dict[Hashable, int] = {}
+
+    @property
+    def count(self) -> int:
+        """How many clears were noted so far."""
+        return self._count
+
+    def note(self, key: Hashable) -> None:
+        """Record that ``key`` (a session, or a session's branch) was cleared just now."""
+        self._count += 1
+        self._last.pop(key, None)
+        self._last[key] = self._count
+        if len(self._last) > self._keep:
+            del self._last[next(iter(self._last))]
+
+    def cleared_since(self, key: Hashable, clears: int) -> bool:
+        """Whether ``key`` was cleared after the store had made ``clears`` clears."""
+        return self._last.get(key, 0) > clears
 
 
 def _write_batches(
@@ -86,6 +145,7 @@ class SQLiteStore(AsyncClosing):
         self._sql = _Statements(self.tables)
         self._where = repr(str(db_path))
         self._reader = ReaderSlot()
+        self._clears = ClearLog()
         # The opener must not refer to the store, or the worker thread would keep it alive.
         opener = partial(
             open_connection, str(db_path), self.tables, durable, busy_timeout, self._reader
@@ -114,8 +174,8 @@ class SQLiteStore(AsyncClosing):
         if limit is None:
             statement, params = self._sql.read_all, (session_id,)
         else:
-            statement, params = self._sql.read_latest, (session_id, limit)
-        rows = self._read_inline(statement, params)
+            statement, params = self._sql.read_latest, (session_id, min(limit, _MAX_INT64))
+        rows = await self._read_inline(statement, params)
         if rows is None:
             rows = await self._call("read", lambda conn: conn.execute(statement, params).fetchall())
         texts = [row[0] for row in rows]
@@ -123,20 +183,36 @@ class SQLiteStore(AsyncClosing):
             texts.reverse()
         return texts
 
-    def _read_inline(self, statement: str, params: tuple[object, ...]) -> list[Any] | None:
+    async def _read_inline(self, statement: str, params: tuple[object, ...]) -> list[Any] | None:
         """Run a read on the loop's own connection; None if it must go through the worker.
 
         In WAL mode a reader never waits for a writer, and a read costs less than the round
         trip to the worker thread, so reads of a file skip the hop. The reader's busy timeout
         is zero: in the rare moments a reader would have to wait (recovery after a crash, a
-        journal-mode switch) the read falls back to the worker instead of blocking the loop.
+        journal-mode switch) the read falls back to the worker instead of blocking the loop;
+        so does a read that fails in any other way, where the worker reports the error (or
+        reads past TEXT that is not UTF-8).
+
+        It yields to the loop first, so a task that loops on reads lets the others run, and
+        between chunks of a long read, so reading a long history never holds the loop for long.
+        The chunks come from one statement: one snapshot of the file.
         """
+        await asyncio.sleep(0)
         reader = self._reader.connection
         if reader is None:
             return None
         try:
-            return reader.execute(statement, params).fetchall()
-        except sqlite3.OperationalError:
+            cursor = reader.execute(statement, params)
+            rows = cursor.fetchmany(_CHUNK)
+            if len(rows) < _CHUNK:
+                return rows
+            while True:
+                await asyncio.sleep(0)
+                chunk = cursor.fetchmany(_CHUNK)
+                rows += chunk
+                if len(chunk) < _CHUNK:
+                    return rows
+        except sqlite3.Error:
             return None
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
@@ -167,18 +243,70 @@ class SQLiteStore(AsyncClosing):
                         break
                     before, batch = rows[-1][0], min(batch * 4, 256)
                 taken = taker.result()
+                if not taken:
+                    return []
                 conn.executemany(self._sql.delete_row, [(p.row_id,) for p in taken])
-                return taken
+                return self.mark_popped(conn, session_id, session_id, taken)
 
         return await self._call("pop", pop_through)
 
-    async def restore(self, session_id: str, popped: Popped[Any]) -> None:
-        """Put a popped row back under its original id."""
+    def mark_popped(
+        self, conn: sqlite3.Connection, session_id: str, key: Hashable, taken: list[Popped[T]]
+    ) -> list[Popped[T]]:
+        """Attach to popped rows what their restore checks; on the worker, in the pop's transaction.
+
+        Args:
+            conn: The worker's connection.
+            session_id: The session popped from.
+            key: What a clear that must void the restore is noted under (see ``ClearLog``).
+            taken: The popped rows; plain ones become marked copies.
+        """
+        record = conn.execute(self._sql.record, (session_id,)).fetchone()
+        mark = RestoreMark(key, self._clears.count, None if record is None else tuple(record))
+        marked: list[Popped[T]] = []
+        for row in taken:
+            copy = _Marked(*row) if type(row) is Popped else row
+            copy.mark = mark  # type: ignore[attr-defined]
+            marked.append(copy)
+        return marked
+
+    def restorable(self, conn: sqlite3.Connection, session_id: str, popped: Popped[Any]) -> bool:
+        """Whether a popped row may go back: no clear of its session (or branch) came since.
+
+        A row popped by this store carries its mark; a clear by this store since, or a session
+        record deleted or made anew since (a clear by anyone), means no. On the worker.
+        """
+        mark: RestoreMark | None = getattr(popped, "mark", None)
+        record = conn.execute(self._sql.record, (session_id,)).fetchone()
+        if mark is None:
+            return record is not None
+        if self._clears.cleared_since(mark.key, mark.clears):
+            return False
+        return mark.record is None or (record is not None and tuple(record) == mark.record)
+
+    def note_clear(self, key: Hashable) -> None:
+        """Record, on the worker, that a clear of ``key`` committed: earlier pops stay popped."""
+        self._clears.note(key)
+
+    async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
+        """Put popped rows back under their original ids, all in one transaction.
+
+        Rows a clear removed meanwhile stay removed: a restore never brings back a session, or
+        part of one, that was cleared after the pop.
+        """
+        if not popped:
+            return
 
         def restore(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute(self._sql.touch_session, (session_id,))
-                conn.execute(self._sql.insert_at, (popped.row_id, session_id, popped.text))
+                rows = [
+                    (p.row_id, session_id, p.text)
+                    for p in popped
+                    if self.restorable(conn, session_id, p)
+                ]
+                if rows:
+                    conn.execute(self._sql.touch_only, (session_id,))
+                    conn.executemany(self._sql.insert_at, rows)
 
         await self._call("restore", restore)
 
@@ -225,13 +353,14 @@ class SQLiteStore(AsyncClosing):
             with transaction(conn):
                 conn.execute(self._sql.delete_messages, (session_id,))
                 conn.execute(self._sql.delete_session, (session_id,))
+            self.note_clear(session_id)
 
         await self._call("clear", clear)
 
     async def rows(self, session_id: str) -> list[tuple[int, str]]:
         """Return every row of a session as ``(row_id, text)``, oldest first."""
         params = (session_id,)
-        rows = self._read_inline(self._sql.rows, params)
+        rows = await self._read_inline(self._sql.rows, params)
         if rows is None:
             rows = await self._call(
                 "rows", lambda conn: conn.execute(self._sql.rows, params).fetchall()
@@ -309,7 +438,12 @@ class _Statements:
             "AND (?2 < 0 OR id < ?2) ORDER BY id DESC LIMIT ?3"
         )
         self.insert = f"INSERT INTO {m} (session_id, message_data) VALUES (?, ?)"
-        self.insert_at = f"INSERT INTO {m} (id, session_id, message_data) VALUES (?, ?, ?)"
+        self.insert_at = (
+            f"INSERT INTO {m} (id, session_id, message_data) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+        self.record = f"SELECT rowid, created_at FROM {s} WHERE session_id = ?"
+        self.touch_only = f"UPDATE {s} SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?"
         self.delete_row = f"DELETE FROM {m} WHERE id = ?"
         self.rows = f"SELECT id, message_data FROM {m} WHERE session_id = ? ORDER BY id"
         self.update_row = f"UPDATE {m} SET message_data = ? WHERE id = ? AND session_id = ?"

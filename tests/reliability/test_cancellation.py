@@ -360,16 +360,6 @@ async def test_cancelled_add_items_is_settled_when_it_raises(tmp_path: Path, sha
 
 @pytest.mark.sqlite
 @pytest.mark.skipif(sys.platform == "win32", reason="the writers' lock file uses flock")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: StoreSession.pop_turn puts the rows of a cancelled pop back with one "
-        "Store.restore (one transaction) per row, so in between readers see part of the "
-        "exchange, and a pop_turn running then returns a torn one (the user message before it "
-        "plus the restored tail; seen on sqlalchemy-sqlite with two pops at once)"
-    ),
-)
 async def test_cancelled_pop_turn_puts_the_exchange_back_at_once(tmp_path: Path) -> None:
     """While a cancelled pop_turn puts its exchange back, no read sees part of the exchange."""
     import fcntl  # POSIX only, like the lock file it takes

@@ -26,7 +26,6 @@ from agent_sessions import (
     SQLAlchemySession,
     SQLiteSession,
     SQLiteStore,
-    StorageError,
 )
 from agent_sessions.core import StoreSession
 from tests.conftest import count_rows_sqlite
@@ -237,22 +236,25 @@ async def test_garbage_rows_are_skipped_never_returned_never_deleted(
     assert await session.get_items() == [good(GOOD)]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "sqlalchemy-sqlite"])
-@pytest.mark.sqlite
-@pytest.mark.xfail(
-    strict=True,
-    raises=StorageError,
-    reason=(
-        "BUG: a TEXT value holding invalid UTF-8 makes sqlite3/aiosqlite raise "
-        "OperationalError('Could not decode to UTF-8 column ...') for the whole query, so "
-        "get_items and pop_item raise StorageError and the session's valid items are unreadable"
-    ),
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        "sqlite-shared",
+        "sqlalchemy-sqlite",
+    ],
 )
-async def test_invalid_utf8_text_row_is_skipped(kind: str, tmp_path: Path) -> None:
+@pytest.mark.sqlite
+async def test_invalid_utf8_text_row_is_skipped(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A TEXT row of invalid UTF-8 among 3 items: the 3 are read and popped, the row stays."""
     path = tmp_path / "utf8.db"
-    if kind == "sqlite":
-        session: StoreSession = SQLiteSession(SESSION, path)
+    store = SQLiteStore(path) if kind == "sqlite-shared" else None
+    if store is not None:
+        session: StoreSession = store.session(SESSION)
+    elif kind == "sqlite":
+        session = SQLiteSession(SESSION, path)
     else:
         session = SQLAlchemySession.from_url(
             SESSION, url=f"sqlite+aiosqlite:///{path}", create_tables=True
@@ -267,8 +269,21 @@ async def test_invalid_utf8_text_row_is_skipped(kind: str, tmp_path: Path) -> No
             )
         conn.close()
         await session.add_items([good(2)])  # type: ignore[list-item]
+        caplog.clear()
         assert await session.get_items() == [good(0), good(1), good(2)]
+        assert warnings_about(caplog), "the row was skipped without a warning"
+        assert await session.get_items(2) == [good(1), good(2)]
+        if isinstance(session, SQLiteSession):
+            strict = SQLiteSession(SESSION, path, strict=True)
+            with pytest.raises(CorruptItemError, match=repr(SESSION)):
+                await strict.get_items()
+            await strict.aclose()
         assert await session.pop_item() == good(2)
-        assert count_rows_sqlite(path, SESSION) == 3
+        assert await session.pop_item() == good(1)
+        assert count_rows_sqlite(path, SESSION) == 2, "the undecodable row was deleted"
+        await session.add_items([good(3)])  # type: ignore[list-item]
+        assert await session.get_items() == [good(0), good(3)]
     finally:
         await session.aclose()
+        if store is not None:
+            await store.aclose()
