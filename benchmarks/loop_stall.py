@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     for (label, name), runs in results.items():
         medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         shown = "  ".join(f"{key}={value:.1f}" for key, value in medians.items())
-        print(f"{label:10} {name:5} {shown}")  # noqa: T201 - the report
+        print(f"{label:10} {name:5} {shown}")
     return 0
 
 
