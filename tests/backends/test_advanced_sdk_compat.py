@@ -388,3 +388,23 @@ async def test_one_branch_name_is_granted_once_across_objects(path: Path) -> Non
     finally:
         for session in sessions:
             await session.aclose()
+
+
+async def test_popping_main_keeps_items_an_sdk_branch_copied(path: Path) -> None:
+    """Ours emptying main of an SDK file leaves the items the SDK's branch holds copies of."""
+    sdk = SdkAdvanced(session_id="s", db_path=path, create_tables=True)
+    try:
+        await fill(sdk)
+    finally:
+        sdk.close()
+    async with AdvancedSQLiteSession(session_id="s", db_path=path) as ours:
+        while await ours.pop_item() is not None:
+            pass
+        assert await ours.get_items() == []
+        assert contents(await ours.get_items(branch_id="alt")) == ["u1", "a1", "b2", "search", "c2"]
+    sdk = SdkAdvanced(session_id="s", db_path=path)
+    try:
+        assert await sdk.get_items() == []
+        assert contents(await sdk.get_items(branch_id="alt")) == ["u1", "a1", "b2", "search", "c2"]
+    finally:
+        sdk.close()
