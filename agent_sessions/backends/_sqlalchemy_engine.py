@@ -131,12 +131,27 @@ def shared_connection_lock(engine: AsyncEngine) -> asyncio.Lock | None:
 
 
 def use_wal(engine: AsyncEngine) -> None:
-    """SQLite: WAL (readers never wait for the writer) and a busy timeout, on every connection."""
+    """SQLite, on every connection: WAL, a busy timeout, and TEXT that need not be UTF-8."""
     if not event.contains(engine.sync_engine, "connect", _configure_sqlite):
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
 
 
+def _tolerant_text(data: bytes) -> str | bytes:
+    """TEXT that is not UTF-8 comes back as bytes, which the codec reports as undecodable.
+
+    With the default factory one such row fails the whole query, so none of the session's other
+    rows could be read or popped.
+    """
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
 def _configure_sqlite(dbapi_connection: Any, record: Any) -> None:
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and hasattr(driver, "text_factory"):  # aiosqlite
+        driver.text_factory = _tolerant_text
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA busy_timeout = 30000")
