@@ -129,6 +129,24 @@ def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> Sessio
     return coerce_session_settings(settings)
 
 
+_DECODE_CHUNK = 5_000
+"""Rows decoded between two yields to the loop (a few milliseconds of work)."""
+
+
+async def _decode_in_chunks(
+    decode: Callable[[list[str]], list[TResponseInputItem]], texts: list[str]
+) -> list[TResponseInputItem]:
+    """Decode rows, yielding to the loop between chunks so a long history never holds it."""
+    if len(texts) <= _DECODE_CHUNK:
+        return decode(texts)
+    items: list[TResponseInputItem] = []
+    for start in range(0, len(texts), _DECODE_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        items += decode(texts[start : start + _DECODE_CHUNK])
+    return items
+
+
 async def read_items(
     read: Callable[[int | None], Awaitable[list[str]]],
     decode: Callable[[list[str]], list[TResponseInputItem]],
@@ -142,13 +160,14 @@ async def read_items(
         wanted: How many items to return; None for all.
     """
     if wanted == 0:
+        await asyncio.sleep(0)  # like every call of ours, let the loop's other tasks run
         return []
     if wanted is None:
-        return decode(await read(None))
+        return await _decode_in_chunks(decode, await read(None))
     window = wanted
     while True:
         texts = await read(window)
-        items = decode(texts)
+        items = await _decode_in_chunks(decode, texts)
         # Undecodable rows are skipped, so widen the window until `wanted` valid items are
         # found or the history runs out.
         if len(items) >= wanted or len(texts) < window:

@@ -57,6 +57,7 @@ class Ticker:
 
     async def stop(self) -> None:
         assert self._task is not None
+        await asyncio.sleep(0)  # one more turn: a gap that lasted until now is counted too
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
