@@ -28,6 +28,7 @@ from agents.items import TResponseInputItem
 from cryptography.fernet import Fernet
 
 from agent_sessions import (
+    AdvancedSQLiteSession,
     EncryptedSession,
     InvalidIdentifierError,
     MemoryStore,
@@ -74,7 +75,16 @@ def _tables(messages: str) -> Any:
     return TableNames("agent_sessions", messages)
 
 
+def _advanced(path: Path, table: str) -> tuple[Any, list[Callable[[], Awaitable[None]]]]:
+    session = AdvancedSQLiteSession(
+        session_id="s", db_path=path, create_tables=True, messages_table=table
+    )
+    return session, []
+
+
 OPENERS.update(own=_own, shared=_shared, encrypted=_encrypted)
+LOOPING = {**OPENERS, "advanced": _advanced}
+"""The openers of the tests of yielding and of clears, which the advanced session joins."""
 
 
 def _unopenable(kind: str, tmp_path: Path) -> tuple[Path, str]:
@@ -326,13 +336,13 @@ def _session_records(path: Path, session_id: str) -> int:
 
 
 @pytest.mark.parametrize("then_add", [False, True], ids=["clear", "clear-then-add"])
-@pytest.mark.parametrize("opener", ["own", "shared", "encrypted"])
+@pytest.mark.parametrize("opener", sorted(LOOPING))
 async def test_a_cancelled_pop_never_brings_back_a_cleared_session(
     tmp_path: Path, opener: str, then_add: bool
 ) -> None:
     """10 pops cancelled at the write lock while a clear is queued: the clear always wins."""
     path = tmp_path / "cleared.db"
-    session, closers = OPENERS[opener](path, "agent_messages")
+    session, closers = LOOPING[opener](path, "agent_messages")
     try:
         for _ in range(10):
             await session.add_items([item("old-1"), item("old-2")])
@@ -429,10 +439,10 @@ class Ticker:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-@pytest.mark.parametrize("opener", ["own", "shared", "encrypted"])
+@pytest.mark.parametrize("opener", sorted(LOOPING))
 async def test_every_call_yields_to_the_loop(tmp_path: Path, opener: str) -> None:
     """get_items, add_items, pop_item, pop_turn and clear_session each let other tasks run."""
-    session, closers = OPENERS[opener](tmp_path / "yield.db", "agent_messages")
+    session, closers = LOOPING[opener](tmp_path / "yield.db", "agent_messages")
     calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
         ("add_items", lambda: session.add_items([item("q"), item("a", "assistant")])),
         ("get_items", session.get_items),
@@ -459,11 +469,11 @@ async def test_every_call_yields_to_the_loop(tmp_path: Path, opener: str) -> Non
             await close()
 
 
-@pytest.mark.parametrize("opener", ["own", "shared", "encrypted"])
+@pytest.mark.parametrize("opener", sorted(LOOPING))
 async def test_a_task_looping_on_reads_lets_writers_run(tmp_path: Path, opener: str) -> None:
     """While one task loops on get_items, a writer task on the same loop finishes 20 batches."""
     path = tmp_path / "starve.db"
-    reader, closers = OPENERS[opener](path, "agent_messages")
+    reader, closers = LOOPING[opener](path, "agent_messages")
     writer = SQLiteSession("w", path)
     try:
         await reader.add_items([item("hello")])
