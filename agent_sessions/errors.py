@@ -24,6 +24,7 @@ answer a misuse also derive from the built-in a caller would expect (``TypeError
     │       └── UnknownKeyError                it was encrypted under a key not configured
     └── StorageError                           the database failed; the driver error is the cause
         ├── StorageUnavailableError            the database cannot be reached or opened
+        ├── DatabaseFileGoneError              a SQLite file was deleted or replaced while open
         └── VerificationError                  a copy differs from its source; nothing was kept
 
 Driver exceptions are translated at the backend boundary with ``raise ... from exc``, so the
@@ -38,6 +39,7 @@ __all__ = [
     "AgentSessionsError",
     "CorruptItemError",
     "CorruptMemoryError",
+    "DatabaseFileGoneError",
     "DecryptionError",
     "EmbeddingError",
     "ExportFormatError",
@@ -132,6 +134,10 @@ class StorageError(AgentSessionsError):
 
 class StorageUnavailableError(StorageError):
     """The database could not be opened or reached (missing directory, refused connection)."""
+
+
+class DatabaseFileGoneError(StorageError):
+    """A SQLite file was deleted or replaced while open; the write was refused, not lost."""
 
 
 class MemoryValueError(ItemValidationError):

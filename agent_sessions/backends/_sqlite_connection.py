@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from ..errors import StorageError, StorageUnavailableError
+from ..errors import DatabaseFileGoneError, StorageUnavailableError
 from ..schema import SQLITE_MIGRATIONS, VERSION_TABLE, TableNames
 
 __all__ = [
     "MEMORY",
-    "DatabaseFileGoneError",
     "ReaderSlot",
     "WriterConnection",
     "open_connection",
@@ -52,10 +51,6 @@ MEMORY = ":memory:"
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.0005, 0.010
 _OWNER_ONLY = 0o600
-
-
-class DatabaseFileGoneError(StorageError):
-    """The database file was deleted or replaced while open: a write would be lost."""
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
