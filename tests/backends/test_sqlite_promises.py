@@ -29,6 +29,7 @@ from cryptography.fernet import Fernet
 
 from agent_sessions import (
     AdvancedSQLiteSession,
+    DatabaseFileGoneError,
     EncryptedSession,
     InvalidIdentifierError,
     MemoryStore,
@@ -276,7 +277,7 @@ async def test_a_corrupt_page_is_a_storage_error_on_every_path(
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 @pytest.mark.parametrize("shared", [False, True], ids=["own-store", "shared-store"])
 async def test_writes_to_a_deleted_file_are_refused(tmp_path: Path, how: str, shared: bool) -> None:
-    """Once the open file is deleted or replaced, add, pop and clear raise StorageError."""
+    """Once the open file is deleted or replaced, add, pop and clear raise DatabaseFileGoneError."""
     path = tmp_path / "gone.db"
     store = SQLiteStore(path) if shared else None
     session = store.session("s") if store else SQLiteSession("s", path)
@@ -293,7 +294,7 @@ async def test_writes_to_a_deleted_file_are_refused(tmp_path: Path, how: str, sh
             session.pop_item,
             session.clear_session,
         ):
-            with pytest.raises(StorageError, match=r"deleted or replaced while open"):
+            with pytest.raises(DatabaseFileGoneError, match=r"deleted or replaced while open"):
                 await call()
     finally:
         await session.aclose()
