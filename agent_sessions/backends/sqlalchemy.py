@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from .._lifecycle import AsyncClosing
-from ..core import StoreSession, check_session_id, run_to_completion
+from ..core import MAX_LIMIT, StoreSession, check_session_id, run_to_completion
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
@@ -313,6 +313,48 @@ class SQLAlchemyStore(AsyncClosing):
             await conn.execute(self._sql.insert_at, rows)
 
         await self._write("restore", restore)
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first.
+
+        Returns:
+            The rows, and whether they are all of the session's rows.
+        """
+        fetch = min(limit, MAX_LIMIT - 1) + 1
+        rows = await self._read("read", self._sql.newest, {"sid": session_id, "n": fetch})
+        chosen = [(int(row_id), text) for row_id, text in rows[:limit]]
+        chosen.reverse()
+        return chosen, len(rows) <= limit
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the newest rows for ``texts`` if they are exactly ``expected``, in one transaction.
+
+        The check and the swap run under the session's lock (the one pops and clears take), so
+        no writer of the session can slip in between.
+
+        Returns:
+            Whether the rows were swapped (False if the tail changed meanwhile).
+        """
+        want = [(int(row_id), text) for row_id, text in expected]
+        if not want:
+            return False
+
+        async def replace_tail(conn: AsyncConnection) -> bool:
+            await self._lock(conn, session_id)
+            params = {"sid": session_id, "n": len(want)}
+            newest = (await conn.execute(self._sql.newest, params)).all()
+            if [(int(row_id), text) for row_id, text in reversed(newest)] != want:
+                return False
+            await conn.execute(self._sql.delete_row, [{"id": row_id} for row_id, _ in want])
+            await conn.execute(self._sql.touch_session, {"sid": session_id})
+            if texts:
+                rows = [{"sid": session_id, "text": text} for text in texts]
+                await conn.execute(self._sql.insert, rows)
+            return True
+
+        return await self._write("replace tail", replace_tail)
 
     async def clear(self, session_id: str) -> None:
         """Delete a session's rows and its session record in one transaction."""
