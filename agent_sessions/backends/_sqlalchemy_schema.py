@@ -8,11 +8,15 @@ unbounded one) compared byte for byte (a binary, NO PAD collation: ``Ada``, ``ad
 times (``TIMESTAMP`` keeps whole seconds and ends in 2038).
 
 Creating the schema takes a database-wide lock first (an advisory lock on PostgreSQL, a named
-lock on MySQL/MariaDB, the write lock on SQLite), so many processes may run it at once.
+lock on MySQL/MariaDB, the write lock on SQLite), so many processes may run it at once. On SQLite
+a creator that finds the file busy (another creator's transaction, or the switch to WAL on a new
+file, which SQLite refuses at once instead of waiting) tries again until the busy timeout ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import zlib
 from collections.abc import Callable
 
@@ -32,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..schema import VERSION_TABLE, TableNames
@@ -200,13 +205,47 @@ async def begin_sqlite(conn: AsyncConnection) -> None:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+SQLITE_BUSY_WAIT = 30.0
+"""Seconds a SQLite creator keeps trying on a busy file: the connections' busy timeout."""
+
+
+def _sqlite_busy(exc: BaseException) -> bool:
+    """Whether SQLite refused because another connection holds the file (worth waiting for)."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if not isinstance(original, sqlite3.OperationalError):
+        return False
+    message = str(original).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
 async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
     """Create or upgrade the tables in one transaction, under a database-wide lock.
 
     PostgreSQL's advisory lock ends with the transaction. MySQL's named lock belongs to the
     connection, so it is taken before the transaction and released only after the commit: a
     second creator must not read the version table before the first one's row is visible.
+    On SQLite, a busy file is waited for (up to :data:`SQLITE_BUSY_WAIT`), never an error: the
+    whole creation is retried, each try being one transaction that either commits or rolls
+    back.
     """
+    if engine.dialect.name != "sqlite":
+        await _create_schema_once(engine, tables)
+        return
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + SQLITE_BUSY_WAIT, 0.005
+    while True:
+        try:
+            await _create_schema_once(engine, tables)
+        except (DBAPIError, sqlite3.OperationalError) as exc:
+            if not _sqlite_busy(exc) or loop.time() + delay > deadline:
+                raise
+        else:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+async def _create_schema_once(engine: AsyncEngine, tables: SessionTables) -> None:
     async with engine.connect() as conn:
         if _is_mysql(conn):
             await conn.run_sync(_lock_mysql)

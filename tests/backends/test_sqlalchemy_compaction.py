@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,3 +215,25 @@ async def test_concurrent_first_writes_create_tables_on_one_sqlite_file(tmp_path
         finally:
             for s in sessions:
                 await s.aclose()
+
+
+@pytest.mark.sqlite
+async def test_table_creation_waits_while_another_writer_holds_a_new_sqlite_file(
+    tmp_path: Path,
+) -> None:
+    """Creating tables waits for a writer holding a new (not yet WAL) file instead of failing."""
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another worker mid-creation, in rollback mode
+        holder.execute("CREATE TABLE other_app (x INTEGER)")
+        url = f"sqlite+aiosqlite:///{path}"
+        async with SQLAlchemySession.from_url("s", url=url, create_tables=True) as session:
+            write = asyncio.create_task(session.add_items([_user("waited")]))
+            await asyncio.sleep(0.5)
+            assert not write.done()
+            holder.execute("COMMIT")
+            await asyncio.wait_for(write, 30)
+            assert await session.get_items() == [_user("waited")]
+    finally:
+        holder.close()
