@@ -17,12 +17,18 @@ from agents.items import TResponseInputItem
 from agents.memory import OpenAIResponsesCompactionSession, Session
 from agents.run_context import RunContextWrapper
 
+try:  # the SDK's snapshot type (openai-agents >= 0.24)
+    from agents.memory.session import _CompactionSnapshot
+except ImportError:  # pragma: no cover - older SDKs have no suffix compaction
+    _CompactionSnapshot = None  # type: ignore[assignment,misc]
+
 from ._encrypted_codec import EnvelopeCodec
 from ._lifecycle import Closing
 from .core import StoreSession
 from .errors import DecryptionError
 from .keystore import KeyStore
-from .serialization import JsonCodec, SkipRow
+from .serialization import JsonCodec, SkipRow, logger
+from .store import RowStore
 
 __all__ = [
     "COMPACTION_HOOKS",
@@ -69,6 +75,9 @@ class CompactionPassThrough:
         raise NotImplementedError
 
     async def _ready_to_write(self, wrapper: RunContextWrapper[Any] | None = None) -> None:
+        raise NotImplementedError
+
+    async def _keys_ready(self, writing: bool) -> None:
         raise NotImplementedError
 
     def _seal_items(self, items: list[TResponseInputItem]) -> list[TResponseInputItem]:
@@ -123,8 +132,134 @@ class CompactionPassThrough:
             wrapper=wrapper,
             read_items=self._compaction_reader(wrapper),
             prepare_items=self._seal_items,
-            read_snapshot=no_snapshot,
+            read_snapshot=self._get_compaction_snapshot,
         )
+
+    async def _get_compaction_snapshot(
+        self, limit: int, *, prune_prefix: Callable[[TResponseInputItem], bool] | None = None
+    ) -> Any:
+        """The SDK's suffix-compaction hook: the newest ``limit`` rows decrypted, and their swap.
+
+        Built on the underlying session's own snapshot (this package's sessions over a store
+        that swaps rows atomically, or the SDK's): its rows are decrypted here, and the
+        replacement suffix is encrypted before the underlying session swaps it in, which it
+        does only if the rows are still exactly the ones read. Expired rows are left out of
+        the items; after a swap over this package's sessions the session's expired rows are
+        purged (:meth:`purge_expired`), as the SDK prunes its expired prefix. Returns None
+        (the SDK then compacts only a history it can read whole) when the underlying session
+        has no snapshot, when a prefix should be pruned, or when any row in the window cannot
+        be read: such a row is never returned and never deleted.
+        """
+        self._check_open("get_items")
+        backend = self.underlying_session
+        if isinstance(backend, OpenAIResponsesCompactionSession):
+            backend = backend.underlying_session
+        reader = getattr(backend, "_get_compaction_snapshot", None)
+        if _CompactionSnapshot is None or reader is None or prune_prefix is not None:
+            return None
+        await self._keys_ready(writing=False)
+        # Over this package's sessions the expired rows are purged after a swap; a foreign
+        # snapshot (the SDK's) is asked to prune the expired prefix with the swap itself.
+        rows: RowStore | None = None
+        if isinstance(backend, StoreSession) and protocol_is_ours(backend):
+            rows = backend.store if isinstance(backend.store, RowStore) else None
+            raw = await reader(limit)
+        elif has_params(reader, "prune_prefix"):
+            raw = await reader(limit, prune_prefix=self._is_expired_envelope)
+        else:
+            raw = await reader(limit)
+        if raw is None:
+            return None
+        items: list[TResponseInputItem] = []
+        positions: list[int] = []  # where each item's row is in the raw window
+        for index, entry in enumerate(raw.items):
+            try:
+                items.append(self._codec.decode(as_text(entry)))
+            except SkipRow:
+                continue  # expired: authenticated and past its TTL, never shown
+            except (ValueError, TypeError, RecursionError):
+                return None  # never compact around (or over) a row that cannot be read
+            positions.append(index)
+
+        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
+            if not 0 <= start < len(positions):
+                return False
+            self._check_open("add_items")
+            sealed = self._seal_items(output)  # validated and encrypted before anything moves
+            await self._ready_to_write()
+            # From the window's first row when the whole window goes (expired rows included).
+            swapped: bool = await raw.replace_suffix(0 if start == 0 else positions[start], sealed)
+            if swapped and rows is not None:
+                await self._purge_after_compaction(rows, backend.session_id)
+            return swapped
+
+        return _CompactionSnapshot(items, bool(raw.complete), replace_suffix)
+
+    def _is_expired_envelope(self, item: TResponseInputItem) -> bool:
+        """Whether a stored envelope authenticates under our keys and is past its TTL."""
+        try:
+            _, ts, _ = self._codec.cipher.open(self._codec.envelope(as_text(item)))
+        except (ValueError, TypeError, RecursionError):
+            return False  # unreadable is not expired: such a row is never deleted
+        return self._codec.expired(ts)
+
+    async def _purge_expired_rows(self, store: RowStore, session_id: str) -> int:
+        """Delete, in one transaction, the rows that authenticate and are past their TTL."""
+        doomed: dict[int, str | None] = {}
+        for row_id, text in await store.rows(session_id):
+            try:
+                _, ts, _ = self._codec.cipher.open(self._codec.envelope(text))
+            except ValueError:
+                continue
+            if self._codec.expired(ts):
+                doomed[row_id] = None
+        return await store.rewrite(session_id, doomed) if doomed else 0
+
+    async def _purge_after_compaction(self, store: RowStore, session_id: str) -> None:
+        """Delete the expired rows a suffix compaction left before its window (best effort).
+
+        Expired rows are authenticated and past their TTL, so never shown; the SDK prunes
+        them with the swap. The swap is already committed here, so a failure is logged only.
+        """
+        try:
+            await self._purge_expired_rows(store, session_id)
+        except Exception as exc:  # noqa: BLE001 - the compaction itself succeeded
+            logger.warning(
+                "session %r: expired rows were not purged after compaction: %s",
+                self.session_id,
+                exc,
+            )
+
+    async def _read_compaction_items(
+        self, limit: int | None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> tuple[list[TResponseInputItem], bool]:
+        """The SDK's compaction read hook: decrypted items, complete only if all are readable.
+
+        Without it the SDK's wrapper reads ``get_items``, which passes over unreadable rows,
+        takes the history for whole, and replaces it with ``clear_session``: the unreadable
+        rows would be deleted.
+        """
+        self._check_open("get_items")
+        return await self._compaction_reader(wrapper)(limit)
+
+    async def _atomic_replace_items(self, output_items: list[TResponseInputItem]) -> bool:
+        """The SDK's whole-history replacement hook: refuse while a row cannot be read.
+
+        Returns False (the SDK's wrapper then clears and re-adds, with its rollback) when
+        every stored row is readable or expired.
+
+        Raises:
+            DecryptionError: a stored row cannot be read; nothing was replaced.
+        """
+        self._check_open("run_compaction")
+        _, unreadable = await self._compaction_rows(None)
+        if unreadable:
+            raise DecryptionError(
+                self.session_id,
+                f"compaction would replace {unreadable} stored row(s) that cannot be read "
+                "(wrong key or tampered); nothing was compacted",
+            )
+        return False
 
     async def _encrypted_defer_compaction(
         self,
@@ -199,10 +334,6 @@ async def settle(pending: Awaitable[None] | None, key_store: KeyStore | None) ->
         await pending
     if key_store is not None:
         await key_store.aclose()
-
-
-async def no_snapshot(limit: int) -> None:
-    """No suffix snapshot over encryption: compaction reads the decrypted history instead."""
 
 
 def protocol_is_ours(session: StoreSession) -> bool:

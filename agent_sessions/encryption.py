@@ -230,7 +230,8 @@ class EncryptedSession(KeyManagement, CompactionPassThrough, AsyncClosing, Sessi
     def _check_open(self, method: str) -> None:
         if self._state is SessionState.CLOSED:
             raise SessionClosedError(
-                f"EncryptedSession.{method}() was called after the session was closed"
+                f"EncryptedSession is closed: EncryptedSession.{method}() was called after "
+                "the session was closed"
             )
 
     async def _call(
@@ -397,15 +398,7 @@ class EncryptedSession(KeyManagement, CompactionPassThrough, AsyncClosing, Sessi
         self._check_open("purge_expired")
         store, store_id = self._row_store("purge_expired")
         await self._keys_ready(writing=False)
-        doomed: dict[int, str | None] = {}
-        for row_id, text in await store.rows(store_id):
-            try:
-                _, ts, _ = self._codec.cipher.open(self._codec.envelope(text))
-            except ValueError:
-                continue
-            if self._codec.expired(ts):
-                doomed[row_id] = None
-        return await store.rewrite(store_id, doomed) if doomed else 0
+        return await self._purge_expired_rows(store, store_id)
 
     async def reencrypt(self) -> int:
         """Re-encrypt every readable item under the newest key, keeping its time and place.
