@@ -1,13 +1,19 @@
 """Engine set-up for the SQLAlchemy backend: URLs, pragmas, turns, and driver-error kinds.
 
 Driver errors are classified here: a dead connection, a missing table.
+
+A SQLite file that an engine we write through creates is readable and writable by its owner
+only (``0600``), like the files of the stdlib-``sqlite3`` backends; SQLite gives its ``-wal``,
+``-shm`` and ``-journal`` files the database's mode. A file that already exists keeps its mode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 from sqlalchemy import event
@@ -17,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from ..errors import MissingDependencyError
+from ._sqlite_connection import _create_owner_only  # the one creation helper
 
 __all__ = [
     "ASYNC_DRIVERS",
@@ -28,6 +35,7 @@ __all__ = [
     "is_missing_table",
     "redact",
     "shared_connection_lock",
+    "sqlite_file_to_create",
     "use_wal",
 ]
 
@@ -131,9 +139,39 @@ def shared_connection_lock(engine: AsyncEngine) -> asyncio.Lock | None:
 
 
 def use_wal(engine: AsyncEngine) -> None:
-    """SQLite, on every connection: WAL, a busy timeout, and TEXT that need not be UTF-8."""
+    """SQLite, on every connection: WAL, a busy timeout, and TEXT that need not be UTF-8.
+
+    Also, before each connection, a database file that does not exist yet is created empty
+    with mode ``0600`` (the connection would create it anyway, with the process umask).
+    Only engines we write through get this; read-only opens never create a file.
+    """
     if not event.contains(engine.sync_engine, "connect", _configure_sqlite):
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    if not event.contains(engine.sync_engine, "do_connect", _create_file_owner_only):
+        event.listen(engine.sync_engine, "do_connect", _create_file_owner_only)
+
+
+def sqlite_file_to_create(cargs: Any, cparams: Mapping[str, Any]) -> str | None:
+    """The file a SQLite connection with these arguments would create; None for none.
+
+    In-memory databases and ``file:`` URIs opened ``mode=ro`` (or ``memory``) create no file.
+    """
+    database = cargs[0] if cargs else cparams.get("database")
+    if not isinstance(database, str) or database in ("", ":memory:"):
+        return None
+    if not cparams.get("uri") or not database.startswith("file:"):
+        return database
+    parts = urlsplit(database)
+    mode = parse_qs(parts.query).get("mode", ["rwc"])[-1]
+    path = unquote(parts.path)
+    return None if mode != "rwc" or path in ("", ":memory:") else path
+
+
+def _create_file_owner_only(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    """``do_connect`` hook: create a missing database file owner-only before SQLite does."""
+    path = sqlite_file_to_create(cargs, cparams)
+    if path is not None:
+        _create_owner_only(path)
 
 
 def _tolerant_text(data: bytes) -> str | bytes:
