@@ -2,8 +2,11 @@
 
 The compaction pass-through drives the hooks the SDK's ``OpenAIResponsesCompactionSession`` offers
 to wrappers (``_run_compaction(read_items=..., prepare_items=..., read_snapshot=...)``), so the
-compaction model sees decrypted items and what it returns is stored encrypted. Rows that cannot be
-read are never handed to a compaction that would replace them.
+compaction model sees decrypted items and what it returns is stored encrypted. With the SDK's
+wrapper over ``EncryptedSession`` instead, the same happens through the hooks the wrapper looks up
+on the session below it (``_get_compaction_snapshot``, ``_read_compaction_items``,
+``_atomic_replace_items``). Rows that cannot be read are never handed to a compaction that would
+replace them.
 """
 
 from __future__ import annotations
