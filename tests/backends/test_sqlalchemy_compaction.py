@@ -18,6 +18,7 @@ from agents.items import TResponseInputItem
 from agents.memory import OpenAIResponsesCompactionSession
 from agents.testing import ScriptedModel
 from openai.types.responses import ResponseOutputMessage
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_sessions import SQLAlchemySession, SQLiteSession
@@ -237,3 +238,58 @@ async def test_table_creation_waits_while_another_writer_holds_a_new_sqlite_file
             assert await session.get_items() == [_user("waited")]
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_a_replace_that_fails_midway_leaves_the_history_whole(
+    engines: tuple[AsyncEngine, AsyncEngine], tables: tuple[str, str]
+) -> None:
+    """A replace whose insert fails after its delete rolls back: every row is still there."""
+    items = [_user(f"item {i}") for i in range(4)]
+    engine = engines[0]
+    failing = False
+
+    def fail_insert(*args: Any) -> None:
+        statement = str(args[2])
+        if failing and statement.startswith(f"INSERT INTO {tables[1]}"):
+            raise RuntimeError("insert refused")
+
+    async with _open(engine, tables) as session:
+        await session.add_items(items)
+        snapshot = await session._get_compaction_snapshot(3)
+        assert snapshot is not None
+        event.listen(engine.sync_engine, "before_cursor_execute", fail_insert)
+        try:
+            failing = True
+            with pytest.raises(RuntimeError, match="insert refused"):
+                await snapshot.replace_suffix(0, [SUMMARY])
+            failing = False
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", fail_insert)
+        assert await session.get_items() == items
+        assert await snapshot.replace_suffix(0, [SUMMARY]) is True
+        assert await session.get_items() == [items[0], SUMMARY]
+
+
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_a_cancelled_replace_is_all_or_nothing(
+    engines: tuple[AsyncEngine, AsyncEngine], tables: tuple[str, str]
+) -> None:
+    """A replace cancelled at any point leaves either the old suffix or the new one, whole."""
+    items = [_user(f"item {i}") for i in range(4)]
+    async with _open(engines[0], tables) as session, _open(engines[1], tables) as other:
+        for steps in range(0, 12, 2):
+            await session.clear_session()
+            await session.add_items(items)
+            snapshot = await session._get_compaction_snapshot(3)
+            assert snapshot is not None
+            replace = asyncio.create_task(snapshot.replace_suffix(0, [SUMMARY]))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            replace.cancel()
+            late = asyncio.create_task(other.add_items([_user("late")]))
+            outcome = (await asyncio.gather(replace, return_exceptions=True))[0]
+            await late
+            stored = await session.get_items()
+            assert outcome is True or isinstance(outcome, asyncio.CancelledError)
+            assert stored in ([items[0], SUMMARY, _user("late")], [*items, _user("late")])
