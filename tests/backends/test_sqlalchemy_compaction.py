@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from agent_sessions import SQLAlchemySession, SQLiteSession
 from agent_sessions.core import StoreSession
 from tests.sql_servers import database_url, drop_tables, unique_tables
+from tests.unit import test_compaction_hook as hook
 
 KINDS = [
     pytest.param("sqlite", marks=pytest.mark.sqlite),
@@ -293,3 +294,16 @@ async def test_a_cancelled_replace_is_all_or_nothing(
             stored = await session.get_items()
             assert outcome is True or isinstance(outcome, asyncio.CancelledError)
             assert stored in ([items[0], SUMMARY, _user("late")], [*items, _user("late")])
+
+
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_compaction_replaces_only_the_suffix_the_model_saw(
+    engines: tuple[AsyncEngine, AsyncEngine], tables: tuple[str, str]
+) -> None:
+    """The core hook's suffix-only case (tests/unit/test_compaction_hook.py) holds on SQLAlchemy."""
+    async with _open(engines[0], tables) as backend:
+        await backend.add_items([hook.CALL, hook.OUTPUT])
+        compact = await hook._run_compacting(backend)
+        compact.assert_awaited_once()
+        assert compact.call_args.kwargs["input"][0] == _user("continue")
+        assert await backend.get_items() == [hook.CALL, hook.OUTPUT]
