@@ -245,3 +245,49 @@ def test_read_commands_never_write_an_sdk_advanced_file(
     shown = capsys.readouterr().out
     assert "retry" in shown  # the SDK's branch is listed
     assert "first question" in shown
+
+
+async def test_read_only_view_matches_the_session_on_our_advanced_file(tmp_path: Path) -> None:
+    """On a file ours wrote, ``advanced()`` reports the branches and usage the session reports."""
+    from agents.usage import Usage
+
+    from agent_sessions import AdvancedSQLiteSession
+    from agent_sessions.admin import SessionDatabase
+
+    path = tmp_path / "ours.db"
+    async with AdvancedSQLiteSession(session_id="ours-1", db_path=path) as session:
+        await session.add_items([*ITEMS, {"role": "user", "content": "again"}])
+        await session.create_branch_from_turn(2, "fork")  # by reference, then current
+        await session.add_items([{"role": "user", "content": "reworded"}])
+        usage = Usage(requests=2, input_tokens=5, output_tokens=6, total_tokens=11)
+        result = SimpleNamespace(context_wrapper=SimpleNamespace(usage=usage))
+        await session.store_run_usage(cast("RunResult", result))
+        branches = await session.list_branches()
+        totals = await session.get_session_usage()
+    before = snapshot(path)
+    async with SessionDatabase(path) as db:
+        view = await db.advanced("ours-1")
+    assert view == {"branches": branches, "usage": totals}
+    assert [b["branch_id"] for b in branches] == ["main", "fork"]
+    assert totals is not None
+    assert snapshot(path) == before
+
+
+async def test_read_only_view_of_an_sdk_file_matches_our_session(tmp_path: Path) -> None:
+    """On an SDK-written file, ``advanced()`` says what our session says on a copy of it."""
+    import shutil
+
+    from agent_sessions import AdvancedSQLiteSession
+    from agent_sessions.admin import SessionDatabase
+
+    path, copy = tmp_path / "sdk.db", tmp_path / "copy.db"
+    await sdk_advanced_file(path)
+    shutil.copyfile(path, copy)
+    async with AdvancedSQLiteSession(session_id="sdk-1", db_path=copy) as session:
+        branches = await session.list_branches()
+        totals = await session.get_session_usage()
+    async with SessionDatabase(path) as db:
+        view = await db.advanced("sdk-1")
+    assert view == {"branches": branches, "usage": totals}
+    assert {b["branch_id"] for b in branches} == {"main", "retry"}
+    assert totals is not None
