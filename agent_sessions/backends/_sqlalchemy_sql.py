@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
@@ -31,13 +31,13 @@ class Statements:
             select(m.c.message_data)
             .where(m.c.session_id == sid)
             .order_by(m.c.id.desc())
-            .limit(bindparam("n", type_=Integer))
+            .limit(bindparam("n", type_=BigInteger))
         )
         self.newest = (
             select(m.c.id, m.c.message_data)
             .where(m.c.session_id == sid)
             .order_by(m.c.id.desc())
-            .limit(bindparam("n", type_=Integer))
+            .limit(bindparam("n", type_=BigInteger))
         )
         self.older = self.newest.where(m.c.id < bindparam("before"))
         self.insert = insert(m).values(session_id=sid, message_data=bindparam("text"))

@@ -307,3 +307,40 @@ async def test_compaction_replaces_only_the_suffix_the_model_saw(
         compact.assert_awaited_once()
         assert compact.call_args.kwargs["input"][0] == _user("continue")
         assert await backend.get_items() == [hook.CALL, hook.OUTPUT]
+
+
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_a_snapshot_limit_beyond_any_row_count_is_the_whole_history(
+    engines: tuple[AsyncEngine, AsyncEngine], tables: tuple[str, str]
+) -> None:
+    """A snapshot limit of 2**70 reads every row and reports the window complete."""
+    items = [_user(f"item {i}") for i in range(3)]
+    async with _open(engines[0], tables) as session:
+        await session.add_items(items)
+        snapshot = await session._get_compaction_snapshot(2**70)
+        assert snapshot is not None
+        assert snapshot.items == items
+        assert snapshot.complete
+
+
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_a_huge_read_limit_works_with_statement_listeners_attached(
+    engines: tuple[AsyncEngine, AsyncEngine], tables: tuple[str, str]
+) -> None:
+    """With a statement listener (so no driver fast path), ``get_items(limit=10**20)`` reads all."""
+    items = [_user(f"item {i}") for i in range(3)]
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    engine = engines[0]
+    async with _open(engine, tables) as session:
+        await session.add_items(items)
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+        try:
+            assert await session.get_items(limit=10**20) == items
+            assert await session.pop_item() == items[-1]
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert any("LIMIT" in statement for statement in seen)
