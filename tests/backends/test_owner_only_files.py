@@ -229,8 +229,9 @@ def snapshot(path: Path) -> tuple[list[tuple[str, str, str | None]], str, int, l
 def test_read_commands_never_write_an_sdk_advanced_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``show``, ``ls``, ``search`` and ``stats`` leave an SDK-written advanced file untouched."""
-    path = tmp_path / "sdk.db"
+    """Read commands, and export, migrate and purge --dry-run of it, leave an SDK file untouched."""
+    path = tmp_path / "db" / "sdk.db"  # alone in its folder: the snapshot lists the folder
+    path.parent.mkdir()
     asyncio.run(sdk_advanced_file(path))
     before = snapshot(path)
     assert "agent_messages_branches" not in str(before[0])  # none of our tables yet
@@ -239,6 +240,9 @@ def test_read_commands_never_write_an_sdk_advanced_file(
         ["ls", str(path)],
         ["search", str(path), "question"],
         ["stats", str(path)],
+        ["export", str(path), "-o", str(tmp_path / "out.jsonl"), "-q"],
+        ["migrate", str(path), str(tmp_path / "copy.db"), "-q"],
+        ["purge", str(path), "--older-than", "1m", "--dry-run"],
     ):
         assert main(argv) == 0, (argv, capsys.readouterr().err)
         assert snapshot(path) == before, argv
