@@ -43,6 +43,7 @@ from agent_sessions import (
 from agent_sessions._crypto import key_id, parse_master_key
 from agent_sessions.offline import OfflineModel
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
+from tests.encryption_kit import Clock, new_key, raw_rows
 
 pytestmark = pytest.mark.sqlite
 
@@ -55,25 +56,9 @@ MasterKeys = str | bytes | Sequence[str | bytes]
 # Helpers ---------------------------------------------------------------------------------------
 
 
-class Clock:
-    """A clock the test sets by hand, for TTL decisions."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        """Return the time the test set."""
-        return self.now
-
-
 def msg(text: str) -> TResponseInputItem:
     """Return a user message item."""
     return {"role": "user", "content": text}
-
-
-def new_key() -> str:
-    """Return a fresh Fernet master key as text."""
-    return Fernet.generate_key().decode()
 
 
 def kid_of(key: str | bytes) -> str:
@@ -86,19 +71,6 @@ def encrypted(
 ) -> EncryptedSession:
     """Return an EncryptedSession over our SQLiteSession on ``path``."""
     return EncryptedSession(session_id, SQLiteSession(session_id, path), key, **options)
-
-
-def raw_rows(path: Path, session_id: str = "s") -> list[tuple[int, str]]:
-    """Return a session's stored rows as ``(id, text)``, oldest first, bypassing every class."""
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(
-            "SELECT id, message_data FROM agent_messages WHERE session_id = ? ORDER BY id",
-            (session_id,),
-        ).fetchall()
-    finally:
-        conn.close()
-    return [(int(row_id), str(text)) for row_id, text in rows]
 
 
 def envelopes(path: Path, session_id: str = "s") -> list[dict[str, Any]]:

@@ -23,9 +23,9 @@ from agents.items import TResponseInputItem
 from agents.memory import OpenAIResponsesCompactionSession, Session
 from agents.memory.session_settings import SessionSettings
 from agents.testing import ScriptedModel, assistant_message
-from cryptography.fernet import Fernet
 
 from agent_sessions import DecryptionError, EncryptedSession, SessionClosedError, SQLiteSession
+from tests.encryption_kit import Clock, new_key
 
 pytestmark = pytest.mark.sqlite
 
@@ -36,22 +36,6 @@ SUMMARY: Any = {"type": "compaction", "id": "cmp-1", "encrypted_content": "summa
 def msg(text: str, role: str = "user") -> Item:
     """Return a message item."""
     return cast(Item, {"role": role, "content": text})
-
-
-def new_key() -> str:
-    """Return a fresh Fernet master key as text."""
-    return Fernet.generate_key().decode()
-
-
-class Clock:
-    """A clock the test sets by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        """Return the time the test set."""
-        return self.now
 
 
 class FakeResponses:

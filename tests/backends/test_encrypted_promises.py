@@ -28,7 +28,6 @@ from agents.items import TResponseInputItem
 from agents.memory import OpenAIResponsesCompactionSession
 from agents.memory.session import is_openai_responses_compaction_aware_session
 from agents.testing import ModelStep, ScriptedModel
-from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_sessions import (
@@ -42,6 +41,7 @@ from agent_sessions import (
 )
 from agent_sessions._crypto import parse_master_key
 from tests.conftest import write_raw_sqlite
+from tests.encryption_kit import Clock, new_key, raw_rows
 from tests.sql_servers import database_url, drop_tables, unique_tables
 
 Item = TResponseInputItem
@@ -50,35 +50,6 @@ Item = TResponseInputItem
 def msg(text: str) -> Item:
     """Return a user message item."""
     return {"role": "user", "content": text}
-
-
-def new_key() -> str:
-    """Return a fresh Fernet master key as text."""
-    return Fernet.generate_key().decode()
-
-
-class Clock:
-    """A clock the test sets by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        """Return the time the test set."""
-        return self.now
-
-
-def raw_rows(path: Path, session_id: str = "s") -> list[tuple[int, str]]:
-    """Return a session's stored rows as ``(id, text)``, oldest first, bypassing every class."""
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(
-            "SELECT id, message_data FROM agent_messages WHERE session_id = ? ORDER BY id",
-            (session_id,),
-        ).fetchall()
-    finally:
-        conn.close()
-    return [(int(row_id), str(text)) for row_id, text in rows]
 
 
 def ours(
