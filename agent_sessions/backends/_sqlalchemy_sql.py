@@ -51,6 +51,8 @@ class Statements:
         self.delete_session_row = delete(m).where(*in_session)
         self.delete_messages = delete(m).where(m.c.session_id == sid)
         self.delete_session = delete(s).where(s.c.session_id == sid)
+        # The session record a pop saw: a restore puts rows back only into that same record.
+        self.record = select(s.c.created_at).where(s.c.session_id == sid)
         # Locks an existing session row without creating one (pop and clear).
         self.lock_session = update(s).where(s.c.session_id == sid).values(updated_at=s.c.updated_at)
         # That UPDATE locks nothing while the session has no row yet (its first write, or the

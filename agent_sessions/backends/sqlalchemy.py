@@ -36,10 +36,17 @@ from ._sqlalchemy_engine import (
 )
 from ._sqlalchemy_schema import SessionTables, create_schema
 from ._sqlalchemy_sql import Statements
+from .sqlite import ClearLog
 
 __all__ = ["SQLAlchemySession", "SQLAlchemyStore"]
 
 T = TypeVar("T")
+
+
+class _Marked(Popped[T]):
+    """A popped row with what its pop saw: the store's clear count and the session record."""
+
+    mark: tuple[int, Any]
 
 
 class SQLAlchemyStore(AsyncClosing):
@@ -65,6 +72,7 @@ class SQLAlchemyStore(AsyncClosing):
         self.engine = engine
         self.tables = SessionTables(tables or TableNames())
         self._sql = Statements(self.tables, engine.dialect.name)
+        self._clears = ClearLog()
         self._schema_pending = create_tables
         self._schema_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -286,6 +294,8 @@ class SQLAlchemyStore(AsyncClosing):
 
         async def pop_through(conn: AsyncConnection) -> list[Popped[T]]:
             await self._lock(conn, session_id)
+            record = (await conn.execute(self._sql.record, {"sid": session_id})).first()
+            mark = (self._clears.count, None if record is None else record[0])
             taker = Taker(decode, stop)
             statement, batch = self._sql.newest, 1
             params: dict[str, object] = {"sid": session_id, "n": batch}
@@ -298,21 +308,48 @@ class SQLAlchemyStore(AsyncClosing):
             taken = taker.result()
             if taken:
                 await conn.execute(self._sql.delete_row, [{"id": p.row_id} for p in taken])
-            return taken
+            marked: list[Popped[T]] = []
+            for row in taken:
+                copy = _Marked(*row) if type(row) is Popped else row
+                copy.mark = mark  # type: ignore[attr-defined]
+                marked.append(copy)
+            return marked
 
         return await self._write("pop", pop_through)
 
     async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
-        """Put popped rows back under their original ids, in one transaction."""
+        """Put popped rows back under their original ids, in one transaction.
+
+        Rows a clear removed meanwhile stay removed: a restore never brings back a session that
+        was cleared after the pop, by this store or by anyone (its session record is gone or new).
+        """
         if not popped:
             return
 
         async def restore(conn: AsyncConnection) -> None:
-            await conn.execute(self._sql.touch_session, {"sid": session_id})
-            rows = [{"id": p.row_id, "sid": session_id, "text": p.text} for p in popped]
-            await conn.execute(self._sql.insert_at, rows)
+            await self._lock(conn, session_id)
+            record = (await conn.execute(self._sql.record, {"sid": session_id})).first()
+            current = None if record is None else record[0]
+            rows = [
+                {"id": p.row_id, "sid": session_id, "text": p.text}
+                for p in popped
+                if self._restorable(session_id, p, current)
+            ]
+            if rows:
+                await conn.execute(self._sql.touch_session, {"sid": session_id})
+                await conn.execute(self._sql.insert_at, rows)
 
         await self._write("restore", restore)
+
+    def _restorable(self, session_id: str, popped: Popped[Any], current: Any) -> bool:
+        """Whether no clear of the session came since ``popped`` was taken."""
+        mark: tuple[int, Any] | None = getattr(popped, "mark", None)
+        if mark is None:
+            return current is not None
+        clears, seen = mark
+        if self._clears.cleared_since(session_id, clears):
+            return False
+        return seen is None or (current is not None and current == seen)
 
     async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
         """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first.
@@ -365,6 +402,7 @@ class SQLAlchemyStore(AsyncClosing):
             await conn.execute(self._sql.delete_session, {"sid": session_id})
 
         await self._write("clear", clear)
+        self._clears.note(session_id)
 
     async def rows(self, session_id: str) -> list[tuple[int, str]]:
         """Return every row of a session as ``(row_id, text)``, oldest first."""

@@ -344,3 +344,45 @@ async def test_a_huge_read_limit_works_with_statement_listeners_attached(
         finally:
             event.remove(engine.sync_engine, "before_cursor_execute", record)
     assert any("LIMIT" in statement for statement in seen)
+
+
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_a_cancelled_pop_never_restores_into_a_session_cleared_after_it(
+    engines: tuple[AsyncEngine, AsyncEngine], tables: tuple[str, str]
+) -> None:
+    """A pop cancelled midway does not bring its row back after another engine's clear."""
+    async with _open(engines[0], tables) as session, _open(engines[1], tables) as other:
+        for round_ in range(24):
+            await session.add_items([_user(f"item {round_}")])
+            pop = asyncio.create_task(session.pop_item())
+            for _ in range(round_ % 8):
+                await asyncio.sleep(0)
+            pop.cancel()
+            await other.clear_session()
+            await asyncio.gather(pop, return_exceptions=True)
+            assert await other.get_items() == []
+            assert await session.get_items() == []
+
+
+@pytest.mark.parametrize("url", KINDS, indirect=True)
+async def test_a_cancelled_pop_keeps_its_item_when_nothing_cleared(
+    engines: tuple[AsyncEngine, AsyncEngine], tables: tuple[str, str]
+) -> None:
+    """A cancelled pop leaves its item stored, or returned, when no clear came in between."""
+    async with _open(engines[0], tables) as session, _open(engines[1], tables) as other:
+        await session.add_items([_user("first")])
+        for round_ in range(16):
+            await session.add_items([_user(f"item {round_}")])
+            pop = asyncio.create_task(session.pop_item())
+            for _ in range(round_ % 8):
+                await asyncio.sleep(0)
+            pop.cancel()
+            await other.add_items([_user(f"late {round_}")])
+            outcome = (await asyncio.gather(pop, return_exceptions=True))[0]
+            stored = await other.get_items()
+            if isinstance(outcome, asyncio.CancelledError):
+                assert _user(f"item {round_}") in stored
+            else:
+                assert outcome == _user(f"item {round_}")
+            assert stored[0] == _user("first")
+            assert stored[-1] == _user(f"late {round_}")
