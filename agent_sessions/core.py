@@ -40,10 +40,13 @@ __all__ = [
     "StoreSession",
     "SuffixStore",
     "check_session_id",
+    "is_tail",
     "is_user_message",
     "read_items",
     "resolve_limit",
     "run_to_completion",
+    "tail_fetch",
+    "tail_window",
 ]
 
 T = TypeVar("T")
@@ -224,6 +227,26 @@ class SuffixStore(Protocol):
             Whether the rows were swapped (False if the tail changed meanwhile).
         """
         ...
+
+
+def tail_fetch(limit: int) -> int:
+    """How many newest rows a ``tail`` fetches: one past ``limit``, to tell whether more exist."""
+    return min(limit, MAX_LIMIT - 1) + 1
+
+
+def tail_window(
+    newest_first: Sequence[Sequence[Any]], limit: int
+) -> tuple[list[tuple[int, str]], bool]:
+    """Turn the rows a ``tail`` fetched, newest first, into its result (oldest first, complete?)."""
+    chosen = [(int(row_id), text) for row_id, text in newest_first[:limit]]
+    chosen.reverse()
+    return chosen, len(newest_first) <= limit
+
+
+def is_tail(newest_first: Sequence[Sequence[Any]], expected: Sequence[tuple[int, str]]) -> bool:
+    """Whether rows read newest first are exactly ``expected`` (oldest first, not empty)."""
+    found = [(int(row_id), text) for row_id, text in reversed(newest_first)]
+    return bool(expected) and found == list(expected)
 
 
 _PROTOCOL = ("get_items", "add_items", "pop_item", "clear_session")

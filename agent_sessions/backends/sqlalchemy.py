@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from .._lifecycle import AsyncClosing
-from ..core import MAX_LIMIT, StoreSession, check_session_id, run_to_completion
+from ..core import (
+    StoreSession,
+    check_session_id,
+    is_tail,
+    run_to_completion,
+    tail_fetch,
+    tail_window,
+)
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
@@ -357,11 +364,10 @@ class SQLAlchemyStore(AsyncClosing):
         Returns:
             The rows, and whether they are all of the session's rows.
         """
-        fetch = min(limit, MAX_LIMIT - 1) + 1
-        rows = await self._read("read", self._sql.newest, {"sid": session_id, "n": fetch})
-        chosen = [(int(row_id), text) for row_id, text in rows[:limit]]
-        chosen.reverse()
-        return chosen, len(rows) <= limit
+        rows = await self._read(
+            "read", self._sql.newest, {"sid": session_id, "n": tail_fetch(limit)}
+        )
+        return tail_window(rows, limit)
 
     async def replace_tail(
         self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
@@ -382,7 +388,7 @@ class SQLAlchemyStore(AsyncClosing):
             await self._lock(conn, session_id)
             params = {"sid": session_id, "n": len(want)}
             newest = (await conn.execute(self._sql.newest, params)).all()
-            if [(int(row_id), text) for row_id, text in reversed(newest)] != want:
+            if not is_tail(newest, want):
                 return False
             await conn.execute(self._sql.delete_row, [{"id": row_id} for row_id, _ in want])
             await conn.execute(self._sql.touch_session, {"sid": session_id})

@@ -20,7 +20,7 @@ from agents.memory.session_settings import SessionSettings
 
 from .._lifecycle import AsyncClosing, Closing
 from .._worker import ConnectionWorker
-from ..core import MAX_LIMIT, StoreSession, check_session_id
+from ..core import StoreSession, check_session_id, is_tail, tail_fetch, tail_window
 from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
@@ -316,13 +316,11 @@ class SQLiteStore(AsyncClosing):
         Returns:
             The rows, and whether they are all of the session's rows.
         """
-        fetch = min(limit, MAX_LIMIT - 1) + 1
+        fetch = tail_fetch(limit)
         rows = await self._call(
             "read", lambda conn: conn.execute(self._sql.tail, (session_id, -1, fetch)).fetchall()
         )
-        chosen = [(int(row_id), text) for row_id, text in rows[:limit]]
-        chosen.reverse()
-        return chosen, len(rows) <= limit
+        return tail_window(rows, limit)
 
     async def replace_tail(
         self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
@@ -337,7 +335,7 @@ class SQLiteStore(AsyncClosing):
         def replace_tail(conn: sqlite3.Connection) -> bool:
             with transaction(conn):
                 newest = conn.execute(self._sql.tail, (session_id, -1, len(want))).fetchall()
-                if not want or [(int(i), t) for i, t in reversed(newest)] != want:
+                if not is_tail(newest, want):
                     return False
                 conn.executemany(self._sql.delete_row, [(row_id,) for row_id, _ in want])
                 conn.execute(self._sql.touch_session, (session_id,))
