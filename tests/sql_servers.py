@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -17,6 +18,12 @@ from tests.conftest import require_server
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 MARIADB_URL = "mysql+aiomysql://root@127.0.0.1:3306/test"
+KINDS = [
+    pytest.param("sqlite", marks=pytest.mark.sqlite),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
+"""Every database SQLAlchemySession runs on, for ``parametrize("url", KINDS, indirect=True)``."""
 SERVERS = {
     "postgres": ("PostgreSQL", 5432, POSTGRES_URL),
     "mariadb": ("MariaDB", 3306, MARIADB_URL),

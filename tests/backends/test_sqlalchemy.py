@@ -20,13 +20,7 @@ from agent_sessions import (
     StorageError,
     StorageUnavailableError,
 )
-from tests.sql_servers import database_url, drop_tables, unique_tables
-
-KINDS = [
-    pytest.param("sqlite", marks=pytest.mark.sqlite),
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
+from tests.sql_servers import KINDS, database_url, drop_tables, unique_tables
 
 TURN = [
     {"role": "user", "content": "Book a table for two, s'il vous plaît 🍷"},
@@ -34,28 +28,6 @@ TURN = [
     {"type": "function_call_output", "call_id": "c1", "output": "booked"},
     {"role": "assistant", "content": "Done."},
 ]
-
-
-@pytest.fixture
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of the database kind named by the test's parameter."""
-    return database_url(request.param, tmp_path)
-
-
-@pytest.fixture
-async def engine(url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on that database, disposed afterwards."""
-    made = create_async_engine(url)
-    yield made
-    await made.dispose()
-
-
-@pytest.fixture
-async def tables(engine: AsyncEngine) -> AsyncIterator[tuple[str, str]]:
-    """Fresh table names, dropped afterwards."""
-    names = unique_tables()
-    yield names
-    await drop_tables(engine, *names)
 
 
 @pytest.mark.parametrize("url", KINDS, indirect=True)

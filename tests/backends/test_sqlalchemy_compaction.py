@@ -23,14 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_sessions import SQLAlchemySession, SQLiteSession
 from agent_sessions.core import StoreSession
-from tests.sql_servers import database_url, drop_tables, unique_tables
+from tests.sql_servers import KINDS, drop_tables, unique_tables
 from tests.unit import test_compaction_hook as hook
-
-KINDS = [
-    pytest.param("sqlite", marks=pytest.mark.sqlite),
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
 
 
 def _user(text: str) -> TResponseInputItem:
@@ -38,12 +32,6 @@ def _user(text: str) -> TResponseInputItem:
 
 
 SUMMARY: Any = {"type": "compaction", "id": "cmp", "encrypted_content": "summary"}
-
-
-@pytest.fixture
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of the database kind named by the test's parameter."""
-    return database_url(request.param, tmp_path)
 
 
 @pytest.fixture

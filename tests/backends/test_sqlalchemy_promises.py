@@ -7,7 +7,6 @@ import gc
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +15,12 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_sessions import MissingDependencyError, SQLAlchemySession, StorageError
-from tests.sql_servers import MARIADB_URL, database_url, drop_tables, unique_tables
+from tests.sql_servers import KINDS, MARIADB_URL, database_url, drop_tables, unique_tables
 
-KINDS = [
-    pytest.param("sqlite", marks=pytest.mark.sqlite),
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
 SERVERS = [
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("mariadb", marks=pytest.mark.mariadb),
 ]
-
-
-@pytest.fixture
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of the database kind named by the test's parameter."""
-    return database_url(request.param, tmp_path)
-
-
-@pytest.fixture
-async def engine(url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on that database, disposed afterwards."""
-    made = create_async_engine(url)
-    yield made
-    await made.dispose()
-
-
-@pytest.fixture
-async def tables(engine: AsyncEngine) -> AsyncIterator[tuple[str, str]]:
-    """Fresh table names, dropped afterwards."""
-    names = unique_tables()
-    yield names
-    await drop_tables(engine, *names)
 
 
 def _open(engine: AsyncEngine, tables: tuple[str, str], sid: str, **kw: Any) -> SQLAlchemySession:
