@@ -33,6 +33,7 @@ from ..core import (
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
+from ._restore import ClearLog, with_mark
 from ._sqlalchemy_engine import (
     CONNECTION_TROUBLE,
     engine_from_url,
@@ -43,17 +44,10 @@ from ._sqlalchemy_engine import (
 )
 from ._sqlalchemy_schema import SessionTables, create_schema
 from ._sqlalchemy_sql import Statements
-from .sqlite import ClearLog
 
 __all__ = ["SQLAlchemySession", "SQLAlchemyStore"]
 
 T = TypeVar("T")
-
-
-class _Marked(Popped[T]):
-    """A popped row with what its pop saw: the store's clear count and the session record."""
-
-    mark: tuple[int, Any]
 
 
 class SQLAlchemyStore(AsyncClosing):
@@ -315,12 +309,7 @@ class SQLAlchemyStore(AsyncClosing):
             taken = taker.result()
             if taken:
                 await conn.execute(self._sql.delete_row, [{"id": p.row_id} for p in taken])
-            marked: list[Popped[T]] = []
-            for row in taken:
-                copy = _Marked(*row) if type(row) is Popped else row
-                copy.mark = mark  # type: ignore[attr-defined]
-                marked.append(copy)
-            return marked
+            return with_mark(taken, mark)
 
         return await self._write("pop", pop_through)
 

@@ -25,6 +25,7 @@ from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
 from ._group_commit import Batch, GroupCommit
+from ._restore import ClearLog, with_mark
 from ._sqlite_connection import (
     MEMORY,
     ReaderSlot,
@@ -66,42 +67,6 @@ class RestoreMark(NamedTuple):
     """How many clears the store had made when the rows were popped."""
     record: tuple[int, str] | None
     """The session record's rowid and ``created_at`` then: a clear deletes the record."""
-
-
-class _Marked(Popped[T]):
-    """A popped row with its :class:`RestoreMark`."""
-
-    mark: RestoreMark
-
-
-class ClearLog:
-    """The clears a store made, by key, so a restore can tell whether one came after its pop.
-
-    Used only on the store's worker thread. It remembers the last ``keep`` keys cleared; a
-    restore older than what it forgot relies on the session record alone.
-    """
-
-    def __init__(self, keep: int = 4096) -> None:
-        self._keep = keep
-        self._count = 0
-        self._last: dict[Hashable, int] = {}
-
-    @property
-    def count(self) -> int:
-        """How many clears were noted so far."""
-        return self._count
-
-    def note(self, key: Hashable) -> None:
-        """Record that ``key`` (a session, or a session's branch) was cleared just now."""
-        self._count += 1
-        self._last.pop(key, None)
-        self._last[key] = self._count
-        if len(self._last) > self._keep:
-            del self._last[next(iter(self._last))]
-
-    def cleared_since(self, key: Hashable, clears: int) -> bool:
-        """Whether ``key`` was cleared after the store had made ``clears`` clears."""
-        return self._last.get(key, 0) > clears
 
 
 def _write_batches(
@@ -263,12 +228,7 @@ class SQLiteStore(AsyncClosing):
         """
         record = conn.execute(self._sql.record, (session_id,)).fetchone()
         mark = RestoreMark(key, self._clears.count, None if record is None else tuple(record))
-        marked: list[Popped[T]] = []
-        for row in taken:
-            copy = _Marked(*row) if type(row) is Popped else row
-            copy.mark = mark  # type: ignore[attr-defined]
-            marked.append(copy)
-        return marked
+        return with_mark(taken, mark)
 
     def restorable(self, conn: sqlite3.Connection, session_id: str, popped: Popped[Any]) -> bool:
         """Whether a popped row may go back: no clear of its session (or branch) came since.
