@@ -357,7 +357,6 @@ class AdvancedStatements:
         self.has_structure_branch = (
             f"SELECT 1 FROM {st} WHERE session_id = ? AND branch_id = ? LIMIT 1"
         )
-        # Every branch: ours with their creation time, and those only the SDK's rows name.
         # Every branch: main first, then ours in creation order, then those only the SDK's
         # rows name (in the order their first rows were written).
         self.branches = (

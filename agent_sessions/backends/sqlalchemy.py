@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-from agents.memory.session_settings import SessionSettings, coerce_session_settings
+from agents.memory.session_settings import SessionSettings
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
@@ -25,6 +25,7 @@ from .._lifecycle import AsyncClosing
 from ..core import (
     StoreSession,
     check_session_id,
+    coerce_settings,
     is_tail,
     run_to_completion,
     tail_fetch,
@@ -491,9 +492,8 @@ class SQLAlchemySession(StoreSession):
         strict: bool = False,
     ) -> None:
         check_session_id(session_id)
-        if session_settings is not None:
-            # The SDK's own check: unknown keys are a TypeError, wrong types a ValueError.
-            session_settings = coerce_session_settings(session_settings)
+        # Checked before the store exists, so a bad setting leaves no engine work behind.
+        session_settings = coerce_settings(session_settings)
         del ensure_ascii  # rows are always ASCII JSON (see the docstring)
         self._sqlalchemy = SQLAlchemyStore(
             engine, tables=TableNames(sessions_table, messages_table), create_tables=create_tables
