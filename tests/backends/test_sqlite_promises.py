@@ -7,7 +7,6 @@ that loop on reads, and the mode of the files we create.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import multiprocessing
 import os
 import resource
@@ -38,6 +37,7 @@ from agent_sessions import (
     StorageError,
     StorageUnavailableError,
 )
+from tests.file_locks import writers_held
 
 pytestmark = [
     pytest.mark.sqlite,
@@ -303,26 +303,6 @@ async def test_writes_to_a_deleted_file_are_refused(tmp_path: Path, how: str, sh
 
 
 # --- a cancelled pop and a clear ----------------------------------------------------------------
-
-
-@contextmanager
-def writers_held(path: Path) -> Iterator[Callable[[], None]]:
-    """Hold the writers' lock file of ``path``; yields a function that releases it early."""
-    fd = os.open(f"{path}-lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    held = True
-
-    def release() -> None:
-        nonlocal held
-        if held:
-            held = False
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    try:
-        yield release
-    finally:
-        release()
 
 
 def _session_records(path: Path, session_id: str) -> int:

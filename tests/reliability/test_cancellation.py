@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import random
 import sqlite3
 import statistics
@@ -30,6 +29,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_sessions import EncryptedSession, SQLAlchemySession, SQLiteSession, SQLiteStore
+from tests.file_locks import writers_held
 from tests.reliability.conftest import SESSION_BACKENDS, SqlTarget
 from tests.sql_servers import drop_tables, unique_tables
 
@@ -324,35 +324,22 @@ async def test_cancelled_add_items_is_settled_when_it_raises(tmp_path: Path, sha
     The write is held at the writers' lock file while the caller is cancelled; the read right
     after the CancelledError and a read 0.5 s later must agree.
     """
-    import fcntl  # POSIX only, like the lock file it takes
-
     path = tmp_path / "settle.db"
     store = SQLiteStore(path) if shared else None
     session = store.session("s") if store else SQLiteSession("s", path)
     await session.add_items([tagged("before")])
-    lock = os.open(f"{path}-lock", os.O_RDWR)
-    held = True
-
-    def release() -> None:
-        nonlocal held
-        if held:
-            held = False
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            os.close(lock)
-
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        task = asyncio.ensure_future(session.add_items([tagged("cancelled")]))
-        await asyncio.sleep(0.1)  # the worker has taken the batch and waits for the lock
-        task.cancel()
-        asyncio.get_running_loop().call_later(0.3, release)
-        outcome = (await asyncio.gather(task, return_exceptions=True))[0]
-        assert isinstance(outcome, asyncio.CancelledError)
-        right_after = await session.get_items()
-        await asyncio.sleep(0.5)
-        assert await session.get_items() == right_after, "the cancelled batch appeared later"
+        with writers_held(path) as release:
+            task = asyncio.ensure_future(session.add_items([tagged("cancelled")]))
+            await asyncio.sleep(0.1)  # the worker has taken the batch and waits for the lock
+            task.cancel()
+            asyncio.get_running_loop().call_later(0.3, release)
+            outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+            assert isinstance(outcome, asyncio.CancelledError)
+            right_after = await session.get_items()
+            await asyncio.sleep(0.5)
+            assert await session.get_items() == right_after, "the cancelled batch appeared later"
     finally:
-        release()
         await session.aclose()
         if store is not None:
             await store.aclose()
@@ -362,21 +349,14 @@ async def test_cancelled_add_items_is_settled_when_it_raises(tmp_path: Path, sha
 @pytest.mark.skipif(sys.platform == "win32", reason="the writers' lock file uses flock")
 async def test_cancelled_pop_turn_puts_the_exchange_back_at_once(tmp_path: Path) -> None:
     """While a cancelled pop_turn puts its exchange back, no read sees part of the exchange."""
-    import fcntl  # POSIX only, like the lock file it takes
-
     path = tmp_path / "turns.db"
     everything = [i for n in range(3) for i in exchange(n)]
     async with SQLiteSession("s", path) as session:
         await session.add_items(everything)
-        lock = os.open(f"{path}-lock", os.O_RDWR)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with writers_held(path):
             task = asyncio.ensure_future(session.pop_turn())
             await asyncio.sleep(0.1)  # the pop has begun: it waits for the lock
             task.cancel()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            os.close(lock)
         seen = []
         while not task.done():
             seen.append(len(await session.get_items()))
