@@ -8,22 +8,33 @@ popped row a mark of what the pop saw; the restore compares the two.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ..store import Popped
 
-__all__ = ["ClearLog", "with_mark"]
+__all__ = ["ClearLog", "RestoreMark", "with_mark"]
 
 T = TypeVar("T")
 
 
+class RestoreMark(NamedTuple):
+    """What a restore checks, so that it never brings back rows a later clear removed."""
+
+    key: Hashable
+    """What a clear that voids the restore is noted under: the session, or its branch."""
+    clears: int
+    """How many clears the store had made when the rows were popped."""
+    record: Any
+    """What identified the session record then (``None`` if there was none): a clear deletes it."""
+
+
 class _Marked(Popped[T]):
-    """A popped row with what its pop saw (a store-specific mark)."""
+    """A popped row with the :class:`RestoreMark` of its pop."""
 
-    mark: Any
+    mark: RestoreMark
 
 
-def with_mark(taken: list[Popped[T]], mark: object) -> list[Popped[T]]:
+def with_mark(taken: list[Popped[T]], mark: RestoreMark) -> list[Popped[T]]:
     """Return the popped rows, each carrying ``mark`` (plain rows become marked copies)."""
     marked: list[Popped[T]] = []
     for row in taken:
@@ -61,3 +72,21 @@ class ClearLog:
     def cleared_since(self, key: Hashable, clears: int) -> bool:
         """Whether ``key`` was cleared after the store had made ``clears`` clears."""
         return self._last.get(key, 0) > clears
+
+    def mark(self, key: Hashable, record: Any) -> RestoreMark:
+        """The mark of a pop made now, of ``key``, while the session record was ``record``."""
+        return RestoreMark(key, self._count, record)
+
+    def may_restore(self, popped: Popped[Any], record: Any) -> bool:
+        """Whether ``popped`` may go back, the session record now being ``record`` (or None).
+
+        A row popped by this store carries its mark: a clear of its key by this store since, or
+        a session record deleted or made anew since (a clear by anyone), means no. An unmarked
+        row goes back only into a session that still exists.
+        """
+        mark: RestoreMark | None = getattr(popped, "mark", None)
+        if mark is None:
+            return record is not None
+        if self.cleared_since(mark.key, mark.clears):
+            return False
+        return mark.record is None or (record is not None and record == mark.record)

@@ -297,7 +297,7 @@ class SQLAlchemyStore(AsyncClosing):
         async def pop_through(conn: AsyncConnection) -> list[Popped[T]]:
             await self._lock(conn, session_id)
             record = (await conn.execute(self._sql.record, {"sid": session_id})).first()
-            mark = (self._clears.count, None if record is None else record[0])
+            mark = self._clears.mark(session_id, None if record is None else record[0])
             taker = Taker(decode, stop)
             statement, batch = self._sql.newest, 1
             params: dict[str, object] = {"sid": session_id, "n": batch}
@@ -330,23 +330,13 @@ class SQLAlchemyStore(AsyncClosing):
             rows = [
                 {"id": p.row_id, "sid": session_id, "text": p.text}
                 for p in popped
-                if self._restorable(session_id, p, current)
+                if self._clears.may_restore(p, current)
             ]
             if rows:
                 await conn.execute(self._sql.touch_session, {"sid": session_id})
                 await conn.execute(self._sql.insert_at, rows)
 
         await self._write("restore", restore)
-
-    def _restorable(self, session_id: str, popped: Popped[Any], current: Any) -> bool:
-        """Whether no clear of the session came since ``popped`` was taken."""
-        mark: tuple[int, Any] | None = getattr(popped, "mark", None)
-        if mark is None:
-            return current is not None
-        clears, seen = mark
-        if self._clears.cleared_since(session_id, clears):
-            return False
-        return seen is None or (current is not None and current == seen)
 
     async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
         """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first.

@@ -14,13 +14,13 @@ import sqlite3
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from agents.memory.session_settings import SessionSettings
 
 from .._lifecycle import AsyncClosing, Closing
 from .._worker import ConnectionWorker
-from ..core import StoreSession, check_session_id, is_tail, tail_fetch, tail_window
+from ..core import MAX_LIMIT, StoreSession, check_session_id, is_tail, tail_fetch, tail_window
 from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
@@ -38,8 +38,6 @@ from ._sqlite_connection import (
 __all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore", "guarded"]
 
 T = TypeVar("T")
-_MAX_INT64 = 2**63 - 1
-"""The largest limit SQLite takes; a larger one means the same: every row."""
 _CHUNK = 2_000
 """Rows a read on the event loop fetches between two yields to the loop (about a millisecond)."""
 
@@ -56,17 +54,6 @@ def guarded(
             raise StorageError(f"{what} failed: {exc}") from exc
 
     return guarded
-
-
-class RestoreMark(NamedTuple):
-    """What a restore checks, so that it never brings back rows a later clear removed."""
-
-    key: Hashable
-    """What a clear that voids the restore is noted under: the session, or its branch."""
-    clears: int
-    """How many clears the store had made when the rows were popped."""
-    record: tuple[int, str] | None
-    """The session record's rowid and ``created_at`` then: a clear deletes the record."""
 
 
 def _write_batches(
@@ -139,7 +126,7 @@ class SQLiteStore(AsyncClosing):
         if limit is None:
             statement, params = self._sql.read_all, (session_id,)
         else:
-            statement, params = self._sql.read_latest, (session_id, min(limit, _MAX_INT64))
+            statement, params = self._sql.read_latest, (session_id, min(limit, MAX_LIMIT))
         rows = await self._read_inline(statement, params)
         if rows is None:
             rows = await self._call("read", lambda conn: conn.execute(statement, params).fetchall())
@@ -227,8 +214,7 @@ class SQLiteStore(AsyncClosing):
             taken: The popped rows; plain ones become marked copies.
         """
         record = conn.execute(self._sql.record, (session_id,)).fetchone()
-        mark = RestoreMark(key, self._clears.count, None if record is None else tuple(record))
-        return with_mark(taken, mark)
+        return with_mark(taken, self._clears.mark(key, None if record is None else tuple(record)))
 
     def restorable(self, conn: sqlite3.Connection, session_id: str, popped: Popped[Any]) -> bool:
         """Whether a popped row may go back: no clear of its session (or branch) came since.
@@ -236,13 +222,8 @@ class SQLiteStore(AsyncClosing):
         A row popped by this store carries its mark; a clear by this store since, or a session
         record deleted or made anew since (a clear by anyone), means no. On the worker.
         """
-        mark: RestoreMark | None = getattr(popped, "mark", None)
         record = conn.execute(self._sql.record, (session_id,)).fetchone()
-        if mark is None:
-            return record is not None
-        if self._clears.cleared_since(mark.key, mark.clears):
-            return False
-        return mark.record is None or (record is not None and tuple(record) == mark.record)
+        return self._clears.may_restore(popped, None if record is None else tuple(record))
 
     def note_clear(self, key: Hashable) -> None:
         """Record, on the worker, that a clear of ``key`` committed: earlier pops stay popped."""
