@@ -45,20 +45,20 @@ if typing.TYPE_CHECKING:
     from .backends.advanced import AdvancedSQLiteSession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
     from .encryption import EncryptedSession, WeakKeyWarning
-    from .keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
+    from .encryption.keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
     from .memory import MemoryItem, MemoryStore, SearchItem, memory_tools
 
 _LAZY = {
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
     "EncryptedSession": "agent_sessions.encryption",
     "SessionDatabase": "agent_sessions.admin",
-    "KeyStore": "agent_sessions.keystore",
-    "MemoryKeyStore": "agent_sessions.keystore",
+    "KeyStore": "agent_sessions.encryption.keystore",
+    "MemoryKeyStore": "agent_sessions.encryption.keystore",
     "MemoryItem": "agent_sessions.memory",
     "MemoryStore": "agent_sessions.memory",
     "SearchItem": "agent_sessions.memory",
     "memory_tools": "agent_sessions.memory",
-    "SQLiteKeyStore": "agent_sessions.keystore",
+    "SQLiteKeyStore": "agent_sessions.encryption.keystore",
     "WeakKeyWarning": "agent_sessions.encryption",
     "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
     "SQLAlchemyStore": "agent_sessions.backends.sqlalchemy",

@@ -15,9 +15,9 @@ from typing import Any
 
 from raw_sqlite import RawSession
 
-from agent_sessions.backends._advanced_chain import Chain
-from agent_sessions.backends._advanced_sql import AdvancedStatements
-from agent_sessions.backends._advanced_write import BaseStatements, Schema, Writer
+from agent_sessions.backends.advanced.chain import Chain
+from agent_sessions.backends.advanced.sql import AdvancedStatements
+from agent_sessions.backends.advanced.write import BaseStatements, Schema, Writer
 from agent_sessions.schema import TableNames
 from agent_sessions.serialization import JsonCodec
 from agent_sessions.store import always

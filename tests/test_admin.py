@@ -23,9 +23,6 @@ from agent_sessions import (
     StorageError,
     StorageUnavailableError,
 )
-from agent_sessions._admin_rows import StoredRow
-from agent_sessions._admin_show import describe, render_entries
-from agent_sessions._progress import ProgressBar
 from agent_sessions.admin import (
     ExportFormatError,
     SessionDatabase,
@@ -34,6 +31,9 @@ from agent_sessions.admin import (
     migrate,
     parse_age,
 )
+from agent_sessions.admin.rows import StoredRow
+from agent_sessions.admin.show import describe, render_entries
+from agent_sessions.cli.progress import ProgressBar
 from tests.sql_servers import database_url, drop_tables, unique_tables
 
 KINDS = [

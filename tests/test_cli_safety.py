@@ -20,11 +20,11 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_sessions import SQLAlchemySession, SQLiteSession
-from agent_sessions._admin_render import search_lines, session_table
-from agent_sessions._admin_rows import StoredRow
-from agent_sessions._admin_show import describe, render_entries
-from agent_sessions._admin_text import one_line, printable
 from agent_sessions.admin import ExportFormatError, SessionDatabase, parse_age
+from agent_sessions.admin.render import search_lines, session_table
+from agent_sessions.admin.rows import StoredRow
+from agent_sessions.admin.show import describe, render_entries
+from agent_sessions.admin.text import one_line, printable
 from tests.conftest import count_rows_sqlite, require_server, write_raw_sqlite
 from tests.sql_servers import POSTGRES_URL, drop_tables, unique_tables
 
@@ -499,7 +499,7 @@ def test_renderers_escape_stored_text() -> None:
     """Escapes session ids and item text in the ls table, search lines and show entries."""
     from datetime import datetime
 
-    from agent_sessions._admin_catalogue import SearchHit, SessionInfo
+    from agent_sessions.admin.catalogue import SearchHit, SessionInfo
 
     now = datetime(2025, 1, 2, 10, 0, 0)
     evil_id = "s\x1b]0;t\x07"
@@ -620,7 +620,8 @@ def test_an_unexpected_error_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Reports an error no handler expected as one line naming its type, and exits 1."""
-    from agent_sessions import _admin_commands, cli
+    from agent_sessions import cli
+    from agent_sessions.cli import commands as _admin_commands
 
     async def broken(args: object) -> int:
         raise ZeroDivisionError("a bug\nspanning lines")

@@ -12,8 +12,8 @@ import pytest
 from agents.extensions.memory import AdvancedSQLiteSession as SdkAdvanced
 from agents.usage import Usage
 
-from agent_sessions.backends._advanced_sql import MIGRATIONS, AdvancedStatements
 from agent_sessions.backends.advanced import AdvancedSQLiteSession
+from agent_sessions.backends.advanced.sql import MIGRATIONS, AdvancedStatements
 from agent_sessions.schema import TableNames
 
 pytestmark = pytest.mark.sqlite

@@ -40,7 +40,7 @@ from agent_sessions import (
     UnknownKeyError,
     WeakKeyWarning,
 )
-from agent_sessions._crypto import key_id, parse_master_key
+from agent_sessions.encryption.crypto import key_id, parse_master_key
 from agent_sessions.offline import OfflineModel
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
 from tests.encryption_kit import Clock, new_key, raw_rows

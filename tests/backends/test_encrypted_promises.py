@@ -39,7 +39,7 @@ from agent_sessions import (
     SQLiteSession,
     UnknownKeyError,
 )
-from agent_sessions._crypto import parse_master_key
+from agent_sessions.encryption.crypto import parse_master_key
 from tests.conftest import write_raw_sqlite
 from tests.encryption_kit import Clock, new_key, raw_rows
 from tests.sql_servers import database_url, drop_tables, unique_tables

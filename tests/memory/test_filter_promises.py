@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agent_sessions._memory_harness import semantic_index as make_index
 from agent_sessions.memory import MemoryStore
 from agent_sessions.testing import MemoryHarness
+from agent_sessions.testing.memory.harness import semantic_index as make_index
 from tests.conftest import require_server
 from tests.memory.conftest import drop_table, unique_table
 from tests.sql_servers import POSTGRES_URL

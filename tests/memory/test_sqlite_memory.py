@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent_sessions import SQLiteSession
-from agent_sessions._memory_sqlite import CACHE_MIN_ROWS
 from agent_sessions.errors import CorruptMemoryError, InvalidIdentifierError
 from agent_sessions.memory import HashingEmbedder, IndexConfig, MemoryStore
+from agent_sessions.memory.sqlite import CACHE_MIN_ROWS
 from agent_sessions.testing import ManualClock
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_sessions._memory_sqlite import SQLiteMemoryBackend
-from agent_sessions._memory_types import Hint, Record, Row
 from agent_sessions.memory import IndexConfig, MemoryStore
+from agent_sessions.memory.sqlite import SQLiteMemoryBackend
+from agent_sessions.memory.types import Hint, Record, Row
 from agent_sessions.testing import (
     MEMORY_CHECKS,
     ConformanceError,

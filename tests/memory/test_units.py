@@ -7,18 +7,18 @@ import threading
 
 import pytest
 
-from agent_sessions import _memory_vectors
-from agent_sessions._memory_embed import HashingEmbedder, embed_texts, texts_at
-from agent_sessions._memory_filter import compile_filter, keyword_score, query_words
-from agent_sessions._memory_keys import (
+from agent_sessions.errors import EmbeddingError, InvalidFilterError, InvalidNamespaceError
+from agent_sessions.memory import vectors as _memory_vectors
+from agent_sessions.memory.embed import HashingEmbedder, embed_texts, texts_at
+from agent_sessions.memory.filter import compile_filter, keyword_score, query_words
+from agent_sessions.memory.keys import (
     decode_namespace,
     encode_namespace,
     encode_prefix,
     prefix_bounds,
     shape_namespaces,
 )
-from agent_sessions._memory_vectors import pack, rank, unit
-from agent_sessions.errors import EmbeddingError, InvalidFilterError, InvalidNamespaceError
+from agent_sessions.memory.vectors import pack, rank, unit
 
 
 def test_namespace_round_trips_through_its_stored_form() -> None:

@@ -1,0 +1,434 @@
+"""Administer session databases: catalogue, search, statistics, export, import, migrate, purge.
+
+A :class:`SessionDatabase` opens any database our backends use, in the SDK's table layout: a
+SQLite file by path, or PostgreSQL, MariaDB/MySQL and SQLite by SQLAlchemy URL. Rows are handled
+as their stored text, never decoded on the way through, so encrypted rows, and even rows no codec
+can read, are exported, imported and migrated byte for byte. The ``agent-sessions`` command is a
+thin layer over this module.
+
+Example:
+    >>> async def report() -> None:
+    ...     async with SessionDatabase("chats.db") as db:
+    ...         for info in await db.list_sessions(sort="activity", descending=True, limit=10):
+    ...             print(info.session_id, info.items, info.last_activity)
+    ...     async with SessionDatabase("chats.db") as src, SessionDatabase(
+    ...         "postgresql://app@db/agents", create=True
+    ...     ) as dst:
+    ...         await migrate(src, dst)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import (
+    ExportFormatError,
+    SessionClosedError,
+    SessionExistsError,
+    SessionNotFoundError,
+    VerificationError,
+)
+from .advanced import AdvancedView, present_branch_tables, read_advanced, row_branches
+from .base import DatabaseView
+from .catalogue import (
+    SearchHit,
+    SessionInfo,
+    SortKey,
+    age_filters,
+    check_age,
+    count,
+    listing,
+    search,
+    to_hit,
+    to_info,
+)
+from .files import FileFailed
+from .migrate import MigrateReport, copy_sessions
+from .purge import PurgeReport, parse_age, purge_sessions
+from .rows import BATCH, StoredRow, read_rows
+from .stats import DayGrowth, StoreStats, collect
+from .transfer import (
+    FORMAT,
+    VERSION,
+    Conflict,
+    TransferReport,
+    export_to,
+    export_to_file,
+    import_from,
+    scan_file,
+)
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "Conflict",
+    "DayGrowth",
+    "ExportFormatError",
+    "MigrateReport",
+    "ProgressCallback",
+    "PurgeReport",
+    "SearchHit",
+    "SessionDatabase",
+    "SessionExistsError",
+    "SessionInfo",
+    "SessionNotFoundError",
+    "SortKey",
+    "StoreStats",
+    "StoredRow",
+    "TransferReport",
+    "VerificationError",
+    "migrate",
+    "parse_age",
+]
+
+EXPORT_FORMAT = FORMAT
+"""The ``format`` named in the first line of every export file."""
+EXPORT_VERSION = VERSION
+"""The export format version this module writes (and the newest it reads)."""
+ProgressCallback = Callable[[int, int], None]
+"""Called with ``(items done, items in all)`` as long work advances."""
+
+
+class SessionDatabase(DatabaseView):
+    """An administrative view of one session database.
+
+    Opening it checks only what needs no connection (the URL, the file); the first call
+    connects and checks that the tables exist (or, with ``create``, creates them). Close it
+    with ``aclose()`` or use it with ``async with``.
+
+    Args:
+        target: A SQLite file path, or a SQLAlchemy URL. URLs without a driver get ours:
+            ``postgresql://`` becomes ``postgresql+asyncpg://``, ``mysql://`` and
+            ``mariadb://`` become ``mysql+aiomysql://``, ``sqlite://`` ``sqlite+aiosqlite://``.
+        sessions_table: Table of session records.
+        messages_table: Table of items.
+        create: Create the SQLite file and the tables if missing (for import and migrate
+            destinations). Without it, a missing file or missing tables is an error, so a
+            mistyped path is never silently created.
+
+    Raises:
+        StorageUnavailableError: the SQLite file (or, with ``create``, its directory) does
+            not exist.
+        InvalidIdentifierError: a table name is not a plain identifier (a ``ValueError``).
+        ValueError: the URL cannot be parsed or names an unknown database.
+        MissingDependencyError: the URL's driver is not installed.
+    """
+
+    async def list_sessions(
+        self,
+        *,
+        session_ids: Sequence[str] | None = None,
+        prefix: str | None = None,
+        older_than: timedelta | None = None,
+        newer_than: timedelta | None = None,
+        min_items: int = 0,
+        min_bytes: int = 0,
+        sort: SortKey = "id",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionInfo]:
+        """List sessions with their size and activity.
+
+        Args:
+            session_ids: Only these sessions.
+            prefix: Only sessions whose id starts with this text.
+            older_than: Only sessions whose last activity is older than this.
+            newer_than: Only sessions active within this age.
+            min_items: Only sessions with at least this many items.
+            min_bytes: Only sessions with at least this many bytes of stored text.
+            sort: ``id``, ``activity`` (last), ``created`` (first activity), ``items`` or
+                ``size``; ties are ordered by id. Id order follows the database's collation.
+            descending: Largest, newest or last first.
+            limit: At most this many sessions.
+            offset: Skip this many first (for paging).
+
+        Returns:
+            The sessions, in the order asked for.
+        """
+
+        async def work() -> list[SessionInfo]:
+            filters = await age_filters(
+                self._db,
+                older_than,
+                newer_than,
+                session_ids=session_ids,
+                prefix=prefix,
+                min_items=min_items,
+                min_bytes=min_bytes,
+            )
+            query = listing(
+                self._db, filters, sort=sort, descending=descending, limit=limit, offset=offset
+            )
+            async with self._db.engine.connect() as conn:
+                return [to_info(row) for row in await conn.execute(query)]
+
+        return await self._run("list_sessions", work)
+
+    async def count_sessions(
+        self,
+        *,
+        prefix: str | None = None,
+        older_than: timedelta | None = None,
+        newer_than: timedelta | None = None,
+        min_items: int = 0,
+        min_bytes: int = 0,
+    ) -> int:
+        """Count the sessions :meth:`list_sessions` would list with the same filters."""
+
+        async def work() -> int:
+            filters = await age_filters(
+                self._db,
+                older_than,
+                newer_than,
+                prefix=prefix,
+                min_items=min_items,
+                min_bytes=min_bytes,
+            )
+            async with self._db.engine.connect() as conn:
+                return int((await conn.execute(count(self._db, filters))).scalar_one())
+
+        return await self._run("count_sessions", work)
+
+    async def session(self, session_id: str) -> SessionInfo:
+        """Return one session's catalogue entry.
+
+        Raises:
+            SessionNotFoundError: the session has no record and no items.
+        """
+        found = await self.list_sessions(session_ids=[session_id])
+        if not found:
+            raise SessionNotFoundError([session_id], self.location)
+        return found[0]
+
+    async def rows(self, session_id: str, *, limit: int | None = None) -> list[StoredRow]:
+        """Return a session's stored rows, oldest first, undecoded.
+
+        Args:
+            session_id: The session.
+            limit: Only the newest this many rows.
+
+        Raises:
+            SessionNotFoundError: the session has no record and no items.
+        """
+        await self.session(session_id)
+
+        async def work() -> list[StoredRow]:
+            found: list[StoredRow] = []
+            async with self._db.engine.connect() as conn:
+                async for batch in read_rows(self._db, conn, session_id, newest=limit):
+                    found.extend(batch)
+            return found
+
+        return await self._run("rows", work)
+
+    async def row_branches(self, session_id: str) -> dict[int, str]:
+        """Map row ids to the branch that wrote them, in an ``AdvancedSQLiteSession`` file.
+
+        Returns:
+            An empty dict for a database without branch tables.
+        """
+
+        async def work() -> dict[int, str]:
+            if not await present_branch_tables(self._db):
+                return {}
+            async with self._db.engine.connect() as conn:
+                return await row_branches(self._db, conn, session_id)
+
+        return await self._run("row_branches", work)
+
+    async def advanced(self, session_id: str) -> AdvancedView | None:
+        """Branches and token usage of a session, if this is an ``AdvancedSQLiteSession`` file.
+
+        Returns:
+            ``{"branches": [...], "usage": {...} | None}`` as the session's
+            ``list_branches()`` and ``get_session_usage()`` return them, or None when the
+            database has no branch tables (or is not a SQLite file).
+        """
+        return await self._run("advanced", lambda: read_advanced(self._db, session_id))
+
+    async def search(self, term: str, *, limit: int = 100) -> list[SearchHit]:
+        """Find stored rows containing ``term`` (case-insensitively) across all sessions.
+
+        Encrypted rows are not searched: their text is ciphertext.
+
+        Args:
+            term: The text to look for; matched as typed and as escaped inside JSON strings.
+            limit: At most this many rows, oldest first.
+        """
+        if not term:
+            raise ValueError("the search term is empty")
+
+        async def work() -> list[SearchHit]:
+            async with self._db.engine.connect() as conn:
+                rows = await conn.execute(search(self._db, term, limit))
+                return [to_hit(row) for row in rows]
+
+        return await self._run("search", work)
+
+    async def stats(self, *, top: int = 10, days: int = 14) -> StoreStats:
+        """Return size on disk, totals, the largest sessions and growth per day.
+
+        Args:
+            top: How many of the largest sessions to include.
+            days: How many days of growth to include, today included.
+        """
+        largest = await self.list_sessions(sort="size", descending=True, limit=top)
+        return await self._run("stats", lambda: collect(self._db, largest, days))
+
+    async def purge(self, older_than: timedelta, *, dry_run: bool = False) -> PurgeReport:
+        """Delete the sessions whose last activity is older than ``older_than``.
+
+        Last activity is the later of the session record's ``updated_at`` and its newest
+        item's ``created_at``, in the database's clock. Each session goes in its own
+        transaction, after checking again that it is still inactive. On an
+        ``AdvancedSQLiteSession`` file its branch and usage rows go with it.
+
+        Args:
+            older_than: The age of inactivity beyond which sessions go.
+            dry_run: Only report what would be deleted.
+
+        Returns:
+            The sessions purged (or, dry, to be purged) and those that became active meanwhile.
+
+        Raises:
+            ValueError: ``older_than`` is not a positive age of at most 100 years.
+        """
+        check_age(older_than, "older_than")
+        return await self._run(
+            "purge", lambda: purge_sessions(self._db, older_than, dry_run=dry_run)
+        )
+
+    async def export_jsonl(
+        self,
+        destination: str | os.PathLike[str] | TextIO,
+        session_ids: Sequence[str] | None = None,
+        *,
+        overwrite: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> TransferReport:
+        """Export sessions to JSON Lines (the format is described in ``docs/cli.md``).
+
+        A file is written to a temporary file created exclusively (random name, mode 0600)
+        in its directory and renamed when complete, so a failed export never leaves a file
+        that looks whole. A new file is readable by its owner only.
+
+        Args:
+            destination: A file path, or an open text stream.
+            session_ids: The sessions to export; all of them if None.
+            overwrite: Replace an existing file, keeping its permission bits. The database
+                being exported, and any SQLite file, are refused even so.
+            progress: Called as items are written.
+
+        Raises:
+            SessionNotFoundError: a named session does not exist; nothing was written.
+            FileExistsError: the path is the database being exported, a SQLite file, or
+                (without ``overwrite``) an existing file; nothing was written.
+            OSError: the destination could not be written (a full disk, a closed pipe).
+        """
+        infos = await self._in_id_order(session_ids, "export_jsonl")
+        try:
+            if isinstance(destination, (str, os.PathLike)):
+                path = Path(destination)
+                return await self._run(
+                    "export",
+                    lambda: export_to_file(self._db, path, infos, progress, overwrite=overwrite),
+                )
+            return await self._run(
+                "export", lambda: export_to(self._db, destination, infos, progress)
+            )
+        except FileFailed as failed:
+            raise failed.error from None
+
+    async def import_jsonl(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        on_conflict: Conflict = "error",
+        progress: ProgressCallback | None = None,
+    ) -> TransferReport:
+        """Import an export file, each session in its own transaction.
+
+        The whole file is checked first (structure, per-session counts and SHA-256, totals),
+        and nothing is written unless it is intact.
+
+        Args:
+            source: The export file.
+            on_conflict: For sessions that already exist: ``error`` (refuse the import before
+                writing anything), ``skip`` (keep them), or ``replace`` (delete and rewrite).
+            progress: Called as items are written.
+
+        Raises:
+            ExportFormatError: the file is not a complete, intact export.
+            SessionExistsError: sessions exist and ``on_conflict`` is ``error``.
+            OSError: the file does not exist or cannot be read.
+        """
+        path = Path(source)
+        if not await asyncio.to_thread(path.is_file):
+            raise FileNotFoundError(f"no such export file: {path}")
+        if self._closed:
+            raise SessionClosedError("SessionDatabase.import_jsonl() was called after aclose()")
+        new_file = self._db.path is not None and not self._db.path.exists()
+        try:
+            # The file is checked before the database is touched: a refused file creates
+            # neither the database file nor its tables.
+            sessions = await scan_file(path)
+            return await self._run(
+                "import", lambda: import_from(self._db, path, sessions, on_conflict, progress)
+            )
+        except FileFailed as failed:
+            await self._forget(new_file)
+            raise failed.error from None
+        except BaseException:
+            await self._forget(new_file)
+            raise
+
+    async def _forget(self, created: bool) -> None:
+        """Remove the SQLite file (and its companions) that a failed import created."""
+        if created:
+            await self._db.remove_file()
+
+
+async def migrate(
+    source: SessionDatabase,
+    destination: SessionDatabase,
+    *,
+    session_ids: Sequence[str] | None = None,
+    replace: bool = False,
+    batch_size: int = BATCH,
+    progress: ProgressCallback | None = None,
+) -> MigrateReport:
+    """Copy sessions between databases, verified by count and SHA-256, resumably.
+
+    Each session is copied in one destination transaction and read back before it commits.
+    Running it again after an interruption skips the sessions already copied identically and
+    copies the rest; a session that differs at the destination is a conflict, reported and
+    left alone, unless ``replace``. Only the SDK's two tables are copied: an
+    ``AdvancedSQLiteSession`` file's branch and usage tables are not (see ``notes``).
+
+    Args:
+        source: Where the sessions are.
+        destination: Where they go; open it with ``create=True`` to create the tables.
+        session_ids: Only these sessions; all of them if None.
+        replace: Replace sessions that differ at the destination.
+        batch_size: Rows per read and per insert.
+        progress: Called as items are copied.
+
+    Raises:
+        ValueError: source and destination are the same tables.
+        SessionNotFoundError: a named session is not in the source.
+        VerificationError: a copy read back differently; that session was rolled back.
+    """
+    infos = await source._in_id_order(session_ids, "migrate")  # noqa: SLF001 - same module's class
+    src, dst = source._db, destination._db  # noqa: SLF001 - same module's class
+    return await destination._run(  # noqa: SLF001 - same module's class
+        "migrate",
+        lambda: copy_sessions(
+            src, dst, infos, replace=replace, batch=batch_size, progress=progress
+        ),
+    )

@@ -1,0 +1,313 @@
+"""Walking a branch's history up its chain of parents, on any connection to the file.
+
+A branch's history is its own rows, then its parent's visible history below the branch's cutoff
+(``inherit_below``), and so on up the chain, with the smallest cutoff so far applied. Each step
+(a segment) is one bounded index range query, so a short read costs the same on a long history,
+and whole-history questions (sizes, user turns, tool use) are answered by SQL aggregates per
+segment. Only rows a plain session wrote, which carry no structure row, are decoded to be
+classified.
+
+Every method takes the connection to run on (the worker's, or the event loop's read-only one)
+and is called inside one transaction, a write or a read one, so a walk sees one snapshot.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from ...serialization import Codec
+from .segments import SegmentStatements
+from .sql import (
+    MAIN,
+    NAMED_BY_TYPE,
+    NO_CUTOFF,
+    TOOL_CALL_TYPES,
+    AdvancedStatements,
+    Row,
+    classify,
+)
+
+__all__ = ["Chain", "Head", "UserRow"]
+
+
+class Head(NamedTuple):
+    """A branch and where it hangs: its parent and the id below which it inherits from it."""
+
+    branch: str
+    parent: str | None
+    inherit_below: int
+    recorded: bool
+    """Whether the branch has its row in the branches table (``main`` may not, yet)."""
+
+
+class UserRow(NamedTuple):
+    """A visible user message with its turn number (its 1-based place among user messages)."""
+
+    turn: int
+    id: int
+    text: str
+    created_at: str | None
+
+
+class Chain:
+    """Reads of the branch tables that every operation of the store builds on.
+
+    Args:
+        sql: The statements of the store's tables.
+        codec: Decodes rows that carry no structure row, to classify them.
+    """
+
+    def __init__(self, sql: AdvancedStatements, codec: Codec) -> None:
+        self.sql = sql
+        self.codec = codec
+
+    @property
+    def seg(self) -> SegmentStatements:
+        """The segment queries, as last bound to the file's structure table."""
+        return self.sql.segments
+
+    # Branches ------------------------------------------------------------------------------
+
+    def head(self, conn: sqlite3.Connection, session_id: str) -> Head:
+        """Return the session's current branch (``main`` if unset or deleted meanwhile)."""
+        branch, parent, inherit_below, recorded, held = conn.execute(
+            self.sql.head, (session_id,)
+        ).fetchone()
+        if branch is None or branch == MAIN:
+            return Head(MAIN, None, 0, bool(recorded))
+        if recorded:
+            return Head(str(branch), parent, int(inherit_below), True)
+        if held:  # a branch the SDK's class made: it holds every row it shows
+            return Head(str(branch), None, 0, True)
+        return Head(MAIN, None, 0, False)  # deleted by another object on the file
+
+    def resolve(self, conn: sqlite3.Connection, session_id: str, branch: str | None) -> Head:
+        """Return ``branch`` (the current branch if None) and where it hangs.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        if branch is None:
+            return self.head(conn, session_id)
+        row = conn.execute(self.sql.branch, (session_id, branch)).fetchone()
+        if row is not None:
+            return Head(branch, row[0], int(row[1]), True)
+        if branch == MAIN:  # main exists before its row is written
+            return Head(MAIN, None, 0, False)
+        if conn.execute(self.sql.has_structure_branch, (session_id, branch)).fetchone():
+            return Head(branch, None, 0, True)  # made by the SDK's class: no parent
+        raise ValueError(f"Branch {branch!r} does not exist in session {session_id!r}")
+
+    def exists(self, conn: sqlite3.Connection, session_id: str, branch: str) -> bool:
+        """Return whether the session has the branch (``main`` always exists)."""
+        return (
+            branch == MAIN
+            or conn.execute(self.sql.branch, (session_id, branch)).fetchone() is not None
+            or conn.execute(self.sql.has_structure_branch, (session_id, branch)).fetchone()
+            is not None
+        )
+
+    def segments(
+        self, conn: sqlite3.Connection, session_id: str, head: Head, before: int = NO_CUTOFF
+    ) -> Iterator[tuple[str, int]]:
+        """Yield the branch's segments, newest first: each branch and its exclusive upper id.
+
+        The parent of each further branch is looked up only when the caller asks for it.
+        """
+        branch, parent, inherit_below = head.branch, head.parent, head.inherit_below
+        while before > 0:
+            yield branch, before
+            if parent is None:
+                return
+            before = min(before, inherit_below)
+            branch = parent
+            if branch == MAIN:  # main never has a parent: skip the lookup
+                parent, inherit_below = None, 0
+            else:
+                row = conn.execute(self.sql.branch, (session_id, branch)).fetchone()
+                parent, inherit_below = (None, 0) if row is None else (row[0], int(row[1]))
+
+    def _oldest_first(
+        self, conn: sqlite3.Connection, session_id: str, head: Head
+    ) -> list[tuple[str, tuple[str, int, int, str]]]:
+        """Return each segment with its query parameters, oldest first."""
+        found = [
+            (branch, (session_id, before, -1, branch))
+            for branch, before in self.segments(conn, session_id, head)
+        ]
+        found.reverse()
+        return found
+
+    # Rows ----------------------------------------------------------------------------------
+
+    def visible(
+        self,
+        conn: sqlite3.Connection,
+        session_id: str,
+        head: Head,
+        limit: int,
+        before: int = NO_CUTOFF,
+    ) -> list[Row]:
+        """Return up to ``limit`` visible rows with ids below ``before``, newest first."""
+        rows: list[Row] = []
+        for branch, upper in self.segments(conn, session_id, head, before):
+            statement = self.seg.rows.on(branch)
+            for mid, text, kind, tool, turn, created, seq in conn.execute(
+                statement, (session_id, upper, limit - len(rows), branch)
+            ):
+                rows.append(Row(mid, text, branch, kind, tool, turn, created, seq))
+            if len(rows) >= limit:
+                break
+        return rows
+
+    def texts(
+        self, conn: sqlite3.Connection, session_id: str, head: Head, limit: int | None
+    ) -> list[str]:
+        """Return the texts of the newest ``limit`` visible rows (all if None), newest first."""
+        texts: list[str] = []
+        for branch, upper in self.segments(conn, session_id, head):
+            want = -1 if limit is None else limit - len(texts)
+            statement = self.seg.texts.on(branch)
+            texts.extend(
+                row[0] for row in conn.execute(statement, (session_id, upper, want, branch))
+            )
+            if limit is not None and len(texts) >= limit:
+                break
+        return texts
+
+    def classify_text(self, text: str) -> tuple[str, str | None]:
+        """Return a stored row's item type and tool name; ``other`` if undecodable."""
+        try:
+            return classify(self.codec.decode(text))
+        except (ValueError, TypeError, RecursionError):
+            return "other", None
+
+    # Turns ---------------------------------------------------------------------------------
+
+    def turn_now(self, conn: sqlite3.Connection, session_id: str, head: Head) -> int:
+        """Return the number of user messages in the branch's visible history."""
+        for branch, upper in self.segments(conn, session_id, head):
+            statement = self.seg.newest_turn.on(branch)
+            row = conn.execute(statement, (session_id, upper, 1, branch)).fetchone()
+            if row is None:
+                continue
+            if row[0] is not None:
+                return int(row[0])
+            return self.size(conn, session_id, head)[1]  # a plain session's row has no turn: count
+        return 0
+
+    def _segment_size(
+        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+    ) -> tuple[int, int]:
+        """Return one segment's rows and user messages, counted by SQL where rows are recorded."""
+        rows, users, unrecorded = conn.execute(self.seg.sizes.on(branch), params).fetchone()
+        if unrecorded:
+            users += sum(
+                self.classify_text(text)[0] == "user"
+                for (text,) in conn.execute(self.seg.unrecorded_texts, params[:3])
+            )
+        return int(rows), int(users)
+
+    def size(self, conn: sqlite3.Connection, session_id: str, head: Head) -> tuple[int, int]:
+        """Return the number of visible rows and of user messages among them."""
+        sizes = [
+            self._segment_size(conn, b, p) for b, p in self._oldest_first(conn, session_id, head)
+        ]
+        return sum(rows for rows, _ in sizes), sum(users for _, users in sizes)
+
+    def _users_in(
+        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+    ) -> Iterator[tuple[int, str, str | None]]:
+        """Yield one segment's user messages oldest first: id, text and creation time."""
+        for mid, text, created, kind in conn.execute(self.seg.users.on(branch), params):
+            if kind is not None or self.classify_text(text)[0] == "user":
+                yield mid, text, created  # (a row with no record is classified here)
+
+    def users(self, conn: sqlite3.Connection, session_id: str, head: Head) -> list[UserRow]:
+        """Return the visible user messages oldest first, numbered by turn."""
+        found: list[UserRow] = []
+        for branch, params in self._oldest_first(conn, session_id, head):
+            for mid, text, created in self._users_in(conn, branch, params):
+                found.append(UserRow(len(found) + 1, mid, text, created))
+        return found
+
+    def _kinds_in(
+        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+    ) -> Iterator[tuple[str, str | None]]:
+        """Yield each item's type and tool name in one segment, oldest first."""
+        for _id, kind, tool, text in conn.execute(self.seg.kinds.on(branch), params):
+            yield (kind, tool) if kind is not None else self.classify_text(text)
+
+    def kinds(
+        self, conn: sqlite3.Connection, session_id: str, head: Head
+    ) -> list[tuple[int, str, str | None]]:
+        """Return each visible item's turn, type and tool name, oldest first."""
+        found: list[tuple[int, str, str | None]] = []
+        turn = 0
+        for branch, params in self._oldest_first(conn, session_id, head):
+            for kind, tool in self._kinds_in(conn, branch, params):
+                turn += kind == "user"
+                found.append((turn, kind, tool))
+        return found
+
+    def tool_counts(
+        self, conn: sqlite3.Connection, session_id: str, head: Head
+    ) -> dict[tuple[int, str], int]:
+        """Return how many calls of each tool each turn made: ``{(turn, tool): count}``.
+
+        What the SDK counts: one per item of a tool-call type (shell and patch calls under
+        their type), and a tool search's output when its turn has no tool search call.
+        """
+        counts: dict[tuple[int, str], int] = {}
+        searched: set[int] = set()
+        outputs: list[tuple[int, str | None]] = []
+        for turn, kind, tool in self.kinds(conn, session_id, head):
+            if kind in TOOL_CALL_TYPES:
+                if kind == "tool_search_call":
+                    searched.add(turn)
+                name = kind if tool is None and kind in NAMED_BY_TYPE else tool
+                if name is not None:
+                    counts[turn, name] = counts.get((turn, name), 0) + 1
+            elif kind == "tool_search_output":
+                outputs.append((turn, tool))
+        for turn, tool in outputs:
+            if tool is not None and turn not in searched:
+                counts[turn, tool] = counts.get((turn, tool), 0) + 1
+        return counts
+
+    def user_message_id(
+        self, conn: sqlite3.Connection, session_id: str, head: Head, turn: int
+    ) -> int:
+        """Return the id of the ``turn``-th user message visible on the branch.
+
+        Turns are counted, as :meth:`users` numbers them, not read from the stored turn of
+        each row, which no longer matches once older rows were deleted (by a purge, say).
+        Older segments are counted by SQL; the one holding the turn is read up to it.
+
+        Raises:
+            ValueError: the branch has fewer user turns, or ``turn`` is not a positive int.
+        """
+        if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
+            raise ValueError(
+                f"Turn {turn!r} does not contain a user message: turns are numbered from 1"
+            )
+        segments = self._oldest_first(conn, session_id, head)
+        before = 0  # user messages in the segments already passed
+        for index, (branch, params) in enumerate(segments):
+            if index < len(segments) - 1:
+                users = self._segment_size(conn, branch, params)[1]
+                if before + users < turn:
+                    before += users
+                    continue
+            for mid, text in conn.execute(self.seg.user_ids.on(branch), params):
+                if text is not None and self.classify_text(text)[0] != "user":
+                    continue  # a row with no record that is not a user message
+                before += 1
+                if before == turn:
+                    return int(mid)
+        raise ValueError(
+            f"Turn {turn} does not contain a user message in branch {head.branch!r}: it has "
+            f"{before} user turn(s), numbered from 1"
+        )

@@ -1,0 +1,70 @@
+"""Token usage for :mod:`agent_sessions.backends.advanced`: run usage to rows and back."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from agents.usage import Usage
+
+from ...serialization import JsonCodec
+from .store import UsageRow
+
+__all__ = ["session_totals", "turn_dicts", "usage_row"]
+
+_JSON = JsonCodec()
+_TOTALS = ("requests", "input_tokens", "output_tokens", "total_tokens", "total_turns")
+
+
+def _details(value: object) -> str | None:
+    """Return token details (a pydantic model or a dict) as stored JSON text."""
+    if value is None:
+        return None
+    dump = getattr(value, "model_dump", None)
+    data = dump() if callable(dump) else value
+    return _JSON.encode(cast(Any, data)) if isinstance(data, dict) else None
+
+
+def _parse(text: str | None) -> dict[str, Any] | None:
+    """Return stored token details as a dict; None if absent or unreadable."""
+    if text is None:
+        return None
+    try:
+        return cast(dict[str, Any], _JSON.decode(text))
+    except ValueError:
+        return None
+
+
+def usage_row(usage: Usage) -> UsageRow:
+    """Return a run's usage as a row to store (the store fills in the turn)."""
+    return UsageRow(
+        0,
+        usage.requests,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.total_tokens,
+        _details(usage.input_tokens_details),
+        _details(usage.output_tokens_details),
+    )
+
+
+def session_totals(row: tuple[Any, ...]) -> dict[str, int] | None:
+    """Return summed usage as the SDK's dict, or None if no usage was recorded."""
+    if row[0] is None:
+        return None
+    return {key: int(value or 0) for key, value in zip(_TOTALS, row, strict=True)}
+
+
+def turn_dicts(rows: list[UsageRow]) -> list[dict[str, Any]]:
+    """Return usage rows as the SDK's per-turn dicts, with the token details parsed."""
+    return [
+        {
+            "user_turn_number": row.user_turn,
+            "requests": row.requests,
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "total_tokens": row.total_tokens,
+            "input_tokens_details": _parse(row.input_tokens_details),
+            "output_tokens_details": _parse(row.output_tokens_details),
+        }
+        for row in rows
+    ]

@@ -1,0 +1,242 @@
+"""The ``agent-sessions`` database commands: call :mod:`agent_sessions.admin`, print results.
+
+Each command takes the parsed arguments and returns the exit status. Results go to stdout;
+progress bars and notes that are not the result go to stderr, so output can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..admin import Conflict, SearchHit, SessionDatabase, migrate
+from ..admin.render import (
+    advanced_lines,
+    human_bytes,
+    migrate_lines,
+    purge_lines,
+    search_lines,
+    session_table,
+    stats_lines,
+    transfer_line,
+    when,
+)
+from ..admin.show import entry_dict, render_entries
+from ..admin.text import one_line, printable
+from ..serialization import JsonCodec
+from .progress import ProgressBar
+
+__all__ = ["COMMANDS"]
+
+_JSON = JsonCodec()
+_CLIP = 400
+"""Characters of an item's text ``show`` prints unless ``--full``."""
+
+
+def _print(*lines: str) -> None:
+    # The renderers escape stored text cell by cell (so columns line up); this is the net
+    # under them: nothing that reaches the terminal can drive it.
+    for line in lines:
+        print(printable(line))
+
+
+def _note(line: str) -> None:
+    print(printable(line), file=sys.stderr)
+
+
+def _print_json(value: Any) -> None:
+    print(_JSON.encode(value))
+
+
+def _open(args: argparse.Namespace, target: str | None = None) -> SessionDatabase:
+    return SessionDatabase(
+        target or args.db,
+        sessions_table=args.sessions_table,
+        messages_table=args.messages_table,
+    )
+
+
+async def ls(args: argparse.Namespace) -> int:
+    """List sessions with their size and activity."""
+    filters: dict[str, Any] = {
+        "prefix": args.prefix,
+        "older_than": args.older_than,
+        "newer_than": args.newer_than,
+        "min_items": args.min_items,
+        "min_bytes": args.min_size,
+    }
+    # Activity, sizes and counts read best largest or newest first; ids alphabetically.
+    descending = (args.sort != "id") != args.reverse
+    async with _open(args) as db:
+        infos = await db.list_sessions(
+            **filters, sort=args.sort, descending=descending, limit=args.limit, offset=args.offset
+        )
+        total = await db.count_sessions(**filters)
+    if args.json:
+        _print_json({"total": total, "sessions": [info.to_dict() for info in infos]})
+        return 0
+    if infos:
+        _print(*session_table(infos))
+    shown = f"{args.offset + 1}-{args.offset + len(infos)} of " if len(infos) < total else ""
+    if not infos and args.offset:
+        shown = f"none past the first {args.offset:,} of "
+    more = "; --limit/--offset show others" if len(infos) < total else ""
+    _print(f"{shown}{total:,} session{'s' if total != 1 else ''}{more}")
+    return 0
+
+
+async def show(args: argparse.Namespace) -> int:
+    """Print one conversation."""
+    async with _open(args) as db:
+        info = await db.session(args.session_id)
+        rows = await db.rows(args.session_id, limit=args.limit)
+        branches = await db.row_branches(args.session_id)
+        view = await db.advanced(args.session_id)
+    if args.json:
+        document: dict[str, Any] = {
+            "session": info.to_dict(),
+            "items": [entry_dict(row, branches.get(row.id)) for row in rows],
+        }
+        if view is not None:
+            document.update(view)
+        _print_json(document)
+        return 0
+    _print(
+        f"session '{one_line(info.session_id)}': {info.items:,} items, {human_bytes(info.bytes)}, "
+        f"first activity {when(info.first_activity)}, last activity {when(info.last_activity)}"
+    )
+    if len(rows) < info.items:
+        _print(f"(the newest {len(rows):,} of {info.items:,} items)")
+    _print("", *render_entries(rows, branches, limit=None if args.full else _CLIP))
+    if view is not None:
+        _print(*advanced_lines(view))
+    return 0
+
+
+async def search(args: argparse.Namespace) -> int:
+    """Find items containing a text across every session."""
+    async with _open(args) as db:
+        hits = await db.search(args.text, limit=args.limit)
+    if args.json:
+        _print_json({"matches": [_hit_dict(hit) for hit in hits]})
+        return 0
+    if hits:
+        _print(*search_lines(hits))
+    cut = f" (the first {args.limit}; --limit shows more)" if len(hits) == args.limit else ""
+    _print(f"{len(hits):,} matching item{'s' if len(hits) != 1 else ''}{cut}")
+    return 0
+
+
+def _hit_dict(hit: SearchHit) -> dict[str, Any]:
+    """A search hit for ``--json``."""
+    return {
+        "session_id": hit.session_id,
+        "id": hit.item_id,
+        "created_at": when(hit.created_at),
+        "data": hit.text,
+    }
+
+
+async def export(args: argparse.Namespace) -> int:
+    """Write sessions to a JSON Lines file (or stdout)."""
+    to_stdout = args.output in (None, "-")
+    bar = ProgressBar("export", enabled=not args.quiet)
+    async with _open(args) as db:
+        try:
+            destination = sys.stdout if to_stdout else args.output
+            report = await db.export_jsonl(
+                destination, args.session_ids or None, overwrite=args.force, progress=bar
+            )
+        finally:
+            bar.close()
+    line = transfer_line("exported", report, "to stdout" if to_stdout else f"to {args.output}")
+    if to_stdout:
+        if not args.quiet:
+            _note(line)
+    else:
+        _print(line)
+    return 0
+
+
+async def import_(args: argparse.Namespace) -> int:
+    """Read a JSON Lines export into a database."""
+    conflict: Conflict = "replace" if args.replace else "skip" if args.skip_existing else "error"
+    bar = ProgressBar("import", enabled=not args.quiet)
+    async with SessionDatabase(
+        args.db,
+        sessions_table=args.sessions_table,
+        messages_table=args.messages_table,
+        create=True,
+    ) as db:
+        try:
+            report = await db.import_jsonl(args.file, on_conflict=conflict, progress=bar)
+        finally:
+            bar.close()
+        _print(transfer_line("imported", report, f"into {db.location}"))
+    return 0
+
+
+async def migrate_(args: argparse.Namespace) -> int:
+    """Copy every session from one database to another, verified and resumable."""
+    bar = ProgressBar("migrate", enabled=not args.quiet)
+    async with (
+        _open(args, args.src) as source,
+        SessionDatabase(
+            args.dst,
+            sessions_table=args.dst_sessions_table or args.sessions_table,
+            messages_table=args.dst_messages_table or args.messages_table,
+            create=True,
+        ) as destination,
+    ):
+        try:
+            report = await migrate(
+                source,
+                destination,
+                session_ids=args.session_ids or None,
+                replace=args.replace,
+                batch_size=args.batch_size,
+                progress=bar,
+            )
+        finally:
+            bar.close()
+        _print(*migrate_lines(report, source.location, destination.location))
+    return 1 if report.conflicts else 0
+
+
+async def stats(args: argparse.Namespace) -> int:
+    """Print the size and growth of a store."""
+    async with _open(args) as db:
+        found = await db.stats(top=args.top, days=args.days)
+    if args.json:
+        _print_json(found.to_dict())
+    else:
+        _print(*stats_lines(found))
+    return 0
+
+
+async def purge(args: argparse.Namespace) -> int:
+    """Delete sessions inactive for longer than an age."""
+    async with _open(args) as db:
+        report = await db.purge(args.older_than, dry_run=args.dry_run)
+        if args.json:
+            _print_json(report.to_dict())
+        else:
+            _print(*purge_lines(report, db.location))
+            if db.dialect == "sqlite" and report.sessions and not report.dry_run:
+                _note("note: the file keeps its size; VACUUM it to return the space to the disk")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "ls": ls,
+    "show": show,
+    "search": search,
+    "export": export,
+    "import": import_,
+    "migrate": migrate_,
+    "stats": stats,
+    "purge": purge,
+}
+"""The database commands by name."""

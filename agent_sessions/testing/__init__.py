@@ -1,0 +1,37 @@
+"""The conformance suite: checks any implementation of the SDK's ``Session`` protocol can run.
+
+Describe your backend with a :class:`Harness` (how to open a session on one shared database,
+and optionally how to reopen it and how to plant an undecodable row), then run every check::
+
+    from agent_sessions.testing import CHECKS, Harness
+
+    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+    async def test_conformance(check, tmp_path):
+        await check(Harness(name="mine", open=lambda sid: MySession(sid, tmp_path / "db")))
+
+A check raises :class:`ConformanceError` (an ``AssertionError``) naming what went wrong. Checks
+that need a capability the harness lacks return early: see :func:`requires`. The module imports
+nothing beyond the SDK and the standard library, so it works without our optional backends.
+:class:`DictStore` is the reference store the suite is proven against.
+"""
+
+from __future__ import annotations
+
+from .checks import ConformanceError
+from .memory import MEMORY_CHECKS, ManualClock, MemoryCheck, MemoryHarness, run_memory_checks
+from .reference import DictStore
+from .sessions import CHECKS, Check, Harness, run_all
+
+__all__ = [
+    "CHECKS",
+    "MEMORY_CHECKS",
+    "Check",
+    "ConformanceError",
+    "DictStore",
+    "Harness",
+    "ManualClock",
+    "MemoryCheck",
+    "MemoryHarness",
+    "run_all",
+    "run_memory_checks",
+]

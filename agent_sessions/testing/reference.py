@@ -1,0 +1,114 @@
+"""The reference store the conformance suite is proven against: a ``Store`` held in a dict."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from ..errors import SessionClosedError
+from ..store import Popped, Taker, always
+
+__all__ = ["DictStore"]
+
+T = TypeVar("T")
+
+
+class DictStore:
+    """A :class:`~agent_sessions.store.Store` held in a dict: the reference the suite is proven on.
+
+    Use it with :class:`~agent_sessions.core.StoreSession` to see the smallest correct backend.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[tuple[int, str]]] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    def _session_rows(self, session_id: str) -> list[tuple[int, str]]:
+        if self._closed:
+            raise SessionClosedError("DictStore is closed")
+        return self._rows.setdefault(session_id, [])
+
+    async def read(self, session_id: str, limit: int | None) -> list[str]:
+        """Return the newest ``limit`` rows (all if None), oldest first."""
+        rows = self._session_rows(session_id)
+        chosen = rows if limit is None else rows[max(0, len(rows) - limit) :] if limit else []
+        return [text for _, text in chosen]
+
+    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+        """Store rows after the newest one."""
+        self._session_rows(session_id).extend((next(self._ids), t) for t in texts)
+
+    async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
+        """Remove and return the newest row ``decode`` accepts."""
+        taken = await self.pop_through(session_id, decode, always)
+        return taken[0] if taken else None
+
+    async def pop_through(
+        self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
+    ) -> list[Popped[T]]:
+        """Remove the newest rows down to the first item ``stop`` accepts."""
+        rows = self._session_rows(session_id)
+        taker = Taker(decode, stop)
+        for row_id, text in reversed(rows):
+            if taker.feed(row_id, text):
+                break
+        taken = {p.row_id for p in taker.result()}
+        rows[:] = [row for row in rows if row[0] not in taken]
+        return taker.result()
+
+    async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
+        """Put popped rows back in id order, at once; not into a session cleared since."""
+        cleared = session_id not in self._rows
+        rows = self._session_rows(session_id)
+        if not cleared:
+            rows.extend((p.row_id, p.text) for p in popped)
+            rows.sort()
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the newest ``limit`` rows, oldest first, and whether they are all rows."""
+        rows = self._session_rows(session_id)
+        chosen = rows[max(0, len(rows) - limit) :] if limit else []
+        return list(chosen), len(chosen) == len(rows)
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the newest rows for ``texts`` if they are exactly ``expected``."""
+        rows = self._session_rows(session_id)
+        count = len(expected)
+        if not count or [tuple(row) for row in rows[-count:]] != [tuple(e) for e in expected]:
+            return False
+        del rows[-count:]
+        rows.extend((next(self._ids), text) for text in texts)
+        return True
+
+    async def clear(self, session_id: str) -> None:
+        """Forget a session."""
+        self._session_rows(session_id)
+        self._rows.pop(session_id, None)
+
+    async def rows(self, session_id: str) -> list[tuple[int, str]]:
+        """Return every row as ``(row_id, text)``, oldest first."""
+        return list(self._session_rows(session_id))
+
+    async def rewrite(self, session_id: str, changes: Mapping[int, str | None]) -> int:
+        """Replace rows' text, or delete the rows whose new text is None."""
+        rows = self._session_rows(session_id)
+        kept = [(i, changes.get(i, t)) for i, t in rows if changes.get(i, t) is not None]
+        changed = sum(1 for i, _ in rows if i in changes)
+        rows[:] = cast(list[tuple[int, str]], kept)
+        return changed
+
+    async def aclose(self) -> None:
+        """Refuse every later call; idempotent."""
+        self._closed = True
+
+    def write_raw(self, session_id: str, text: str) -> None:
+        """Append a row as-is, bypassing validation (to plant corrupt data in tests)."""
+        self._rows.setdefault(session_id, []).append((next(self._ids), text))
+
+    def count_rows(self, session_id: str) -> int:
+        """Count a session's rows, decodable or not."""
+        return len(self._rows.get(session_id, []))

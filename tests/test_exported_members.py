@@ -1,0 +1,237 @@
+"""The public names, pinned: every public module offers exactly these (as httpx pins its own).
+
+A change here is a change of the public API, and belongs in the CHANGELOG.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC_MODULES = {
+    "agent_sessions": [
+        "AdvancedSQLiteSession",
+        "AgentSessionsError",
+        "CorruptItemError",
+        "CorruptMemoryError",
+        "DatabaseFileGoneError",
+        "DecryptionError",
+        "EmbeddingError",
+        "EncryptedSession",
+        "ExportFormatError",
+        "InvalidFilterError",
+        "InvalidIdentifierError",
+        "InvalidLimitError",
+        "InvalidNamespaceError",
+        "InvalidSessionIdError",
+        "ItemValidationError",
+        "KeyStore",
+        "MemoryItem",
+        "MemoryKeyStore",
+        "MemoryStore",
+        "MemoryValueError",
+        "MissingDependencyError",
+        "Popped",
+        "RowStore",
+        "SQLAlchemySession",
+        "SQLAlchemyStore",
+        "SQLiteKeyStore",
+        "SQLiteSession",
+        "SQLiteStore",
+        "SearchItem",
+        "SessionClosedError",
+        "SessionDatabase",
+        "SessionExistsError",
+        "SessionNotFoundError",
+        "SessionState",
+        "StorageError",
+        "StorageUnavailableError",
+        "Store",
+        "StoreSession",
+        "UnknownKeyError",
+        "VerificationError",
+        "WeakKeyWarning",
+        "__version__",
+        "memory_tools",
+    ],
+    "agent_sessions.admin": [
+        "Conflict",
+        "DayGrowth",
+        "EXPORT_FORMAT",
+        "EXPORT_VERSION",
+        "ExportFormatError",
+        "MigrateReport",
+        "ProgressCallback",
+        "PurgeReport",
+        "SearchHit",
+        "SessionDatabase",
+        "SessionExistsError",
+        "SessionInfo",
+        "SessionNotFoundError",
+        "SortKey",
+        "StoreStats",
+        "StoredRow",
+        "TransferReport",
+        "VerificationError",
+        "migrate",
+        "parse_age",
+    ],
+    "agent_sessions.backends.advanced": [
+        "AdvancedSQLiteSession",
+        "AdvancedSQLiteStore",
+    ],
+    "agent_sessions.backends.sqlalchemy": [
+        "SQLAlchemySession",
+        "SQLAlchemyStore",
+    ],
+    "agent_sessions.backends.sqlite": [
+        "SQLiteFileSession",
+        "SQLiteSession",
+        "SQLiteStore",
+        "guarded",
+    ],
+    "agent_sessions.cli": [
+        "main",
+    ],
+    "agent_sessions.core": [
+        "MAX_LIMIT",
+        "MAX_SESSION_ID_LENGTH",
+        "SessionState",
+        "StoreSession",
+        "SuffixStore",
+        "check_session_id",
+        "is_tail",
+        "is_user_message",
+        "read_items",
+        "resolve_limit",
+        "run_to_completion",
+        "tail_fetch",
+        "tail_window",
+    ],
+    "agent_sessions.encryption": [
+        "EncryptedSession",
+        "KeyStore",
+        "MemoryKeyStore",
+        "SQLiteKeyStore",
+        "WeakKeyWarning",
+    ],
+    "agent_sessions.errors": [
+        "AgentSessionsError",
+        "CorruptItemError",
+        "CorruptMemoryError",
+        "DatabaseFileGoneError",
+        "DecryptionError",
+        "EmbeddingError",
+        "ExportFormatError",
+        "InvalidFilterError",
+        "InvalidIdentifierError",
+        "InvalidLimitError",
+        "InvalidNamespaceError",
+        "InvalidSessionIdError",
+        "ItemValidationError",
+        "MemoryValueError",
+        "MissingDependencyError",
+        "SessionClosedError",
+        "SessionExistsError",
+        "SessionNotFoundError",
+        "StorageError",
+        "StorageUnavailableError",
+        "UnknownKeyError",
+        "VerificationError",
+    ],
+    "agent_sessions.memory": [
+        "HashingEmbedder",
+        "IndexConfig",
+        "MemoryItem",
+        "MemoryStore",
+        "MemoryStoreState",
+        "SearchItem",
+        "local_embedder",
+        "memory_instructions",
+        "memory_tools",
+    ],
+    "agent_sessions.offline": [
+        "DEFAULT_MODEL_NAME",
+        "OfflineModel",
+        "OfflineModelProvider",
+        "resolve_model",
+    ],
+    "agent_sessions.schema": [
+        "DEFAULT_MESSAGES_TABLE",
+        "DEFAULT_SESSIONS_TABLE",
+        "RESERVED_WORDS",
+        "SQLITE_MIGRATIONS",
+        "TableNames",
+        "VERSION_TABLE",
+        "validate_identifier",
+    ],
+    "agent_sessions.serialization": [
+        "Codec",
+        "JsonCodec",
+        "MAX_DEPTH",
+        "SkipRow",
+        "decode_or_report",
+        "decode_rows",
+        "encode_items",
+        "logger",
+    ],
+    "agent_sessions.store": [
+        "Popped",
+        "RowStore",
+        "Store",
+        "Taker",
+        "always",
+    ],
+    "agent_sessions.testing": [
+        "CHECKS",
+        "Check",
+        "ConformanceError",
+        "DictStore",
+        "Harness",
+        "MEMORY_CHECKS",
+        "ManualClock",
+        "MemoryCheck",
+        "MemoryHarness",
+        "run_all",
+        "run_memory_checks",
+    ],
+}
+"""Each public module path users were told about, and the sorted ``__all__`` it exports."""
+
+SAME_OBJECT = {
+    "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
+    "EncryptedSession": "agent_sessions.encryption",
+    "KeyStore": "agent_sessions.encryption",
+    "MemoryItem": "agent_sessions.memory",
+    "MemoryKeyStore": "agent_sessions.encryption",
+    "MemoryStore": "agent_sessions.memory",
+    "Popped": "agent_sessions.store",
+    "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
+    "SQLiteKeyStore": "agent_sessions.encryption",
+    "SQLiteSession": "agent_sessions.backends.sqlite",
+    "SearchItem": "agent_sessions.memory",
+    "SessionDatabase": "agent_sessions.admin",
+    "Store": "agent_sessions.store",
+    "StoreSession": "agent_sessions.core",
+    "WeakKeyWarning": "agent_sessions.encryption",
+    "memory_tools": "agent_sessions.memory",
+}
+"""Names the package root re-exports, and the public module that defines them too."""
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC_MODULES))
+def test_exported_members(module_name: str) -> None:
+    """Exports exactly the pinned names, each of which resolves."""
+    module = importlib.import_module(module_name)
+    assert sorted(module.__all__) == PUBLIC_MODULES[module_name]
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, f"{module_name} lists names it does not have: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(SAME_OBJECT))
+def test_root_exports_the_module_objects(name: str) -> None:
+    """``agent_sessions.X`` is the very object its public module offers."""
+    root = importlib.import_module("agent_sessions")
+    module = importlib.import_module(SAME_OBJECT[name])
+    assert getattr(root, name) is getattr(module, name)
