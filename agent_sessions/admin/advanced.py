@@ -1,7 +1,7 @@
 """What the admin API knows of ``AdvancedSQLiteSession`` files: branch and usage tables.
 
 The branch records are in the SDK's structure tables, beside two of ours named after the
-messages table (see ``backends/_advanced_sql.py`` and ``docs/schema.md``).
+messages table (see ``backends/advanced/sql.py`` and ``docs/schema.md``).
 ``show`` reads branches and token usage over a read-only connection, with the advanced
 session's own queries, and never writes: a file the SDK's class wrote lacks our two tables, which
 then count as empty (no branches made by reference, no current branch recorded: ``main``).

@@ -1,6 +1,6 @@
-"""The memories table: its layout and SQLite migrations (SQLAlchemy's is in ``_memory_table``).
+"""The memories table: its layout and SQLite migrations (SQLAlchemy's is in ``table``).
 
-Columns: ``id`` (row id), ``namespace`` (the stored form from ``_memory_keys``), ``key``,
+Columns: ``id`` (row id), ``namespace`` (the stored form from ``keys``), ``key``,
 ``value`` (compact JSON text from ``serialization``), ``created_at`` / ``updated_at`` /
 ``expires_at`` (seconds since the epoch, UTC), ``ttl`` (seconds, or NULL), ``embedding``
 (packed float32 unit vectors, or NULL). ``(namespace, key)`` is unique, and its index also

@@ -1,8 +1,8 @@
 """The shapes the memory store hands out and the few primitives one memory backend implements.
 
 A backend stores rows of text and numbers: the namespace already joined into one string (see
-``_memory_keys``), the value already encoded by ``serialization``, vectors already packed. All
-validation, encoding, embedding and ranking happen once, in ``memory.py``, above this line.
+``keys``), the value already encoded by ``serialization``, vectors already packed. All
+validation, encoding, embedding and ranking happen once, in ``store.py``, above this line.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from agent_sessions.errors import EmbeddingError, InvalidFilterError, InvalidNamespaceError
-from agent_sessions.memory import vectors as _memory_vectors
+from agent_sessions.memory import vectors
 from agent_sessions.memory.embed import HashingEmbedder, embed_texts, texts_at
 from agent_sessions.memory.filter import compile_filter, keyword_score, query_words
 from agent_sessions.memory.keys import (
@@ -175,7 +175,7 @@ def test_rank_without_numpy_agrees_with_numpy(monkeypatch: pytest.MonkeyPatch) -
     pytest.importorskip("numpy")
     query = unit([0.3, -1], 2)
     with_numpy = rank(query, candidates(), 4, 2)
-    monkeypatch.setattr(_memory_vectors, "_np", None)
+    monkeypatch.setattr(vectors, "_np", None)
     without = rank(query, candidates(), 4, 2)
     assert [i for i, _ in without] == [i for i, _ in with_numpy]
     assert [s for _, s in without] == pytest.approx([s for _, s in with_numpy], abs=1e-6)
@@ -184,7 +184,7 @@ def test_rank_without_numpy_agrees_with_numpy(monkeypatch: pytest.MonkeyPatch) -
 def test_vector_cache_follows_writes_and_expiry() -> None:
     """Finds added vectors, forgets removed ones, and honours expiry times."""
     pytest.importorskip("numpy")
-    cache = _memory_vectors.VectorCache("", 2)
+    cache = vectors.VectorCache("", 2)
     for row_id in range(200):  # past the first capacity, so it grows
         cache.add(row_id, pack([unit([1, row_id / 100], 2)]), None)
     cache.add(500, pack([unit([0, 1], 2)]), expires_at=10.0)
@@ -201,7 +201,7 @@ def test_vector_cache_bulk_load_ranks_like_rank() -> None:
     pytest.importorskip("numpy")
     rows = [(row_id, blob, None) for row_id, blob in candidates()]
     rows.append((9, pack([unit([1, 0.9], 2)]), 5.0))  # expired by the time of the search
-    cache = _memory_vectors.VectorCache("", 2)
+    cache = vectors.VectorCache("", 2)
     cache.load(rows)
     query = unit([1, 0.9], 2)
     cached, fresh = cache.nearest(query, now=10.0, k=4), rank(query, candidates(), 4, 2)

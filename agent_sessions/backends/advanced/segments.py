@@ -1,6 +1,6 @@
 """The per-segment queries of the branch tables: one statement for ``main``, one for the others.
 
-A branch's visible history is read segment by segment (see ``_advanced_chain``): each segment is
+A branch's visible history is read segment by segment (see ``chain``): each segment is
 the rows one branch holds itself (its structure rows) below an id. ``main`` also owns the rows
 that have no structure row at all (those a plain ``SQLiteSession``, the SDK's or ours, wrote), so
 its statements walk the messages table's ``(session_id, id)`` index, while another branch's walk

@@ -13,7 +13,7 @@ import pytest
 
 from agent_sessions.backends.advanced import AdvancedSQLiteSession
 from agent_sessions.errors import CorruptItemError
-from tests.backends.test_advanced import assistant, call, turns, user
+from tests.backends.advanced.test_session import assistant, call, turns, user
 from tests.conftest import write_raw_sqlite
 
 pytestmark = pytest.mark.sqlite

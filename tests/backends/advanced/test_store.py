@@ -15,7 +15,14 @@ import pytest
 from agent_sessions.backends.advanced import AdvancedSQLiteSession
 from agent_sessions.errors import StorageError
 from agent_sessions.store import Popped
-from tests.backends.test_advanced import assistant, call, contents, message_rows, turns, user
+from tests.backends.advanced.test_session import (
+    assistant,
+    call,
+    contents,
+    message_rows,
+    turns,
+    user,
+)
 from tests.conftest import write_raw_sqlite
 
 pytestmark = pytest.mark.sqlite

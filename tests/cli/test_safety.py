@@ -621,12 +621,12 @@ def test_an_unexpected_error_is_one_line(
 ) -> None:
     """Reports an error no handler expected as one line naming its type, and exits 1."""
     from agent_sessions import cli
-    from agent_sessions.cli import commands as _admin_commands
+    from agent_sessions.cli import commands
 
     async def broken(args: object) -> int:
         raise ZeroDivisionError("a bug\nspanning lines")
 
-    monkeypatch.setitem(_admin_commands.COMMANDS, "ls", broken)
+    monkeypatch.setitem(commands.COMMANDS, "ls", broken)
     monkeypatch.delenv("AGENT_SESSIONS_TRACEBACK", raising=False)
     assert cli.main(["ls", str(tmp_path / "any.db")]) == 1
     err = capsys.readouterr().err
