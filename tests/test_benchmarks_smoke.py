@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each benchmark runs in a subprocess
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import require_server
 from tests.sql_servers import POSTGRES_URL
 
+pytestmark = pytest.mark.slow  # each example runs in a subprocess
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

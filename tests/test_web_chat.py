@@ -31,6 +31,8 @@ import pytest
 from agent_sessions import SQLiteSession
 from tests.conftest import REQUIRE_SERVERS_VARIABLE, servers_required
 
+pytestmark = pytest.mark.slow  # a real server and a real browser
+
 APP = Path(__file__).resolve().parent.parent / "examples" / "web_chat" / "app.py"
 INSTALL_DEV = "install it with: pip install -e '.[dev]'"
 

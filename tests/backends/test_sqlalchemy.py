@@ -130,6 +130,7 @@ WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("url", KINDS, indirect=True)
 async def test_processes_writing_one_session_keep_commit_order(
     url: str, engine: AsyncEngine, tables: tuple[str, str]

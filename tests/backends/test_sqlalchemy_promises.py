@@ -153,6 +153,7 @@ MIGRATOR = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.mariadb
 @pytest.mark.parametrize("url", ["mariadb"], indirect=True)
 async def test_two_processes_migrating_one_v1_database_at_once(

@@ -255,6 +255,7 @@ WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_several_processes_share_one_file(db_path: Path) -> None:
     """Four processes on one file: no errors, nothing lost, each writer's order kept."""
     procs = [

@@ -22,6 +22,8 @@ import agent_sessions
 from tests.conftest import count_rows_sqlite, require_server, write_raw_sqlite
 from tests.sql_servers import POSTGRES_URL, drop_tables, unique_tables
 
+pytestmark = pytest.mark.slow  # every command runs in a subprocess
+
 TURNS = [
     "Hi! My name is Ada.",
     "What is the weather in Paris?",

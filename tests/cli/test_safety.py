@@ -250,6 +250,7 @@ async def test_a_failed_export_leaves_no_file_and_keeps_the_old_one(tmp_path: Pa
     assert out.read_text() == "old export\n"
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 async def test_a_server_export_refuses_an_existing_sqlite_file(
     tmp_path: Path, postgres: tuple[str, str]
@@ -283,6 +284,7 @@ async def test_a_server_export_refuses_an_existing_sqlite_file(
     assert export_lines(text_file)[1]["session_id"] == "pg-a"
 
 
+@pytest.mark.slow
 @pytest.mark.sqlite
 async def test_cli_export_onto_the_database_is_refused_and_the_database_survives(
     tmp_path: Path,
@@ -339,6 +341,7 @@ async def test_overlong_ages_are_refused_on_postgres(postgres: tuple[str, str]) 
             await admin.list_sessions(newer_than=timedelta.max)
 
 
+@pytest.mark.slow
 @pytest.mark.sqlite
 async def test_cli_purge_with_an_overlong_age_is_one_line(tmp_path: Path) -> None:
     """Exits 2 with one error line and no traceback for ages that overflowed, deleting nothing."""
@@ -444,6 +447,7 @@ async def test_an_import_failing_midway_removes_only_a_file_it_created(
     assert count_rows_sqlite(kept, "mine") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 async def test_a_refused_import_creates_no_tables_on_postgres(
     tmp_path: Path, exported: Path, postgres: tuple[str, str]
@@ -463,6 +467,7 @@ async def test_a_refused_import_creates_no_tables_on_postgres(
     assert await postgres_tables(postgres) == set()
 
 
+@pytest.mark.slow
 @pytest.mark.sqlite
 async def test_cli_import_refusals_are_one_line_and_create_nothing(
     tmp_path: Path, exported: Path
@@ -525,6 +530,7 @@ def test_shows_a_row_nested_too_deeply_as_undecodable() -> None:
     assert "nested too deeply" in entry.body
 
 
+@pytest.mark.slow
 @pytest.mark.sqlite
 async def test_cli_escapes_stored_text_in_ls_search_and_show(tmp_path: Path) -> None:
     """Prints no raw control character from stored text; ``--json`` keeps each one escaped."""
@@ -561,6 +567,7 @@ def closed_port() -> int:
     return port
 
 
+@pytest.mark.slow
 def test_demo_without_a_network_is_one_line_naming_offline(tmp_path: Path) -> None:
     """Exits 1 with one line naming ``--offline`` when the OpenAI API cannot be reached."""
     offline = {
@@ -576,6 +583,7 @@ def test_demo_without_a_network_is_one_line_naming_offline(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.slow
 def test_demo_offline_uses_the_local_model_despite_a_key(tmp_path: Path) -> None:
     """Runs the whole demo on the local model with ``--offline`` even when a key is set."""
     offline = {
@@ -595,6 +603,7 @@ def test_demo_offline_uses_the_local_model_despite_a_key(tmp_path: Path) -> None
 # Numbers beyond what a database takes, and the last-resort error line ----------------------
 
 
+@pytest.mark.slow
 @pytest.mark.sqlite
 async def test_cli_numbers_beyond_64_bits_are_usage_errors(tmp_path: Path) -> None:
     """Exits 2 with one error line for counts, offsets and days no database can take."""

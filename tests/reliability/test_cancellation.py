@@ -33,7 +33,7 @@ from tests.file_locks import writers_held
 from tests.reliability.conftest import SESSION_BACKENDS, SqlTarget
 from tests.sql_servers import drop_tables, unique_tables
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 ADD_ROUNDS, WRITERS, BATCH = 100, 3, 5
 POP_ROUNDS, POPPERS = 50, 2

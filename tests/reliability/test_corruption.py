@@ -31,7 +31,7 @@ from agent_sessions.core import StoreSession
 from tests.conftest import count_rows_sqlite
 from tests.reliability.conftest import SqlTarget
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 SESSION = "garbled"
 GOOD, GARBAGE = 100, 200

@@ -28,7 +28,7 @@ from agent_sessions import (
     UnknownKeyError,
 )
 
-pytestmark = [pytest.mark.reliability, pytest.mark.sqlite]
+pytestmark = [pytest.mark.reliability, pytest.mark.sqlite, pytest.mark.slow]
 
 KEY = Fernet.generate_key().decode()
 TTL = 60

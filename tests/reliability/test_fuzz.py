@@ -35,7 +35,7 @@ from agent_sessions import (
 from tests.conftest import count_rows_sqlite
 from tests.reliability.conftest import SESSION_BACKENDS, SqlTarget
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 EXAMPLES = 200
 SESSION = "fuzz"

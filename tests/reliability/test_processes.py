@@ -27,7 +27,7 @@ from tests.reliability.children import Target, parse, turn_writer
 from tests.reliability.conftest import SqlTarget, integrity, server_params, sqlite_rows
 from tests.sql_servers import drop_tables, unique_tables
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 WRITERS = 16
 TURNS = 300

@@ -32,7 +32,7 @@ from tests.conftest import servers_required
 from tests.reliability.children import Target, item, parse
 from tests.sql_servers import database_url, drop_tables, unique_tables
 
-pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
+pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.slow]
 
 HOST, PORT = "127.0.0.1", 5432
 WHERE = f"{HOST}:{PORT}"
