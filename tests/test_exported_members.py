@@ -9,193 +9,109 @@ import importlib
 
 import pytest
 
+
+def names(text: str) -> list[str]:
+    """The names written in ``text``, one word each."""
+    return text.split()
+
+
 PUBLIC_MODULES = {
-    "agent_sessions": [
-        "AdvancedSQLiteSession",
-        "AgentSessionsError",
-        "CorruptItemError",
-        "CorruptMemoryError",
-        "DatabaseFileGoneError",
-        "DecryptionError",
-        "EmbeddingError",
-        "EncryptedSession",
-        "ExportFormatError",
-        "InvalidFilterError",
-        "InvalidIdentifierError",
-        "InvalidLimitError",
-        "InvalidNamespaceError",
-        "InvalidSessionIdError",
-        "ItemValidationError",
-        "KeyStore",
-        "MemoryItem",
-        "MemoryKeyStore",
-        "MemoryStore",
-        "MemoryValueError",
-        "MissingDependencyError",
-        "Popped",
-        "RowStore",
-        "SQLAlchemySession",
-        "SQLAlchemyStore",
-        "SQLiteKeyStore",
-        "SQLiteSession",
-        "SQLiteStore",
-        "SearchItem",
-        "SessionClosedError",
-        "SessionDatabase",
-        "SessionExistsError",
-        "SessionNotFoundError",
-        "SessionState",
-        "StorageError",
-        "StorageUnavailableError",
-        "Store",
-        "StoreSession",
-        "UnknownKeyError",
-        "VerificationError",
-        "WeakKeyWarning",
-        "__version__",
-        "memory_tools",
-    ],
-    "agent_sessions.admin": [
-        "Conflict",
-        "DayGrowth",
-        "EXPORT_FORMAT",
-        "EXPORT_VERSION",
-        "ExportFormatError",
-        "MigrateReport",
-        "ProgressCallback",
-        "PurgeReport",
-        "SearchHit",
-        "SessionDatabase",
-        "SessionExistsError",
-        "SessionInfo",
-        "SessionNotFoundError",
-        "SortKey",
-        "StoreStats",
-        "StoredRow",
-        "TransferReport",
-        "VerificationError",
-        "migrate",
-        "parse_age",
-    ],
-    "agent_sessions.backends.advanced": [
-        "AdvancedSQLiteSession",
-        "AdvancedSQLiteStore",
-    ],
-    "agent_sessions.backends.sqlalchemy": [
-        "SQLAlchemySession",
-        "SQLAlchemyStore",
-    ],
-    "agent_sessions.backends.sqlite": [
-        "SQLiteFileSession",
-        "SQLiteSession",
-        "SQLiteStore",
-        "guarded",
-    ],
-    "agent_sessions.cli": [
-        "main",
-    ],
-    "agent_sessions.core": [
-        "MAX_LIMIT",
-        "MAX_SESSION_ID_LENGTH",
-        "SessionState",
-        "StoreSession",
-        "SuffixStore",
-        "check_session_id",
-        "is_tail",
-        "is_user_message",
-        "read_items",
-        "resolve_limit",
-        "run_to_completion",
-        "tail_fetch",
-        "tail_window",
-    ],
-    "agent_sessions.encryption": [
-        "EncryptedSession",
-        "KeyStore",
-        "MemoryKeyStore",
-        "SQLiteKeyStore",
-        "WeakKeyWarning",
-    ],
-    "agent_sessions.errors": [
-        "AgentSessionsError",
-        "CorruptItemError",
-        "CorruptMemoryError",
-        "DatabaseFileGoneError",
-        "DecryptionError",
-        "EmbeddingError",
-        "ExportFormatError",
-        "InvalidFilterError",
-        "InvalidIdentifierError",
-        "InvalidLimitError",
-        "InvalidNamespaceError",
-        "InvalidSessionIdError",
-        "ItemValidationError",
-        "MemoryValueError",
-        "MissingDependencyError",
-        "SessionClosedError",
-        "SessionExistsError",
-        "SessionNotFoundError",
-        "StorageError",
-        "StorageUnavailableError",
-        "UnknownKeyError",
-        "VerificationError",
-    ],
-    "agent_sessions.memory": [
-        "HashingEmbedder",
-        "IndexConfig",
-        "MemoryItem",
-        "MemoryStore",
-        "MemoryStoreState",
-        "SearchItem",
-        "local_embedder",
-        "memory_instructions",
-        "memory_tools",
-    ],
-    "agent_sessions.offline": [
-        "DEFAULT_MODEL_NAME",
-        "OfflineModel",
-        "OfflineModelProvider",
-        "resolve_model",
-    ],
-    "agent_sessions.schema": [
-        "DEFAULT_MESSAGES_TABLE",
-        "DEFAULT_SESSIONS_TABLE",
-        "RESERVED_WORDS",
-        "SQLITE_MIGRATIONS",
-        "TableNames",
-        "VERSION_TABLE",
-        "validate_identifier",
-    ],
-    "agent_sessions.serialization": [
-        "Codec",
-        "JsonCodec",
-        "MAX_DEPTH",
-        "SkipRow",
-        "decode_or_report",
-        "decode_rows",
-        "encode_items",
-        "logger",
-    ],
-    "agent_sessions.store": [
-        "Popped",
-        "RowStore",
-        "Store",
-        "Taker",
-        "always",
-    ],
-    "agent_sessions.testing": [
-        "CHECKS",
-        "Check",
-        "ConformanceError",
-        "DictStore",
-        "Harness",
-        "MEMORY_CHECKS",
-        "ManualClock",
-        "MemoryCheck",
-        "MemoryHarness",
-        "run_all",
-        "run_memory_checks",
-    ],
+    "agent_sessions": names(
+        """
+        AdvancedSQLiteSession AgentSessionsError CorruptItemError CorruptMemoryError
+        DatabaseFileGoneError DecryptionError EmbeddingError EncryptedSession ExportFormatError
+        InvalidFilterError InvalidIdentifierError InvalidLimitError InvalidNamespaceError
+        InvalidSessionIdError ItemValidationError KeyStore MemoryItem MemoryKeyStore MemoryStore
+        MemoryValueError MissingDependencyError Popped RowStore SQLAlchemySession
+        SQLAlchemyStore SQLiteKeyStore SQLiteSession SQLiteStore SearchItem SessionClosedError
+        SessionDatabase SessionExistsError SessionNotFoundError SessionState StorageError
+        StorageUnavailableError Store StoreSession UnknownKeyError VerificationError
+        WeakKeyWarning __version__ memory_tools
+    """
+    ),
+    "agent_sessions.admin": names(
+        """
+        Conflict DayGrowth EXPORT_FORMAT EXPORT_VERSION ExportFormatError MigrateReport
+        ProgressCallback PurgeReport SearchHit SessionDatabase SessionExistsError SessionInfo
+        SessionNotFoundError SortKey StoreStats StoredRow TransferReport VerificationError
+        migrate parse_age
+    """
+    ),
+    "agent_sessions.backends.advanced": names(
+        """
+        AdvancedSQLiteSession AdvancedSQLiteStore
+    """
+    ),
+    "agent_sessions.backends.sqlalchemy": names(
+        """
+        SQLAlchemySession SQLAlchemyStore
+    """
+    ),
+    "agent_sessions.backends.sqlite": names(
+        """
+        SQLiteFileSession SQLiteSession SQLiteStore guarded
+    """
+    ),
+    "agent_sessions.cli": names(
+        """
+        main
+    """
+    ),
+    "agent_sessions.core": names(
+        """
+        MAX_LIMIT MAX_SESSION_ID_LENGTH SessionState StoreSession SuffixStore check_session_id
+        is_tail is_user_message read_items resolve_limit run_to_completion tail_fetch
+        tail_window
+    """
+    ),
+    "agent_sessions.encryption": names(
+        """
+        EncryptedSession KeyStore MemoryKeyStore SQLiteKeyStore WeakKeyWarning
+    """
+    ),
+    "agent_sessions.errors": names(
+        """
+        AgentSessionsError CorruptItemError CorruptMemoryError DatabaseFileGoneError
+        DecryptionError EmbeddingError ExportFormatError InvalidFilterError
+        InvalidIdentifierError InvalidLimitError InvalidNamespaceError InvalidSessionIdError
+        ItemValidationError MemoryValueError MissingDependencyError SessionClosedError
+        SessionExistsError SessionNotFoundError StorageError StorageUnavailableError
+        UnknownKeyError VerificationError
+    """
+    ),
+    "agent_sessions.memory": names(
+        """
+        HashingEmbedder IndexConfig MemoryItem MemoryStore MemoryStoreState SearchItem
+        local_embedder memory_instructions memory_tools
+    """
+    ),
+    "agent_sessions.offline": names(
+        """
+        DEFAULT_MODEL_NAME OfflineModel OfflineModelProvider resolve_model
+    """
+    ),
+    "agent_sessions.schema": names(
+        """
+        DEFAULT_MESSAGES_TABLE DEFAULT_SESSIONS_TABLE RESERVED_WORDS SQLITE_MIGRATIONS
+        TableNames VERSION_TABLE validate_identifier
+    """
+    ),
+    "agent_sessions.serialization": names(
+        """
+        Codec JsonCodec MAX_DEPTH SkipRow decode_or_report decode_rows encode_items logger
+    """
+    ),
+    "agent_sessions.store": names(
+        """
+        Popped RowStore Store Taker always
+    """
+    ),
+    "agent_sessions.testing": names(
+        """
+        CHECKS Check ConformanceError DictStore Harness MEMORY_CHECKS ManualClock MemoryCheck
+        MemoryHarness run_all run_memory_checks
+    """
+    ),
 }
 """Each public module path users were told about, and the sorted ``__all__`` it exports."""
 
