@@ -27,6 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # build itself depends on tomli before 3.11
     import tomli as tomllib
 
+# The build runs in a subprocess (about 2 s), which the "slow" marker covers.
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
