@@ -121,7 +121,7 @@ def _read_view(path: Path, names: TableNames, session_id: str) -> AdvancedView:
         chain = Chain(sql, JsonCodec())
         conn.execute("BEGIN")  # one snapshot for every query below
         current = chain.head(conn, session_id).branch
-        found = list(conn.execute(sql.branches, (session_id,)))
+        found = list(conn.execute(sql.branches, {"session": session_id}))
         if all(row[0] != MAIN for row in found):
             found.insert(0, (MAIN, None, 0))
         branches = []

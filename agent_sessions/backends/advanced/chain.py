@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ...serialization import Codec
-from .segments import SegmentStatements
+from .segments import SegmentParams, SegmentStatements
 from .sql import (
     MAIN,
     NAMED_BY_TYPE,
@@ -51,6 +51,11 @@ class UserRow(NamedTuple):
     created_at: str | None
 
 
+def _params(session_id: str, below: int, limit: int, branch: str) -> SegmentParams:
+    """Return the parameters of one segment query."""
+    return {"session": session_id, "below": below, "limit": limit, "branch": branch}
+
+
 class Chain:
     """Reads of the branch tables that every operation of the store builds on.
 
@@ -73,7 +78,7 @@ class Chain:
     def head(self, conn: sqlite3.Connection, session_id: str) -> Head:
         """Return the session's current branch (``main`` if unset or deleted meanwhile)."""
         branch, parent, inherit_below, recorded, held = conn.execute(
-            self.sql.head, (session_id,)
+            self.sql.head, {"session": session_id}
         ).fetchone()
         if branch is None or branch == MAIN:
             return Head(MAIN, None, 0, bool(recorded))
@@ -131,10 +136,10 @@ class Chain:
 
     def _oldest_first(
         self, conn: sqlite3.Connection, session_id: str, head: Head
-    ) -> list[tuple[str, tuple[str, int, int, str]]]:
+    ) -> list[tuple[str, SegmentParams]]:
         """Return each segment with its query parameters, oldest first."""
         found = [
-            (branch, (session_id, before, -1, branch))
+            (branch, _params(session_id, before, -1, branch))
             for branch, before in self.segments(conn, session_id, head)
         ]
         found.reverse()
@@ -155,7 +160,7 @@ class Chain:
         for branch, upper in self.segments(conn, session_id, head, before):
             statement = self.seg.rows.on(branch)
             for mid, text, kind, tool, turn, created, seq in conn.execute(
-                statement, (session_id, upper, limit - len(rows), branch)
+                statement, _params(session_id, upper, limit - len(rows), branch)
             ):
                 rows.append(Row(mid, text, branch, kind, tool, turn, created, seq))
             if len(rows) >= limit:
@@ -171,7 +176,7 @@ class Chain:
             want = -1 if limit is None else limit - len(texts)
             statement = self.seg.texts.on(branch)
             texts.extend(
-                row[0] for row in conn.execute(statement, (session_id, upper, want, branch))
+                row[0] for row in conn.execute(statement, _params(session_id, upper, want, branch))
             )
             if limit is not None and len(texts) >= limit:
                 break
@@ -190,7 +195,7 @@ class Chain:
         """Return the number of user messages in the branch's visible history."""
         for branch, upper in self.segments(conn, session_id, head):
             statement = self.seg.newest_turn.on(branch)
-            row = conn.execute(statement, (session_id, upper, 1, branch)).fetchone()
+            row = conn.execute(statement, _params(session_id, upper, 1, branch)).fetchone()
             if row is None:
                 continue
             if row[0] is not None:
@@ -199,14 +204,14 @@ class Chain:
         return 0
 
     def _segment_size(
-        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+        self, conn: sqlite3.Connection, branch: str, params: SegmentParams
     ) -> tuple[int, int]:
         """Return one segment's rows and user messages, counted by SQL where rows are recorded."""
         rows, users, unrecorded = conn.execute(self.seg.sizes.on(branch), params).fetchone()
         if unrecorded:
             users += sum(
                 self.classify_text(text)[0] == "user"
-                for (text,) in conn.execute(self.seg.unrecorded_texts, params[:3])
+                for (text,) in conn.execute(self.seg.unrecorded_texts, params)
             )
         return int(rows), int(users)
 
@@ -218,7 +223,7 @@ class Chain:
         return sum(rows for rows, _ in sizes), sum(users for _, users in sizes)
 
     def _users_in(
-        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+        self, conn: sqlite3.Connection, branch: str, params: SegmentParams
     ) -> Iterator[tuple[int, str, str | None]]:
         """Yield one segment's user messages oldest first: id, text and creation time."""
         for mid, text, created, kind in conn.execute(self.seg.users.on(branch), params):
@@ -234,7 +239,7 @@ class Chain:
         return found
 
     def _kinds_in(
-        self, conn: sqlite3.Connection, branch: str, params: tuple[str, int, int, str]
+        self, conn: sqlite3.Connection, branch: str, params: SegmentParams
     ) -> Iterator[tuple[str, str | None]]:
         """Yield each item's type and tool name in one segment, oldest first."""
         for _id, kind, tool, text in conn.execute(self.seg.kinds.on(branch), params):

@@ -6,19 +6,33 @@ that have no structure row at all (those a plain ``SQLiteSession``, the SDK's or
 its statements walk the messages table's ``(session_id, id)`` index, while another branch's walk
 the structure table's ``(session_id, branch_id, message_id)`` index. A row only another branch
 holds (one the SDK's class added on a branch) is not ``main``'s. Both kinds take the same four
-parameters: ``?1`` the session, ``?2`` the exclusive upper id, ``?3`` a limit (-1: all) and ``?4``
-the branch.
+named parameters, one :class:`SegmentParams` mapping: ``:session`` the session, ``:below`` the
+exclusive upper id, ``:limit`` a limit (-1: all) and ``:branch`` the branch. sqlite3 looks up only
+the names a statement holds, so the one mapping serves every statement here.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
-__all__ = ["MAIN", "NO_CUTOFF", "Segment", "SegmentStatements"]
+__all__ = ["MAIN", "NO_CUTOFF", "Segment", "SegmentParams", "SegmentStatements"]
 
 MAIN = "main"
 NO_CUTOFF = 2**63 - 1
 """An id no row reaches: a segment with this cutoff is not cut."""
+
+
+class SegmentParams(TypedDict):
+    """The named parameters of every segment query (sqlite3 binds a name from a mapping)."""
+
+    session: str
+    """The session."""
+    below: int
+    """The exclusive upper id."""
+    limit: int
+    """The most rows to return; -1 for all."""
+    branch: str
+    """The branch whose segment is read."""
 
 
 class Segment(NamedTuple):
@@ -44,13 +58,14 @@ class SegmentStatements:
         m, st = messages, structure
         # A row with no structure row at all has NULL s.* columns: it is main's.
         main_rows = (
-            f"{m} m LEFT JOIN {st} s ON s.message_id = m.id AND s.branch_id = ?4 "
-            "WHERE m.session_id = ?1 AND m.id < ?2 AND (s.id IS NOT NULL OR NOT EXISTS "
+            f"{m} m LEFT JOIN {st} s ON s.message_id = m.id AND s.branch_id = :branch "
+            "WHERE m.session_id = :session AND m.id < :below "
+            "AND (s.id IS NOT NULL OR NOT EXISTS "
             f"(SELECT 1 FROM {st} x WHERE x.message_id = m.id))"
         )
         branch_rows = (
-            f"{st} s JOIN {m} m ON m.id = s.message_id WHERE s.session_id = ?1 "
-            "AND s.branch_id = ?4 AND s.message_id < ?2"
+            f"{st} s JOIN {m} m ON m.id = s.message_id WHERE s.session_id = :session "
+            "AND s.branch_id = :branch AND s.message_id < :below"
         )
 
         def both(select: str, tail: str = "") -> Segment:
@@ -63,10 +78,10 @@ class SegmentStatements:
         self.rows = both(
             "{id}, m.message_data, s.message_type, s.tool_name, s.user_turn_number, "
             "m.created_at, s.sequence_number",
-            "ORDER BY {id} DESC LIMIT ?3",
+            "ORDER BY {id} DESC LIMIT :limit",
         )
         """Whole rows with their metadata, newest first."""
-        self.texts = both("m.message_data", "ORDER BY {id} DESC LIMIT ?3")
+        self.texts = both("m.message_data", "ORDER BY {id} DESC LIMIT :limit")
         """Stored texts only, newest first: what ``get_items`` needs."""
         self.newest_turn = both("s.user_turn_number", "ORDER BY {id} DESC LIMIT 1")
         """The stored turn of the newest row (NULL for a row with no record), if there is one."""
@@ -91,8 +106,8 @@ class SegmentStatements:
         )
         """Item types and tool names oldest first; the text only for rows without a record."""
         self.unrecorded_texts = (
-            f"SELECT m.message_data FROM {m} m WHERE m.session_id = ?1 AND m.id < ?2 "
+            f"SELECT m.message_data FROM {m} m WHERE m.session_id = :session AND m.id < :below "
             f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.message_id = m.id) "
-            "ORDER BY m.id LIMIT ?3"
+            "ORDER BY m.id LIMIT :limit"
         )
         """main's rows without a structure row, oldest first."""

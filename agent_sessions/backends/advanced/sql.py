@@ -316,8 +316,10 @@ class AdvancedStatements:
         # here or only in the structure table), in one statement. Always exactly one row.
         self.head = (
             "SELECT c.branch_id, b.parent_id, b.inherit_below, b.branch_id IS NOT NULL, "
-            f"EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = ?1 AND x.branch_id = c.branch_id) "
-            f"FROM (SELECT ?1 AS session_id) s LEFT JOIN {cur} c ON c.session_id = s.session_id "
+            f"EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = :session "
+            "AND x.branch_id = c.branch_id) "
+            f"FROM (SELECT :session AS session_id) s LEFT JOIN {cur} c "
+            "ON c.session_id = s.session_id "
             f"LEFT JOIN {br} b ON b.session_id = s.session_id "
             f"AND b.branch_id = coalesce(c.branch_id, '{MAIN}')"
         )
@@ -361,10 +363,10 @@ class AdvancedStatements:
         # rows name (in the order their first rows were written).
         self.branches = (
             f"SELECT branch_id, created_at, CASE WHEN branch_id = '{MAIN}' THEN 0 ELSE rowid END "
-            f"FROM {br} WHERE session_id = ?1 UNION ALL "
+            f"FROM {br} WHERE session_id = :session UNION ALL "
             f"SELECT branch_id, min(created_at), CASE WHEN branch_id = '{MAIN}' THEN 0 "
-            f"ELSE {2**62} + min(id) END FROM {st} WHERE session_id = ?1 "
-            f"AND branch_id NOT IN (SELECT branch_id FROM {br} WHERE session_id = ?1) "
+            f"ELSE {2**62} + min(id) END FROM {st} WHERE session_id = :session "
+            f"AND branch_id NOT IN (SELECT branch_id FROM {br} WHERE session_id = :session) "
             "GROUP BY branch_id ORDER BY 3"
         )
         self.children = (

@@ -284,7 +284,7 @@ class AdvancedSQLiteStore(SQLiteStore):
 
         def branches(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             current = self._chain.head(conn, session_id).branch
-            found = list(conn.execute(self._adv.branches, (session_id,)))
+            found = list(conn.execute(self._adv.branches, {"session": session_id}))
             if all(row[0] != MAIN for row in found):
                 found.insert(0, (MAIN, None, 0))
             listed = []
