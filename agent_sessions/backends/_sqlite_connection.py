@@ -27,6 +27,7 @@ import os
 import random
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ __all__ = [
     "MEMORY",
     "ReaderSlot",
     "WriterConnection",
+    "close_connections",
     "open_connection",
     "open_worker_connection",
     "retry_busy",
@@ -253,16 +255,43 @@ def _configure(conn: sqlite3.Connection, path: str, durable: bool, tables: Table
 
 
 class ReaderSlot:
-    """Hands the event loop a read-only connection, opened by the worker once the tables exist."""
+    """Hands the event loop a read-only connection, opened by the worker once the tables exist.
+
+    The store may be closed while its worker is still opening the file: a reader handed over
+    after :meth:`close` is closed at once instead of being left open.
+    """
 
     def __init__(self) -> None:
         self.connection: sqlite3.Connection | None = None
+        self._closed = False
+        # Guards the hand-over (worker thread) against close (event loop thread).
+        self._lock = threading.Lock()
+
+    def hand_over(self, connection: sqlite3.Connection) -> None:
+        """Publish the reader, or close it if the slot was closed meanwhile."""
+        with self._lock:
+            if not self._closed:
+                self.connection = connection
+                return
+        connection.close()
 
     def close(self) -> None:
-        """Close the reader, if one was handed over."""
-        connection, self.connection = self.connection, None
+        """Close the reader, if one was handed over, and refuse later ones; idempotent."""
+        with self._lock:
+            self._closed = True
+            connection, self.connection = self.connection, None
         if connection is not None:
             connection.close()
+
+
+def close_connections(reader: ReaderSlot, connection: sqlite3.Connection) -> None:
+    """Close a worker's reader, then its connection: the worker's ``disconnect``.
+
+    The reader is usually closed already by the store's ``close``; this also covers a store
+    that was garbage-collected unclosed.
+    """
+    reader.close()
+    connection.close()
 
 
 def open_connection(
@@ -313,8 +342,12 @@ def open_worker_connection(
             read_only = sqlite3.connect(
                 path, timeout=0, isolation_level=None, check_same_thread=False
             )
-            read_only.execute("PRAGMA query_only=ON")
-            reader.connection = read_only
+            try:
+                read_only.execute("PRAGMA query_only=ON")
+            except sqlite3.Error:
+                read_only.close()
+                raise
+            reader.hand_over(read_only)
     except sqlite3.Error as exc:
         conn.close()
         raise StorageUnavailableError(f"cannot set up SQLite database {path!r}: {exc}") from exc

@@ -29,6 +29,7 @@ from ._restore import ClearLog, with_mark
 from ._sqlite_connection import (
     MEMORY,
     ReaderSlot,
+    close_connections,
     open_connection,
     retry_busy,
     retry_undecodable,
@@ -103,7 +104,7 @@ class SQLiteStore(AsyncClosing):
             open_connection, str(db_path), self.tables, durable, busy_timeout, self._reader
         )
         self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
-            opener, sqlite3.Connection.close, label=f"SQLiteStore({str(db_path)!r})"
+            opener, partial(close_connections, self._reader), label=f"SQLiteStore({str(db_path)!r})"
         )
         # Module-level functions only: a callback bound to the store would form a cycle that
         # keeps an unclosed store (and its thread) alive until the cycle collector runs.
@@ -190,7 +191,9 @@ class SQLiteStore(AsyncClosing):
             with transaction(conn):
                 before, batch = -1, 1
                 while True:
-                    rows = conn.execute(self._sql.tail, (session_id, before, batch)).fetchall()
+                    rows = conn.execute(
+                        self._sql.tail, (session_id, before, before, batch)
+                    ).fetchall()
                     if any(taker.feed(i, text) for i, text in rows) or len(rows) < batch:
                         break
                     before, batch = rows[-1][0], min(batch * 4, 256)
@@ -259,7 +262,8 @@ class SQLiteStore(AsyncClosing):
         """
         fetch = tail_fetch(limit)
         rows = await self._call(
-            "read", lambda conn: conn.execute(self._sql.tail, (session_id, -1, fetch)).fetchall()
+            "read",
+            lambda conn: conn.execute(self._sql.tail, (session_id, -1, -1, fetch)).fetchall(),
         )
         return tail_window(rows, limit)
 
@@ -275,7 +279,7 @@ class SQLiteStore(AsyncClosing):
 
         def replace_tail(conn: sqlite3.Connection) -> bool:
             with transaction(conn):
-                newest = conn.execute(self._sql.tail, (session_id, -1, len(want))).fetchall()
+                newest = conn.execute(self._sql.tail, (session_id, -1, -1, len(want))).fetchall()
                 if not is_tail(newest, want):
                     return False
                 conn.executemany(self._sql.delete_row, [(row_id,) for row_id, _ in want])
@@ -371,10 +375,10 @@ class _Statements:
         self.read_latest = (
             f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id DESC LIMIT ?"
         )
-        # `before = -1` means "from the newest row".
+        # Bound as (session, before, before, limit); `before = -1` means "from the newest row".
         self.tail = (
-            f"SELECT id, message_data FROM {m} WHERE session_id = ?1 "
-            "AND (?2 < 0 OR id < ?2) ORDER BY id DESC LIMIT ?3"
+            f"SELECT id, message_data FROM {m} WHERE session_id = ? "
+            "AND (? < 0 OR id < ?) ORDER BY id DESC LIMIT ?"
         )
         self.insert = f"INSERT INTO {m} (session_id, message_data) VALUES (?, ?)"
         self.insert_at = (

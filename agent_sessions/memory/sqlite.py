@@ -23,6 +23,7 @@ from .._worker import ConnectionWorker
 from ..backends._sqlite_connection import (
     MEMORY,
     ReaderSlot,
+    close_connections,
     open_worker_connection,
     retry_busy,
     transaction,
@@ -127,14 +128,14 @@ class SQLiteMemoryBackend:
         self._numpy = numpy_or_none() is not None
         self._worker: ConnectionWorker[sqlite3.Connection] = ConnectionWorker(
             partial(_open, str(db_path), self.table, durable, busy_timeout, self._reader),
-            sqlite3.Connection.close,
+            partial(close_connections, self._reader),
             label=f"MemoryStore({str(db_path)!r})",
         )
         self._worker.start()
         t = self.table
         self._upsert = (
             f"INSERT INTO {t} (namespace, key, value, created_at, updated_at, expires_at, ttl, "
-            "embedding) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7) ON CONFLICT (namespace, key) "
+            "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, key) "
             "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, "
             f"created_at = CASE WHEN {t}.expires_at IS NOT NULL AND {t}.expires_at <= "
             f"excluded.updated_at THEN excluded.created_at ELSE {t}.created_at END, "
@@ -181,8 +182,8 @@ class SQLiteMemoryBackend:
             with transaction(conn):
                 conn.execute(
                     self._upsert,
-                    (record.namespace, record.key, record.value, record.now, record.expires_at,
-                     record.ttl, record.embedding),
+                    (record.namespace, record.key, record.value, record.now, record.now,
+                     record.expires_at, record.ttl, record.embedding),
                 )  # fmt: skip
                 covering = caches.covering(record.namespace)
                 if covering:
