@@ -15,17 +15,13 @@ import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 
 import pytest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # build itself depends on tomli before 3.11
-    import tomli as tomllib
 
 # The build runs in a subprocess (about 2 s), which the "slow" marker covers.
 pytestmark = pytest.mark.slow

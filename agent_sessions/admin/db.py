@@ -15,7 +15,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,7 +64,7 @@ def parse_time(value: Stamp) -> datetime | None:
         except ValueError:
             return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
@@ -260,7 +260,7 @@ class Database:
             raise StorageError(f"{operation} on {self.label} failed: {_reason(exc)}") from exc
         except (asyncpg.PostgresError, sqlite3.Error) as exc:
             raise StorageError(f"{operation} on {self.label} failed: {_reason(exc)}") from exc
-        except (SQLAlchemyError, OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, SQLAlchemyError, OSError, asyncpg.InterfaceError) as exc:
             raise StorageUnavailableError(
                 f"cannot reach the database at {self.label}: {_reason(exc)}"
             ) from exc

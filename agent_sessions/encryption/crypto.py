@@ -21,7 +21,6 @@ import base64
 import binascii
 import os
 import re
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,17 +93,12 @@ def _ciphertext_bytes(text: str) -> bytes:
 
     ``a2b_base64`` alone skips characters outside the alphabet and ignores unused low bits,
     so a row with junk inserted (or its last character nudged) would decode to the same bytes
-    and authenticate. Strict mode (3.11+) refuses the junk, and re-encoding the last group
-    refuses unused bits; before 3.11 the whole text is re-encoded and compared.
+    and authenticate. Strict mode refuses the junk, and re-encoding the last group refuses
+    unused bits.
     """
-    if sys.version_info >= (3, 11):
-        blob = binascii.a2b_base64(text, strict_mode=True)
-        tail = len(blob) % 3
-        if tail and _ciphertext_text(blob[-tail:]) != text[-4:]:
-            raise ValueError("the ciphertext is not canonical base64")
-        return blob
-    blob = binascii.a2b_base64(text)
-    if _ciphertext_text(blob) != text:
+    blob = binascii.a2b_base64(text, strict_mode=True)
+    tail = len(blob) % 3
+    if tail and _ciphertext_text(blob[-tail:]) != text[-4:]:
         raise ValueError("the ciphertext is not canonical base64")
     return blob
 

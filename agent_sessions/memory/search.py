@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
 from ..errors import CorruptItemError, CorruptMemoryError
@@ -38,7 +38,7 @@ class Page(NamedTuple):
 
 def when(seconds: float) -> datetime:
     """A stored time (seconds since the epoch) as an aware UTC datetime."""
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 class Reader:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, Union
+from typing import Any, NamedTuple, Protocol, Required, Union
 
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict
 
 __all__ = [
     "EmbedFunction",

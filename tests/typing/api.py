@@ -6,12 +6,12 @@ A change that breaks these lines for a type checker breaks them for users too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import assert_type
 
 from agents import Agent, RunConfig, Runner, RunResult
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionABC, SessionSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
-from typing_extensions import assert_type
 
 from agent_sessions import (
     AgentSessionsError,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from ...errors import InvalidNamespaceError, SessionClosedError
@@ -34,7 +34,7 @@ async def check_put_get(h: MemoryHarness) -> None:
     expect(item is not None and item.value == value, f"round trip changed the value: {item}")
     assert item is not None  # noqa: S101 - narrowed for the type checker
     expect(item.namespace == ("put-get", "alice") and item.key == "drink", "wrong identity")
-    expect(item.created_at.tzinfo is timezone.utc, "timestamps are not UTC-aware")
+    expect(item.created_at.tzinfo is UTC, "timestamps are not UTC-aware")
     expect(await store.get(("put-get", "alice"), "nope") is None, "a missing key was found")
     await store.put(("put-get", "alice"), "drink ", {"text": "trailing space"})
     await store.put(("put-get", "alice"), "Drink", {"text": "capital"})
