@@ -43,9 +43,10 @@ class GroupCommit(Generic[C]):
         self, worker: ConnectionWorker[C], write: Callable[[C, list[Batch]], None]
     ) -> None:
         self._worker = worker
-        self._write = write
-        self._waiting: deque[_Waiting] = deque()
-        self._flush_queued = False
+        # The flush runs on the worker thread, and its callback on the loop, after the batch's
+        # caller was answered: they hold the queue only, never the worker, so a store dropped
+        # right after a write is collected (and warns) at once.
+        self._queue: _Queue[C] = _Queue(write)
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Write one batch, together with whatever else is queued; return once it is committed.
@@ -57,15 +58,25 @@ class GroupCommit(Generic[C]):
         future: asyncio.Future[None] = loop.create_future()
         if self._worker.closed:
             raise SessionClosedError("the store is closed")
-        self._waiting.append(_Waiting((session_id, texts), loop, future))
+        queue = self._queue
+        queue.waiting.append(_Waiting((session_id, texts), loop, future))
         # The flush clears the flag before it drains the queue, so a batch queued after the
         # drain always finds the flag clear and queues a flush of its own.
-        if not self._flush_queued:
-            self._flush_queued = True
-            self._worker.submit(self._flush).add_done_callback(self._flush_failed)
+        if not queue.flush_queued:
+            queue.flush_queued = True
+            self._worker.submit(queue.flush).add_done_callback(queue.flush_failed)
         await future
 
-    def _flush_failed(self, flush: asyncio.Future[None]) -> None:
+
+class _Queue(Generic[C]):
+    """The batches waiting for a flush, and the flush itself."""
+
+    def __init__(self, write: Callable[[C, list[Batch]], None]) -> None:
+        self._write = write
+        self.waiting: deque[_Waiting] = deque()
+        self.flush_queued = False
+
+    def flush_failed(self, flush: asyncio.Future[None]) -> None:
         """If a flush could not run (the database could not be opened), fail what it would write.
 
         The worker hands such a flush the error instead of running it, so the batches it would
@@ -74,15 +85,16 @@ class GroupCommit(Generic[C]):
         if flush.cancelled() or flush.exception() is None:
             return
         error = flush.exception()
-        self._flush_queued = False
-        while self._waiting:
-            self._report(self._waiting.popleft(), error)
+        self.flush_queued = False
+        while self.waiting:
+            self._report(self.waiting.popleft(), error)
 
-    def _flush(self, conn: C) -> None:
-        self._flush_queued = False
+    def flush(self, conn: C) -> None:
+        """Write every queued batch in one transaction, on the worker thread; answer each caller."""
+        self.flush_queued = False
         waiting: list[_Waiting] = []
-        while self._waiting:
-            entry = self._waiting.popleft()
+        while self.waiting:
+            entry = self.waiting.popleft()
             if not entry.future.cancelled():
                 waiting.append(entry)
         if not waiting:
