@@ -17,6 +17,7 @@ from agent_sessions import (
     InvalidIdentifierError,
     SessionClosedError,
     SQLiteSession,
+    SQLiteStore,
     StorageUnavailableError,
 )
 from tests.conftest import write_raw_sqlite
@@ -314,3 +315,10 @@ async def test_writers_queue_on_the_lock_file(db_path: Path) -> None:
         finally:
             os.close(fd)
         assert await session.get_items() == [{"role": "user", "content": "x"}]
+
+
+def test_store_closed_while_opening_leaves_no_reader_open(db_path: Path) -> None:
+    """A store closed before its worker finished opening the file closes the reader it opens."""
+    store = SQLiteStore(db_path)
+    store.close()
+    assert store._reader.connection is None  # noqa: SLF001 - the reader is never exposed

@@ -24,10 +24,12 @@ import agents
 import pytest
 from agents import Agent, RunConfig, Runner
 from agents.extensions.memory import EncryptedSession as SDKEncryptedSession
+from agents.extensions.memory import encrypt_session
 from agents.items import TResponseInputItem
 from agents.memory import OpenAIResponsesCompactionSession
 from agents.memory.session import is_openai_responses_compaction_aware_session
 from agents.testing import ModelStep, ScriptedModel
+from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_sessions import (
@@ -75,11 +77,34 @@ def key() -> str:
     return new_key()
 
 
+class _ClockedFernet:
+    """A Fernet that stamps and checks tokens at a set time (cryptography 49+ is in Rust)."""
+
+    def __init__(self, fernet: Fernet, now: list[float]) -> None:
+        self._fernet, self._now = fernet, now
+
+    def encrypt(self, data: bytes) -> bytes:
+        return self._fernet.encrypt_at_time(data, int(self._now[0]))
+
+    def decrypt(self, token: bytes | str, ttl: int | None = None) -> bytes:
+        if ttl is None:
+            return self._fernet.decrypt(token)
+        return self._fernet.decrypt_at_time(token, ttl, int(self._now[0]))
+
+    def extract_timestamp(self, token: bytes | str) -> int:
+        return self._fernet.extract_timestamp(token)
+
+
 @pytest.fixture
 def fernet_time(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Set the time Fernet (and so the SDK's EncryptedSession) sees."""
+    """Set the time the SDK's EncryptedSession stamps its Fernet tokens with."""
     now = [1_700_000_000.0]
-    monkeypatch.setattr("cryptography.fernet.time.time", lambda: now[0])
+    derive = encrypt_session._derive_session_fernet_key  # noqa: SLF001 - the SDK takes no clock
+    monkeypatch.setattr(
+        encrypt_session,
+        "_derive_session_fernet_key",
+        lambda master, session_id: _ClockedFernet(derive(master, session_id), now),
+    )
 
     def set_time(value: float) -> None:
         now[0] = value

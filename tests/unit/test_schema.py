@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import agents
@@ -152,8 +153,8 @@ def test_own_schema_table_is_refused(name: str) -> None:
 @pytest.mark.parametrize("name", ["select", "order", "where", "group", "index", "from"])
 def test_refused_reserved_words_really_fail_on_sqlite(name: str) -> None:
     """Each refused sample word is one SQLite cannot use as a table name unquoted."""
-    with pytest.raises(sqlite3.OperationalError):
-        sqlite3.connect(":memory:").execute(f"CREATE TABLE {name} (x INTEGER)")
+    with closing(sqlite3.connect(":memory:")) as conn, pytest.raises(sqlite3.OperationalError):
+        conn.execute(f"CREATE TABLE {name} (x INTEGER)")
 
 
 @pytest.mark.parametrize("name", ["orders", "selected", "user_sessions", "app_order", "my_key"])
