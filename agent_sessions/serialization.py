@@ -45,6 +45,7 @@ leaves that margin, and real items nest fewer than 20 levels.
 _SCALARS = (str, int, bool, type(None))
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 _DECODER = json.JSONDecoder()
+_loads = _DECODER.decode
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # what json.loads skips around a value
 
 
@@ -232,24 +233,32 @@ def _failure(exc: Exception, session_id: str, strict: bool) -> str:
 
 
 def _decode_plain_rows(texts: list[str]) -> list[TResponseInputItem] | None:
-    """Decode rows that are all plain compact objects in one tight loop; None if any is not.
+    """Decode rows that are all plain JSON objects in one parse; None if any is not.
 
-    This is the path every read takes, so it skips the per-row checks that only an unusual row
-    (leading whitespace, a corrupt row) needs; those rows send the whole batch down the careful
-    path, which decodes each row on its own.
+    This is the path every read takes: the rows are joined into one JSON array and parsed by
+    one ``json.loads``, faster than a ``raw_decode`` per row (1.1-1.8x). The result is used
+    only if it holds exactly one object per row; anything else (a corrupt row, text that is
+    not a ``str``, a row holding two values) sends the whole batch down the careful path,
+    which decodes each row on its own and reports the bad ones exactly as it always did.
+
+    The rows are joined by a comma and a newline: JSON refuses a raw newline in a string, so a row
+    cut short inside a string cannot swallow the separator and merge with its neighbour.
+    Every sound row is balanced, so one bad row, whatever it holds, either breaks the joined
+    parse or changes the count; only several rows crafted to complete each other could pass
+    (and whoever can write rows can write any item anyway).
     """
-    decode = _DECODER.raw_decode
-    items: list[TResponseInputItem] = []
-    append = items.append
+    if not texts:
+        return []
     try:
-        for text in texts:
-            value, end = decode(text)
-            if end != len(text) or type(value) is not dict:
-                return None
-            append(cast(TResponseInputItem, value))
+        values = _loads("[" + ",\n".join(texts) + "]")
     except (ValueError, TypeError, RecursionError):
         return None
-    return items
+    if len(values) != len(texts):
+        return None
+    for value in values:
+        if type(value) is not dict:
+            return None
+    return cast("list[TResponseInputItem]", values)
 
 
 def decode_or_report(

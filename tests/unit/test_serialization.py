@@ -294,3 +294,52 @@ def test_many_undecodable_rows_log_one_line_per_read(caplog: pytest.LogCaptureFi
     assert len(warnings) == 1
     assert "skipping 50 undecodable row(s) in session 'chat-7'" in warnings[0].getMessage()
     assert "(and 49 more)" in warnings[0].getMessage()
+
+
+ROWS_THAT_ONLY_PARSE_JOINED = {
+    # One object cut across two rows inside a string: the raw newline between rows refuses it.
+    "split-string": ['{"a":"', '"}'],
+    # Cut across two rows inside an array: one value for two rows, so the count differs.
+    "split-array": ['{"a":[1', "2]}"],
+    # Two objects in one row: one row too many.
+    "comma-pair": ['{"a":1},{"b":2}', '{"c":3}'],
+    # A row that opens more than it closes, or closes what it did not open.
+    "opens": ['{"a":[{}'],
+    "closes": ["{}]}"],
+    "closes-the-array": ['{"a":1}]'],
+    "stray-quote": ['{"a":1}"'],
+}
+
+
+@pytest.mark.parametrize(
+    "rows", ROWS_THAT_ONLY_PARSE_JOINED.values(), ids=ROWS_THAT_ONLY_PARSE_JOINED.keys()
+)
+def test_rows_are_decoded_one_by_one_whatever_a_joined_parse_makes_of_them(
+    rows: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The one-parse fast path never merges or splits rows: each row stands or falls alone.
+
+    (Only several rows crafted to complete each other could pass the joined parse with the
+    right count; see ``_decode_plain_rows``.)
+    """
+    good = ['{"n":0}', *rows, '{"n":1}']
+    expected = []
+    for row in good:
+        try:
+            value = json.loads(row)
+        except ValueError:
+            continue
+        if type(value) is dict:
+            expected.append(value)
+    with caplog.at_level(logging.WARNING, logger="agent_sessions"):
+        assert decode_rows(good, session_id="s") == expected
+    assert len(caplog.records) == (1 if len(expected) < len(good) else 0)
+    if len(expected) < len(good):
+        with pytest.raises(CorruptItemError):
+            decode_rows(good, session_id="s", strict=True)
+
+
+def test_one_parse_and_row_by_row_agree_on_many_rows() -> None:
+    """Thousands of valid rows come back in order, one item per row."""
+    rows = [json.dumps({"n": i, "text": "x" * (i % 7)}, separators=(",", ":")) for i in range(3000)]
+    assert decode_rows(rows, session_id="s", strict=True) == [json.loads(r) for r in rows]
