@@ -1,12 +1,14 @@
 """The floors of the SQLAlchemy suite: the SQL our ``SQLAlchemyStore`` runs, on the bare driver.
 
-``RawAsyncpg`` runs it on an ``asyncpg`` pool (PostgreSQL), ``RawAiosqlite`` on one ``aiosqlite``
-connection (SQLite). Both create the tables in our layout (the SDK's columns plus the
-``(session_id, id)`` index), encode with ``json.dumps`` and decode with ``json.loads``; there is
-no validation, no error translation and no SQLAlchemy. Per call:
+``RawAsyncpg`` runs it on bare ``asyncpg`` connections (PostgreSQL), ``RawAiosqlite`` on one
+``aiosqlite`` connection (SQLite). Both create the tables in our layout (the SDK's columns plus
+the ``(session_id, id)`` index), encode with ``json.dumps`` and decode with ``json.loads``; there
+is no validation, no error translation and no SQLAlchemy. Per call:
 
-- ``add_items``: one transaction: upsert the session row (``INSERT ... ON CONFLICT (session_id)
-  DO UPDATE SET updated_at = CURRENT_TIMESTAMP``), then the message inserts (``executemany``).
+- ``add_items``: on PostgreSQL our one statement (its own transaction, one round trip): a CTE
+  that upserts the session row (``INSERT ... ON CONFLICT (session_id) DO UPDATE SET updated_at
+  = CURRENT_TIMESTAMP``) and inserts the items from ``unnest($2::text[])``. On SQLite one
+  transaction: that upsert, then the message inserts (``executemany``).
 - ``get_items(n)``: ``SELECT message_data ... WHERE session_id = $1 ORDER BY id DESC LIMIT $2``
   (or every row ``ORDER BY id``).
 - ``pop_item``: one transaction: lock the session row (``UPDATE ... SET updated_at =
@@ -68,26 +70,89 @@ class _Sql:
         self.delete_session = f"DELETE FROM {s} WHERE session_id = {p(1)}"
 
 
+def _pg_append(s: str, m: str) -> str:
+    """Our store's append on PostgreSQL (``_AsyncpgSQL.append``): one statement."""
+    return (
+        f"WITH touched AS ("
+        f"INSERT INTO {s} (session_id) VALUES ($1) ON CONFLICT (session_id) "
+        f"DO UPDATE SET updated_at = CURRENT_TIMESTAMP RETURNING session_id) "
+        f"INSERT INTO {m} (session_id, message_data) "
+        f"SELECT touched.session_id, item.data FROM touched, "
+        f"unnest($2::text[]) WITH ORDINALITY AS item(data, position) ORDER BY item.position"
+    )
+
+
+class _Connections:
+    """Bare ``asyncpg`` connections, reused last-in first-out, at most ``limit`` open.
+
+    Calls one after another use one connection; concurrent calls open more, up to the cap of
+    our ``from_url`` pool (15), and every one is kept. Unlike ``asyncpg.Pool`` a connection is
+    not reset (a round trip) when it is given back.
+    """
+
+    def __init__(self, dsn: str, limit: int = 15) -> None:
+        self.dsn = dsn
+        self.idle: list[asyncpg.Connection] = []
+        self.every: list[asyncpg.Connection] = []
+        self.slots = asyncio.Semaphore(limit)
+
+    async def acquire(self) -> asyncpg.Connection:
+        await self.slots.acquire()
+        if self.idle:
+            return self.idle.pop()
+        try:
+            conn = await asyncpg.connect(self.dsn)
+        except BaseException:
+            self.slots.release()
+            raise
+        self.every.append(conn)
+        return conn
+
+    def release(self, conn: asyncpg.Connection) -> None:
+        self.idle.append(conn)
+        self.slots.release()
+
+    async def close(self) -> None:
+        for conn in self.every:
+            await conn.close()
+        self.every.clear()
+        self.idle.clear()
+
+
+class _Using:
+    def __init__(self, connections: _Connections) -> None:
+        self.connections = connections
+        self.conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self.conn = await self.connections.acquire()
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            self.connections.release(self.conn)
+
+
 class RawAsyncpg:
-    """One ``asyncpg`` pool for every session of a run (as many connections as SQLAlchemy's
-    default pool allows: 5 + 10 overflow)."""
+    """Bare ``asyncpg`` connections for every session of a run: one while calls come one
+    after another (``chat``, ``long_read``), up to 15 while they run at once (``concurrent``)."""
 
     def __init__(self, dsn: str, sessions_table: str, messages_table: str) -> None:
         self.dsn = dsn
         self.tables = (sessions_table, messages_table)
         self.sql = _Sql(sessions_table, messages_table, "dollar")
-        self._pool: asyncpg.Pool | None = None
+        self.append_sql = _pg_append(sessions_table, messages_table)
+        self._connections: _Connections | None = None
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
+    def _use(self) -> _Using:
+        if self._connections is None:
             raise RuntimeError("RawAsyncpg is not open")
-        return self._pool
+        return _Using(self._connections)
 
     async def open(self) -> None:
-        """Open the pool and create the tables (not timed)."""
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=15)
-        async with self.pool.acquire() as conn, conn.transaction():
+        """Open the first connection and create the tables (not timed)."""
+        self._connections = _Connections(self.dsn)
+        async with self._use() as conn, conn.transaction():
             for statement in _schema(*self.tables, "SERIAL PRIMARY KEY"):
                 await conn.execute(statement)
 
@@ -95,7 +160,7 @@ class RawAsyncpg:
         return RawSession(session_id, self)
 
     async def read(self, session_id: str, limit: int | None) -> list[Any]:
-        async with self.pool.acquire() as conn:
+        async with self._use() as conn:
             if limit is None:
                 rows = await conn.fetch(self.sql.read_all, session_id)
                 return [json.loads(row[0]) for row in rows]
@@ -103,13 +168,12 @@ class RawAsyncpg:
         return [json.loads(row[0]) for row in reversed(rows)]
 
     async def append(self, session_id: str, items: list[Any]) -> None:
-        rows = [(session_id, json.dumps(item)) for item in items]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(self.sql.touch, session_id)
-            await conn.executemany(self.sql.insert, rows)
+        texts = [json.dumps(item) for item in items]
+        async with self._use() as conn:
+            await conn.execute(self.append_sql, session_id, texts)
 
     async def pop(self, session_id: str) -> Any:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._use() as conn, conn.transaction():
             await conn.execute(self.sql.lock, session_id)
             row = await conn.fetchrow(self.sql.newest, session_id)
             if row is None:
@@ -118,15 +182,15 @@ class RawAsyncpg:
         return json.loads(row[1])
 
     async def clear(self, session_id: str) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._use() as conn, conn.transaction():
             await conn.execute(self.sql.lock, session_id)
             await conn.execute(self.sql.delete_messages, session_id)
             await conn.execute(self.sql.delete_session, session_id)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        if self._connections is not None:
+            await self._connections.close()
+            self._connections = None
 
 
 class RawAiosqlite:

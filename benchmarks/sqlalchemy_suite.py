@@ -4,9 +4,11 @@ Every run is one contender on one workload, on fresh tables (``s_<uuid8>``/``m_<
 are created before timing starts and dropped afterwards; on SQLite, also on a fresh file in a
 new temporary directory. Contenders:
 
-- ``ours``: ``agent_sessions.SQLAlchemySession`` on one ``AsyncEngine`` shared by the run.
-- ``sdk``: ``agents.extensions.memory.SQLAlchemySession`` on its own engine (same URL, same
-  engine options).
+- ``ours``: ``agent_sessions.SQLAlchemySession``, every session of a run on the engine that
+  ``SQLAlchemySession.from_url`` made for the run's probe session (our pool sizing).
+- ``sdk``: ``agents.extensions.memory.SQLAlchemySession``, likewise on the engine its own
+  ``from_url`` made (``create_async_engine`` with SQLAlchemy's default pool). Both get the same
+  ``--engine-kwargs``.
 - ``raw``: the same SQL as our store on the bare driver (``raw_async.py``): ``asyncpg`` on
   PostgreSQL, ``aiosqlite`` on SQLite. There is none for other databases (MySQL/MariaDB).
 
@@ -126,6 +128,7 @@ class Run:
         # Setup and teardown (growth rows, DROP TABLE) go through an engine of their own.
         self.admin = create_async_engine(url, poolclass=NullPool)
         self.engine: AsyncEngine | None = None
+        self.probe: SQLAlchemySession | None = None
         self.floor: RawAsyncpg | RawAiosqlite | None = None
         self.opened: list[Any] = []
         self.journal_mode: str | None = None
@@ -148,8 +151,20 @@ class Run:
                 self.floor = RawAiosqlite(path, self.sessions_table, self.messages_table)
             await self.floor.open()
             return
-        self.engine = create_async_engine(self.url, **self.target.engine_kwargs)
-        if self.contender == "sdk" and self.target.mysql:
+        url = self.url.render_as_string(hide_password=False)
+        kwargs = dict(self.target.engine_kwargs)
+        if self.contender == "ours":
+            # The engine (and pool) that our from_url makes; the probe owns it and disposes
+            # of it when it is closed after the run.
+            self.probe = SQLAlchemySession.from_url(
+                "bench-probe", url=url, engine_kwargs=kwargs, **self._tables()
+            )
+            self.engine = self.probe.engine
+            await self.probe.get_items()
+            return
+        sdk = SdkSQLAlchemySession.from_url("bench-probe", url=url, engine_kwargs=kwargs)
+        self.engine = sdk.engine
+        if self.target.mysql:
             # The SDK's DDL cannot compile on MySQL/MariaDB (VARCHAR without a length), so its
             # tables are made in our layout first; its create_all(checkfirst) then skips them.
             async with SQLAlchemySession("bench-probe", engine=self.engine, **self._tables()) as s:
@@ -200,7 +215,9 @@ class Run:
             for session in self.opened:
                 if isinstance(session, SQLAlchemySession):
                     await session.close()  # never disposes an engine passed in
-            if self.engine is not None:
+            if self.probe is not None:
+                await self.probe.close()  # disposes of the engine its from_url made
+            elif self.engine is not None:
                 await self.engine.dispose()
             if self.floor is not None:
                 await self.floor.close()

@@ -20,6 +20,7 @@ from agents.memory.session_settings import SessionSettings
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from .._lifecycle import AsyncClosing
 from ..core import (
@@ -35,16 +36,17 @@ from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
 from ._restore import ClearLog, with_mark
+from ._sqlalchemy_cache import engine_state
 from ._sqlalchemy_engine import (
     CONNECTION_TROUBLE,
+    SESSION_POOL,
     engine_from_url,
     is_connection_failure,
     is_missing_table,
     shared_connection_lock,
     use_wal,
 )
-from ._sqlalchemy_schema import SessionTables, create_schema
-from ._sqlalchemy_sql import Statements
+from ._sqlalchemy_schema import create_schema
 
 __all__ = ["SQLAlchemySession", "SQLAlchemyStore"]
 
@@ -72,45 +74,59 @@ class SQLAlchemyStore(AsyncClosing):
         owns_engine: bool = False,
     ) -> None:
         self.engine = engine
-        self.tables = SessionTables(tables or TableNames())
-        self._sql = Statements(self.tables, engine.dialect.name)
+        # Tables, statements and whether the schema was checked are the engine's, shared by
+        # every store on it: a new session object costs no DDL round trip and no compilation.
+        self._state = state = engine_state(engine)
+        names = tables or TableNames()
+        self.tables, self._sql = state.statements(names)
+        self._names = names
         self._clears = ClearLog()
-        self._schema_pending = create_tables
-        self._schema_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._create_tables = create_tables
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._where = engine.url.render_as_string(hide_password=True)
+        self._where = state.where
         self._finalizer: weakref.finalize[..., object] | None = None
         self.owns_engine = owns_engine
         # On PostgreSQL a lone statement in autocommit mode saves the BEGIN and the ROLLBACK or
         # COMMIT round trips; aiosqlite and aiomysql are slower in that mode, so they keep theirs.
         dialect = engine.dialect.name
-        self._autocommit = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if dialect == "postgresql"
-            else engine
-        )
+        self._autocommit = state.autocommit(engine) if dialect == "postgresql" else engine
         if dialect == "sqlite":
             use_wal(engine)
 
     async def _ensure_schema(self) -> None:
         await self._check_loop()
-        if not self._schema_pending:
+        if not self._create_tables or self._names in self._state.ready:
             return
-        loop = asyncio.get_running_loop()
-        if self._schema_lock is None or self._schema_lock[0] is not loop:
-            # One lock per loop; creators on different loops are safe anyway (create_schema).
-            self._schema_lock = (loop, asyncio.Lock())
-        async with self._schema_lock[1]:
-            if self._schema_pending:
+        # One check per engine and pair of tables: the first caller runs it, the others of
+        # this loop wait for it. Creators on different loops or engines are safe anyway
+        # (create_schema takes a database-wide lock).
+        async with self._state.schema_lock(self._names):
+            if self._names not in self._state.ready:
                 # Run to its end even if the caller is cancelled: a DDL transaction abandoned
                 # midway would leave a connection (and on SQLite the write lock) behind.
                 _, cancelled = await run_to_completion(
                     self._guard("create tables", lambda: create_schema(self.engine, self.tables))
                 )
-                self._schema_pending = False
+                self._state.ready.add(self._names)
                 if cancelled:
                     raise asyncio.CancelledError
+
+    async def _call(self, operation: str, run: Callable[[], Awaitable[T]]) -> T:
+        """Check the schema if needed, then run one database call through :meth:`_guard`.
+
+        If the call finds a table missing although the schema was checked (someone dropped the
+        tables since), the check runs again and, with ``create_tables``, the call once more.
+        A call that failed on a missing table wrote nothing, so it is safe to repeat.
+        """
+        await self._ensure_schema()
+        try:
+            return await self._guard(operation, run)
+        except _NoTablesError:
+            if not self._create_tables:
+                raise
+        await self._ensure_schema()
+        return await self._guard(operation, run)
 
     async def _check_loop(self) -> None:
         """Follow the session to a new event loop, or refuse at once; never hang.
@@ -169,55 +185,71 @@ class SQLAlchemyStore(AsyncClosing):
 
     def _raise_if_no_tables(self, operation: str, exc: BaseException) -> None:
         if is_missing_table(exc):
+            self._state.ready.discard(self._names)  # dropped since they were checked
             names = self.tables.names
-            raise StorageError(
+            raise _NoTablesError(
                 f"{operation} on {self._where} failed: no tables ({names.sessions}, "
                 f"{names.messages}); pass create_tables=True or run agent-sessions migrate"
             ) from exc
 
     async def _read(self, operation: str, statement: Executable, params: dict[str, Any]) -> Any:
-        await self._ensure_schema()
-
         async def read() -> Any:
             # Autocommit: a lone SELECT needs no BEGIN and ROLLBACK round trips.
             async with self._autocommit.connect() as conn:
                 return (await conn.execute(statement, params)).all()
 
         try:
-            return await self._guard(operation, read)
+            return await self._call(operation, read)
         except StorageUnavailableError:
             # A pooled connection that died with a server restart is replaced: try once more.
-            return await self._guard(operation, read)
+            return await self._call(operation, read)
 
     async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        await self._ensure_schema()
-
         async def write() -> T:
             async with self.engine.begin() as conn:
                 return await work(conn)
 
-        return await self._guard(operation, write)
+        return await self._call(operation, write)
 
     async def _on_driver(self, operation: str, call: Callable[[Any], Awaitable[T]]) -> T:
         """Fast path: one driver call (asyncpg, aiosqlite) on a pooled connection.
 
         This skips SQLAlchemy's execution layers; aiosqlite also does the whole call in one hop
-        to its thread instead of several. The connection comes from (and goes back to) the
-        engine's pool; on PostgreSQL in autocommit mode, so a lone statement is its own
-        transaction. A connection that failed is invalidated.
+        to its thread instead of several. The connection is checked out of the engine's pool
+        as a bare pooled connection, used and checked in again, all in one greenlet (one hop
+        instead of the three an ``AsyncConnection`` takes). The driver runs outside any
+        transaction: on PostgreSQL a lone statement is its own transaction, and a SQLite call
+        opens its own. A connection that failed is invalidated.
         """
-        await self._ensure_schema()
+        pool_connect = self.engine.sync_engine.raw_connection
+        dialect = self.engine.dialect
 
-        async def run() -> T:
-            async with self._autocommit.connect() as conn:
-                pooled = await conn.get_raw_connection()
-                try:
-                    return await call(pooled.driver_connection)
-                except CONNECTION_TROUBLE:
-                    pooled.invalidate()
-                    raise
+        def run() -> T:
+            try:
+                pooled = pool_connect()
+            except dialect.loaded_dbapi.Error as exc:
+                # The pool does not wrap a failed connect as Connection does: wrap it the same
+                # way, so it is translated like any other (StorageUnavailableError).
+                raise DBAPIError.instance(
+                    None,
+                    None,
+                    exc,
+                    dialect.loaded_dbapi.Error,
+                    connection_invalidated=dialect.is_disconnect(exc, None, None),
+                    dialect=dialect,
+                ) from exc
+            try:
+                result: T = await_only(call(pooled.driver_connection))
+            except CONNECTION_TROUBLE:
+                pooled.invalidate()  # also checks it in
+                raise
+            except BaseException:
+                pooled.close()
+                raise
+            pooled.close()
+            return result
 
-        return await self._guard(operation, run)
+        return await self._call(operation, lambda: greenlet_spawn(run))
 
     async def read(self, session_id: str, limit: int | None) -> list[str]:
         """Return the newest ``limit`` rows of a session (all if None), oldest first."""
@@ -438,6 +470,10 @@ class SQLAlchemyStore(AsyncClosing):
             await self.engine.dispose()
 
 
+class _NoTablesError(StorageError):
+    """A call found the store's tables missing (never created, or dropped since)."""
+
+
 def _warn_unclosed(label: str) -> None:
     warnings.warn(
         f"{label} was never closed, so its connection pool stays open; call close() or use "
@@ -461,6 +497,14 @@ class SQLAlchemySession(StoreSession):
             every database and both classes read.
         strict: Raise :class:`~agent_sessions.errors.CorruptItemError` on an undecodable row
             instead of skipping it with a logged warning.
+
+    Sessions on one engine share its connection pool, the built statements and the schema
+    check (``create_tables`` runs it once per engine and pair of tables, and again if a call
+    finds the tables dropped). An engine you pass in keeps its own pool: for many sessions
+    used at once, make it with ``pool_size`` at least the number of concurrent calls and
+    ``max_overflow=0`` (e.g. ``create_async_engine(url, pool_size=20, max_overflow=0)``);
+    with SQLAlchemy's default (5 kept, 10 more opened on demand) every call beyond the fifth
+    opens and closes a connection of its own.
 
     Example:
         >>> async def chat() -> None:
@@ -512,14 +556,18 @@ class SQLAlchemySession(StoreSession):
             session_id: The conversation this object reads and writes.
             url: An async SQLAlchemy URL, e.g. ``postgresql+asyncpg://user@host/db``.
             engine_kwargs: Passed to ``create_async_engine``. Connections the server closed
-                (after a restart) are replaced when they are next checked out.
+                (after a restart) are replaced when they are next checked out. On a database
+                server the pool keeps up to 15 connections open (``pool_size=15,
+                max_overflow=0``): as many as SQLAlchemy's default allows at once, but none is
+                closed and reopened while calls run concurrently. Passing ``poolclass``,
+                ``pool_size`` or ``max_overflow`` replaces that sizing.
             session_settings: Defaults for reads.
             **kwargs: Passed to the constructor (``create_tables``, table names, ``strict``).
 
         Raises:
             ValueError: the URL cannot be parsed or names no installed async driver.
         """
-        engine = engine_from_url(url, engine_kwargs)
+        engine = engine_from_url(url, engine_kwargs, pool=SESSION_POOL)
         session = cls(session_id, engine=engine, session_settings=session_settings, **kwargs)
         session._sqlalchemy.owns_engine = True
         return session
