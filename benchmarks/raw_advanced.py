@@ -57,10 +57,7 @@ class RawAdvancedSession(RawSession):
         self._writer = Writer(sql, _BASE, self._chain, schema)
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
-        conn, sid = self.conn, self.session_id
-        conn.execute("BEGIN")
-        texts = self._chain.texts(conn, sid, self._chain.head(conn, sid), limit)
-        conn.execute("ROLLBACK")
+        texts = self._chain.read_texts(self.conn, self.session_id, None, limit)
         texts.reverse()
         return [json.loads(text) for text in texts]
 

@@ -51,6 +51,10 @@ class UserRow(NamedTuple):
     created_at: str | None
 
 
+_HINTS = 4096
+"""Sessions the read hint remembers; forgotten all at once past this."""
+
+
 def _params(session_id: str, below: int, limit: int, branch: str) -> SegmentParams:
     """Return the parameters of one segment query."""
     return {"session": session_id, "below": below, "limit": limit, "branch": branch}
@@ -67,6 +71,8 @@ class Chain:
     def __init__(self, sql: AdvancedStatements, codec: Codec) -> None:
         self.sql = sql
         self.codec = codec
+        self._off_main: set[str] = set()
+        """Sessions whose last read found another branch current: they skip the main read."""
 
     @property
     def seg(self) -> SegmentStatements:
@@ -181,6 +187,56 @@ class Chain:
             if limit is not None and len(texts) >= limit:
                 break
         return texts
+
+    def read_texts(
+        self, conn: sqlite3.Connection, session_id: str, branch: str | None, limit: int | None
+    ) -> list[str]:
+        """Return a branch's newest ``limit`` texts (all if None), newest first.
+
+        A read of ``main``, named or current, is one statement with no transaction (a
+        ``SELECT`` is its own snapshot); one that finds no row on the current branch, which is
+        then another branch or an empty ``main``, and a read of another branch, walk the chain
+        in one read transaction. A single statement for a chain of parents (a recursive CTE
+        with a ``UNION ALL`` arm per segment) returns the same rows but costs 1.5-1.6x the walk
+        on SQLite 3.40 (docs/performance.md). A session last read on another branch skips
+        the statement of ``main`` (a hint only: the walk resolves the branch either way).
+        ``conn`` must not be in a transaction.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        want = -1 if limit is None else limit
+        if branch == MAIN:  # main always exists and never has a parent
+            statement = self.seg.texts.main
+        elif branch is None and session_id not in self._off_main:
+            statement = self.sql.main_texts
+        else:
+            statement = ""
+        if statement:
+            found = [
+                row[0]
+                for row in conn.execute(statement, _params(session_id, NO_CUTOFF, want, MAIN))
+            ]
+            if found or branch == MAIN:
+                return found
+        conn.execute("BEGIN")
+        try:
+            head = self.resolve(conn, session_id, branch)
+            if branch is None:
+                self._note_current(session_id, head.branch)
+            return self.texts(conn, session_id, head, limit)
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def _note_current(self, session_id: str, branch: str) -> None:
+        """Remember whether a session's current branch is ``main``, as a hint for reads."""
+        if branch == MAIN:
+            self._off_main.discard(session_id)
+        else:
+            if len(self._off_main) >= _HINTS:
+                self._off_main.clear()
+            self._off_main.add(session_id)
 
     def classify_text(self, text: str) -> tuple[str, str | None]:
         """Return a stored row's item type and tool name; ``other`` if undecodable."""

@@ -312,6 +312,20 @@ class AdvancedStatements:
         self.objects = (st, us, rs, gen, br, cur, f"idx_{st}_branch_message", f"idx_{st}_message")
         """The tables and indexes a ready file has."""
         self.segments = SegmentStatements(m, st)
+        # main's newest texts if main is the current branch (as `head` resolves it: no current
+        # row, main, or a branch deleted meanwhile), else none: a read of main in one statement.
+        # The check is the range's upper bound (0 if another branch is current), so it runs
+        # once and a read of another branch scans nothing.
+        other_current = (
+            f"EXISTS (SELECT 1 FROM {cur} c WHERE c.session_id = :session "
+            f"AND c.branch_id <> '{MAIN}' AND (EXISTS (SELECT 1 FROM {br} b "
+            "WHERE b.session_id = :session AND b.branch_id = c.branch_id) "
+            f"OR EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = :session "
+            "AND x.branch_id = c.branch_id)))"
+        )
+        self.main_texts = self.segments.texts.main.replace(
+            "m.id < :below", f"m.id < (SELECT CASE WHEN {other_current} THEN 0 ELSE :below END)", 1
+        )
         # The current branch with its own branch row (parent, cutoff, and whether it exists,
         # here or only in the structure table), in one statement. Always exactly one row.
         self.head = (

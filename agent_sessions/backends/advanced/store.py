@@ -108,19 +108,26 @@ class AdvancedSQLiteStore(SQLiteStore):
 
         return await self._call(operation, run)
 
-    async def _read(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(
+        self, operation: str, call: Callable[[sqlite3.Connection], T], *, snapshot: bool = True
+    ) -> T:
         """Run a read-only ``call`` on the loop's reader if it can, else on the worker.
 
         Either way it runs in one read transaction, so a walk of several statements sees one
-        snapshot of the file. It yields to the loop first, like every read of ours.
+        snapshot of the file; with ``snapshot`` False, ``call`` opens one itself if it needs
+        more than one statement. It yields to the loop first, like every read of ours.
         """
         await asyncio.sleep(0)
-        done = self._read_here(call)
+        done = self._read_here(call, snapshot=snapshot)
         if done is not None:
             return done[0]
+        if not snapshot:
+            return await self._run(operation, call)
         return await self._run(operation, lambda conn: _in_snapshot(conn, call))
 
-    def _read_here(self, call: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+    def _read_here(
+        self, call: Callable[[sqlite3.Connection], T], *, snapshot: bool = True
+    ) -> tuple[T] | None:
         """Run ``call`` on the reader; None if the worker must run it.
 
         A read costs less than the round trip to the worker thread, and in WAL mode it never
@@ -134,8 +141,10 @@ class AdvancedSQLiteStore(SQLiteStore):
         if not self._reading.acquire(blocking=False):
             return None
         try:
-            return (_in_snapshot(reader, call),)
+            return (_in_snapshot(reader, call) if snapshot else call(reader),)
         except sqlite3.Error:
+            if reader.in_transaction:
+                reader.execute("ROLLBACK")
             return None
         finally:
             self._reading.release()
@@ -156,13 +165,11 @@ class AdvancedSQLiteStore(SQLiteStore):
         """
 
         def read(conn: sqlite3.Connection) -> list[str]:
-            texts = self._chain.texts(
-                conn, session_id, self._chain.resolve(conn, session_id, branch), limit
-            )
+            texts = self._chain.read_texts(conn, session_id, branch, limit)
             texts.reverse()
             return texts
 
-        return await self._read("read", read)
+        return await self._read("read", read, snapshot=False)
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows on the current branch, with their turn metadata, in one transaction.
