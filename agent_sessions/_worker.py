@@ -24,6 +24,8 @@ C = TypeVar("C")
 T = TypeVar("T")
 
 _Job = tuple[Callable[[C], object], asyncio.AbstractEventLoop, "asyncio.Future[object]"]
+_Posted = tuple[Callable[[C], object], None, Callable[[BaseException], object]]
+"""A job nobody awaits (``ConnectionWorker.post``): only a failure is reported, on the thread."""
 
 
 class _Stop:
@@ -49,12 +51,15 @@ def deliver(future: asyncio.Future[Any], ok: bool, value: object) -> None:
         future.set_exception(value)
 
 
-def _run(job: _Job[C], connection: C | None, failure: BaseException | None) -> None:
+def _run(job: _Job[C] | _Posted[C], connection: C | None, failure: BaseException | None) -> None:
     """Run one job and hand its outcome to the caller's loop.
 
     A function of its own so that the job's references die with its frame: an idle worker
     thread must not keep the last caller (and so its store) alive.
     """
+    if job[1] is None:
+        _run_posted(job, connection, failure)
+        return
     call, loop, future = job
     if future.cancelled():
         return  # the caller gave up before the call started: it never happens
@@ -71,8 +76,21 @@ def _run(job: _Job[C], connection: C | None, failure: BaseException | None) -> N
         loop.call_soon_threadsafe(deliver, future, ok, value)
 
 
+def _run_posted(job: _Posted[C], connection: C | None, failure: BaseException | None) -> None:
+    """Run a posted job; hand a failure (or the connection's) to its ``failed``, on this thread."""
+    call, _, failed = job
+    if failure is None:
+        try:
+            call(connection)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported through the job's own callback
+            failure = exc
+        else:
+            return
+    failed(failure)
+
+
 def _serve(
-    jobs: queue.SimpleQueue[_Job[C] | _Stop],
+    jobs: queue.SimpleQueue[_Job[C] | _Posted[C] | _Stop],
     connect: Callable[[], C],
     disconnect: Callable[[C], None],
 ) -> None:
@@ -120,7 +138,7 @@ class ConnectionWorker(Generic[C]):
         self, connect: Callable[[], C], disconnect: Callable[[C], None], *, label: str
     ) -> None:
         self._label = label
-        self._jobs: queue.SimpleQueue[_Job[C] | _Stop] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job[C] | _Posted[C] | _Stop] = queue.SimpleQueue()
         self._closed = False
         # Daemon, so a session nobody closed cannot keep the interpreter alive; SQLite's
         # journal keeps the file consistent even if the thread dies mid-transaction.
@@ -153,6 +171,29 @@ class ConnectionWorker(Generic[C]):
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.put((call, future.get_loop(), future))  # type: ignore[arg-type]
         return future
+
+    def post(self, call: Callable[[C], object], failed: Callable[[BaseException], object]) -> None:
+        """Queue ``call(connection)`` with no future: nothing wakes the loop when it is done.
+
+        ``call`` answers its callers itself (the group commit's flush does). If it raises, or
+        the connection could not be opened, ``failed(error)`` runs on the worker thread.
+
+        Raises:
+            SessionClosedError: the worker was closed.
+        """
+        if self._closed:
+            raise SessionClosedError(f"{self._label} is closed")
+        self.start()
+        self._jobs.put((call, None, failed))
+
+    def stop_nowait(self) -> None:
+        """Stop the thread after the calls already queued, without waiting; idempotent.
+
+        For a finalizer, which must neither block nor warn: the owner was collected unclosed,
+        and said so itself.
+        """
+        if self._mark_closed():
+            self._jobs.put(_Stop())
 
     async def run(self, call: Callable[[C], T]) -> T:
         """Run ``call(connection)`` on the worker thread and return its result.

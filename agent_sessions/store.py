@@ -8,7 +8,7 @@ validation: it moves stored text in and out, each mutation in one transaction. E
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = ["Popped", "RowStore", "Store", "Taker", "always"]
@@ -67,10 +67,12 @@ class Store(Protocol):
         """Return the newest ``limit`` rows of a session (all if None), oldest first."""
         ...
 
-    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+    def append(self, session_id: str, texts: Sequence[str]) -> Awaitable[None]:
         """Store rows after the session's newest row, all in one transaction.
 
         If the caller is cancelled, the rows must end up either all stored or none stored.
+        An ``async def`` implements it; so does a plain method that queues the write and
+        returns a :class:`~agent_sessions.core.Settling` future (no task per call).
         """
         ...
 

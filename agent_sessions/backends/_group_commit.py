@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from .._worker import ConnectionWorker, deliver
+from ..core import Settling
 from ..errors import SessionClosedError
 
 __all__ = ["GroupCommit"]
@@ -48,24 +49,29 @@ class GroupCommit(Generic[C]):
         # right after a write is collected (and warns) at once.
         self._queue: _Queue[C] = _Queue(write)
 
-    async def append(self, session_id: str, texts: Sequence[str]) -> None:
-        """Write one batch, together with whatever else is queued; return once it is committed.
+    def append(self, session_id: str, texts: Sequence[str]) -> asyncio.Future[None]:
+        """Queue one batch, to be written with whatever else is queued; await it to commit.
 
-        A caller cancelled before the flush starts leaves its batch unwritten; one cancelled
-        after it started leaves the batch written whole.
+        The future resolves once the batch is committed, and its caller cannot cancel it (see
+        :class:`~agent_sessions.core.Settling`): a batch once queued is written whole, and a
+        cancelled caller learns of the cancellation only after that. The flush answers each
+        batch once, with no second wake-up of the loop for the flush itself.
+
+        Raises:
+            SessionClosedError: the store is closed.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
         if self._worker.closed:
             raise SessionClosedError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: Settling[None] = Settling(loop=loop)
         queue = self._queue
         queue.waiting.append(_Waiting((session_id, texts), loop, future))
         # The flush clears the flag before it drains the queue, so a batch queued after the
         # drain always finds the flag clear and queues a flush of its own.
         if not queue.flush_queued:
             queue.flush_queued = True
-            self._worker.submit(queue.flush).add_done_callback(queue.flush_failed)
-        await future
+            self._worker.post(queue.flush, queue.flush_failed)
+        return future
 
 
 class _Queue(Generic[C]):
@@ -76,15 +82,13 @@ class _Queue(Generic[C]):
         self.waiting: deque[_Waiting] = deque()
         self.flush_queued = False
 
-    def flush_failed(self, flush: asyncio.Future[None]) -> None:
+    def flush_failed(self, error: BaseException) -> None:
         """If a flush could not run (the database could not be opened), fail what it would write.
 
-        The worker hands such a flush the error instead of running it, so the batches it would
-        have taken are still queued: each caller gets the error instead of waiting forever.
+        Runs on the worker thread. The worker hands such a flush the error instead of running
+        it, so the batches it would have taken are still queued: each caller gets the error
+        instead of waiting forever.
         """
-        if flush.cancelled() or flush.exception() is None:
-            return
-        error = flush.exception()
         self.flush_queued = False
         while self.waiting:
             self._report(self.waiting.popleft(), error)

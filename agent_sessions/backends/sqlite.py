@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -168,13 +168,15 @@ class SQLiteStore(AsyncClosing):
         except sqlite3.Error:
             return None
 
-    async def append(self, session_id: str, texts: Sequence[str]) -> None:
-        """Store rows after the session's newest row, in one transaction.
+    def append(self, session_id: str, texts: Sequence[str]) -> Awaitable[None]:
+        """Store rows after the session's newest row, in one transaction; await the result.
 
         Batches that other sessions of this store queue meanwhile share the transaction (and
-        its fsync); each batch is still stored whole or not at all.
+        its fsync); each batch is still stored whole or not at all. The batch is queued at
+        once and the returned future cannot be cancelled (it is a ``Settling``): a cancelled
+        caller is told so once the batch is committed.
         """
-        await self._commits.append(session_id, texts)
+        return self._commits.append(session_id, texts)
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,9 +13,11 @@ from agent_sessions.core import (
     MAX_LIMIT,
     MAX_SESSION_ID_LENGTH,
     SessionState,
+    Settling,
     StoreSession,
     check_session_id,
     resolve_limit,
+    run_to_completion,
 )
 from agent_sessions.errors import InvalidLimitError, InvalidSessionIdError, SessionClosedError
 from agent_sessions.testing import DictStore
@@ -297,3 +300,42 @@ async def test_reference_store_refuses_calls_after_aclose(method: str) -> None:
     await store.aclose()
     with pytest.raises(SessionClosedError):
         await STORE_CALLS[method](store)
+
+
+async def test_a_settling_future_is_awaited_to_its_end_by_a_cancelled_caller() -> None:
+    """A cancelled caller of a Settling mutation returns only after it settled, and says so."""
+    loop = asyncio.get_running_loop()
+    future: Settling[str] = Settling(loop=loop)
+    seen: list[tuple[str, bool]] = []
+
+    async def caller() -> None:
+        seen.append(await run_to_completion(future))
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0)
+    assert not future.cancelled()
+    assert not task.done()  # still waiting for the mutation
+    future.set_result("done")
+    await asyncio.sleep(0)
+    assert task.done()
+    assert seen == [("done", True)]
+
+
+async def test_a_settling_future_keeps_its_error_for_a_cancelled_caller() -> None:
+    """A mutation that fails is reported as its error, even to a caller that was cancelled."""
+    future: Settling[None] = Settling(loop=asyncio.get_running_loop())
+    task = asyncio.create_task(run_to_completion(future))
+    await asyncio.sleep(0)
+    task.cancel()
+    future.set_exception(OSError("disk"))
+    with pytest.raises(OSError, match="disk"):
+        await task
+
+
+async def test_an_uncancelled_settling_future_returns_its_result() -> None:
+    """Awaited without a cancellation, a Settling future gives its result and False."""
+    future: Settling[int] = Settling(loop=asyncio.get_running_loop())
+    asyncio.get_running_loop().call_soon(future.set_result, 7)
+    assert await run_to_completion(future) == (7, False)
