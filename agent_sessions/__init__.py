@@ -12,8 +12,6 @@ import importlib
 import typing
 
 from ._version import __version__
-from .backends.sqlite import SQLiteSession, SQLiteStore
-from .core import SessionState, StoreSession
 from .errors import (
     AgentSessionsError,
     CorruptItemError,
@@ -44,11 +42,20 @@ if typing.TYPE_CHECKING:
     from .admin import SessionDatabase
     from .backends.advanced import AdvancedSQLiteSession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
+    from .backends.sqlite import SQLiteSession, SQLiteStore
+    from .core import SessionState, StoreSession
     from .encryption import EncryptedSession, WeakKeyWarning
     from .encryption.keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
     from .memory import MemoryItem, MemoryStore, SearchItem, memory_tools
 
+# Every export whose module imports the OpenAI Agents SDK (or a driver) is resolved on first use,
+# so `import agent_sessions` loads neither: the errors, `__version__` and the store protocols
+# (plain typing) are the only eager names. See docs/performance.md, "Import and start-up time".
 _LAZY = {
+    "SQLiteSession": "agent_sessions.backends.sqlite",
+    "SQLiteStore": "agent_sessions.backends.sqlite",
+    "SessionState": "agent_sessions.core",
+    "StoreSession": "agent_sessions.core",
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
     "EncryptedSession": "agent_sessions.encryption",
     "SessionDatabase": "agent_sessions.admin",
@@ -63,7 +70,10 @@ _LAZY = {
     "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
     "SQLAlchemyStore": "agent_sessions.backends.sqlalchemy",
 }
-"""Backends imported on first use, so ``import agent_sessions`` stays light."""
+"""Exports imported on first use: ``import agent_sessions`` imports neither the SDK nor a driver."""
+
+_LISTED = ("SQLiteSession", "SQLiteStore", "SessionState", "StoreSession")
+"""Lazy names that ``dir()`` has always shown (they were eager): it keeps showing them."""
 
 __all__ = [
     "AdvancedSQLiteSession",
@@ -123,3 +133,7 @@ def __getattr__(name: str) -> object:
         raise MissingDependencyError(f"{name} cannot be imported ({exc}); {hint}") from exc
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LISTED))

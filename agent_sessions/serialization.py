@@ -14,11 +14,12 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import Protocol, cast
-
-from agents.items import TResponseInputItem
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .errors import CorruptItemError, ItemValidationError
+
+if TYPE_CHECKING:  # the SDK is not imported at run time: `import agent_sessions` stays light
+    from agents.items import TResponseInputItem
 
 __all__ = [
     "MAX_DEPTH",
@@ -96,7 +97,7 @@ class JsonCodec:
             raise ValueError(f"unexpected data after the item at offset {end}")
         if type(value) is not dict:
             raise ValueError(f"row holds a JSON {type(value).__name__}, not an object")
-        return cast(TResponseInputItem, value)
+        return cast("TResponseInputItem", value)
 
 
 def _problem(value: object) -> str | None:
@@ -170,7 +171,7 @@ def encode_items(items: Sequence[object], codec: Codec | None = None) -> list[st
         if problem is not None:
             raise ItemValidationError(index, problem)
         try:
-            text = codec.encode(cast(TResponseInputItem, item))
+            text = codec.encode(cast("TResponseInputItem", item))
         except (TypeError, ValueError, RecursionError) as exc:
             raise ItemValidationError(index, str(exc) or repr(exc)) from exc
         texts.append(text)

@@ -101,3 +101,58 @@ def test_sqlite_session_satisfies_the_sdk_protocol() -> None:
         assert isinstance(session, agents.memory.Session)
     finally:
         session.close()
+
+
+def test_import_loads_neither_the_sdk_nor_a_driver() -> None:
+    """``import agent_sessions`` loads no SDK, SQLAlchemy, driver, cryptography or numpy."""
+    script = (
+        "import sys\n"
+        "import agent_sessions\n"
+        "heavy = ('agents', 'openai', 'sqlalchemy', 'cryptography', 'aiosqlite', 'asyncpg',"
+        " 'aiomysql', 'numpy')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_lazy_exports_resolve_to_the_sdk_protocol_class() -> None:
+    """Resolves ``SQLiteSession`` on first use, after a light import, as an SDK ``Session``."""
+    script = (
+        "import sys\n"
+        "import agent_sessions\n"
+        "assert 'agents' not in sys.modules\n"
+        "from agent_sessions import SQLiteSession\n"
+        "import agents.memory\n"
+        "from agent_sessions.backends.sqlite import SQLiteSession as Defined\n"
+        "assert SQLiteSession is Defined is agent_sessions.SQLiteSession\n"
+        "session = SQLiteSession('protocol')\n"
+        "try:\n"
+        "    assert isinstance(session, agents.memory.Session)\n"
+        "finally:\n"
+        "    session.close()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok", result.stdout
+
+
+def test_dir_lists_the_exports_it_always_listed() -> None:
+    """Shows in ``dir()`` the names that were eager before they became lazy, before first use."""
+    script = (
+        "import agent_sessions\n"
+        "print(' '.join(n for n in dir(agent_sessions) if not n.startswith('_')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    shown = set(result.stdout.split())
+    assert {"SQLiteSession", "SQLiteStore", "SessionState", "StoreSession"} <= shown
+    assert {"Popped", "RowStore", "Store", "AgentSessionsError"} <= shown

@@ -14,17 +14,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..backends.advanced.chain import Chain
-from ..backends.advanced.sql import MAIN, AdvancedStatements, bind_existing
-from ..backends.advanced.usage import session_totals
 from ..schema import TableNames, validate_identifier
-from ..serialization import JsonCodec
 from .db import Database
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from ..backends.advanced.sql import AdvancedStatements
 
 __all__ = [
     "AdvancedView",
@@ -111,6 +111,12 @@ async def read_advanced(db: Database, session_id: str) -> AdvancedView | None:
 
 
 def _read_view(path: Path, names: TableNames, session_id: str) -> AdvancedView:
+    # The advanced backend's package imports the SDK: only `show` of an advanced file pays it.
+    from ..backends.advanced.chain import Chain  # noqa: PLC0415
+    from ..backends.advanced.sql import MAIN, AdvancedStatements, bind_existing  # noqa: PLC0415
+    from ..backends.advanced.usage import session_totals  # noqa: PLC0415
+    from ..serialization import JsonCodec  # noqa: PLC0415
+
     conn = sqlite3.connect(
         f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
     )

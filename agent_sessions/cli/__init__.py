@@ -7,7 +7,6 @@ session, a damaged export) is one line on stderr and exit status 1; usage errors
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import sys
@@ -16,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from .._version import __version__
-from ..admin.text import one_line
 from ..errors import AgentSessionsError
 from ..schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, validate_identifier
 
@@ -321,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    import asyncio  # noqa: PLC0415 - after parsing: `--version` and `--help` never load it
+
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
@@ -342,4 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error(message: str) -> None:
     """Print one line of error on stderr, stored text in it escaped."""
-    print(f"agent-sessions: error: {one_line(message)}", file=sys.stderr)
+    try:  # the admin package imports SQLAlchemy: loaded here, not at start-up
+        from ..admin.text import one_line  # noqa: PLC0415
+    except ImportError:  # it cannot load (the error may say why): escape everything but ASCII
+        line = message.encode("unicode_escape").decode("ascii")
+    else:
+        line = one_line(message)
+    print(f"agent-sessions: error: {line}", file=sys.stderr)
