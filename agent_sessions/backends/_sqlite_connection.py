@@ -41,6 +41,7 @@ __all__ = [
     "ReaderSlot",
     "WriterConnection",
     "close_connections",
+    "create_owner_only",
     "open_connection",
     "open_worker_connection",
     "retry_busy",
@@ -109,7 +110,7 @@ def retry_undecodable(call: Callable[[sqlite3.Connection], T], conn: sqlite3.Con
         conn.text_factory = str
 
 
-def _create_owner_only(path: str) -> None:
+def create_owner_only(path: str) -> None:
     """Create ``path`` empty with mode 0600 unless it exists (SQLite opens it as a new database).
 
     A link at ``path`` is resolved first: SQLite follows it, so the file it names is the one
@@ -124,6 +125,9 @@ def _create_owner_only(path: str) -> None:
             os.fchmod(fd, _OWNER_ONLY)  # whatever the umask
     finally:
         os.close(fd)
+
+
+_create_owner_only = create_owner_only  # the name other modules import
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -259,13 +263,42 @@ class ReaderSlot:
 
     The store may be closed while its worker is still opening the file: a reader handed over
     after :meth:`close` is closed at once instead of being left open.
+
+    One thread at a time may use the reader (:meth:`take` and :meth:`give_back`): a store shared
+    by sessions in several threads (several event loops) must not run one connection's
+    statements from two threads at once, which sqlite3 does not make safe (a cached statement
+    can be reset under another thread's feet). While one thread reads, the others' reads go
+    through the worker instead.
     """
 
     def __init__(self) -> None:
         self.connection: sqlite3.Connection | None = None
         self._closed = False
+        self._user: int | None = None  # the thread reading now
+        self._depth = 0  # its reads in progress (tasks of one loop interleave)
         # Guards the hand-over (worker thread) against close (event loop thread).
         self._lock = threading.Lock()
+
+    def take(self) -> sqlite3.Connection | None:
+        """The reader for this thread, or None if there is none or another thread is reading.
+
+        Every connection returned must be given back with :meth:`give_back`.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            connection = self.connection
+            if connection is None or (self._user is not None and self._user != me):
+                return None
+            self._user = me
+            self._depth += 1
+            return connection
+
+    def give_back(self) -> None:
+        """End one read that :meth:`take` started."""
+        with self._lock:
+            self._depth -= 1
+            if not self._depth:
+                self._user = None
 
     def hand_over(self, connection: sqlite3.Connection) -> None:
         """Publish the reader, or close it if the slot was closed meanwhile."""
@@ -327,7 +360,7 @@ def open_worker_connection(
         StorageUnavailableError: the file cannot be opened or set up.
     """
     if path != MEMORY:
-        _create_owner_only(path)
+        create_owner_only(path)
     try:
         conn = sqlite3.connect(path, timeout=0, isolation_level=None, factory=WriterConnection)
     except sqlite3.Error as exc:

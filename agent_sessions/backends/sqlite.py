@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,8 +25,10 @@ from ..core import MAX_LIMIT, StoreSession, check_session_id, is_tail, tail_fetc
 from ..errors import StorageError
 from ..schema import TableNames
 from ..store import Popped, Taker, always
+from . import _shared_stores
 from ._group_commit import Batch, GroupCommit
 from ._restore import ClearLog, with_mark
+from ._shared_stores import Lease
 from ._sqlite_connection import (
     MEMORY,
     ReaderSlot,
@@ -39,6 +42,8 @@ from ._sqlite_connection import (
 __all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore", "guarded"]
 
 T = TypeVar("T")
+_BUSY_TIMEOUT = 30.0
+"""Seconds a write waits for another connection's lock (``SQLiteStore``'s default)."""
 _CHUNK = 2_000
 """Rows a read on the event loop fetches between two yields to the loop (about a millisecond)."""
 
@@ -151,7 +156,7 @@ class SQLiteStore(AsyncClosing):
         The chunks come from one statement: one snapshot of the file.
         """
         await asyncio.sleep(0)
-        reader = self._reader.connection
+        reader = self._reader.take()
         if reader is None:
             return None
         try:
@@ -167,6 +172,8 @@ class SQLiteStore(AsyncClosing):
                     return rows
         except sqlite3.Error:
             return None
+        finally:
+            self._reader.give_back()
 
     def append(self, session_id: str, texts: Sequence[str]) -> Awaitable[None]:
         """Store rows after the session's newest row, in one transaction; await the result.
@@ -357,6 +364,15 @@ class SQLiteStore(AsyncClosing):
             session_id, session_settings=session_settings, strict=strict, store=self
         )
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` or ``aclose`` was called."""
+        return self._worker.closed
+
+    def abandon(self) -> None:
+        """Close without waiting or warning: for a finalizer, whose owner already warned."""
+        self._worker.stop_nowait()
+
     def close(self) -> None:
         """Finish queued calls and close the connections; idempotent. Blocks until done."""
         self._reader.close()
@@ -428,14 +444,35 @@ class SQLiteFileSession(StoreSession):
             strict=strict,
         )
 
+    _lease: Lease[SQLiteStore] | None = None
+    """This session's claim on a store shared per file (``SQLiteSession(id, path)``), if any."""
+    _abandoned: weakref.finalize[..., Any] | None = None
+
     def close(self) -> Closing:
         """Close the session, and the store unless it was shared, at once; idempotent.
 
         Like the SDK's ``close()``, it needs no ``await``; it may be awaited all the same.
         """
-        if self._mark_closed() and self._owns_store:
-            self._sqlite.close()
+        if self._mark_closed():
+            store = self._give_back()
+            if store is not None:
+                store.close()
         return Closing()
+
+    async def aclose(self) -> None:
+        """Close the session, and the store unless it was shared; idempotent."""
+        if self._mark_closed():
+            store = self._give_back()
+            if store is not None:
+                await store.aclose()
+
+    def _give_back(self) -> SQLiteStore | None:
+        """The store to close now: the session's own, or a shared one this session held last."""
+        if self._lease is None:
+            return self._sqlite if self._owns_store else None
+        if self._abandoned is not None:
+            self._abandoned.detach()
+        return self._lease.release()
 
 
 class SQLiteSession(SQLiteFileSession):
@@ -444,6 +481,9 @@ class SQLiteSession(SQLiteFileSession):
     Args:
         session_id: The conversation this object reads and writes.
         db_path: A file path, or ``":memory:"`` (the default) for a private in-memory database.
+            The sessions of one file (with the same tables and durability) share one
+            :class:`SQLiteStore`: one worker thread and connection, and concurrent writes share
+            commits. It closes when the last of them closes; see ``_shared_stores``.
         sessions_table: Table of session records.
         messages_table: Table of items.
         session_settings: Defaults for reads, such as ``SessionSettings(limit=50)``.
@@ -474,15 +514,42 @@ class SQLiteSession(SQLiteFileSession):
         store: SQLiteStore | None = None,
     ) -> None:
         check_session_id(session_id)
+        lease: Lease[SQLiteStore] | None = None
+        if store is None and str(db_path) != MEMORY:
+            # One store per file, shared by every session made this way (see _shared_stores).
+            tables = TableNames(sessions_table, messages_table)
+            store, lease = _shared_stores.lease(
+                str(db_path),
+                tables,
+                durable,
+                _BUSY_TIMEOUT,
+                partial(
+                    SQLiteStore, db_path, tables=tables, durable=durable, busy_timeout=_BUSY_TIMEOUT
+                ),
+            )
         owns_store = store is None
         if store is None:
             store = SQLiteStore(
                 db_path, tables=TableNames(sessions_table, messages_table), durable=durable
             )
-        super().__init__(
-            session_id,
-            store,
-            owns_store=owns_store,
-            session_settings=session_settings,
-            strict=strict,
-        )
+        try:
+            super().__init__(
+                session_id,
+                store,
+                owns_store=owns_store,
+                session_settings=session_settings,
+                strict=strict,
+            )
+        except BaseException:
+            if lease is not None:
+                last = lease.release()
+                if last is not None:
+                    last.close()
+            raise
+        if lease is not None:
+            self.db_path = db_path  # as given, like the SDK's attribute
+            self._lease = lease
+            self._abandoned = weakref.finalize(
+                self, _shared_stores.abandon, lease, f"SQLiteSession({session_id!r}, {db_path!r})"
+            )
+            self._abandoned.atexit = False
