@@ -87,10 +87,7 @@ def test_testing_module_imports_no_optional_driver() -> None:
         "heavy = ('sqlalchemy', 'asyncpg', 'aiomysql')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python(script)
     assert result.stdout.strip() == "[]", result.stdout
 
 
@@ -103,6 +100,15 @@ def test_sqlite_session_satisfies_the_sdk_protocol() -> None:
         session.close()
 
 
+def run_python(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter and fail the test if it exits non-zero."""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_import_loads_neither_the_sdk_nor_a_driver() -> None:
     """``import agent_sessions`` loads no SDK, SQLAlchemy, driver, cryptography or numpy."""
     script = (
@@ -112,10 +118,7 @@ def test_import_loads_neither_the_sdk_nor_a_driver() -> None:
         " 'aiomysql', 'numpy')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python(script)
     assert result.stdout.strip() == "[]", result.stdout
 
 
@@ -136,10 +139,7 @@ def test_lazy_exports_resolve_to_the_sdk_protocol_class() -> None:
         "    session.close()\n"
         "print('ok')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python(script)
     assert result.stdout.strip() == "ok", result.stdout
 
 
@@ -149,10 +149,7 @@ def test_dir_lists_the_exports_it_always_listed() -> None:
         "import agent_sessions\n"
         "print(' '.join(n for n in dir(agent_sessions) if not n.startswith('_')))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python(script)
     shown = set(result.stdout.split())
     assert {"SQLiteSession", "SQLiteStore", "SessionState", "StoreSession"} <= shown
     assert {"Popped", "RowStore", "Store", "AgentSessionsError"} <= shown

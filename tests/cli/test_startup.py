@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import agent_sessions
 
 SDK = ("agents", "openai")
@@ -38,41 +40,32 @@ def loaded_after(script: str, *args: str) -> tuple[list[str], str]:
     return json.loads(result.stderr.strip().splitlines()[-1]), result.stdout
 
 
-async def test_ls_of_a_sqlite_file_does_not_import_the_sdk(tmp_path: Path) -> None:
-    """Lists a SQLite file's sessions without loading ``agents`` or ``openai``."""
+MAIN = (
+    "import sys\n"
+    "from agent_sessions.cli import main\n"
+    "status = main(sys.argv[1:])\n"
+    "assert status == 0, status\n"
+)
+"""Runs the command line on its arguments in the probe interpreter."""
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [pytest.param(["ls"], "hello", id="ls"), pytest.param(["show", "user-1"], "hello", id="show")],
+)
+async def test_database_commands_on_a_sqlite_file_do_not_import_the_sdk(
+    tmp_path: Path, command: list[str], text: str
+) -> None:
+    """Lists a SQLite file's sessions, or prints one, without loading ``agents`` or ``openai``."""
     path = tmp_path / "chats.db"
     session = agent_sessions.SQLiteSession("user-1", str(path))
     try:
-        await session.add_items([{"role": "user", "content": "hello"}])
+        await session.add_items([{"role": "user", "content": text}])
     finally:
         session.close()
-    script = (
-        "import sys\n"
-        "from agent_sessions.cli import main\n"
-        "status = main(sys.argv[1:])\n"
-        "assert status == 0, status\n"
-    )
-    loaded, stdout = loaded_after(script, "ls", str(path))
-    assert "user-1" in stdout
-    assert not set(SDK) & set(loaded), loaded
-
-
-async def test_show_of_a_sqlite_file_does_not_import_the_sdk(tmp_path: Path) -> None:
-    """Prints a session of a plain SQLite file without loading ``agents`` or ``openai``."""
-    path = tmp_path / "chats.db"
-    session = agent_sessions.SQLiteSession("user-2", str(path))
-    try:
-        await session.add_items([{"role": "user", "content": "bonjour"}])
-    finally:
-        session.close()
-    script = (
-        "import sys\n"
-        "from agent_sessions.cli import main\n"
-        "status = main(sys.argv[1:])\n"
-        "assert status == 0, status\n"
-    )
-    loaded, stdout = loaded_after(script, "show", str(path), "user-2")
-    assert "bonjour" in stdout
+    name, *rest = command
+    loaded, stdout = loaded_after(MAIN, name, str(path), *rest)
+    assert ("user-1" if name == "ls" else text) in stdout
     assert not set(SDK) & set(loaded), loaded
 
 
