@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..schema import TableNames
-from ._sqlite_connection import create_owner_only
+from ._sqlite_connection import create_owner_only, file_identity
 
 __all__ = ["Lease", "abandon", "lease"]
 
@@ -66,14 +66,6 @@ class _Shared(Generic[S]):
 
 _lock = threading.Lock()
 _shared: weakref.WeakValueDictionary[_Key, _Shared[Any]] = weakref.WeakValueDictionary()
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 class Lease(Generic[S]):
@@ -111,7 +103,7 @@ def lease(
     """
     real = os.path.realpath(path)
     key: _Key = (real, tables.sessions, tables.messages, durable, busy_timeout)
-    now = _identity(real)
+    now = file_identity(real)
     with _lock:
         shared: _Shared[Any] | None = _shared.get(key)
         if shared is not None and shared.identity is None:
@@ -120,7 +112,7 @@ def lease(
             # Create the file now (as the worker would, 0600): its identity is known from the
             # start, so a file deleted before the worker opened it is not shared either.
             create_owner_only(real)
-            shared = _Shared(key, make(), _identity(real))
+            shared = _Shared(key, make(), file_identity(real))
             _shared[key] = shared
         shared.users += 1
         return shared.store, Lease(shared)

@@ -42,6 +42,7 @@ __all__ = [
     "WriterConnection",
     "close_connections",
     "create_owner_only",
+    "file_identity",
     "open_connection",
     "open_worker_connection",
     "retry_busy",
@@ -130,7 +131,8 @@ def create_owner_only(path: str) -> None:
 _create_owner_only = create_owner_only  # the name other modules import
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def file_identity(path: str) -> tuple[int, int] | None:
+    """The file's (device, inode), or None if it does not exist: a replaced file gets a new one."""
     try:
         st = os.stat(path)
     except OSError:
@@ -184,7 +186,7 @@ class WriterConnection(sqlite3.Connection):
         Raises:
             DatabaseFileGoneError: the file was deleted, or another file put in its place.
         """
-        if self.identity is not None and _identity(self.path) != self.identity:
+        if self.identity is not None and file_identity(self.path) != self.identity:
             raise DatabaseFileGoneError(
                 f"SQLite database {self.path!r} was deleted or replaced while open; the "
                 "write was refused, as it would be lost with the old file (open it again)"
@@ -367,7 +369,7 @@ def open_worker_connection(
         raise StorageUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
     if path != MEMORY:
         conn.path = os.path.abspath(path)  # still the same file if the process changes directory
-        conn.identity = _identity(conn.path)
+        conn.identity = file_identity(conn.path)
         conn.lock_fd = _open_lock_file(path)
     try:
         retry_busy(configure, conn, busy_timeout)
