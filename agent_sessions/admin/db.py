@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 from sqlalchemy import (
     TIMESTAMP,
     Column,
@@ -37,7 +36,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..backends._sqlalchemy_engine import ASYNC_DRIVERS as _ASYNC_DRIVERS  # the one mapping
-from ..backends._sqlalchemy_engine import engine_from_url, redact, use_wal
+from ..backends._sqlalchemy_engine import asyncpg_errors, engine_from_url, redact, use_wal
 from ..backends._sqlalchemy_schema import SessionTables, create_schema
 from ..errors import AgentSessionsError, StorageError, StorageUnavailableError
 from ..schema import TableNames
@@ -258,9 +257,11 @@ class Database:
                     f"cannot reach the database at {self.label}: {_reason(exc)}"
                 ) from exc
             raise StorageError(f"{operation} on {self.label} failed: {_reason(exc)}") from exc
-        except (asyncpg.PostgresError, sqlite3.Error) as exc:
+        except asyncpg_errors("PostgresError", also=(sqlite3.Error,)) as exc:
             raise StorageError(f"{operation} on {self.label} failed: {_reason(exc)}") from exc
-        except (TimeoutError, SQLAlchemyError, OSError, asyncpg.InterfaceError) as exc:
+        except asyncpg_errors(
+            "InterfaceError", also=(TimeoutError, SQLAlchemyError, OSError)
+        ) as exc:
             raise StorageUnavailableError(
                 f"cannot reach the database at {self.label}: {_reason(exc)}"
             ) from exc

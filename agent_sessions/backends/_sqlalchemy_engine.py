@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
@@ -27,9 +27,10 @@ from ._sqlite_connection import _create_owner_only  # the one creation helper
 
 __all__ = [
     "ASYNC_DRIVERS",
-    "CONNECTION_TROUBLE",
     "SESSION_POOL",
     "async_url",
+    "asyncpg_errors",
+    "connection_trouble",
     "engine_from_url",
     "is_connection_failure",
     "is_memory_sqlite",
@@ -84,22 +85,43 @@ def is_memory_sqlite(url: URL) -> bool:
     )
 
 
-CONNECTION_TROUBLE = (
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    OSError,
-)
-"""asyncpg's errors for a connection that is gone or broken (not a refused statement); the
-last two are ``PostgresError`` subclasses raised while a server shuts down or starts up."""
+def asyncpg_errors(
+    *names: str, also: tuple[type[BaseException], ...] = ()
+) -> tuple[type[BaseException], ...]:
+    """The asyncpg exception classes of these names (none while it is not loaded), then ``also``.
+
+    asyncpg is imported by SQLAlchemy only for a PostgreSQL URL, and none of its errors can be
+    raised before it is, so a SQLite-only program (the CLI on a file) never pays its import.
+    """
+    module = sys.modules.get("asyncpg")
+    if module is None:
+        return also
+    return (*(cast(type[BaseException], getattr(module, name)) for name in names), *also)
+
+
+def connection_trouble(
+    also: tuple[type[BaseException], ...] = (),
+) -> tuple[type[BaseException], ...]:
+    """The errors of a connection that is gone or broken (not of a refused statement).
+
+    asyncpg's last two are ``PostgresError`` subclasses raised while a server shuts down or
+    starts up. ``also`` is appended.
+    """
+    return asyncpg_errors(
+        "InterfaceError",
+        "InternalClientError",
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        also=(OSError, *also),
+    )
 
 
 def is_missing_table(exc: BaseException) -> bool:
     """An undefined-table error of PostgreSQL, SQLite or MySQL/MariaDB (1146)."""
     original = getattr(exc, "orig", None) or exc
+    undefined_table = asyncpg_errors("UndefinedTableError")
     for error in (original, getattr(original, "__cause__", None), exc):
-        if isinstance(error, asyncpg.UndefinedTableError):
+        if isinstance(error, undefined_table):
             return True
         if isinstance(error, sqlite3.OperationalError) and "no such table" in str(error):
             return True
@@ -112,7 +134,8 @@ def is_missing_table(exc: BaseException) -> bool:
 def is_connection_failure(exc: DBAPIError) -> bool:
     original = exc.orig
     causes = (original, getattr(original, "__cause__", None), exc.__cause__)
-    return any(isinstance(cause, CONNECTION_TROUBLE) for cause in causes)
+    trouble = connection_trouble()
+    return any(isinstance(cause, trouble) for cause in causes)
 
 
 _SERIAL_ATTRIBUTE = "_agent_sessions_serial"

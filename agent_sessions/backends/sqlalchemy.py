@@ -38,8 +38,8 @@ from ..store import Popped, Taker, always
 from ._restore import ClearLog, with_mark
 from ._sqlalchemy_cache import engine_state
 from ._sqlalchemy_engine import (
-    CONNECTION_TROUBLE,
     SESSION_POOL,
+    connection_trouble,
     engine_from_url,
     is_connection_failure,
     is_missing_table,
@@ -175,7 +175,7 @@ class SQLAlchemyStore(AsyncClosing):
                 ) from exc
             self._raise_if_no_tables(operation, exc)
             raise StorageError(f"{operation} on {self._where} failed: {exc.orig!r}") from exc
-        except (SQLAlchemyError, *CONNECTION_TROUBLE) as exc:
+        except connection_trouble(also=(SQLAlchemyError,)) as exc:
             raise StorageUnavailableError(
                 f"{operation} failed: cannot use the database at {self._where}: {exc!r}"
             ) from exc
@@ -240,7 +240,7 @@ class SQLAlchemyStore(AsyncClosing):
                 ) from exc
             try:
                 result: T = await_only(call(pooled.driver_connection))
-            except CONNECTION_TROUBLE:
+            except connection_trouble():
                 pooled.invalidate()  # also checks it in
                 raise
             except BaseException:
