@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from ..errors import MissingDependencyError
-from ._sqlite_connection import _create_owner_only  # the one creation helper
+from ._sqlite_connection import create_owner_only  # the one creation helper
 
 __all__ = [
     "ASYNC_DRIVERS",
@@ -195,7 +195,7 @@ def _create_file_owner_only(dialect: Any, record: Any, cargs: Any, cparams: dict
     """``do_connect`` hook: create a missing database file owner-only before SQLite does."""
     path = sqlite_file_to_create(cargs, cparams)
     if path is not None:
-        _create_owner_only(path)
+        create_owner_only(path)
 
 
 def _tolerant_text(data: bytes) -> str | bytes:

@@ -128,9 +128,6 @@ def create_owner_only(path: str) -> None:
         os.close(fd)
 
 
-_create_owner_only = create_owner_only  # the name other modules import
-
-
 def file_identity(path: str) -> tuple[int, int] | None:
     """The file's (device, inode), or None if it does not exist: a replaced file gets a new one."""
     try:
