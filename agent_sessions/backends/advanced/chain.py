@@ -13,12 +13,12 @@ and is called inside one transaction, a write or a read one, so a walk sees one 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from typing import NamedTuple
 
 from ...serialization import Codec
-from .segments import SegmentParams, SegmentStatements
+from .db import Connection, snapshot
+from .segments import NO_LIMIT, SegmentParams, SegmentStatements
 from .sql import (
     MAIN,
     NAMED_BY_TYPE,
@@ -81,7 +81,7 @@ class Chain:
 
     # Branches ------------------------------------------------------------------------------
 
-    def head(self, conn: sqlite3.Connection, session_id: str) -> Head:
+    def head(self, conn: Connection, session_id: str) -> Head:
         """Return the session's current branch (``main`` if unset or deleted meanwhile)."""
         branch, parent, inherit_below, recorded, held = conn.execute(
             self.sql.head, {"session": session_id}
@@ -94,7 +94,7 @@ class Chain:
             return Head(str(branch), None, 0, True)
         return Head(MAIN, None, 0, False)  # deleted by another object on the file
 
-    def resolve(self, conn: sqlite3.Connection, session_id: str, branch: str | None) -> Head:
+    def resolve(self, conn: Connection, session_id: str, branch: str | None) -> Head:
         """Return ``branch`` (the current branch if None) and where it hangs.
 
         Raises:
@@ -111,7 +111,7 @@ class Chain:
             return Head(branch, None, 0, True)  # made by the SDK's class: no parent
         raise ValueError(f"Branch {branch!r} does not exist in session {session_id!r}")
 
-    def exists(self, conn: sqlite3.Connection, session_id: str, branch: str) -> bool:
+    def exists(self, conn: Connection, session_id: str, branch: str) -> bool:
         """Return whether the session has the branch (``main`` always exists)."""
         return (
             branch == MAIN
@@ -121,7 +121,7 @@ class Chain:
         )
 
     def segments(
-        self, conn: sqlite3.Connection, session_id: str, head: Head, before: int = NO_CUTOFF
+        self, conn: Connection, session_id: str, head: Head, before: int = NO_CUTOFF
     ) -> Iterator[tuple[str, int]]:
         """Yield the branch's segments, newest first: each branch and its exclusive upper id.
 
@@ -141,11 +141,11 @@ class Chain:
                 parent, inherit_below = (None, 0) if row is None else (row[0], int(row[1]))
 
     def _oldest_first(
-        self, conn: sqlite3.Connection, session_id: str, head: Head
+        self, conn: Connection, session_id: str, head: Head
     ) -> list[tuple[str, SegmentParams]]:
         """Return each segment with its query parameters, oldest first."""
         found = [
-            (branch, _params(session_id, before, -1, branch))
+            (branch, _params(session_id, before, NO_LIMIT, branch))
             for branch, before in self.segments(conn, session_id, head)
         ]
         found.reverse()
@@ -155,7 +155,7 @@ class Chain:
 
     def visible(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         session_id: str,
         head: Head,
         limit: int,
@@ -173,13 +173,11 @@ class Chain:
                 break
         return rows
 
-    def texts(
-        self, conn: sqlite3.Connection, session_id: str, head: Head, limit: int | None
-    ) -> list[str]:
+    def texts(self, conn: Connection, session_id: str, head: Head, limit: int | None) -> list[str]:
         """Return the texts of the newest ``limit`` visible rows (all if None), newest first."""
         texts: list[str] = []
         for branch, upper in self.segments(conn, session_id, head):
-            want = -1 if limit is None else limit - len(texts)
+            want = NO_LIMIT if limit is None else limit - len(texts)
             statement = self.seg.texts.on(branch)
             texts.extend(
                 row[0] for row in conn.execute(statement, _params(session_id, upper, want, branch))
@@ -189,7 +187,7 @@ class Chain:
         return texts
 
     def read_texts(
-        self, conn: sqlite3.Connection, session_id: str, branch: str | None, limit: int | None
+        self, conn: Connection, session_id: str, branch: str | None, limit: int | None
     ) -> list[str]:
         """Return a branch's newest ``limit`` texts (all if None), newest first.
 
@@ -205,7 +203,7 @@ class Chain:
         Raises:
             ValueError: the branch does not exist.
         """
-        want = -1 if limit is None else limit
+        want = NO_LIMIT if limit is None else limit
         if branch == MAIN:  # main always exists and never has a parent
             statement = self.seg.texts.main
         elif branch is None and session_id not in self._off_main:
@@ -219,15 +217,11 @@ class Chain:
             ]
             if found or branch == MAIN:
                 return found
-        conn.execute("BEGIN")
-        try:
+        with snapshot(conn):
             head = self.resolve(conn, session_id, branch)
             if branch is None:
                 self._note_current(session_id, head.branch)
             return self.texts(conn, session_id, head, limit)
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
 
     def _note_current(self, session_id: str, branch: str) -> None:
         """Remember whether a session's current branch is ``main``, as a hint for reads."""
@@ -247,7 +241,7 @@ class Chain:
 
     # Turns ---------------------------------------------------------------------------------
 
-    def turn_now(self, conn: sqlite3.Connection, session_id: str, head: Head) -> int:
+    def turn_now(self, conn: Connection, session_id: str, head: Head) -> int:
         """Return the number of user messages in the branch's visible history."""
         for branch, upper in self.segments(conn, session_id, head):
             statement = self.seg.newest_turn.on(branch)
@@ -260,7 +254,7 @@ class Chain:
         return 0
 
     def _segment_size(
-        self, conn: sqlite3.Connection, branch: str, params: SegmentParams
+        self, conn: Connection, branch: str, params: SegmentParams
     ) -> tuple[int, int]:
         """Return one segment's rows and user messages, counted by SQL where rows are recorded."""
         rows, users, unrecorded = conn.execute(self.seg.sizes.on(branch), params).fetchone()
@@ -271,7 +265,7 @@ class Chain:
             )
         return int(rows), int(users)
 
-    def size(self, conn: sqlite3.Connection, session_id: str, head: Head) -> tuple[int, int]:
+    def size(self, conn: Connection, session_id: str, head: Head) -> tuple[int, int]:
         """Return the number of visible rows and of user messages among them."""
         sizes = [
             self._segment_size(conn, b, p) for b, p in self._oldest_first(conn, session_id, head)
@@ -279,14 +273,14 @@ class Chain:
         return sum(rows for rows, _ in sizes), sum(users for _, users in sizes)
 
     def _users_in(
-        self, conn: sqlite3.Connection, branch: str, params: SegmentParams
+        self, conn: Connection, branch: str, params: SegmentParams
     ) -> Iterator[tuple[int, str, str | None]]:
         """Yield one segment's user messages oldest first: id, text and creation time."""
         for mid, text, created, kind in conn.execute(self.seg.users.on(branch), params):
             if kind is not None or self.classify_text(text)[0] == "user":
                 yield mid, text, created  # (a row with no record is classified here)
 
-    def users(self, conn: sqlite3.Connection, session_id: str, head: Head) -> list[UserRow]:
+    def users(self, conn: Connection, session_id: str, head: Head) -> list[UserRow]:
         """Return the visible user messages oldest first, numbered by turn."""
         found: list[UserRow] = []
         for branch, params in self._oldest_first(conn, session_id, head):
@@ -295,14 +289,14 @@ class Chain:
         return found
 
     def _kinds_in(
-        self, conn: sqlite3.Connection, branch: str, params: SegmentParams
+        self, conn: Connection, branch: str, params: SegmentParams
     ) -> Iterator[tuple[str, str | None]]:
         """Yield each item's type and tool name in one segment, oldest first."""
         for _id, kind, tool, text in conn.execute(self.seg.kinds.on(branch), params):
             yield (kind, tool) if kind is not None else self.classify_text(text)
 
     def kinds(
-        self, conn: sqlite3.Connection, session_id: str, head: Head
+        self, conn: Connection, session_id: str, head: Head
     ) -> list[tuple[int, str, str | None]]:
         """Return each visible item's turn, type and tool name, oldest first."""
         found: list[tuple[int, str, str | None]] = []
@@ -314,7 +308,7 @@ class Chain:
         return found
 
     def tool_counts(
-        self, conn: sqlite3.Connection, session_id: str, head: Head
+        self, conn: Connection, session_id: str, head: Head
     ) -> dict[tuple[int, str], int]:
         """Return how many calls of each tool each turn made: ``{(turn, tool): count}``.
 
@@ -338,9 +332,7 @@ class Chain:
                 counts[turn, tool] = counts.get((turn, tool), 0) + 1
         return counts
 
-    def user_message_id(
-        self, conn: sqlite3.Connection, session_id: str, head: Head, turn: int
-    ) -> int:
+    def user_message_id(self, conn: Connection, session_id: str, head: Head, turn: int) -> int:
         """Return the id of the ``turn``-th user message visible on the branch.
 
         Turns are counted, as :meth:`users` numbers them, not read from the stored turn of

@@ -7,19 +7,21 @@ its statements walk the messages table's ``(session_id, id)`` index, while anoth
 the structure table's ``(session_id, branch_id, message_id)`` index. A row only another branch
 holds (one the SDK's class added on a branch) is not ``main``'s. Both kinds take the same four
 named parameters, one :class:`SegmentParams` mapping: ``:session`` the session, ``:below`` the
-exclusive upper id, ``:limit`` a limit (-1: all) and ``:branch`` the branch. sqlite3 looks up only
-the names a statement holds, so the one mapping serves every statement here.
+exclusive upper id, ``:limit`` a limit (``NO_LIMIT``: all) and ``:branch`` the branch. sqlite3
+looks up only the names a statement holds, so the one mapping serves every statement here.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple, TypedDict
 
-__all__ = ["MAIN", "NO_CUTOFF", "Segment", "SegmentParams", "SegmentStatements"]
+__all__ = ["MAIN", "NO_CUTOFF", "NO_LIMIT", "Segment", "SegmentParams", "SegmentStatements"]
 
 MAIN = "main"
 NO_CUTOFF = 2**63 - 1
 """An id no row reaches: a segment with this cutoff is not cut."""
+NO_LIMIT = 2**62
+"""A ``:limit`` no segment reaches: every row (not -1, which only SQLite reads as "all")."""
 
 
 class SegmentParams(TypedDict):
@@ -30,7 +32,7 @@ class SegmentParams(TypedDict):
     below: int
     """The exclusive upper id."""
     limit: int
-    """The most rows to return; -1 for all."""
+    """The most rows to return; :data:`NO_LIMIT` for all."""
     branch: str
     """The branch whose segment is read."""
 
@@ -52,20 +54,21 @@ class SegmentStatements:
     Args:
         messages: The messages table.
         structure: The table of per-branch item records (the SDK's ``message_structure``).
+        below: How the statements spell the ``:below`` parameter (see ``Flavor.id_bound``).
     """
 
-    def __init__(self, messages: str, structure: str) -> None:
+    def __init__(self, messages: str, structure: str, below: str = ":below") -> None:
         m, st = messages, structure
         # A row with no structure row at all has NULL s.* columns: it is main's.
         main_rows = (
             f"{m} m LEFT JOIN {st} s ON s.message_id = m.id AND s.branch_id = :branch "
-            "WHERE m.session_id = :session AND m.id < :below "
+            f"WHERE m.session_id = :session AND m.id < {below} "
             "AND (s.id IS NOT NULL OR NOT EXISTS "
             f"(SELECT 1 FROM {st} x WHERE x.message_id = m.id))"
         )
         branch_rows = (
             f"{st} s JOIN {m} m ON m.id = s.message_id WHERE s.session_id = :session "
-            "AND s.branch_id = :branch AND s.message_id < :below"
+            f"AND s.branch_id = :branch AND s.message_id < {below}"
         )
 
         def both(select: str, tail: str = "") -> Segment:
@@ -86,7 +89,8 @@ class SegmentStatements:
         self.newest_turn = both("s.user_turn_number", "ORDER BY {id} DESC LIMIT 1")
         """The stored turn of the newest row (NULL for a row with no record), if there is one."""
         self.sizes = both(
-            "count(*), coalesce(sum(s.message_type = 'user'), 0), count(*) - count(s.message_type)"
+            "count(*), coalesce(sum(CASE WHEN s.message_type = 'user' THEN 1 ELSE 0 END), 0), "
+            "count(*) - count(s.message_type)"
         )
         """Rows, user messages among those with a record, and rows without one."""
         self.users = both(
@@ -106,7 +110,7 @@ class SegmentStatements:
         )
         """Item types and tool names oldest first; the text only for rows without a record."""
         self.unrecorded_texts = (
-            f"SELECT m.message_data FROM {m} m WHERE m.session_id = :session AND m.id < :below "
+            f"SELECT m.message_data FROM {m} m WHERE m.session_id = :session AND m.id < {below} "
             f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.message_id = m.id) "
             "ORDER BY m.id LIMIT :limit"
         )

@@ -15,12 +15,13 @@ named after its messages table; the SDK's class cannot read that pair's branches
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ...errors import InvalidIdentifierError
 from ...schema import VERSION_TABLE, TableNames, validate_identifier
+from .db import Connection
+from .flavor import SQLITE, Flavor
 from .segments import MAIN, NO_CUTOFF, SegmentStatements
 
 __all__ = [
@@ -192,7 +193,7 @@ class Names(NamedTuple):
     current: str
 
 
-def owner_of_structure(conn: sqlite3.Connection, structure: str) -> str | None:
+def owner_of_structure(conn: Connection, structure: str) -> str | None:
     """Return the messages table ``structure``'s foreign key points at (None: no table)."""
     keys = conn.execute(f"PRAGMA foreign_key_list({structure})").fetchall()
     owners = [row[2] for row in keys if str(row[3]).lower() == "message_id"]
@@ -213,10 +214,12 @@ class AdvancedStatements:
 
     Args:
         tables: The SDK's table names; our own tables are named after the messages table.
+        flavor: The database's spelling of upserts and the like (SQLite by default).
     """
 
-    def __init__(self, tables: TableNames) -> None:
+    def __init__(self, tables: TableNames, flavor: Flavor = SQLITE) -> None:
         self.tables = tables
+        self.flavor = flavor
         m = tables.messages
         self.version_name = f"{m}.advanced"
         """The key of this pair's branch tables in the version table."""
@@ -311,7 +314,9 @@ class AdvancedStatements:
         st, us, rs, gen, br, cur = n
         self.objects = (st, us, rs, gen, br, cur, f"idx_{st}_branch_message", f"idx_{st}_message")
         """The tables and indexes a ready file has."""
-        self.segments = SegmentStatements(m, st)
+        fl = self.flavor
+        below = fl.id_bound(":below")
+        self.segments = SegmentStatements(m, st, below)
         # main's newest texts if main is the current branch (as `head` resolves it: no current
         # row, main, or a branch deleted meanwhile), else none: a read of main in one statement.
         # The check is the range's upper bound (0 if another branch is current), so it runs
@@ -324,7 +329,9 @@ class AdvancedStatements:
             "AND x.branch_id = c.branch_id)))"
         )
         self.main_texts = self.segments.texts.main.replace(
-            "m.id < :below", f"m.id < (SELECT CASE WHEN {other_current} THEN 0 ELSE :below END)", 1
+            f"m.id < {below}",
+            f"m.id < (SELECT CASE WHEN {other_current} THEN 0 ELSE {below} END)",
+            1,
         )
         # The current branch with its own branch row (parent, cutoff, and whether it exists,
         # here or only in the structure table), in one statement. Always exactly one row.
@@ -332,9 +339,8 @@ class AdvancedStatements:
             "SELECT c.branch_id, b.parent_id, b.inherit_below, b.branch_id IS NOT NULL, "
             f"EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = :session "
             "AND x.branch_id = c.branch_id) "
-            f"FROM (SELECT :session AS session_id) s LEFT JOIN {cur} c "
-            "ON c.session_id = s.session_id "
-            f"LEFT JOIN {br} b ON b.session_id = s.session_id "
+            f"FROM (SELECT 1 AS one) s LEFT JOIN {cur} c ON c.session_id = :session "
+            f"LEFT JOIN {br} b ON b.session_id = :session "
             f"AND b.branch_id = coalesce(c.branch_id, '{MAIN}')"
         )
         self.insert_structure = (
@@ -359,7 +365,8 @@ class AdvancedStatements:
         self.own_rows_below = (
             f"SELECT message_id, message_type, sequence_number, user_turn_number, "
             f"branch_turn_number, tool_name FROM {st} "
-            "WHERE session_id = ? AND branch_id = ? AND message_id < ? ORDER BY message_id"
+            f"WHERE session_id = ? AND branch_id = ? AND message_id < {fl.id_bound('?')} "
+            "ORDER BY message_id"
         )
         self.delete_branch_structure = f"DELETE FROM {st} WHERE session_id = ? AND branch_id = ?"
         self.delete_orphans = (
@@ -376,7 +383,8 @@ class AdvancedStatements:
         # Every branch: main first, then ours in creation order, then those only the SDK's
         # rows name (in the order their first rows were written).
         self.branches = (
-            f"SELECT branch_id, created_at, CASE WHEN branch_id = '{MAIN}' THEN 0 ELSE rowid END "
+            f"SELECT branch_id, created_at, CASE WHEN branch_id = '{MAIN}' THEN 0 "
+            f"ELSE {fl.branch_order} END "
             f"FROM {br} WHERE session_id = :session UNION ALL "
             f"SELECT branch_id, min(created_at), CASE WHEN branch_id = '{MAIN}' THEN 0 "
             f"ELSE {2**62} + min(id) END FROM {st} WHERE session_id = :session "
@@ -387,9 +395,11 @@ class AdvancedStatements:
             f"SELECT branch_id, inherit_below FROM {br} WHERE session_id = ? AND parent_id = ? "
             "ORDER BY branch_id"
         )
-        self.ensure_main = (
-            f"INSERT INTO {br} (session_id, branch_id, parent_id, inherit_below) "
-            "VALUES (?, ?, NULL, 0) ON CONFLICT (session_id, branch_id) DO NOTHING"
+        self.ensure_main = fl.insert_ignore(
+            br,
+            ("session_id", "branch_id", "parent_id", "inherit_below"),
+            ("session_id", "branch_id"),
+            values=("?", "?", "NULL", "0"),
         )
         self.insert_branch = (
             f"INSERT INTO {br} (session_id, branch_id, parent_id, inherit_below) "
@@ -406,30 +416,40 @@ class AdvancedStatements:
         self.restore_cutoff = f"{self.set_cutoff} AND inherit_below = ?"
         self.delete_branch = f"DELETE FROM {br} WHERE session_id = ? AND branch_id = ?"
         self.delete_branches = f"DELETE FROM {br} WHERE session_id = ?"
-        self.set_current = (
-            f"INSERT INTO {cur} (session_id, branch_id) VALUES (?, ?) "
-            "ON CONFLICT (session_id) DO UPDATE SET branch_id = excluded.branch_id"
+        self.set_current = fl.upsert(
+            cur, ("session_id", "branch_id"), ("session_id",), {"branch_id": "new.branch_id"}
         )
         self.delete_current = f"DELETE FROM {cur} WHERE session_id = ?"
-        self.reserve = (
-            f"INSERT INTO {rs} (session_id, branch_id) VALUES (?, ?) "
-            "ON CONFLICT (session_id, branch_id) DO NOTHING"
+        self.reserve = fl.insert_ignore(
+            rs, ("session_id", "branch_id"), ("session_id", "branch_id")
         )
         self.is_reserved = f"SELECT 1 FROM {rs} WHERE session_id = ? AND branch_id = ?"
         self.generation = f"SELECT generation FROM {gen} WHERE session_id = ?"
-        self.bump_generation = (
-            f"INSERT INTO {gen} (session_id, generation) VALUES (?, 1) "
-            "ON CONFLICT (session_id) DO UPDATE SET generation = generation + 1"
+        self.bump_generation = fl.upsert(
+            gen,
+            ("session_id", "generation"),
+            ("session_id",),
+            {"generation": "old.generation + 1"},
+            values=("?", "1"),
         )
-        self.put_usage = (
-            f"INSERT INTO {us} (session_id, branch_id, user_turn_number, requests, input_tokens, "
-            "output_tokens, total_tokens, input_tokens_details, output_tokens_details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (session_id, branch_id, user_turn_number) DO UPDATE SET "
-            "requests = excluded.requests, input_tokens = excluded.input_tokens, "
-            "output_tokens = excluded.output_tokens, total_tokens = excluded.total_tokens, "
-            "input_tokens_details = excluded.input_tokens_details, "
-            "output_tokens_details = excluded.output_tokens_details"
+        self._bind_usage(us)
+
+    def _bind_usage(self, us: str) -> None:
+        """Format the usage table's statements."""
+        fl = self.flavor
+        usage_columns = (
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "input_tokens_details",
+            "output_tokens_details",
+        )
+        self.put_usage = fl.upsert(
+            us,
+            ("session_id", "branch_id", "user_turn_number", *usage_columns),
+            ("session_id", "branch_id", "user_turn_number"),
+            {column: f"new.{column}" for column in usage_columns},
         )
         sums = (
             "SELECT SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(total_tokens), "
@@ -451,13 +471,11 @@ class AdvancedStatements:
 
 # Migrations ----------------------------------------------------------------------------------
 
-Step = Callable[
-    [sqlite3.Connection, AdvancedStatements, Callable[[str], tuple[str, str | None]]], None
-]
+Step = Callable[[Connection, AdvancedStatements, Callable[[str], tuple[str, str | None]]], None]
 
 
 def _v1_reference_tables(
-    conn: sqlite3.Connection, sql: AdvancedStatements, _classify: Callable[[str], Any]
+    conn: Connection, sql: AdvancedStatements, _classify: Callable[[str], Any]
 ) -> None:
     """The first version's tables: per-item branch records and usage of our own."""
     m, bo, us = sql.tables.messages, sql.old_branch_of, sql.old_usage
@@ -486,7 +504,7 @@ def _v1_reference_tables(
 
 
 def _v2_sdk_structure(
-    conn: sqlite3.Connection,
+    conn: Connection,
     sql: AdvancedStatements,
     classify_text: Callable[[str], tuple[str, str | None]],
 ) -> None:
@@ -544,14 +562,16 @@ MIGRATIONS: list[Step] = [_v1_reference_tables, _v2_sdk_structure]
 """The branch tables' steps; the position of a step is the version it upgrades from."""
 
 
-def schema_version(conn: sqlite3.Connection, sql: AdvancedStatements) -> int:
+def schema_version(conn: Connection, sql: AdvancedStatements) -> int:
     """Return the version this pair's branch tables are at (a pre-versioning file: 1)."""
-    try:
+    has_versions = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+    ).fetchone()
+    row = None
+    if has_versions is not None:
         row = conn.execute(
             f"SELECT version FROM {VERSION_TABLE} WHERE name = ?", (sql.version_name,)
         ).fetchone()
-    except sqlite3.OperationalError:
-        row = None
     if row is not None:
         return int(row[0])
     old = conn.execute(
@@ -560,7 +580,7 @@ def schema_version(conn: sqlite3.Connection, sql: AdvancedStatements) -> int:
     return 1 if old is not None else 0
 
 
-def set_schema_version(conn: sqlite3.Connection, sql: AdvancedStatements, version: int) -> None:
+def set_schema_version(conn: Connection, sql: AdvancedStatements, version: int) -> None:
     """Record the version this pair's branch tables are at."""
     conn.execute(
         f"INSERT INTO {VERSION_TABLE} (name, version) VALUES (?, ?) "
@@ -569,7 +589,7 @@ def set_schema_version(conn: sqlite3.Connection, sql: AdvancedStatements, versio
     )
 
 
-def bind_existing(conn: sqlite3.Connection, sql: AdvancedStatements) -> None:
+def bind_existing(conn: Connection, sql: AdvancedStatements) -> None:
     """Format the statements for whichever structure tables this pair already uses."""
     owner = owner_of_structure(conn, "message_structure")
     sql.bind(shared=owner is not None and owner.lower() == sql.tables.messages.lower())

@@ -28,6 +28,7 @@ from .._group_commit import GroupCommit
 from .._sqlite_connection import MEMORY
 from ..sqlite import SQLiteStore
 from .chain import Chain, UserRow
+from .db import snapshot
 from .sql import MAIN, AdvancedStatements, check_branch_name
 from .write import BaseStatements, Schema, Writer, write_batches
 
@@ -50,12 +51,8 @@ class UsageRow(NamedTuple):
 
 def _in_snapshot(conn: sqlite3.Connection, call: Callable[[sqlite3.Connection], T]) -> T:
     """Run a read-only ``call`` in one read transaction, ended whatever happens."""
-    conn.execute("BEGIN")
-    try:
+    with snapshot(conn):
         return call(conn)
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")  # a read transaction: ending it is all it needs
 
 
 class AdvancedSQLiteStore(SQLiteStore):

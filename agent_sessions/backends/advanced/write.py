@@ -15,9 +15,9 @@ from typing import Any, NamedTuple, TypeVar
 from ...schema import VERSION_TABLE
 from ...store import Popped, Taker
 from .._group_commit import Batch
-from .._sqlite_connection import transaction
 from ..sqlite import guarded
 from .chain import Chain, Head
+from .db import Connection, transaction
 from .sql import (
     MAIN,
     MIGRATIONS,
@@ -63,7 +63,7 @@ class Schema:
         self._classify = classify_text
         self.ready = False  # set on the worker thread; the loop's reader waits for it
 
-    def ensure(self, conn: sqlite3.Connection) -> None:
+    def ensure(self, conn: Connection) -> None:
         """Migrate the tables unless this store did already or they are up to date."""
         if self.ready:
             return
@@ -123,7 +123,7 @@ class Writer:
         self.chain = chain
         self.schema = schema
 
-    def append(self, conn: sqlite3.Connection, session_id: str, texts: Sequence[str]) -> None:
+    def append(self, conn: Connection, session_id: str, texts: Sequence[str]) -> None:
         """Store rows on the current branch with their structure rows (inside a transaction)."""
         conn.execute(self.base.touch_session, (session_id,))
         head = self.chain.head(conn, session_id)
@@ -141,7 +141,7 @@ class Writer:
             records.append((session_id, row_id, head.branch, kind, sequence, turn, turn, tool))
         conn.executemany(self.sql.insert_structure, records)
 
-    def write(self, conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
+    def write(self, conn: Connection, batches: Sequence[Batch]) -> None:
         """Store batches (of one session or several) in one transaction."""
         with transaction(conn):
             for session_id, texts in batches:
@@ -149,7 +149,7 @@ class Writer:
 
     def pop_through(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         session_id: str,
         decode: Callable[[str], T | None],
         stop: Callable[[T], bool],
@@ -188,7 +188,7 @@ class Writer:
             return popped
 
     def _rows_from(
-        self, conn: sqlite3.Connection, session_id: str, head: Head, low: int, before: int
+        self, conn: Connection, session_id: str, head: Head, low: int, before: int
     ) -> list[Row]:
         """Return the branch's visible rows with ids in ``[low, before)``, newest first."""
         found: list[Row] = []
@@ -203,9 +203,7 @@ class Writer:
                 return found
             before, batch = rows[-1].id, min(batch * 4, 1024)
 
-    def _hold(
-        self, conn: sqlite3.Connection, session_id: str, branch: str, rows: list[Row]
-    ) -> None:
+    def _hold(self, conn: Connection, session_id: str, branch: str, rows: list[Row]) -> None:
         """Give ``branch`` structure rows of its own for ``rows`` (their metadata kept)."""
         records = []
         for row in rows:
@@ -219,7 +217,7 @@ class Writer:
             records.append((session_id, row.id, branch, kind, seq, turn, turn, tool))
         conn.executemany(self.sql.insert_structure, records)
 
-    def detach_forks(self, conn: sqlite3.Connection, session_id: str, head: Head, low: int) -> None:
+    def detach_forks(self, conn: Connection, session_id: str, head: Head, low: int) -> None:
         """Before rows from id ``low`` on leave ``head``'s branch, let forks keep seeing them.
 
         Each fork made from the branch that inherits rows at or above ``low`` gets structure
@@ -236,7 +234,7 @@ class Writer:
             )
             conn.execute(self.sql.set_cutoff, (low, session_id, fork))
 
-    def _take(self, conn: sqlite3.Connection, head: Head, row: Row, cut: int) -> _Undo:
+    def _take(self, conn: Connection, head: Head, row: Row, cut: int) -> _Undo:
         """Remove an own row; return how to undo taking it (an inherited row needs ``cut``)."""
         if row.branch_id != head.branch:
             # Every inherited row of one pop returns to the same cutoff, once.
@@ -251,7 +249,7 @@ class Writer:
 
     def restore(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         session_id: str,
         popped: Sequence[Popped[Any]],
         restorable: Callable[[Popped[Any]], bool],
@@ -267,7 +265,7 @@ class Writer:
                 if restorable(row):
                     self._restore_row(conn, session_id, row)
 
-    def _restore_row(self, conn: sqlite3.Connection, session_id: str, popped: Popped[Any]) -> None:
+    def _restore_row(self, conn: Connection, session_id: str, popped: Popped[Any]) -> None:
         undo = popped.undo if isinstance(popped, _BranchPopped) else None
         if undo is not None and undo.cutoff is not None:
             conn.execute(
@@ -298,9 +296,7 @@ class Writer:
                 (session_id, popped.row_id, undo.branch_id, kind, seq, turn, turn, tool),
             )
 
-    def _undo_unknown(
-        self, conn: sqlite3.Connection, session_id: str, popped: Popped[Any]
-    ) -> _Undo:
+    def _undo_unknown(self, conn: Connection, session_id: str, popped: Popped[Any]) -> _Undo:
         """Undo a pop this store did not record: re-add the row on the current branch."""
         head = self.chain.head(conn, session_id)
         kind, tool = self.chain.classify_text(popped.text)
@@ -308,7 +304,7 @@ class Writer:
         (seq,) = conn.execute(self.sql.next_sequence, (session_id,)).fetchone()
         return _Undo(head.branch, (kind, seq + 1, turn, tool))
 
-    def clear(self, conn: sqlite3.Connection, session_id: str) -> None:
+    def clear(self, conn: Connection, session_id: str) -> None:
         """Clear the current branch; clearing ``main`` deletes the whole session.
 
         Forks of a cleared branch keep what they saw (see :meth:`detach_forks`). Branch ids
@@ -333,7 +329,7 @@ class Writer:
             ):
                 conn.execute(statement, (session_id,))
 
-    def delete_rows(self, conn: sqlite3.Connection, session_id: str, branch: str) -> None:
+    def delete_rows(self, conn: Connection, session_id: str, branch: str) -> None:
         """Delete a branch's records, the messages no other branch holds, and its usage."""
         ids = [r[0] for r in conn.execute(self.sql.branch_message_ids, (session_id, branch))]
         conn.execute(self.sql.delete_branch_structure, (session_id, branch))
@@ -342,9 +338,7 @@ class Writer:
 
     # Branches ------------------------------------------------------------------------------
 
-    def create_branch(
-        self, conn: sqlite3.Connection, session_id: str, turn: int, name: str | None
-    ) -> str:
+    def create_branch(self, conn: Connection, session_id: str, turn: int, name: str | None) -> str:
         """Fork the current branch before its ``turn``-th user message and switch to the fork.
 
         Raises:
@@ -370,12 +364,12 @@ class Writer:
             conn.execute(self.sql.set_current, (session_id, branch))
             return branch
 
-    def _used(self, conn: sqlite3.Connection, session_id: str, branch: str) -> bool:
+    def _used(self, conn: Connection, session_id: str, branch: str) -> bool:
         """Whether a branch of that id exists or ever existed in the session."""
         reserved = conn.execute(self.sql.is_reserved, (session_id, branch)).fetchone()
         return reserved is not None or self.chain.exists(conn, session_id, branch)
 
-    def switch(self, conn: sqlite3.Connection, session_id: str, branch: str) -> None:
+    def switch(self, conn: Connection, session_id: str, branch: str) -> None:
         """Make ``branch`` the session's current branch.
 
         Raises:
@@ -385,9 +379,7 @@ class Writer:
             self.chain.resolve(conn, session_id, branch)
             conn.execute(self.sql.set_current, (session_id, branch))
 
-    def delete_branch(
-        self, conn: sqlite3.Connection, session_id: str, branch: str, *, force: bool
-    ) -> None:
+    def delete_branch(self, conn: Connection, session_id: str, branch: str, *, force: bool) -> None:
         """Delete a branch, its records, the messages only it holds, and its usage.
 
         Forks made from it move to its parent and take their own records of the rows they
@@ -421,9 +413,7 @@ class Writer:
             self.delete_rows(conn, session_id, branch)
             conn.execute(self.sql.delete_branch, (session_id, branch))
 
-    def put_usage(
-        self, conn: sqlite3.Connection, session_id: str, usage: tuple[object, ...]
-    ) -> None:
+    def put_usage(self, conn: Connection, session_id: str, usage: tuple[object, ...]) -> None:
         """Record usage columns against the current branch and its current user turn.
 
         A branch with no user turn yet records nothing, as the SDK's class does.
