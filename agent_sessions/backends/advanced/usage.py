@@ -7,7 +7,7 @@ from typing import Any, cast
 from agents.usage import Usage
 
 from ...serialization import JsonCodec
-from .store import UsageRow
+from .ops import UsageRow
 
 __all__ = ["session_totals", "turn_dicts", "usage_row"]
 
