@@ -57,6 +57,7 @@ _LAZY = {
     "SessionState": "agent_sessions.core",
     "StoreSession": "agent_sessions.core",
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
+    "AdvancedSQLAlchemySession": "agent_sessions.backends.advanced.sqlalchemy",
     "EncryptedSession": "agent_sessions.encryption",
     "SessionDatabase": "agent_sessions.admin",
     "KeyStore": "agent_sessions.encryption.keystore",
@@ -76,6 +77,7 @@ _LISTED = ("SQLiteSession", "SQLiteStore", "SessionState", "StoreSession")
 """Lazy names that ``dir()`` has always shown (they were eager): it keeps showing them."""
 
 __all__ = [
+    "AdvancedSQLAlchemySession",
     "AdvancedSQLiteSession",
     "AgentSessionsError",
     "CorruptItemError",

@@ -18,8 +18,8 @@ def names(text: str) -> list[str]:
 PUBLIC_MODULES = {
     "agent_sessions": names(
         """
-        AdvancedSQLiteSession AgentSessionsError CorruptItemError CorruptMemoryError
-        DatabaseFileGoneError DecryptionError EmbeddingError EncryptedSession ExportFormatError
+        AdvancedSQLAlchemySession AdvancedSQLiteSession AgentSessionsError CorruptItemError
+        CorruptMemoryError DatabaseFileGoneError DecryptionError EmbeddingError EncryptedSession ExportFormatError
         InvalidFilterError InvalidIdentifierError InvalidLimitError InvalidNamespaceError
         InvalidSessionIdError ItemValidationError KeyStore MemoryItem MemoryKeyStore MemoryStore
         MemoryValueError MissingDependencyError Popped RowStore SQLAlchemySession
@@ -108,14 +108,21 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.testing": names(
         """
-        CHECKS Check ConformanceError DictStore Harness MEMORY_CHECKS ManualClock MemoryCheck
-        MemoryHarness run_all run_memory_checks
+        ADVANCED_CHECKS CHECKS Check ConformanceError DictStore Harness MEMORY_CHECKS
+        ManualClock MemoryCheck MemoryHarness Unsupported requires run_advanced_checks run_all
+        run_memory_checks
+    """
+    ),
+    "agent_sessions.testing.advanced": names(
+        """
+        ADVANCED_CHECKS Unsupported requires run_advanced_checks
     """
     ),
 }
 """Each public module path users were told about, and the sorted ``__all__`` it exports."""
 
 SAME_OBJECT = {
+    "AdvancedSQLAlchemySession": "agent_sessions.backends.advanced.sqlalchemy",
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
     "EncryptedSession": "agent_sessions.encryption",
     "KeyStore": "agent_sessions.encryption",

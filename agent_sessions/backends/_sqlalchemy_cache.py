@@ -8,6 +8,7 @@ module keeps a registry of engines.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,7 +34,8 @@ class EngineState:
     def __init__(self, engine: AsyncEngine) -> None:
         self.dialect = engine.dialect.name
         self.where = engine.url.render_as_string(hide_password=True)
-        self.ready: set[TableNames] = set()
+        self.ready: set[Hashable] = set()
+        """The table pairs (or an advanced store's key) whose schema was created or checked."""
         self._built: dict[TableNames, tuple[SessionTables, Statements]] = {}
         self._locks: dict[TableNames, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
         self._autocommit: AsyncEngine | None = None

@@ -218,7 +218,9 @@ def _sqlite_busy(exc: BaseException) -> bool:
     return "database is locked" in message or "database is busy" in message
 
 
-async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
+async def create_schema(
+    engine: AsyncEngine, tables: SessionTables, also: Callable[[Connection], None] | None = None
+) -> None:
     """Create or upgrade the tables in one transaction, under a database-wide lock.
 
     PostgreSQL's advisory lock ends with the transaction. MySQL's named lock belongs to the
@@ -226,16 +228,16 @@ async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
     second creator must not read the version table before the first one's row is visible.
     On SQLite, a busy file is waited for (up to :data:`SQLITE_BUSY_WAIT`), never an error: the
     whole creation is retried, each try being one transaction that either commits or rolls
-    back.
+    back. ``also`` creates more tables (an advanced session's) in the same transaction and lock.
     """
     if engine.dialect.name != "sqlite":
-        await _create_schema_once(engine, tables)
+        await _create_schema_once(engine, tables, also)
         return
     loop = asyncio.get_running_loop()
     deadline, delay = loop.time() + SQLITE_BUSY_WAIT, 0.005
     while True:
         try:
-            await _create_schema_once(engine, tables)
+            await _create_schema_once(engine, tables, also)
         except (DBAPIError, sqlite3.OperationalError) as exc:
             if not _sqlite_busy(exc) or loop.time() + delay > deadline:
                 raise
@@ -245,7 +247,9 @@ async def create_schema(engine: AsyncEngine, tables: SessionTables) -> None:
         delay = min(delay * 2, 0.25)
 
 
-async def _create_schema_once(engine: AsyncEngine, tables: SessionTables) -> None:
+async def _create_schema_once(
+    engine: AsyncEngine, tables: SessionTables, also: Callable[[Connection], None] | None
+) -> None:
     async with engine.connect() as conn:
         if _is_mysql(conn):
             await conn.run_sync(_lock_mysql)
@@ -254,6 +258,8 @@ async def _create_schema_once(engine: AsyncEngine, tables: SessionTables) -> Non
             if conn.dialect.name == "sqlite":
                 await begin_sqlite(conn)
             await conn.run_sync(_migrate, tables)
+            if also is not None:
+                await conn.run_sync(also)
             await conn.commit()
         except BaseException:
             await conn.rollback()

@@ -12,8 +12,8 @@ import asyncio
 import sqlite3
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, Self, TypeVar
 
 import asyncpg
 from agents.memory.session_settings import SessionSettings
@@ -96,21 +96,30 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def _ensure_schema(self) -> None:
         await self._check_loop()
-        if not self._create_tables or self._names in self._state.ready:
+        if not self._create_tables or self._schema_key in self._state.ready:
             return
         # One check per engine and pair of tables: the first caller runs it, the others of
         # this loop wait for it. Creators on different loops or engines are safe anyway
         # (create_schema takes a database-wide lock).
         async with self._state.schema_lock(self._names):
-            if self._names not in self._state.ready:
+            if self._schema_key not in self._state.ready:
                 # Run to its end even if the caller is cancelled: a DDL transaction abandoned
                 # midway would leave a connection (and on SQLite the write lock) behind.
                 _, cancelled = await run_to_completion(
-                    self._guard("create tables", lambda: create_schema(self.engine, self.tables))
+                    self._guard("create tables", self._create_schema)
                 )
-                self._state.ready.add(self._names)
+                self._state.ready.add(self._schema_key)
                 if cancelled:
                     raise asyncio.CancelledError
+
+    @property
+    def _schema_key(self) -> Hashable:
+        """What the engine's ready set notes this store's tables under, once checked."""
+        return self._names
+
+    async def _create_schema(self) -> None:
+        """Create or upgrade this store's tables (under ``create_schema``'s lock)."""
+        await create_schema(self.engine, self.tables)
 
     async def _call(self, operation: str, run: Callable[[], Awaitable[T]]) -> T:
         """Check the schema if needed, then run one database call through :meth:`_guard`.
@@ -185,7 +194,7 @@ class SQLAlchemyStore(AsyncClosing):
 
     def _raise_if_no_tables(self, operation: str, exc: BaseException) -> None:
         if is_missing_table(exc):
-            self._state.ready.discard(self._names)  # dropped since they were checked
+            self._state.ready.discard(self._schema_key)  # dropped since they were checked
             names = self.tables.names
             raise _NoTablesError(
                 f"{operation} on {self._where} failed: no tables ({names.sessions}, "
@@ -513,6 +522,9 @@ class SQLAlchemySession(StoreSession):
         ...         await session.add_items([{"role": "user", "content": "Hi"}])
     """
 
+    _store_type: type[SQLAlchemyStore] = SQLAlchemyStore
+    """The store each object makes on its engine (a subclass for advanced sessions)."""
+
     def __init__(
         self,
         session_id: str,
@@ -529,7 +541,7 @@ class SQLAlchemySession(StoreSession):
         # Checked before the store exists, so a bad setting leaves no engine work behind.
         session_settings = coerce_settings(session_settings)
         del ensure_ascii  # rows are always ASCII JSON (see the docstring)
-        self._sqlalchemy = SQLAlchemyStore(
+        self._sqlalchemy = self._store_type(
             engine, tables=TableNames(sessions_table, messages_table), create_tables=create_tables
         )
         super().__init__(
@@ -549,7 +561,7 @@ class SQLAlchemySession(StoreSession):
         engine_kwargs: dict[str, Any] | None = None,
         session_settings: SessionSettings | dict[str, Any] | None = None,
         **kwargs: Any,
-    ) -> SQLAlchemySession:
+    ) -> Self:
         """Open a session on a database URL; closing the session disposes of the engine.
 
         Args:

@@ -1,7 +1,7 @@
 """The branch, turn and usage operations of an advanced store, written once for every backend.
 
-A store mixes :class:`BranchOps` in and says how to run a call on a connection: ``_run`` in a
-write transaction that holds the session's lock, ``_read`` in one read snapshot. The calls are
+A store mixes :class:`BranchOps` in and says how to run a call on a connection: ``_write_call`` in a
+write transaction that holds the session's lock, ``_read_call`` in one read snapshot. The calls are
 the :class:`~agent_sessions.backends.advanced.chain.Chain` reads and the
 :class:`~agent_sessions.backends.advanced.write.Writer` transactions, which take any
 :class:`~agent_sessions.backends.advanced.db.Connection`.
@@ -37,7 +37,7 @@ class UsageRow(NamedTuple):
 
 
 class BranchOps:
-    """Branches, turns and usage over ``_run`` and ``_read``, which each store defines."""
+    """Branches, turns and usage over ``_write_call`` and ``_read_call`` (each store's own)."""
 
     _adv: AdvancedStatements
     _chain: Chain
@@ -46,11 +46,13 @@ class BranchOps:
     _record_sql: str
     """Selects what identifies a session's record (``?``: the session id); a clear deletes it."""
 
-    async def _run(self, operation: str, session_id: str, call: Callable[[Connection], T]) -> T:
+    async def _write_call(
+        self, operation: str, session_id: str, call: Callable[[Connection], T]
+    ) -> T:
         """Run ``call`` in one write transaction that holds ``session_id``'s lock."""
         raise NotImplementedError
 
-    async def _read(
+    async def _read_call(
         self, operation: str, call: Callable[[Connection], T], *, snapshot: bool = True
     ) -> T:
         """Run a read-only ``call`` in one read snapshot (with ``snapshot`` False, as it is)."""
@@ -76,7 +78,7 @@ class BranchOps:
             texts.reverse()
             return texts
 
-        return await self._read("read", read, snapshot=False)
+        return await self._read_call("read", read, snapshot=False)
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove the current branch's newest decodable item; hide it if it is inherited.
@@ -102,7 +104,7 @@ class BranchOps:
             branch = self._chain.head(conn, session_id).branch
             return self._marked(conn, session_id, (session_id, branch), taken)
 
-        return await self._run("pop", session_id, pop_through)
+        return await self._write_call("pop", session_id, pop_through)
 
     def _record(self, conn: Connection, session_id: str) -> tuple[Any, ...] | None:
         row = conn.execute(self._record_sql, (session_id,)).fetchone()
@@ -132,7 +134,7 @@ class BranchOps:
                 lambda row: self._clears.may_restore(row, self._record(conn, session_id)),
             )
 
-        await self._run("restore", session_id, restore)
+        await self._write_call("restore", session_id, restore)
 
     async def clear(self, session_id: str) -> None:
         """Clear the current branch; clearing ``main`` deletes the whole session."""
@@ -142,13 +144,13 @@ class BranchOps:
             self._writer.clear(conn, session_id)
             self._clears.note((session_id, branch))
 
-        await self._run("clear", session_id, clear)
+        await self._write_call("clear", session_id, clear)
 
     # Branches ------------------------------------------------------------------------------
 
     async def current_branch(self, session_id: str) -> str:
         """Return the session's current branch."""
-        return await self._read(
+        return await self._read_call(
             "current_branch", lambda conn: self._chain.head(conn, session_id).branch
         )
 
@@ -161,7 +163,7 @@ class BranchOps:
         """
         if name is not None:
             check_branch_name(name)
-        return await self._run(
+        return await self._write_call(
             "create_branch",
             session_id,
             lambda conn: self._writer.create_branch(conn, session_id, turn, name),
@@ -173,7 +175,7 @@ class BranchOps:
         Raises:
             ValueError: the branch does not exist.
         """
-        await self._run(
+        await self._write_call(
             "switch_to_branch",
             session_id,
             lambda conn: self._writer.switch(conn, session_id, branch),
@@ -185,7 +187,7 @@ class BranchOps:
         Raises:
             ValueError: the branch is ``main``, unknown, or current without force.
         """
-        await self._run(
+        await self._write_call(
             "delete_branch",
             session_id,
             lambda conn: self._writer.delete_branch(conn, session_id, branch, force=force),
@@ -214,7 +216,7 @@ class BranchOps:
                 )
             return listed
 
-        return await self._read("list_branches", branches)
+        return await self._read_call("list_branches", branches)
 
     # Turns ---------------------------------------------------------------------------------
 
@@ -224,7 +226,7 @@ class BranchOps:
         Raises:
             ValueError: the branch does not exist.
         """
-        return await self._read(
+        return await self._read_call(
             "get_conversation_turns",
             lambda conn: self._chain.users(
                 conn, session_id, self._chain.resolve(conn, session_id, branch)
@@ -239,7 +241,7 @@ class BranchOps:
         Raises:
             ValueError: the branch does not exist.
         """
-        return await self._read(
+        return await self._read_call(
             "get_conversation_by_turns",
             lambda conn: self._chain.kinds(
                 conn, session_id, self._chain.resolve(conn, session_id, branch)
@@ -252,7 +254,7 @@ class BranchOps:
         Raises:
             ValueError: the branch does not exist.
         """
-        return await self._read(
+        return await self._read_call(
             "get_tool_usage",
             lambda conn: self._chain.tool_counts(
                 conn, session_id, self._chain.resolve(conn, session_id, branch)
@@ -266,7 +268,7 @@ class BranchOps:
 
         ``usage.user_turn`` is ignored; a second record for one turn replaces the first.
         """
-        await self._run(
+        await self._write_call(
             "store_run_usage",
             session_id,
             lambda conn: self._writer.put_usage(conn, session_id, usage[1:]),
@@ -282,7 +284,7 @@ class BranchOps:
                 row = conn.execute(self._adv.branch_usage, (session_id, branch)).fetchone()
             return tuple(row)
 
-        return await self._read("get_session_usage", sums)
+        return await self._read_call("get_session_usage", sums)
 
     async def turn_usage(self, session_id: str, branch: str | None) -> list[UsageRow]:
         """Return a branch's usage rows by turn (the current branch if None)."""
@@ -292,4 +294,4 @@ class BranchOps:
             rows = conn.execute(self._adv.turn_usage, (session_id, resolved))
             return [UsageRow(*row) for row in rows]
 
-        return await self._read("get_turn_usage", turns)
+        return await self._read_call("get_turn_usage", turns)

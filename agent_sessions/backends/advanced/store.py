@@ -85,7 +85,9 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
             partial(write_batches, self._writer, busy_timeout, f"SQLite append on {self._where}"),
         )
 
-    async def _run(self, operation: str, session_id: str, call: Callable[[Connection], T]) -> T:
+    async def _write_call(
+        self, operation: str, session_id: str, call: Callable[[Connection], T]
+    ) -> T:
         """Run ``call`` on the worker thread, after creating the tables if needed.
 
         The call opens its own transaction (``BEGIN IMMEDIATE``: the file's write lock).
@@ -98,7 +100,7 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
 
         return await self._call(operation, run)
 
-    async def _read(
+    async def _read_call(
         self, operation: str, call: Callable[[Connection], T], *, snapshot: bool = True
     ) -> T:
         """Run a read-only ``call`` on the loop's reader if it can, else on the worker.
@@ -112,8 +114,8 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
         if done is not None:
             return done[0]
         if not snapshot:
-            return await self._run(operation, "", call)
-        return await self._run(operation, "", lambda conn: _in_snapshot(conn, call))
+            return await self._write_call(operation, "", call)
+        return await self._write_call(operation, "", lambda conn: _in_snapshot(conn, call))
 
     def _read_here(
         self, call: Callable[[Connection], T], *, snapshot: bool = True
@@ -157,7 +159,9 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
                 await self._commits.append(session_id, texts)
             else:
                 batch = [(session_id, texts)]
-                await self._run("append", session_id, lambda conn: self._writer.write(conn, batch))
+                await self._write_call(
+                    "append", session_id, lambda conn: self._writer.write(conn, batch)
+                )
         finally:
             self._appending -= 1
 
