@@ -39,6 +39,17 @@ def database_url(kind: str, tmp_path: Path) -> str:
     return url
 
 
+ADVANCED_SUFFIXES = (
+    "structure",
+    "turn_usage",
+    "reservations",
+    "generations",
+    "branches",
+    "current",
+)
+"""The branch tables an advanced session keeps on a server, named after its messages table."""
+
+
 def unique_tables() -> tuple[str, str]:
     """Fresh table names, so tests sharing one server database never see each other's rows."""
     suffix = uuid.uuid4().hex[:10]
@@ -46,14 +57,17 @@ def unique_tables() -> tuple[str, str]:
 
 
 async def drop_tables(engine: AsyncEngine, sessions: str, messages: str) -> None:
-    """Drop a pair of tables and their schema-version row."""
+    """Drop a pair of tables, an advanced session's branch tables, and their version rows."""
     async with engine.begin() as conn:
+        for suffix in ADVANCED_SUFFIXES:
+            await conn.execute(text(f"DROP TABLE IF EXISTS {messages}_{suffix}"))
         await conn.execute(text(f"DROP TABLE IF EXISTS {messages}"))
         await conn.execute(text(f"DROP TABLE IF EXISTS {sessions}"))
     with contextlib.suppress(DBAPIError):  # no version table: the tables were never created
         async with engine.begin() as conn:
             await conn.execute(
-                text("DELETE FROM agent_sessions_schema WHERE name = :name"), {"name": messages}
+                text("DELETE FROM agent_sessions_schema WHERE name IN (:name, :advanced)"),
+                {"name": messages, "advanced": f"{messages}.advanced"},
             )
 
 

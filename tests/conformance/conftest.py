@@ -19,6 +19,7 @@ from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
 from agents.memory import Session
 
 from agent_sessions import (
+    AdvancedSQLAlchemySession,
     AdvancedSQLiteSession,
     EncryptedSession,
     SQLiteSession,
@@ -138,6 +139,21 @@ def _sdk_encrypted(tmp_path: Path) -> Harness:
 
 BACKENDS = {
     "advanced": Backend(_advanced),
+    "advanced-sqlalchemy-sqlite": Backend(
+        partial(sqlalchemy_harness, "sqlite", session_class=AdvancedSQLAlchemySession)
+    ),
+    "advanced-sqlalchemy-postgres": Backend(
+        partial(sqlalchemy_harness, "postgres", session_class=AdvancedSQLAlchemySession)
+    ),
+    "advanced-sqlalchemy-mariadb": Backend(
+        partial(sqlalchemy_harness, "mariadb", session_class=AdvancedSQLAlchemySession)
+    ),
+    "encrypted-advanced-sqlalchemy-postgres": Backend(
+        partial(
+            _encrypted,
+            partial(sqlalchemy_harness, "postgres", session_class=AdvancedSQLAlchemySession),
+        )
+    ),
     "sqlalchemy-sqlite": Backend(partial(sqlalchemy_harness, "sqlite")),
     "sqlalchemy-postgres": Backend(partial(sqlalchemy_harness, "postgres")),
     "sqlalchemy-mariadb": Backend(partial(sqlalchemy_harness, "mariadb")),
@@ -191,6 +207,10 @@ BACKENDS = {
 
 MARKS = {
     "advanced": pytest.mark.sqlite,
+    "advanced-sqlalchemy-sqlite": pytest.mark.sqlite,
+    "advanced-sqlalchemy-postgres": pytest.mark.postgres,
+    "advanced-sqlalchemy-mariadb": pytest.mark.mariadb,
+    "encrypted-advanced-sqlalchemy-postgres": pytest.mark.postgres,
     "sqlalchemy-sqlite": pytest.mark.sqlite,
     "sqlalchemy-postgres": pytest.mark.postgres,
     "sqlalchemy-mariadb": pytest.mark.mariadb,
