@@ -21,8 +21,8 @@ constructor takes only a path, so the sessions of one file can find each other n
   a new store on the new file, while the old store's sessions report ``DatabaseFileGoneError``.
 - ``":memory:"`` databases are private to their session, as before.
 
-The key is the file's resolved real path with the table names, durability and busy timeout:
-sessions that differ in any of them get stores of their own.
+The key is the file's resolved real path with the table names, durability, busy timeout and
+store class: sessions that differ in any of them get stores of their own.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ._sqlite_connection import create_owner_only, file_identity
 
 __all__ = ["Lease", "abandon", "lease"]
 
-_Key = tuple[str, str, str, bool, float]
+_Key = tuple[str, str, str, bool, float, str]
 
 
 class _Store(Protocol):
@@ -95,14 +95,19 @@ def lease(
     durable: bool,
     busy_timeout: float,
     make: Callable[[], S],
+    *,
+    kind: str = "SQLiteStore",
 ) -> tuple[S, Lease[S]]:
     """Return the open store of this file and settings, made by ``make`` if there is none.
+
+    ``kind`` names the store class: an advanced session and a plain one on one file have
+    stores of their own.
 
     A store whose file was deleted or replaced since it opened is passed over: its sessions
     keep it (and learn of it on their next write), new sessions get a store of their own.
     """
     real = os.path.realpath(path)
-    key: _Key = (real, tables.sessions, tables.messages, durable, busy_timeout)
+    key: _Key = (real, tables.sessions, tables.messages, durable, busy_timeout, kind)
     now = file_identity(real)
     with _lock:
         shared: _Shared[Any] | None = _shared.get(key)

@@ -417,6 +417,29 @@ class _Statements:
         )
 
 
+FileStore = TypeVar("FileStore", bound=SQLiteStore)
+
+
+def file_store(
+    store_type: type[FileStore], db_path: str | Path, tables: TableNames, durable: bool
+) -> tuple[FileStore, Lease[FileStore] | None]:
+    """The store a session made by a drop-in constructor uses, and its lease if it is shared.
+
+    A file's sessions (of one store type, tables and durability) share one store, closed when
+    the last of them closes (see ``_shared_stores``); ``":memory:"`` gets a private store.
+    """
+    if str(db_path) == MEMORY:
+        return store_type(db_path, tables=tables, durable=durable), None
+    return _shared_stores.lease(
+        str(db_path),
+        tables,
+        durable,
+        _BUSY_TIMEOUT,
+        partial(store_type, db_path, tables=tables, durable=durable, busy_timeout=_BUSY_TIMEOUT),
+        kind=store_type.__qualname__,
+    )
+
+
 class SQLiteFileSession(StoreSession):
     """A session over a :class:`SQLiteStore` (or a subclass): SQLite's attributes and sync close.
 
@@ -431,18 +454,31 @@ class SQLiteFileSession(StoreSession):
         owns_store: bool,
         session_settings: SessionSettings | dict[str, Any] | None,
         strict: bool,
+        lease: Lease[Any] | None = None,
     ) -> None:
         self.db_path = store.db_path
         self.sessions_table = store.tables.sessions
         self.messages_table = store.tables.messages
         self._sqlite = store
-        super().__init__(
-            session_id,
-            store,
-            owns_store=owns_store,
-            session_settings=session_settings,
-            strict=strict,
-        )
+        try:
+            super().__init__(
+                session_id,
+                store,
+                owns_store=owns_store,
+                session_settings=session_settings,
+                strict=strict,
+            )
+        except BaseException:
+            if lease is not None:
+                last = lease.release()
+                if last is not None:
+                    last.close()
+            raise
+        if lease is not None:
+            self._lease = lease
+            label = f"{type(self).__name__}({session_id!r}, {str(store.db_path)!r})"
+            self._abandoned = weakref.finalize(self, _shared_stores.abandon, lease, label)
+            self._abandoned.atexit = False
 
     _lease: Lease[SQLiteStore] | None = None
     """This session's claim on a store shared per file (``SQLiteSession(id, path)``), if any."""
@@ -515,41 +551,19 @@ class SQLiteSession(SQLiteFileSession):
     ) -> None:
         check_session_id(session_id)
         lease: Lease[SQLiteStore] | None = None
-        if store is None and str(db_path) != MEMORY:
-            # One store per file, shared by every session made this way (see _shared_stores).
-            tables = TableNames(sessions_table, messages_table)
-            store, lease = _shared_stores.lease(
-                str(db_path),
-                tables,
-                durable,
-                _BUSY_TIMEOUT,
-                partial(
-                    SQLiteStore, db_path, tables=tables, durable=durable, busy_timeout=_BUSY_TIMEOUT
-                ),
-            )
         owns_store = store is None
         if store is None:
-            store = SQLiteStore(
-                db_path, tables=TableNames(sessions_table, messages_table), durable=durable
+            store, lease = file_store(
+                SQLiteStore, db_path, TableNames(sessions_table, messages_table), durable
             )
-        try:
-            super().__init__(
-                session_id,
-                store,
-                owns_store=owns_store,
-                session_settings=session_settings,
-                strict=strict,
-            )
-        except BaseException:
-            if lease is not None:
-                last = lease.release()
-                if last is not None:
-                    last.close()
-            raise
+            owns_store = lease is None
+        super().__init__(
+            session_id,
+            store,
+            owns_store=owns_store,
+            session_settings=session_settings,
+            strict=strict,
+            lease=lease,
+        )
         if lease is not None:
             self.db_path = db_path  # as given, like the SDK's attribute
-            self._lease = lease
-            self._abandoned = weakref.finalize(
-                self, _shared_stores.abandon, lease, f"SQLiteSession({session_id!r}, {db_path!r})"
-            )
-            self._abandoned.atexit = False

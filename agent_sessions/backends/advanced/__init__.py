@@ -30,7 +30,7 @@ from agents.memory.session_settings import SessionSettings
 from ...core import check_session_id
 from ...schema import TableNames
 from .._sqlite_connection import MEMORY
-from ..sqlite import SQLiteFileSession
+from ..sqlite import SQLiteFileSession, file_store
 from .session import AdvancedSession
 from .store import AdvancedSQLiteStore
 
@@ -88,12 +88,17 @@ class AdvancedSQLiteSession(AdvancedSession, SQLiteFileSession):
         strict = bool(kwargs.pop("strict", False))
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
-        store = AdvancedSQLiteStore(
-            db_path, tables=TableNames(sessions_table, messages_table), durable=durable
+        store, lease = file_store(
+            AdvancedSQLiteStore, db_path, TableNames(sessions_table, messages_table), durable
         )
         self.create_tables = create_tables
         self._logger = logger or logging.getLogger(__name__)
         self._advanced = store
         super().__init__(
-            session_id, store, owns_store=True, session_settings=session_settings, strict=strict
+            session_id,
+            store,
+            owns_store=lease is None,
+            session_settings=session_settings,
+            strict=strict,
+            lease=lease,
         )
