@@ -19,7 +19,8 @@ PUBLIC_MODULES = {
     "agent_sessions": names(
         """
         AdvancedSQLAlchemySession AdvancedSQLiteSession AgentSessionsError CorruptItemError
-        CorruptMemoryError DatabaseFileGoneError DecryptionError EmbeddingError EncryptedSession ExportFormatError
+        CorruptMemoryError DatabaseFileGoneError DecryptionError EmbeddingError EncryptedSession
+        ExportFormatError
         InvalidFilterError InvalidIdentifierError InvalidLimitError InvalidNamespaceError
         InvalidSessionIdError ItemValidationError KeyStore MemoryItem MemoryKeyStore MemoryStore
         MemoryValueError MissingDependencyError Popped RowStore SQLAlchemySession
@@ -39,7 +40,8 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.backends.advanced": names(
         """
-        AdvancedSQLiteSession AdvancedSQLiteStore
+        AdvancedSQLiteSession AdvancedSQLiteStore BranchInfo ConversationTurn HistoryEntry
+        ItemKind NoTurnUsage SessionUsage ToolUsage TurnUsage
     """
     ),
     "agent_sessions.backends.sqlalchemy": names(

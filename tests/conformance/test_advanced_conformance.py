@@ -23,12 +23,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-import agent_sessions
-from agent_sessions import AdvancedSQLiteSession
+from agent_sessions import AdvancedSQLAlchemySession, AdvancedSQLiteSession
 from agent_sessions.testing import ADVANCED_CHECKS, Check, Harness, Unsupported
 from tests.sql_servers import database_url
-
-NOT_YET = "AdvancedSQLAlchemySession not available yet"
 
 
 @dataclass
@@ -77,16 +74,13 @@ def _sqlalchemy(kind: str, tmp_path: Path) -> Harness:
 
     Cleanup (after every session is closed) drops the tables and disposes of the engine.
     """
-    cls = getattr(agent_sessions, "AdvancedSQLAlchemySession", None)
-    if cls is None:
-        pytest.skip(NOT_YET)
     engine = create_async_engine(database_url(kind, tmp_path))
     marker = uuid.uuid4().hex
     sessions, messages = f"s_{marker[:12]}", f"m_{marker[:12]}"
 
-    def open_session(session_id: str) -> Any:
-        return cls(
-            session_id=f"{marker}-{session_id}",
+    def open_session(session_id: str) -> AdvancedSQLAlchemySession:
+        return AdvancedSQLAlchemySession(
+            f"{marker}-{session_id}",
             engine=engine,
             create_tables=True,
             sessions_table=sessions,
@@ -100,12 +94,7 @@ def _sqlalchemy(kind: str, tmp_path: Path) -> Harness:
     return Harness(name=f"advanced-sqlalchemy-{kind}", open=open_session, cleanup=[cleanup])
 
 
-OURS_KNOWN_FAILURES = {
-    "check_sdk_keyword_names": (
-        "bug: our create_branch_from_turn names its first parameter 'turn' where the SDK's "
-        "says 'turn_number', so create_branch_from_turn(turn_number=2) raises TypeError"
-    ),
-}
+OURS_KNOWN_FAILURES: dict[str, str] = {}
 """Where our advanced classes fall short of the suite: bugs, each named, to fix in the backend."""
 
 SDK_KNOWN_FAILURES = {

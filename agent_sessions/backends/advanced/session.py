@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import cast, overload
 
 from agents.items import TResponseInputItem
 from agents.result import RunResult, RunResultStreaming
@@ -17,8 +17,18 @@ from agents.result import RunResult, RunResultStreaming
 from ...core import StoreSession, read_items, resolve_limit
 from ...errors import CorruptItemError
 from .chain import UserRow
-from .ops import BranchOps
+from .ops import BranchOps, UsageRow
 from .sql import check_branch_id, content_preview, user_content, user_texts
+from .types import (
+    BranchInfo,
+    ConversationTurn,
+    HistoryEntry,
+    ItemKind,
+    NoTurnUsage,
+    SessionUsage,
+    ToolUsage,
+    TurnUsage,
+)
 from .usage import session_totals, turn_dicts, usage_row
 
 __all__ = ["AdvancedSession"]
@@ -27,7 +37,11 @@ _PREVIEW = 100
 
 
 class AdvancedSession(StoreSession):
-    """Branches, turn queries and token usage over an advanced store; see the subclasses."""
+    """Branches, turn queries, token usage and time travel over an advanced store.
+
+    See the subclasses, ``AdvancedSQLiteSession`` and ``AdvancedSQLAlchemySession``, for how
+    to open one; docs/time-travel.md for :meth:`history`, :meth:`fork` and :meth:`rewind`.
+    """
 
     _advanced: BranchOps
     _logger: logging.Logger
@@ -77,13 +91,16 @@ class AdvancedSession(StoreSession):
         self._check_open("current_branch")
         return await self._advanced.current_branch(self.session_id)
 
-    async def create_branch_from_turn(self, turn: int, branch_name: str | None = None) -> str:
+    async def create_branch_from_turn(
+        self, turn_number: int, branch_name: str | None = None
+    ) -> str:
         """Fork the current branch just before a user turn, and switch to the fork.
 
         The fork holds everything before that turn's user message; nothing is copied.
 
         Args:
-            turn: The 1-based number of the user message to branch from.
+            turn_number: The 1-based number of the user message to branch from (the SDK's
+                name for it).
             branch_name: Any non-blank string, stored as given (as the SDK accepts); one
                 used before in the session, even by a deleted branch, is refused. Generated
                 if None.
@@ -96,12 +113,12 @@ class AdvancedSession(StoreSession):
             TypeError: the name is not a string.
         """
         self._check_open("create_branch_from_turn")
-        branch = await self._advanced.create_branch(self.session_id, turn, branch_name)
+        branch = await self._advanced.create_branch(self.session_id, turn_number, branch_name)
         self._logger.debug(
             "session %r: created branch %r from turn %d and switched to it",
             self.session_id,
             branch,
-            turn,
+            turn_number,
         )
         return branch
 
@@ -159,19 +176,20 @@ class AdvancedSession(StoreSession):
         await self._advanced.delete_branch(self.session_id, branch_id, force=force)
         self._logger.debug("session %r: deleted branch %r", self.session_id, branch_id)
 
-    async def list_branches(self) -> list[dict[str, Any]]:
+    async def list_branches(self) -> list[BranchInfo]:
         """List the session's branches.
 
         Returns:
-            One dict per branch: ``branch_id``, ``message_count`` and ``user_turns`` (of its
-            visible history), ``created_at`` and ``is_current``.
+            One dict per branch, ``main`` first then in creation order: ``branch_id``,
+            ``message_count`` and ``user_turns`` (of its visible history), ``created_at`` and
+            ``is_current`` (see :class:`~agent_sessions.backends.advanced.types.BranchInfo`).
         """
         self._check_open("list_branches")
         return await self._advanced.list_branches(self.session_id)
 
     # Turns ---------------------------------------------------------------------------------
 
-    def _turn_dict(self, row: UserRow, preview: int | None = _PREVIEW) -> dict[str, Any] | None:
+    def _turn_dict(self, row: UserRow, preview: int | None = _PREVIEW) -> ConversationTurn | None:
         """Return a user turn in the SDK's shape; None (warned, or raised if strict) if corrupt.
 
         Raises:
@@ -199,7 +217,7 @@ class AdvancedSession(StoreSession):
             "can_branch": True,
         }
 
-    async def get_conversation_turns(self, branch_id: str | None = None) -> list[dict[str, Any]]:
+    async def get_conversation_turns(self, branch_id: str | None = None) -> list[ConversationTurn]:
         """Return the user turns of a branch, for choosing where to branch.
 
         Only the branch's user messages are read and decoded. A user message that cannot be
@@ -223,14 +241,16 @@ class AdvancedSession(StoreSession):
         rows = await self._advanced.user_turns(self.session_id, branch_id)
         return [turn for turn in map(self._turn_dict, rows) if turn is not None]
 
-    async def _user_turns(self, branch_id: str | None, preview: int | None) -> list[Any]:
+    async def _user_turns(
+        self, branch_id: str | None, preview: int | None
+    ) -> list[tuple[UserRow, ConversationTurn]]:
         rows = await self._advanced.user_turns(self.session_id, branch_id)
         found = [(row, self._turn_dict(row, preview)) for row in rows]
         return [(row, turn) for row, turn in found if turn is not None]
 
     async def find_turns_by_content(
         self, search_term: str, branch_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[ConversationTurn]:
         """Return the user turns whose text contains ``search_term``.
 
         As in the SDK, the term is literal text (no wildcards), letters match regardless of
@@ -259,7 +279,7 @@ class AdvancedSession(StoreSession):
 
     async def get_conversation_by_turns(
         self, branch_id: str | None = None
-    ) -> dict[int, list[dict[str, str | None]]]:
+    ) -> dict[int, list[ItemKind]]:
         """Return a branch's items grouped by user turn, as their type and tool name.
 
         Args:
@@ -273,26 +293,27 @@ class AdvancedSession(StoreSession):
             ValueError: the branch does not exist.
         """
         self._check_open("get_conversation_by_turns")
-        grouped: dict[int, list[dict[str, str | None]]] = {}
+        grouped: dict[int, list[ItemKind]] = {}
         for turn, kind, tool in await self._advanced.item_kinds(self.session_id, branch_id):
             grouped.setdefault(turn, []).append({"type": kind, "tool_name": tool})
         return grouped
 
-    async def get_tool_usage(self, branch_id: str | None = None) -> list[tuple[str, int, int]]:
+    async def get_tool_usage(self, branch_id: str | None = None) -> list[ToolUsage]:
         """Return how often each tool was called, per user turn.
 
         Args:
             branch_id: The branch to read (the current one if None).
 
         Returns:
-            ``(tool_name, call_count, turn_number)`` tuples, ordered by turn then tool name.
+            ``(tool_name, call_count, turn_number)`` tuples (:class:`ToolUsage`, a named
+            tuple), ordered by turn then tool name.
 
         Raises:
             ValueError: the branch does not exist.
         """
         self._check_open("get_tool_usage")
         counts = await self._advanced.tool_counts(self.session_id, branch_id)
-        return [(tool, n, turn) for (turn, tool), n in sorted(counts.items())]
+        return [ToolUsage(tool, n, turn) for (turn, tool), n in sorted(counts.items())]
 
     # Usage ---------------------------------------------------------------------------------
 
@@ -308,19 +329,30 @@ class AdvancedSession(StoreSession):
         self._check_open("store_run_usage")
         await self._advanced.put_usage(self.session_id, usage_row(result.context_wrapper.usage))
 
-    async def get_session_usage(self, branch_id: str | None = None) -> dict[str, int] | None:
+    async def get_session_usage(self, branch_id: str | None = None) -> SessionUsage | None:
         """Return usage summed over one branch, or over all branches if None.
 
         Returns:
             ``requests``, ``input_tokens``, ``output_tokens``, ``total_tokens`` and
-            ``total_turns``; None if no usage was recorded.
+            ``total_turns`` (:class:`SessionUsage`); None if no usage was recorded.
         """
         self._check_open("get_session_usage")
-        return session_totals(await self._advanced.session_usage(self.session_id, branch_id))
+        totals = session_totals(await self._advanced.session_usage(self.session_id, branch_id))
+        return cast(SessionUsage | None, totals)  # usage.py builds the dict with these keys
+
+    @overload
+    async def get_turn_usage(
+        self, user_turn_number: None = None, branch_id: str | None = None
+    ) -> list[TurnUsage]: ...
+
+    @overload
+    async def get_turn_usage(
+        self, user_turn_number: int, branch_id: str | None = None
+    ) -> TurnUsage | NoTurnUsage: ...
 
     async def get_turn_usage(
         self, user_turn_number: int | None = None, branch_id: str | None = None
-    ) -> list[dict[str, Any]] | dict[str, Any]:
+    ) -> list[TurnUsage] | TurnUsage | NoTurnUsage:
         """Return usage by user turn, with the token details parsed.
 
         Args:
@@ -328,15 +360,16 @@ class AdvancedSession(StoreSession):
             branch_id: The branch to read (the current one if None).
 
         Returns:
-            One dict of ``requests``, ``input_tokens``, ``output_tokens``, ``total_tokens``,
-            ``input_tokens_details`` and ``output_tokens_details``; for all turns, a list of
-            such dicts that also carry ``user_turn_number``.
+            One :class:`TurnUsage` dict of ``requests``, ``input_tokens``, ``output_tokens``,
+            ``total_tokens``, ``input_tokens_details`` and ``output_tokens_details`` (``{}``,
+            :class:`NoTurnUsage`, if that turn has none); for all turns, a list of such dicts
+            that also carry ``user_turn_number``.
 
         Raises:
             ValueError: the branch does not exist.
         """
         self._check_open("get_turn_usage")
-        listed = turn_dicts(await self._advanced.turn_usage(self.session_id, branch_id))
+        listed = self._turn_usage(await self._advanced.turn_usage(self.session_id, branch_id))
         if user_turn_number is None:
             return listed
         for entry in listed:
@@ -344,3 +377,122 @@ class AdvancedSession(StoreSession):
                 del entry["user_turn_number"]
                 return entry
         return {}
+
+    @staticmethod
+    def _turn_usage(rows: list[UsageRow]) -> list[TurnUsage]:
+        return cast(list[TurnUsage], turn_dicts(rows))  # usage.py builds them with these keys
+
+    # Time travel ---------------------------------------------------------------------------
+
+    async def history(self, branch_id: str | None = None) -> list[HistoryEntry]:
+        """Return the turns of a branch, oldest first: LangGraph's ``get_state_history``.
+
+        Read in one snapshot, in a number of statements that grows with the branch's chain of
+        parents, not with its length. A user message that cannot be decoded is left out with a
+        warning (or raises in strict mode), as in :meth:`get_conversation_turns`; the turns
+        after it keep their numbers. Items before the first user message belong to no turn.
+
+        Args:
+            branch_id: The branch to read (the current one if None).
+
+        Returns:
+            One :class:`HistoryEntry` per user turn: ``turn``, ``branch_id`` (the branch that
+            holds the user message: an inherited turn names its ancestor), ``preview``,
+            ``created_at``, ``items`` (the turn's item count) and ``usage`` (the turn's
+            :class:`TurnUsage` recorded on the branch read, or None).
+
+        Raises:
+            ValueError: the branch does not exist.
+            CorruptItemError: a user message cannot be decoded and the session is strict.
+
+        Example:
+            >>> async def show(session: AdvancedSession) -> None:
+            ...     for entry in await session.history():
+            ...         print(entry["turn"], entry["branch_id"], entry["preview"])
+        """
+        self._check_open("history")
+        found = await self._advanced.history(self.session_id, branch_id)
+        usage = {entry["user_turn_number"]: entry for entry in self._turn_usage(found.usage)}
+        entries: list[HistoryEntry] = []
+        for row in found.users:
+            turn = self._turn_dict(row)
+            if turn is None:
+                continue
+            entries.append(
+                {
+                    "turn": row.turn,
+                    "branch_id": row.branch_id,
+                    "preview": turn["content"],
+                    "created_at": row.created_at,
+                    "items": found.items.get(row.turn, 0),
+                    "usage": usage.get(row.turn),
+                }
+            )
+        return entries
+
+    async def fork(self, *, turn: int, name: str | None = None) -> str:
+        """Branch off just before a user turn and switch to the branch: LangGraph's fork.
+
+        The same as :meth:`create_branch_from_turn`, by keyword: the branch holds every turn
+        before ``turn`` (inherited, nothing is copied), the current branch keeps all of its
+        own, and new items go to the branch.
+
+        Args:
+            turn: The 1-based turn (as :meth:`history` numbers it) the branch ends before.
+            name: The branch's id: any non-blank string never used in the session before.
+                Generated if None.
+
+        Returns:
+            The new branch's id, now the current branch.
+
+        Raises:
+            ValueError: the turn does not exist, or the name is blank or was used.
+            TypeError: the name is not a string.
+
+        Example:
+            >>> async def retry(session: AdvancedSession) -> None:
+            ...     await session.fork(turn=2, name="retry")
+            ...     await session.add_items([{"role": "user", "content": "Try again"}])
+        """
+        self._check_open("fork")
+        return await self.create_branch_from_turn(turn, name)
+
+    async def rewind(self, *, turn: int, keep_as: str | None = None) -> str:
+        """Move the current branch back to just before a user turn, keeping what it drops.
+
+        In one transaction, a new branch (``keep_as``) is made that keeps the current
+        branch's whole history, then the current branch gives up ``turn`` and every later
+        turn. The current branch stays current, so the next run continues from before
+        ``turn``; the dropped turns stay readable on the keeper (``get_items(branch_id=...)``,
+        ``switch_to_branch``) until it is deleted. Nothing is copied but the records of the
+        dropped items, and the usage recorded for the dropped turns moves to the keeper, so
+        the session's totals count it once. Forks of the current branch keep what they show.
+
+        Args:
+            turn: The 1-based turn (as :meth:`history` numbers it) to go back to before.
+            keep_as: The keeper's id: any non-blank string never used in the session before.
+                Generated (``kept_from_turn_<turn>_<hex>``) if None.
+
+        Returns:
+            The keeper's id.
+
+        Raises:
+            ValueError: the turn does not exist, or the name is blank or was used; nothing
+                has changed then.
+            TypeError: the name is not a string.
+
+        Example:
+            >>> async def undo_last(session: AdvancedSession) -> None:
+            ...     last = (await session.history())[-1]["turn"]
+            ...     kept = await session.rewind(turn=last)
+            ...     assert len(await session.history(kept)) == last
+        """
+        self._check_open("rewind")
+        kept = await self._advanced.rewind(self.session_id, turn, keep_as)
+        self._logger.debug(
+            "session %r: rewound to before turn %d, the rest kept on branch %r",
+            self.session_id,
+            turn,
+            kept,
+        )
+        return kept
