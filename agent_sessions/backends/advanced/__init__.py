@@ -33,8 +33,29 @@ from .._sqlite_connection import MEMORY
 from ..sqlite import SQLiteFileSession, file_store
 from .session import AdvancedSession
 from .store import AdvancedSQLiteStore
+from .types import (
+    BranchInfo,
+    ConversationTurn,
+    HistoryEntry,
+    ItemKind,
+    NoTurnUsage,
+    SessionUsage,
+    ToolUsage,
+    TurnUsage,
+)
 
-__all__ = ["AdvancedSQLiteSession", "AdvancedSQLiteStore"]
+__all__ = [
+    "AdvancedSQLiteSession",
+    "AdvancedSQLiteStore",
+    "BranchInfo",
+    "ConversationTurn",
+    "HistoryEntry",
+    "ItemKind",
+    "NoTurnUsage",
+    "SessionUsage",
+    "ToolUsage",
+    "TurnUsage",
+]
 
 
 class AdvancedSQLiteSession(AdvancedSession, SQLiteFileSession):

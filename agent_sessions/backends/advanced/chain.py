@@ -49,6 +49,8 @@ class UserRow(NamedTuple):
     id: int
     text: str
     created_at: str | None
+    branch_id: str
+    """The branch that holds the message: the one read, or the ancestor it is inherited from."""
 
 
 _HINTS = 4096
@@ -285,7 +287,7 @@ class Chain:
         found: list[UserRow] = []
         for branch, params in self._oldest_first(conn, session_id, head):
             for mid, text, created in self._users_in(conn, branch, params):
-                found.append(UserRow(len(found) + 1, mid, text, created))
+                found.append(UserRow(len(found) + 1, mid, text, created, branch))
         return found
 
     def _kinds_in(
@@ -298,7 +300,7 @@ class Chain:
     def kinds(
         self, conn: Connection, session_id: str, head: Head
     ) -> list[tuple[int, str, str | None]]:
-        """Return each visible item's turn, type and tool name, oldest first."""
+        """Return each visible item's turn, type and tool name, oldest first (0: before any)."""
         found: list[tuple[int, str, str | None]] = []
         turn = 0
         for branch, params in self._oldest_first(conn, session_id, head):

@@ -17,9 +17,10 @@ from .._restore import ClearLog, with_mark
 from .chain import Chain, UserRow
 from .db import Connection
 from .sql import MAIN, AdvancedStatements, check_branch_name
+from .types import BranchInfo
 from .write import Writer
 
-__all__ = ["BranchOps", "UsageRow"]
+__all__ = ["BranchOps", "HistoryRows", "UsageRow"]
 
 T = TypeVar("T")
 
@@ -34,6 +35,17 @@ class UsageRow(NamedTuple):
     total_tokens: int
     input_tokens_details: str | None
     output_tokens_details: str | None
+
+
+class HistoryRows(NamedTuple):
+    """What ``history()`` is made of, read in one snapshot."""
+
+    users: list[UserRow]
+    """The branch's visible user messages, numbered by turn, each with the branch holding it."""
+    items: dict[int, int]
+    """How many visible items each turn holds (turn 0: those before the first user message)."""
+    usage: list[UsageRow]
+    """The usage recorded on the branch, by turn."""
 
 
 class BranchOps:
@@ -193,15 +205,15 @@ class BranchOps:
             lambda conn: self._writer.delete_branch(conn, session_id, branch, force=force),
         )
 
-    async def list_branches(self, session_id: str) -> list[dict[str, Any]]:
+    async def list_branches(self, session_id: str) -> list[BranchInfo]:
         """Return each branch with the size of its visible history, main first."""
 
-        def branches(conn: Connection) -> list[dict[str, Any]]:
+        def branches(conn: Connection) -> list[BranchInfo]:
             current = self._chain.head(conn, session_id).branch
             found = list(conn.execute(self._adv.branches, {"session": session_id}))
             if all(row[0] != MAIN for row in found):
                 found.insert(0, (MAIN, None, 0))
-            listed = []
+            listed: list[BranchInfo] = []
             for branch, created_at, _order in found:
                 head = self._chain.resolve(conn, session_id, branch)
                 messages, users = self._chain.size(conn, session_id, head)
@@ -218,6 +230,24 @@ class BranchOps:
 
         return await self._read_call("list_branches", branches)
 
+    async def rewind(self, session_id: str, turn: int, keep_as: str | None) -> str:
+        """Move the current branch back to before its ``turn``; a new branch keeps the rest.
+
+        Returns:
+            The keeper's id (see :meth:`Writer.rewind`).
+
+        Raises:
+            ValueError: the turn does not exist, or the name is invalid or was used.
+            TypeError: the name is not a string.
+        """
+        if keep_as is not None:
+            check_branch_name(keep_as)
+        return await self._write_call(
+            "rewind",
+            session_id,
+            lambda conn: self._writer.rewind(conn, session_id, turn, keep_as),
+        )
+
     # Turns ---------------------------------------------------------------------------------
 
     async def user_turns(self, session_id: str, branch: str | None) -> list[UserRow]:
@@ -232,6 +262,31 @@ class BranchOps:
                 conn, session_id, self._chain.resolve(conn, session_id, branch)
             ),
         )
+
+    async def history(self, session_id: str, branch: str | None) -> HistoryRows:
+        """Return a branch's turns, their item counts and its usage, in one snapshot.
+
+        One pass over the branch's segments for the user messages, one for the item kinds
+        and one query for the usage: the count of statements grows with the chain of
+        parents, not with the number of turns.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+
+        def read(conn: Connection) -> HistoryRows:
+            head = self._chain.resolve(conn, session_id, branch)
+            items: dict[int, int] = {}
+            for turn, _kind, _tool in self._chain.kinds(conn, session_id, head):
+                items[turn] = items.get(turn, 0) + 1
+            usage = conn.execute(self._adv.turn_usage, (session_id, head.branch))
+            return HistoryRows(
+                self._chain.users(conn, session_id, head),
+                items,
+                [UsageRow(*row) for row in usage],
+            )
+
+        return await self._read_call("history", read)
 
     async def item_kinds(
         self, session_id: str, branch: str | None

@@ -217,31 +217,51 @@ class Writer:
             records.append((session_id, row.id, branch, kind, seq, turn, turn, tool))
         conn.executemany(self.sql.insert_structure, records)
 
-    def detach_forks(self, conn: Connection, session_id: str, head: Head, low: int) -> None:
+    def detach_forks(self, conn: Connection, session_id: str, head: Head, low: int) -> list[Row]:
         """Before rows from id ``low`` on leave ``head``'s branch, let forks keep seeing them.
 
         Each fork made from the branch that inherits rows at or above ``low`` gets structure
         rows of its own for them, and its cutoff drops to ``low``: what it shows is unchanged,
-        and the copy is only of the part between the change and the fork point.
+        and the copy is only of the part between the change and the fork point. On ``main``,
+        rows a plain session wrote (no structure row) first get one of ``main``'s: a row a
+        fork holds a record of is no longer ``main``'s otherwise, and ``main`` must keep
+        the ones it does not give up.
+
+        Returns:
+            The branch's visible rows from ``low`` up to the highest fork's cutoff, newest
+            first, as they were before (none if no fork inherits from ``low`` on).
         """
-        for fork, inherit_below in conn.execute(
-            self.sql.children, (session_id, head.branch)
-        ).fetchall():
-            if inherit_below <= low:
-                continue
-            self._hold(
-                conn, session_id, fork, self._rows_from(conn, session_id, head, low, inherit_below)
-            )
+        forks = [
+            (fork, int(inherit_below))
+            for fork, inherit_below in conn.execute(
+                self.sql.children, (session_id, head.branch)
+            ).fetchall()
+            if inherit_below > low
+        ]
+        if not forks:
+            return []
+        # One walk, before any record changes what the branch shows.
+        rows = self._rows_from(conn, session_id, head, low, max(below for _, below in forks))
+        if head.branch == MAIN:
+            self._hold(conn, session_id, MAIN, [row for row in rows if row.item_type is None])
+        for fork, inherit_below in forks:
+            self._hold(conn, session_id, fork, [row for row in rows if row.id < inherit_below])
             conn.execute(self.sql.set_cutoff, (low, session_id, fork))
+        return rows
 
     def _take(self, conn: Connection, head: Head, row: Row, cut: int) -> _Undo:
         """Remove an own row; return how to undo taking it (an inherited row needs ``cut``)."""
         if row.branch_id != head.branch:
             # Every inherited row of one pop returns to the same cutoff, once.
             return _Undo(head.branch, None, head.inherit_below, cut)
-        if row.item_type is None:  # a plain session's row: it goes back as it was
-            conn.execute(self.base.delete_row, (row.id,))
-            return _Undo(head.branch, None)
+        if row.item_type is None:  # a plain session's row (main's record if a fork took one)
+            conn.execute(self.sql.delete_structure_any, (row.id, head.branch))
+            conn.execute(self.sql.delete_if_orphan, (row.id, row.id))
+            if conn.execute(self.sql.has_row, (row.id,)).fetchone() is None:
+                return _Undo(head.branch, None)  # gone: it goes back as it was
+            # A fork holds it (see detach_forks): an undo gives main a record of it again.
+            kind, tool = self.chain.classify_text(row.text)
+            return _Undo(head.branch, (kind, 0, row.user_turn, tool))
         # The id is unique to the session, so the session needs no check here.
         conn.execute(self.sql.delete_structure_any, (row.id, head.branch))
         conn.execute(self.sql.delete_if_orphan, (row.id, row.id))
@@ -348,21 +368,90 @@ class Writer:
             conn.execute(self.sql.ensure_main, (session_id, MAIN))
             head = self.chain.head(conn, session_id)
             fork_at = self.chain.user_message_id(conn, session_id, head, turn)
-            if name is None:
-                branch = f"branch_from_turn_{turn}_{uuid.uuid4().hex[:8]}"
-                while self._used(conn, session_id, branch):
-                    branch = f"branch_from_turn_{turn}_{uuid.uuid4().hex[:8]}"
-            else:
-                branch = name
-                if self._used(conn, session_id, branch):
-                    raise ValueError(
-                        f"branch id {branch!r} has already been used in session "
-                        f"{session_id!r}: branch ids are never reused; choose a new one"
-                    )
-            conn.execute(self.sql.reserve, (session_id, branch))
-            conn.execute(self.sql.insert_branch, (session_id, branch, head.branch, fork_at))
+            branch = self._new_branch(
+                conn,
+                session_id,
+                name,
+                f"branch_from_turn_{turn}",
+                parent=head.branch,
+                inherit_below=fork_at,
+            )
             conn.execute(self.sql.set_current, (session_id, branch))
             return branch
+
+    def _new_branch(
+        self,
+        conn: Connection,
+        session_id: str,
+        name: str | None,
+        prefix: str,
+        *,
+        parent: str,
+        inherit_below: int,
+    ) -> str:
+        """Record a branch of ``parent`` named ``name`` (generated from ``prefix`` if None).
+
+        Raises:
+            ValueError: the name is or was used in the session.
+        """
+        if name is None:
+            branch = f"{prefix}_{uuid.uuid4().hex[:8]}"
+            while self._used(conn, session_id, branch):
+                branch = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        else:
+            branch = name
+            if self._used(conn, session_id, branch):
+                raise ValueError(
+                    f"branch id {branch!r} has already been used in session "
+                    f"{session_id!r}: branch ids are never reused; choose a new one"
+                )
+        conn.execute(self.sql.reserve, (session_id, branch))
+        conn.execute(self.sql.insert_branch, (session_id, branch, parent, inherit_below))
+        return branch
+
+    def rewind(self, conn: Connection, session_id: str, turn: int, keep_as: str | None) -> str:
+        """Move the current branch's head back to just before its ``turn``-th user message.
+
+        In one transaction: a branch named ``keep_as`` (generated if None) is made that
+        inherits the current branch's whole visible history; then the current branch gives up
+        its rows from that user message on, as :meth:`pop_through` gives them up (forks,
+        the keeper among them, first take their own records of them, so they keep them; no
+        message is deleted, since the keeper holds every one), and the usage of those turns
+        moves to the keeper, which now holds them (so the session's totals count it once).
+        The current branch stays current.
+
+        Returns:
+            The keeper's id.
+
+        Raises:
+            ValueError: the turn does not exist, or the name is or was used in the session;
+                nothing has changed then.
+        """
+        with transaction(conn):
+            conn.execute(self.sql.ensure_main, (session_id, MAIN))
+            head = self.chain.head(conn, session_id)
+            cut = self.chain.user_message_id(conn, session_id, head, turn)
+            keeper = self._new_branch(
+                conn,
+                session_id,
+                keep_as,
+                f"kept_from_turn_{turn}",
+                parent=head.branch,
+                inherit_below=NO_CUTOFF,  # everything it shows, until detach_forks below
+            )
+            dropped = self.detach_forks(conn, session_id, head, cut)  # the keeper's rows
+            own = [(row.id, head.branch) for row in dropped if row.branch_id == head.branch]
+            conn.executemany(self.sql.delete_structure_any, own)
+            if len(own) < len(dropped):  # inherited rows: the branch stops inheriting them
+                conn.execute(self.sql.set_cutoff, (cut, session_id, head.branch))
+            moved = [
+                (session_id, keeper, *row)
+                for row in conn.execute(self.sql.turn_usage, (session_id, head.branch))
+                if row[0] >= turn
+            ]
+            conn.executemany(self.sql.put_usage, moved)
+            conn.execute(self.sql.drop_usage_after, (session_id, head.branch, turn - 1))
+            return keeper
 
     def _used(self, conn: Connection, session_id: str, branch: str) -> bool:
         """Whether a branch of that id exists or ever existed in the session."""
