@@ -101,6 +101,10 @@ class SessionDatabase(DatabaseView):
     connects and checks that the tables exist (or, with ``create``, creates them). Close it
     with ``aclose()`` or use it with ``async with``.
 
+    An existing SQLite file opened without ``create`` is read (and purged) with stdlib
+    ``sqlite3``, each connection on a worker thread of its own: the event loop never waits on
+    the file, and no async driver is loaded. Other databases use SQLAlchemy's async engine.
+
     Args:
         target: A SQLite file path, or a SQLAlchemy URL. URLs without a driver get ours:
             ``postgresql://`` becomes ``postgresql+asyncpg://``, ``mysql://`` and

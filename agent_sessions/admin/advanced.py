@@ -22,9 +22,8 @@ from ..schema import TableNames, validate_identifier
 from .db import Database
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
     from ..backends.advanced.sql import AdvancedStatements
+    from .engine import Connection
 
 __all__ = [
     "AdvancedView",
@@ -73,17 +72,18 @@ async def present_branch_tables(db: Database) -> list[str]:
     The SDK's shared tables count only on SQLite, and only if their foreign key names this
     pair's messages table (another pair's rows are never touched).
     """
-    found = [name for name in branch_tables(db.names) if await db.has_tables(name)]
-    if db.is_sqlite and await db.has_tables(_SDK_TABLES[0]):
+    present = await db.table_names()
+    found = [name for name in branch_tables(db.names) if name in present]
+    if db.is_sqlite and _SDK_TABLES[0] in present:
         async with db.engine.connect() as conn:
             keys = await conn.execute(text(f"PRAGMA foreign_key_list({_SDK_TABLES[0]})"))
             owners = {str(row[2]).lower() for row in keys if str(row[3]).lower() == "message_id"}
         if owners == {db.names.messages.lower()}:
-            found += [name for name in _SDK_TABLES if await db.has_tables(name)]
+            found += [name for name in _SDK_TABLES if name in present]
     return sorted(found, key=lambda name: not name.endswith("structure"))
 
 
-async def row_branches(db: Database, conn: AsyncConnection, session_id: str) -> dict[int, str]:
+async def row_branches(db: Database, conn: Connection, session_id: str) -> dict[int, str]:
     """Which branch wrote each of a session's rows (rows a plain session wrote have none)."""
     structure = next((t for t in await present_branch_tables(db) if t.endswith("structure")), None)
     if structure is None:

@@ -1,7 +1,8 @@
 """One session database as the admin API sees it: where it is, its tables, and safe calls.
 
-A SQLite file is opened through SQLAlchemy (``sqlite+aiosqlite``), so a single Core-based
-implementation serves SQLite, PostgreSQL and MariaDB. Rows are moved as their stored text,
+Every database is opened through SQLAlchemy, so a single Core-based implementation serves
+SQLite, PostgreSQL and MariaDB: an existing SQLite file on a sync engine on worker threads, the
+rest on SQLAlchemy's async engine (see :mod:`.engine`). Rows are moved as their stored text,
 untouched. Timestamps are naive values in the database's own clock; on SQLite they are read and
 written as text, so a file's values are never reinterpreted by a type adapter.
 """
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     TIMESTAMP,
@@ -33,13 +34,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..backends._sqlalchemy_engine import ASYNC_DRIVERS as _ASYNC_DRIVERS  # the one mapping
 from ..backends._sqlalchemy_engine import asyncpg_errors, engine_from_url, redact, use_wal
-from ..backends._sqlalchemy_schema import SessionTables, create_schema
 from ..errors import AgentSessionsError, StorageError, StorageUnavailableError
 from ..schema import TableNames
+from .engine import Connection, Engine, ThreadEngine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["Database", "Location", "Stamp", "canonical_time", "locate", "parse_time"]
 
@@ -154,18 +157,24 @@ class Database:
                 raise StorageUnavailableError(f"no such database file: {self.path}")
             if create and not self.path.parent.is_dir():
                 raise StorageUnavailableError(f"no such directory: {self.path.parent}")
-        dialect = where.url.get_backend_name()
-        timeouts = {"postgresql": {"timeout": _CONNECT_TIMEOUT}}
-        timeouts["mysql"] = timeouts["mariadb"] = {"connect_timeout": _CONNECT_TIMEOUT}
-        self.engine: AsyncEngine = engine_from_url(
-            where.url.render_as_string(hide_password=False),
-            {"connect_args": timeouts[dialect]} if dialect in timeouts else None,
-        )
+        self._async_engine: AsyncEngine | None = None
+        self.engine: Engine
+        if self.path is not None and not create and where.url.drivername == "sqlite+aiosqlite":
+            self.engine = ThreadEngine(where.url)  # no asyncio bridge to load: see .engine
+        else:
+            dialect = where.url.get_backend_name()
+            timeouts = {"postgresql": {"timeout": _CONNECT_TIMEOUT}}
+            timeouts["mysql"] = timeouts["mariadb"] = {"connect_timeout": _CONNECT_TIMEOUT}
+            self._async_engine = engine_from_url(
+                where.url.render_as_string(hide_password=False),
+                {"connect_args": timeouts[dialect]} if dialect in timeouts else None,
+            )
+            self.engine = self._async_engine
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             # Readers only wait for writers; WAL is set only where we write, as our sessions do.
-            if create:
-                use_wal(self.engine)
+            if create and self._async_engine is not None:
+                use_wal(self._async_engine)
             else:
                 event.listen(self.engine.sync_engine, "connect", _busy_timeout)
         stamp: Any = String() if self.dialect == "sqlite" else TIMESTAMP(timezone=False)
@@ -217,9 +226,12 @@ class Database:
                 self._ready = True
 
     async def _prepare(self) -> None:
-        if self.create:
-            tables = SessionTables(self.names)
-            await self.call("create tables", lambda: create_schema(self.engine, tables))
+        if self.create and self._async_engine is not None:
+            # The schema code imports the asyncio extension: only destinations load it.
+            from ..backends._sqlalchemy_schema import SessionTables, create_schema  # noqa: PLC0415
+
+            tables, engine = SessionTables(self.names), self._async_engine
+            await self.call("create tables", lambda: create_schema(engine, tables))
             return
         missing = await self.call("open", self._missing_tables)
         if missing:
@@ -229,16 +241,13 @@ class Database:
             )
 
     async def _missing_tables(self) -> list[str]:
-        wanted = [self.names.sessions, self.names.messages]
-        async with self.engine.connect() as conn:
-            present = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
-        return [name for name in wanted if name not in present]
+        present = await self.table_names()
+        return [name for name in (self.names.sessions, self.names.messages) if name not in present]
 
-    async def has_tables(self, *names: str) -> bool:
-        """Whether every named table exists."""
+    async def table_names(self) -> set[str]:
+        """The names of the tables in the database (its default schema)."""
         async with self.engine.connect() as conn:
-            present = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
-        return all(name in present for name in names)
+            return await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
 
     async def call(self, operation: str, run: Callable[[], Awaitable[T]]) -> T:
         """Run database work, turning driver errors into the package's errors.
@@ -267,14 +276,14 @@ class Database:
             ) from exc
 
     @contextlib.asynccontextmanager
-    async def writing(self) -> AsyncIterator[AsyncConnection]:
+    async def writing(self) -> AsyncIterator[Connection]:
         """One write transaction; on SQLite it takes the write lock first, so writers queue."""
         async with self.engine.begin() as conn:
             if self.is_sqlite:
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
 
-    async def now(self, conn: AsyncConnection) -> datetime:
+    async def now(self, conn: Connection) -> datetime:
         """The database's current time, in the clock its column defaults use."""
         query = "SELECT CURRENT_TIMESTAMP" if self.is_sqlite else "SELECT LOCALTIMESTAMP"
         value = (await conn.execute(text(query))).scalar_one()

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from ..errors import VerificationError
 from .advanced import present_branch_tables
 from .catalogue import SessionInfo
 from .db import Database
+from .engine import Connection
 from .rows import (
     BATCH,
     Digest,
@@ -72,7 +71,7 @@ class MigrateReport:
 
 
 @contextlib.asynccontextmanager
-async def _reading(src: Database) -> AsyncIterator[AsyncConnection]:
+async def _reading(src: Database) -> AsyncIterator[Connection]:
     """A source connection whose failures name the source (the copy runs under the target's)."""
     conn = src.engine.connect()
     await src.call("read", conn.start)
@@ -83,7 +82,7 @@ async def _reading(src: Database) -> AsyncIterator[AsyncConnection]:
 
 
 async def _source_rows(
-    src: Database, conn: AsyncConnection, session_id: str, batch: int = BATCH
+    src: Database, conn: Connection, session_id: str, batch: int = BATCH
 ) -> AsyncIterator[list[StoredRow]]:
     """A session's rows from the source in batches, failures named after the source."""
     batches = read_rows(src, conn, session_id, batch=batch)

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Integer, bindparam, delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import Database, Stamp
+from .engine import Connection
 
 __all__ = [
     "Digest",
@@ -90,7 +90,7 @@ class Digest:
 
 async def read_rows(
     db: Database,
-    conn: AsyncConnection,
+    conn: Connection,
     session_id: str,
     *,
     batch: int = BATCH,
@@ -137,7 +137,7 @@ async def read_rows(
 
 
 async def insert_session(
-    db: Database, conn: AsyncConnection, session_id: str, created_at: Any, updated_at: Any
+    db: Database, conn: Connection, session_id: str, created_at: Any, updated_at: Any
 ) -> None:
     """Write a session record with the given times (already in the database's form)."""
     s = db.sessions
@@ -148,7 +148,7 @@ async def insert_session(
 
 async def insert_rows(
     db: Database,
-    conn: AsyncConnection,
+    conn: Connection,
     session_id: str,
     rows: Sequence[tuple[str, Stamp]],
     default_time: datetime,
@@ -169,7 +169,7 @@ async def insert_rows(
     )
 
 
-async def delete_session(db: Database, conn: AsyncConnection, session_id: str) -> int:
+async def delete_session(db: Database, conn: Connection, session_id: str) -> int:
     """Delete a session's rows and record; return how many rows it had."""
     m, s = db.messages, db.sessions
     deleted = (await conn.execute(delete(m).where(m.c.session_id == session_id))).rowcount
@@ -177,7 +177,7 @@ async def delete_session(db: Database, conn: AsyncConnection, session_id: str) -
     return int(deleted or 0)
 
 
-async def existing(db: Database, conn: AsyncConnection, session_ids: Sequence[str]) -> set[str]:
+async def existing(db: Database, conn: Connection, session_ids: Sequence[str]) -> set[str]:
     """Which of the given sessions have a record or rows in the database."""
     s, m = db.sessions, db.messages
     found: set[str] = set()
@@ -192,7 +192,7 @@ async def existing(db: Database, conn: AsyncConnection, session_ids: Sequence[st
     return found
 
 
-async def digest_of(db: Database, conn: AsyncConnection, session_id: str) -> Digest:
+async def digest_of(db: Database, conn: Connection, session_id: str) -> Digest:
     """The digest of a session's rows as stored now."""
     digest = Digest()
     async for rows in read_rows(db, conn, session_id):
@@ -200,7 +200,7 @@ async def digest_of(db: Database, conn: AsyncConnection, session_id: str) -> Dig
     return digest
 
 
-async def count_rows(db: Database, conn: AsyncConnection, session_id: str) -> int:
+async def count_rows(db: Database, conn: Connection, session_id: str) -> int:
     """How many rows a session has."""
     m = db.messages
     query = select(func.count(m.c.id)).where(m.c.session_id == session_id)

@@ -7,10 +7,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Date, cast, func, select, text, union
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .catalogue import SessionInfo, byte_length
 from .db import Database, canonical_time, parse_time
+from .engine import Connection
 
 __all__ = ["DayGrowth", "StoreStats", "collect"]
 
@@ -90,7 +90,7 @@ def _day(db: Database, column: Any) -> Any:
     return func.date(column)
 
 
-async def _sizes(db: Database, conn: AsyncConnection) -> tuple[int | None, int | None, int | None]:
+async def _sizes(db: Database, conn: Connection) -> tuple[int | None, int | None, int | None]:
     """Size on disk, WAL size and free space, as far as each database tells."""
     names = (db.names.sessions, db.names.messages)
     if db.is_sqlite:

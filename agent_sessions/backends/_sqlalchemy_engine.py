@@ -13,17 +13,19 @@ import asyncio
 import sqlite3
 import sys
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from ..errors import MissingDependencyError
 from ._sqlite_connection import create_owner_only  # the one creation helper
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "ASYNC_DRIVERS",
@@ -273,6 +275,10 @@ def engine_from_url(
         ValueError: the URL cannot be parsed or names an unknown dialect or driver.
         MissingDependencyError: the URL's driver is known but not installed.
     """
+    # The asyncio extension imports sqlalchemy.orm (about 0.1 s): loaded by the first engine,
+    # so the admin layer on a SQLite file, which needs only the helpers above, never pays it.
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
     parsed = async_url(url)
     kwargs = dict(engine_kwargs or {})
     if is_memory_sqlite(parsed) and "poolclass" not in kwargs:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_sessions import (
@@ -635,6 +637,50 @@ async def test_purge_removes_a_sessions_branch_and_usage_rows(lite: Lite, tmp_pa
     assert [row[0] for row in owners] == ["kept"]
     records = await store.sql("SELECT DISTINCT session_id FROM message_structure")
     assert [row[0] for row in records] == ["kept"]
+
+
+# SQLite files: worker threads ------------------------------------------------------------
+
+
+@pytest.mark.sqlite
+async def test_statements_on_a_sqlite_file_run_off_the_event_loop(lite: Lite) -> None:
+    """Runs every statement on a SQLite file on a worker thread, never on the loop's thread."""
+    store = lite("s.db")
+    await store.add("a", turn("hi"))
+    threads: set[int] = set()
+
+    def record(*_: object) -> None:
+        threads.add(threading.get_ident())
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        async with store.open() as db:
+            await db.list_sessions()
+            await db.stats()
+            await db.purge(timedelta(days=1))
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert threads
+    assert threading.get_ident() not in threads
+
+
+@pytest.mark.sqlite
+async def test_two_purges_at_once_on_one_sqlite_file_take_turns(lite: Lite) -> None:
+    """Two purges of one SQLite file at once take turns: each old session goes once, promptly."""
+    store = lite("s.db")
+    for sid in ("old1", "old2", "new"):
+        await store.add(sid, turn(sid))
+    await store.age("old1", 40)
+    await store.age("old2", 40)
+    async with store.open() as db:
+        # Each transaction has its own thread: one waiting for SQLite's write lock never
+        # holds up the one that has it (on a shared thread both would wait the 30 s timeout).
+        both = asyncio.gather(db.purge(timedelta(days=30)), db.purge(timedelta(days=30)))
+        first, second = await asyncio.wait_for(both, timeout=10)
+        left = [info.session_id for info in await db.list_sessions()]
+    purged = [info.session_id for info in first.sessions + second.sessions]
+    assert sorted(purged) == ["old1", "old2"]
+    assert left == ["new"]
 
 
 @pytest.mark.parametrize(

@@ -19,15 +19,16 @@ SDK = ("agents", "openai")
 
 
 def loaded_after(script: str, *args: str) -> tuple[list[str], str]:
-    """Run ``script`` in a fresh interpreter; return the top-level packages then loaded, and stdout.
+    """Run ``script`` in a fresh interpreter; return the modules then loaded, and stdout.
 
-    The script's own output goes to stdout; the sorted package names are the last line of stderr.
+    The names are those of every module and each top-level package. The script's own output
+    goes to stdout; the sorted names are the last line of stderr.
     """
     probe = (
         script
         + "\nimport sys\n"
-        + "print(__import__('json').dumps(sorted({m.split('.')[0] for m in sys.modules})),"
-        + " file=sys.stderr)\n"
+        + "names = {*sys.modules, *(m.split('.')[0] for m in sys.modules)}\n"
+        + "print(__import__('json').dumps(sorted(names)), file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, *args],
@@ -49,24 +50,32 @@ MAIN = (
 """Runs the command line on its arguments in the probe interpreter."""
 
 
+ASYNC_STACK = ("asyncpg", "aiosqlite", "greenlet", "sqlalchemy.ext.asyncio", "sqlalchemy.orm")
+"""An async driver, and SQLAlchemy's asyncio extension with the ORM it imports."""
+
+
 @pytest.mark.parametrize(
-    ("command", "text"),
-    [pytest.param(["ls"], "hello", id="ls"), pytest.param(["show", "user-1"], "hello", id="show")],
+    ("command", "shown"),
+    [
+        pytest.param(["ls"], "user-1", id="ls"),
+        pytest.param(["show", "user-1"], "hello", id="show"),
+        pytest.param(["stats"], "sessions         1", id="stats"),
+    ],
 )
-async def test_database_commands_on_a_sqlite_file_do_not_import_the_sdk(
-    tmp_path: Path, command: list[str], text: str
+async def test_database_commands_on_a_sqlite_file_load_no_sdk_and_no_async_driver(
+    tmp_path: Path, command: list[str], shown: str
 ) -> None:
-    """Lists a SQLite file's sessions, or prints one, without the SDK or asyncpg."""
+    """Lists, prints or measures a SQLite file without the SDK or any async database stack."""
     path = tmp_path / "chats.db"
     session = agent_sessions.SQLiteSession("user-1", str(path))
     try:
-        await session.add_items([{"role": "user", "content": text}])
+        await session.add_items([{"role": "user", "content": "hello"}])
     finally:
         session.close()
     name, *rest = command
     loaded, stdout = loaded_after(MAIN, name, str(path), *rest)
-    assert ("user-1" if name == "ls" else text) in stdout
-    assert not {*SDK, "asyncpg"} & set(loaded), loaded
+    assert shown in stdout
+    assert not {*SDK, *ASYNC_STACK} & set(loaded), loaded
 
 
 def test_version_imports_neither_the_sdk_nor_a_driver() -> None:
