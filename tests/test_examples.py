@@ -37,14 +37,42 @@ def run_example(name: str, *args: str, stdin: str = "") -> str:
     return result.stdout
 
 
+def assert_branching_transcript(out: str) -> None:
+    """The branching example's key lines, whatever backend it ran on."""
+    assert "You told me you like trains over planes." in out
+    assert "You told me you like planes, actually." in out
+    assert "branch 're-ask', made from turn 2" in out
+    assert "   main     6 items, 3 user turns, 298 tokens" in out
+    assert " * re-ask   6 items, 3 user turns, 267 tokens" in out
+    assert "the last answer is still: 'You told me you like trains over planes.'" in out
+
+
 def test_branching_re_asks_turn_two_and_keeps_main(tmp_path: Path) -> None:
     """The branching example answers differently on the branch and leaves main as it was."""
     out = run_example("branching.py", str(tmp_path / "b.db"))
-    assert "You told me you like trains over planes." in out
-    assert "You told me you like planes, actually." in out
-    assert "re-ask" in out
-    assert " main     6 items, 3 user turns" in out
-    assert "the last answer is still: 'You told me you like trains over planes.'" in out
+    assert "backend: AdvancedSQLiteSession on b.db" in out
+    assert_branching_transcript(out)
+
+
+def test_branching_runs_on_a_temporary_file_by_default() -> None:
+    """Without arguments the branching example runs on a temporary SQLite file."""
+    out = run_example("branching.py")
+    assert "backend: AdvancedSQLiteSession on branching.db" in out
+    assert_branching_transcript(out)
+
+
+@pytest.mark.postgres
+def test_branching_on_postgresql() -> None:
+    """With --url the branching example runs on PostgreSQL and removes its session after."""
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    out = run_example("branching.py", "--url", POSTGRES_URL)
+    assert f"backend: AdvancedSQLAlchemySession on {POSTGRES_URL}" in out
+    assert_branching_transcript(out)
+    removed = re.search(r"removed session '([^']+)' and its branches from the database", out)
+    assert removed is not None, out
+    tables = ("agent_messages", "agent_sessions", "agent_messages_structure")
+    tables += ("agent_messages_branches", "agent_messages_turn_usage")
+    assert asyncio.run(count_postgres_rows([removed.group(1)], tables)) == (0,) * len(tables)
 
 
 def test_encrypted_ttl_hides_text_expires_rotates_and_shreds(tmp_path: Path) -> None:
@@ -134,18 +162,20 @@ def test_shared_session_handoff_on_postgresql() -> None:
     assert asyncio.run(count_postgres_rows(list(removed.groups()))) == (0, 0)
 
 
-async def count_postgres_rows(session_ids: list[str]) -> tuple[int, int]:
-    """Item rows and session rows left in the default PostgreSQL tables for ``session_ids``."""
+async def count_postgres_rows(
+    session_ids: list[str], tables: tuple[str, ...] = ("agent_messages", "agent_sessions")
+) -> tuple[int, ...]:
+    """Rows left for ``session_ids`` in each of the default PostgreSQL ``tables``."""
     engine = create_async_engine(POSTGRES_URL)
     try:
         async with engine.connect() as conn:
             counts = []
-            for table in ("agent_messages", "agent_sessions"):
+            for table in tables:
                 query = text(f"SELECT count(*) FROM {table} WHERE session_id = ANY(:ids)")
                 counts.append(int((await conn.execute(query, {"ids": session_ids})).scalar_one()))
     finally:
         await engine.dispose()
-    return counts[0], counts[1]
+    return tuple(counts)
 
 
 def test_chat_undo_removes_the_last_exchange_and_keeps_the_first(tmp_path: Path) -> None:
