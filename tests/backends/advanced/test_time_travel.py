@@ -490,3 +490,39 @@ async def test_undo_of_a_pop_brings_back_a_plain_row_a_fork_holds(tmp_path: Path
         await store.restore("s", taken)
         assert texts(await session.get_items()) == ["u1", "a1", "u2", "a2"]
         assert texts(await session.get_items(branch_id="f")) == ["u1", "a1"]
+
+
+@pytest.mark.sqlite
+async def test_history_statements_do_not_grow_with_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """history() runs as many statements for 40 turns as for 2: no round trip per turn."""
+
+    async def count(turns: int) -> int:
+        path = tmp_path / f"count-{turns}.db"
+        statements: list[str] = []
+        async with AdvancedSQLiteSession(session_id="s", db_path=path) as session:
+            await chat(session, *map(str, range(1, turns + 1)))
+            await session.fork(turn=turns, name="f")  # a chain of two branches
+            await chat(session, "f")
+            store = session._advanced  # noqa: SLF001 (its one read snapshot, traced here)
+
+            async def traced(_operation: str, call: Any, *, snapshot: bool = True) -> Any:
+                del snapshot
+                conn = sqlite3.connect(path, isolation_level=None)
+                conn.set_trace_callback(statements.append)
+                conn.execute("BEGIN")
+                try:
+                    return call(conn)
+                finally:
+                    conn.execute("ROLLBACK")
+                    conn.close()
+
+            monkeypatch.setattr(store, "_read_call", traced)
+            history = await session.history()
+            monkeypatch.undo()
+        assert len(history) == turns  # turns - 1 inherited, and its own
+        assert len(statements) > 2  # the read ran on the traced connection
+        return len(statements)
+
+    assert await count(2) == await count(40)
