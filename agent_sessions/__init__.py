@@ -41,6 +41,7 @@ from .store import Popped, RowStore, Store
 if typing.TYPE_CHECKING:
     from .admin import SessionDatabase
     from .backends.advanced import AdvancedSQLiteSession
+    from .backends.advanced.sqlalchemy import AdvancedSQLAlchemySession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
     from .backends.sqlite import SQLiteSession, SQLiteStore
     from .core import SessionState, StoreSession

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import cast, overload
+from typing import overload
 
 from agents.items import TResponseInputItem
 from agents.result import RunResult, RunResultStreaming
@@ -17,7 +17,7 @@ from agents.result import RunResult, RunResultStreaming
 from ...core import StoreSession, read_items, resolve_limit
 from ...errors import CorruptItemError
 from .chain import UserRow
-from .ops import BranchOps, UsageRow
+from .ops import BranchOps
 from .sql import check_branch_id, content_preview, user_content, user_texts
 from .types import (
     BranchInfo,
@@ -337,8 +337,7 @@ class AdvancedSession(StoreSession):
             ``total_turns`` (:class:`SessionUsage`); None if no usage was recorded.
         """
         self._check_open("get_session_usage")
-        totals = session_totals(await self._advanced.session_usage(self.session_id, branch_id))
-        return cast(SessionUsage | None, totals)  # usage.py builds the dict with these keys
+        return session_totals(await self._advanced.session_usage(self.session_id, branch_id))
 
     @overload
     async def get_turn_usage(
@@ -369,7 +368,7 @@ class AdvancedSession(StoreSession):
             ValueError: the branch does not exist.
         """
         self._check_open("get_turn_usage")
-        listed = self._turn_usage(await self._advanced.turn_usage(self.session_id, branch_id))
+        listed = turn_dicts(await self._advanced.turn_usage(self.session_id, branch_id))
         if user_turn_number is None:
             return listed
         for entry in listed:
@@ -377,10 +376,6 @@ class AdvancedSession(StoreSession):
                 del entry["user_turn_number"]
                 return entry
         return {}
-
-    @staticmethod
-    def _turn_usage(rows: list[UsageRow]) -> list[TurnUsage]:
-        return cast(list[TurnUsage], turn_dicts(rows))  # usage.py builds them with these keys
 
     # Time travel ---------------------------------------------------------------------------
 
@@ -412,7 +407,7 @@ class AdvancedSession(StoreSession):
         """
         self._check_open("history")
         found = await self._advanced.history(self.session_id, branch_id)
-        usage = {entry["user_turn_number"]: entry for entry in self._turn_usage(found.usage)}
+        usage = {entry["user_turn_number"]: entry for entry in turn_dicts(found.usage)}
         entries: list[HistoryEntry] = []
         for row in found.users:
             turn = self._turn_dict(row)

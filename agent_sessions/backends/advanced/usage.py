@@ -8,11 +8,11 @@ from agents.usage import Usage
 
 from ...serialization import JsonCodec
 from .ops import UsageRow
+from .types import SessionUsage, TurnUsage
 
 __all__ = ["session_totals", "turn_dicts", "usage_row"]
 
 _JSON = JsonCodec()
-_TOTALS = ("requests", "input_tokens", "output_tokens", "total_tokens", "total_turns")
 
 
 def _details(value: object) -> str | None:
@@ -47,24 +47,31 @@ def usage_row(usage: Usage) -> UsageRow:
     )
 
 
-def session_totals(row: tuple[Any, ...]) -> dict[str, int] | None:
+def session_totals(row: tuple[Any, ...]) -> SessionUsage | None:
     """Return summed usage as the SDK's dict, or None if no usage was recorded."""
     if row[0] is None:
         return None
-    return {key: int(value or 0) for key, value in zip(_TOTALS, row, strict=True)}
+    requests, input_tokens, output_tokens, total_tokens, turns = (int(v or 0) for v in row)
+    return SessionUsage(
+        requests=requests,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total_tokens,
+        total_turns=turns,
+    )
 
 
-def turn_dicts(rows: list[UsageRow]) -> list[dict[str, Any]]:
+def turn_dicts(rows: list[UsageRow]) -> list[TurnUsage]:
     """Return usage rows as the SDK's per-turn dicts, with the token details parsed."""
     return [
-        {
-            "user_turn_number": row.user_turn,
-            "requests": row.requests,
-            "input_tokens": row.input_tokens,
-            "output_tokens": row.output_tokens,
-            "total_tokens": row.total_tokens,
-            "input_tokens_details": _parse(row.input_tokens_details),
-            "output_tokens_details": _parse(row.output_tokens_details),
-        }
+        TurnUsage(
+            user_turn_number=row.user_turn,
+            requests=row.requests,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            total_tokens=row.total_tokens,
+            input_tokens_details=_parse(row.input_tokens_details),
+            output_tokens_details=_parse(row.output_tokens_details),
+        )
         for row in rows
     ]
