@@ -3,9 +3,10 @@
 Usage: ``python benchmarks/readme_figures.py [--repeat 5] [--url postgresql+asyncpg://...]``
 
 It runs each suite of ``run.py`` (SQLite, SQLAlchemy on PostgreSQL, AdvancedSQLiteSession,
-EncryptedSession) in a subprocess with ``--json``, then prints the README's table: for each row
-the median of the per-round ratios (each round runs every contender once, interleaved, so a
-round's ratio compares runs made side by side) and, in brackets, the lowest and highest round.
+AdvancedSQLAlchemySession on PostgreSQL, EncryptedSession) in a subprocess with ``--json``, then
+prints the README's table: for each row the median of the per-round ratios (each round runs
+every contender once, interleaved, so a round's ratio compares runs made side by side) and, in
+brackets, the lowest and highest round.
 Nothing is copied from an earlier run: the table is only what this invocation measured.
 """
 
@@ -36,6 +37,20 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ("`SQLAlchemySession` PostgreSQL `long_read`", "postgres", "long_read", "ours", "sdk"),
     ("`AdvancedSQLiteSession` chat", "advanced", "chat", "ours", "sdk"),
     ("`AdvancedSQLiteSession` `long_read`", "advanced", "long_read", "ours", "sdk"),
+    (
+        "`AdvancedSQLAlchemySession` PostgreSQL chat, vs the SDK's `AdvancedSQLiteSession`",
+        "advanced-postgres",
+        "chat",
+        "ours",
+        "sdk",
+    ),
+    (
+        "`AdvancedSQLAlchemySession` PostgreSQL chat, share of our `SQLAlchemySession`",
+        "advanced-postgres",
+        "chat",
+        "ours",
+        "plain",
+    ),
     ("`EncryptedSession` over `SQLiteSession` chat", "encrypted", "chat", "ours", "sdk"),
     ("`EncryptedSession` chat, share of unencrypted", "encrypted", "chat", "ours", "plain"),
 ]
@@ -55,6 +70,14 @@ def suite_args(suite: str, url: str) -> list[str]:
             "chat,concurrent,long_read",
         ],
         "advanced": ["--backend", "advanced", "--workloads", "chat,long_read"],
+        "advanced-postgres": [
+            "--backend",
+            "advanced-sqlalchemy",
+            "--url",
+            url,
+            "--workloads",
+            "chat",
+        ],
         "encrypted": ["--backend", "encrypted", "--workloads", "chat"],
     }[suite]
 

@@ -79,12 +79,16 @@ def _size(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
+_ABSENT = -1.0
+"""Stands for a contender that does not run a workload (shown ``n/a``, not ``error``)."""
+
+
 def _cells(values: list[float | None], spec: str) -> list[str]:
-    return ["error" if v is None else format(v, spec) for v in values]
+    return ["error" if v is None else "n/a" if v == _ABSENT else format(v, spec) for v in values]
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> str:
-    if numerator is None or denominator is None:
+    if numerator is None or denominator is None or _ABSENT in (numerator, denominator):
         return "n/a"
     return f"{numerator / denominator:.2f}x"
 
@@ -95,16 +99,19 @@ def table(
     """Markdown rows; the ratio columns are speedups (> 1 means ours is faster).
 
     Args:
-        summaries: ``summarize`` output per workload.
+        summaries: ``summarize`` output per workload; a contender missing from a workload's
+            summary did not run it (``n/a``).
         columns: contender name -> column label, in table order.
         ratios: ratio columns as (label, ours, theirs).
     """
+    absent = {"ops_per_s": _ABSENT, "flatness": _ABSENT}
     labels = [*columns.values(), *(label for label, _, _ in ratios)]
     lines = [
         "| workload | " + " | ".join(labels) + " |",
         "|---|" + "---:|" * len(labels),
     ]
-    for workload, s in summaries.items():
+    for workload, summary in summaries.items():
+        s = {name: summary.get(name, absent) for name in columns}
         if workload not in SIZED:
             ops = {name: s[name].get("ops_per_s") for name in columns}
             cells = _cells(list(ops.values()), ",.0f")
@@ -115,7 +122,10 @@ def table(
         measured = [s[name] for name in columns if sized.key in s[name]]
         sizes = list(measured[0][sized.key]) if measured else []
         for size in sizes:
-            us = {name: s[name].get(sized.key, {}).get(size) for name in columns}
+            us = {
+                name: _ABSENT if s[name] is absent else s[name].get(sized.key, {}).get(size)
+                for name in columns
+            }
             cells = _cells(list(us.values()), sized.spec)
             cells += [_ratio(us[theirs], us[ours]) for _, ours, theirs in ratios]
             label = f"{workload} {_size(size)} ({sized.unit})"
@@ -125,7 +135,7 @@ def table(
             lines.append(f"| {workload} | " + " | ".join(cells) + " |")
             continue
         flat = [s[name].get("flatness") for name in columns]
-        cells = ["error" if v is None else f"{v:.2f}x" for v in flat]
+        cells = ["error" if v is None else "n/a" if v == _ABSENT else f"{v:.2f}x" for v in flat]
         lines.append(
             f"| {workload} {_size(sizes[-1])}/{_size(sizes[0])} ({sized.last_row}) | "
             + " | ".join(cells)

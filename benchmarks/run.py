@@ -13,6 +13,11 @@ SDK's, with the raw driver as the floor (``sqlalchemy_suite.py``).
 the SDK's (``agents.extensions.memory``), both with ``create_tables=True``; the floor is our
 branch-aware SQL run inline on one connection with no session layer (``raw_advanced.py``).
 
+``--backend advanced-sqlalchemy --url URL`` runs the same four workloads on our
+``AdvancedSQLAlchemySession`` on URL vs the SDK's ``AdvancedSQLiteSession`` (on a SQLite file: the
+only advanced class the SDK has), with our plain ``SQLAlchemySession`` on URL as the third column
+(``advanced_sqlalchemy_suite.py``).
+
 ``--backend encrypted`` runs chat, concurrent, long_read and undo on our ``EncryptedSession`` over
 our ``SQLiteSession`` vs the SDK's ``EncryptedSession`` over its ``SQLiteSession`` (same key, same
 TTL), with our unencrypted ``SQLiteSession`` as the third column: the cost of encryption.
@@ -263,6 +268,38 @@ def _sqlalchemy_suite(
     return {"meta": meta, "results": summaries}, notes
 
 
+def _advanced_sqlalchemy_suite(
+    args: argparse.Namespace, names: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    import sqlite3
+
+    import advanced_sqlalchemy_suite as advanced
+    import sqlalchemy_suite as suite
+
+    target = suite.Target.parse(args.url, args.engine_kwargs, args.tmp_dir)
+    meta = {"backend": f"advanced-sqlalchemy ({target.dialect})"}
+    meta |= {
+        k: v for k, v in suite.header(target, args.repeat, args.quick).items() if k != "backend"
+    }
+    meta["sqlite (SDK)"] = sqlite3.sqlite_version
+    print(" | ".join(f"{key} {value}" for key, value in meta.items()))
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        params = QUICK[name] if args.quick else {}
+        runs, errors = advanced.run_workload(name, args.repeat, params, target)
+        summaries[name] = summarize(name, runs, errors)
+    print()
+    print("\n".join(table(summaries, advanced.COLUMNS, advanced.RATIOS)))
+    note = (
+        f"ours: AdvancedSQLAlchemySession.from_url on {target.shown()}; plain: our "
+        "SQLAlchemySession.from_url there (no branches: n/a on branch rows); SDK: "
+        "agents.extensions.memory.AdvancedSQLiteSession on a SQLite file (its only advanced "
+        "class). ours/plain below 1 is what the branch bookkeeping costs (0.77 = 1.3x plain)."
+    )
+    return {"meta": meta, "results": summaries}, [note]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -275,12 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp-dir", help="where the database files go (default: system temp)")
     parser.add_argument(
         "--backend",
-        choices=("sqlite", "sqlalchemy", "advanced", "encrypted"),
+        choices=("sqlite", "sqlalchemy", "advanced", "advanced-sqlalchemy", "encrypted"),
         default="sqlite",
         help="sqlite: SQLiteSession (the default); sqlalchemy: SQLAlchemySession on --url; "
-        "advanced: AdvancedSQLiteSession; encrypted: EncryptedSession",
+        "advanced: AdvancedSQLiteSession; advanced-sqlalchemy: AdvancedSQLAlchemySession on "
+        "--url; encrypted: EncryptedSession",
     )
-    parser.add_argument("--url", help="async SQLAlchemy URL (with --backend sqlalchemy)")
+    parser.add_argument(
+        "--url", help="async SQLAlchemy URL (with --backend sqlalchemy or advanced-sqlalchemy)"
+    )
     parser.add_argument(
         "--engine-kwargs",
         type=json.loads,
@@ -288,9 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON passed to create_async_engine for both classes, e.g. '{\"pool_size\": 20}'",
     )
     args = parser.parse_args(argv)
-    available = {"advanced": ADVANCED_WORKLOADS, "encrypted": ENCRYPTED_WORKLOADS}.get(
-        args.backend, WORKLOADS
-    )
+    available = {
+        "advanced": ADVANCED_WORKLOADS,
+        "advanced-sqlalchemy": ADVANCED_WORKLOADS,
+        "encrypted": ENCRYPTED_WORKLOADS,
+    }.get(args.backend, WORKLOADS)
     if args.workloads is None:
         args.workloads = ",".join(available)
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -301,23 +343,27 @@ def main(argv: list[str] | None = None) -> int:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    if args.backend == "sqlalchemy" and not args.url:
-        parser.error("--backend sqlalchemy needs --url")
-    if args.backend != "sqlalchemy" and (args.url or args.engine_kwargs):
-        parser.error("--url and --engine-kwargs go with --backend sqlalchemy")
+    on_url = args.backend in ("sqlalchemy", "advanced-sqlalchemy")
+    if on_url and not args.url:
+        parser.error(f"--backend {args.backend} needs --url")
+    if not on_url and (args.url or args.engine_kwargs):
+        parser.error(
+            "--url and --engine-kwargs go with --backend sqlalchemy or advanced-sqlalchemy"
+        )
 
     try:
         suite = {
             "sqlite": _sqlite_suite,
             "sqlalchemy": _sqlalchemy_suite,
             "advanced": _table_suite,
+            "advanced-sqlalchemy": _advanced_sqlalchemy_suite,
             "encrypted": _table_suite,
         }[args.backend]
         report, notes = suite(args, names)
     except ValueError as exc:
         parser.error(str(exc))
     summaries = report["results"]
-    unit = "ms" if args.backend == "advanced" else "µs"
+    unit = "ms" if args.backend.startswith("advanced") else "µs"
     print(
         f"\nRatios are speedups of ours: > 1 means ours is faster (for {unit} rows, theirs ÷ ours)."
     )

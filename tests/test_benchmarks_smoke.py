@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.sql_servers import database_url
 
 pytestmark = pytest.mark.slow  # each benchmark runs in a subprocess
 
@@ -65,3 +68,67 @@ def test_quick_benchmark_of_other_backends(
         assert f"| {workload}" in result.stdout
     assert ratio in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def run_benchmark(script: str, *args: str) -> str:
+    """Run ``benchmarks/<script>`` with ``args``; return what it printed (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
+)
+def test_quick_advanced_benchmark_on_a_url(tmp_path: Path, kind: str) -> None:
+    """`--backend advanced-sqlalchemy --url URL --quick` reports ours, plain and the SDK's class."""
+    db = tmp_path / "db"
+    db.mkdir()
+    url = database_url(kind, db)
+    out = run_benchmark(
+        "run.py", "--backend", "advanced-sqlalchemy", "--url", url, "--quick", "--tmp-dir", str(db)
+    )
+    for workload in ("chat", "long_read", "undo", "branch 1k", "branch 10k/1k"):
+        assert f"| {workload}" in out
+    assert "| ours, advanced | ours, plain | SDK advanced, SQLite | ours/SDK | ours/plain |" in out
+    assert "| n/a |" in out  # plain sessions have no branches
+    assert list(db.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite
+def test_quick_advanced_growth_reports_each_measure_and_ratio(tmp_path: Path) -> None:
+    """`advanced_growth.py --quick` times every measure at both sizes, with the ratio to 1k."""
+    db, report = tmp_path / "db", tmp_path / "growth.json"
+    db.mkdir()
+    out = run_benchmark(
+        "advanced_growth.py",
+        "--quick",
+        "--backends",
+        "sqlite,aiosqlite",
+        "--tmp-dir",
+        str(db),
+        "--json",
+        str(report),
+    )
+    assert "| measure | AdvancedSQLiteSession | aiosqlite |" in out
+    for label in ("get_items(20)", "create_branch_from_turn(2)", "create_branch_from_turn(newest)"):
+        assert f"| {label} at 1k" in out
+        assert f"| {label} at 4k" in out
+        assert f"| {label} 4k/1k |" in out
+    results = json.loads(report.read_text())["results"]
+    assert set(results) == {"sqlite", "aiosqlite"}
+    assert set(results["sqlite"]["read"]["median"]) == {"1000", "4000"}
+    assert list(db.iterdir()) == []
