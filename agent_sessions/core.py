@@ -10,14 +10,20 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Protocol, TypeGuard, TypeVar, cast, runtime_checkable
 
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC
 from agents.memory.session_settings import SessionSettings, coerce_session_settings
 
 from ._lifecycle import AsyncClosing, Closing
-from .errors import InvalidLimitError, InvalidSessionIdError, SessionClosedError
+from .errors import (
+    CorruptItemError,
+    InvalidLimitError,
+    InvalidSessionIdError,
+    SessionClosedError,
+    StorageError,
+)
 from .serialization import (
     Codec,
     JsonCodec,
@@ -272,6 +278,24 @@ def is_tail(newest_first: Sequence[Sequence[Any]], expected: Sequence[tuple[int,
 
 
 _PROTOCOL = ("get_items", "add_items", "pop_item", "clear_session")
+_REPLACE_TRIES = 20
+"""How often ``replace_items`` reads the history again when writers keep changing it."""
+
+
+def _owner(cls: type, name: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if name in klass.__dict__), None)
+
+
+def swaps_own_rows(store: object) -> TypeGuard[SuffixStore]:
+    """Whether ``store`` can swap rows in one transaction, for the rows it reads.
+
+    The class that defines ``replace_tail`` must also define ``read``: a subclass that lays
+    rows out differently (branches) does not inherit the capability by accident.
+    """
+    if not isinstance(store, SuffixStore):
+        return False
+    owner = _owner(type(store), "replace_tail")
+    return owner is not None and owner is _owner(type(store), "read")
 
 
 class StoreSession(AsyncClosing, SessionABC):
@@ -425,6 +449,78 @@ class StoreSession(AsyncClosing, SessionABC):
             text, session_id=self.session_id, strict=self.strict, codec=self._codec
         )
 
+    async def replace_items(
+        self, items: Sequence[TResponseInputItem], *, drop_unreadable: bool = False
+    ) -> None:
+        """Replace the whole history with ``items`` in one transaction.
+
+        What compaction needs: a crash or a cancellation leaves either the old history or the
+        new one, never an empty or half-written session. A writer that adds or pops meanwhile
+        is not overwritten: the history is read again and the swap retried. On an advanced
+        session it is the current branch's history; forks keep what they showed.
+
+        Args:
+            items: The new history; validated before anything is written.
+            drop_unreadable: Also drop stored rows that cannot be decoded (corrupt, tampered,
+                wrong key). By default their presence refuses the replacement.
+
+        Raises:
+            ItemValidationError: an item cannot be stored; nothing was changed.
+            CorruptItemError: a stored row cannot be decoded and ``drop_unreadable`` is False.
+            StorageError: the store cannot swap rows in one transaction, or writers kept
+                changing the history.
+        """
+        self._check_open("replace_items")
+        texts = encode_items(items, self._codec)
+        store = self._store
+        if not swaps_own_rows(store):
+            raise StorageError(
+                f"{type(store).__name__} cannot replace a history in one transaction"
+            )
+        for _ in range(_REPLACE_TRIES):
+            rows, _complete = await store.tail(self.session_id, MAX_LIMIT - 1)
+            if not drop_unreadable:
+                self._refuse_unreadable(rows)
+            if not rows:
+                if texts:
+                    appended = self._store.append(self.session_id, texts)
+                    _, cancelled = await run_to_completion(appended)
+                    if cancelled:
+                        raise asyncio.CancelledError
+                return
+            swapped, cancelled = await run_to_completion(
+                store.replace_tail(self.session_id, rows, texts)
+            )
+            if cancelled:
+                raise asyncio.CancelledError
+            if swapped:
+                return
+        raise StorageError(
+            f"replace_items on session {self.session_id!r}: the history kept changing "
+            f"({_REPLACE_TRIES} tries); nothing was replaced"
+        )
+
+    def _refuse_unreadable(self, rows: Sequence[tuple[int, str]]) -> None:
+        unreadable = 0
+        for _, text in rows:
+            try:
+                self._codec.decode(text)
+            except SkipRow:
+                continue  # sound but not to be shown (expired): replaceable
+            except (ValueError, TypeError, RecursionError):
+                unreadable += 1
+        if unreadable:
+            raise CorruptItemError(
+                self.session_id,
+                f"{unreadable} stored row(s) cannot be decoded; replace_items would delete "
+                "them (pass drop_unreadable=True to replace them too)",
+            )
+
+    async def _atomic_replace_items(self, output_items: list[TResponseInputItem]) -> bool:
+        """The SDK compaction session's hook: replace the history in one transaction."""
+        await self.replace_items(output_items)
+        return True
+
     async def _get_compaction_snapshot(
         self, limit: int, *, prune_prefix: Callable[[TResponseInputItem], bool] | None = None
     ) -> Any:
@@ -439,8 +535,7 @@ class StoreSession(AsyncClosing, SessionABC):
         if (
             _CompactionSnapshot is None
             or prune_prefix is not None
-            or not isinstance(store, SuffixStore)
-            or "replace_tail" not in type(store).__dict__  # a subclass may lay rows out anew
+            or not swaps_own_rows(store)
             or any(
                 not getattr(type(self), name).__module__.startswith("agent_sessions.")
                 for name in _PROTOCOL

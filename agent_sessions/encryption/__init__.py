@@ -367,6 +367,30 @@ class EncryptedSession(KeyManagement, CompactionPassThrough, AsyncClosing, Sessi
         await self._keys_ready(writing=False)
         return await self._inner.pop_turn()
 
+    async def replace_items(
+        self, items: Sequence[TResponseInputItem], *, drop_unreadable: bool = False
+    ) -> None:
+        """Replace the whole history with ``items``, encrypted, in one transaction.
+
+        See :meth:`StoreSession.replace_items`; a row under a wrong key or tampered with counts
+        as unreadable, an expired one may be replaced.
+
+        Raises:
+            ItemValidationError: an item is not storable; nothing was written.
+            CorruptItemError: a stored row cannot be read and ``drop_unreadable`` is False.
+            TypeError: the underlying session is not one of this package's (it cannot swap
+                rows in one transaction from here).
+        """
+        self._check_open("replace_items")
+        if self._inner is None:
+            raise TypeError(
+                "EncryptedSession.replace_items() needs one of agent_sessions' sessions "
+                f"underneath (got {type(self.underlying_session).__name__})"
+            )
+        encode_items(items)  # validate the whole batch before any key store call
+        await self._ready_to_write(None)
+        await self._inner.replace_items(items, drop_unreadable=drop_unreadable)
+
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of the session, readable or not."""
         self._check_open("clear_session")

@@ -248,8 +248,9 @@ class CompactionPassThrough:
     async def _atomic_replace_items(self, output_items: list[TResponseInputItem]) -> bool:
         """The SDK's whole-history replacement hook: refuse while a row cannot be read.
 
-        Returns False (the SDK's wrapper then clears and re-adds, with its rollback) when
-        every stored row is readable or expired.
+        Over one of this package's sessions the history is replaced, encrypted, in one
+        transaction (True); over another, False tells the SDK's wrapper to clear and re-add,
+        with its rollback.
 
         Raises:
             DecryptionError: a stored row cannot be read; nothing was replaced.
@@ -262,7 +263,11 @@ class CompactionPassThrough:
                 f"compaction would replace {unreadable} stored row(s) that cannot be read "
                 "(wrong key or tampered); nothing was compacted",
             )
-        return False
+        replace = getattr(self, "replace_items", None)
+        if getattr(self, "_inner", None) is None or replace is None:
+            return False
+        await replace(output_items)
+        return True
 
     async def _encrypted_defer_compaction(
         self,

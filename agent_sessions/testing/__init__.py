@@ -24,7 +24,8 @@ from .advanced import ADVANCED_CHECKS, Unsupported, requires, run_advanced_check
 from .checks import ConformanceError
 from .memory import MEMORY_CHECKS, ManualClock, MemoryCheck, MemoryHarness, run_memory_checks
 from .reference import DictStore
-from .sessions import CHECKS, Check, Harness, run_all
+from .sessions import Check, Harness
+from .suite import CHECKS, run_all
 
 __all__ = [
     "ADVANCED_CHECKS",

@@ -17,9 +17,9 @@ from typing import Any, TypeVar, cast
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionSettings
 
-from .checks import ConformanceError, run_checks
+from .checks import ConformanceError
 
-__all__ = ["CHECKS", "Check", "Harness", "message", "run_all"]
+__all__ = ["SESSION_CHECKS", "Check", "Harness", "message"]
 
 T = TypeVar("T")
 Check = Callable[["Harness"], Awaitable[None]]
@@ -496,7 +496,7 @@ async def check_cancelled_pop_turn_is_whole(h: Harness) -> None:
     _expect(all(len(r) == 4 for r in returned), "pop_turn returned part of an exchange")
 
 
-CHECKS: list[Check] = [
+SESSION_CHECKS: list[Check] = [
     check_protocol,
     check_order,
     check_limits,
@@ -522,9 +522,4 @@ CHECKS: list[Check] = [
     check_pop_turn_keeps_corrupt_rows,
     check_cancelled_pop_turn_is_whole,
 ]
-"""Every check, in a stable order; each is an async function taking a :class:`Harness`."""
-
-
-async def run_all(harness: Harness) -> dict[str, BaseException | None]:
-    """Run every check against ``harness`` and return each check's failure (None if it passed)."""
-    return await run_checks(CHECKS, harness)
+"""The protocol checks, in a stable order (``CHECKS`` adds the ``replace_items`` ones)."""

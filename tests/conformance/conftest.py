@@ -51,7 +51,17 @@ def _no_pop_turn(reason: str) -> dict[str, str]:
     return dict.fromkeys(POP_TURN_CHECKS, reason)
 
 
-SDK_LACKS = _no_pop_turn("the SDK's sessions have no pop_turn()")
+REPLACE_CHECKS = (
+    "check_replace_items",
+    "check_replace_items_refuses_bad_input",
+    "check_replace_items_keeps_unreadable_rows",
+    "check_cancelled_replace_is_whole",
+)
+
+SDK_LACKS = {
+    **_no_pop_turn("the SDK's sessions have no pop_turn()"),
+    **dict.fromkeys(REPLACE_CHECKS, "the SDK's sessions have no replace_items()"),
+}
 
 
 def _memory(tmp_path: Path) -> Harness:
@@ -190,7 +200,10 @@ BACKENDS = {
                 "the SDK's SQLiteSession deletes a row that is not JSON before the wrapper sees it"
             )
         },
-        _no_pop_turn("pop_turn() needs one of our sessions underneath (one transaction)"),
+        {
+            **_no_pop_turn("pop_turn() needs one of our sessions underneath (one transaction)"),
+            **dict.fromkeys(REPLACE_CHECKS, "replace_items() needs one of our sessions underneath"),
+        },
     ),
     "sdk-encrypted-sqlite": Backend(
         _sdk_encrypted,

@@ -106,13 +106,34 @@ async def test_snapshot_tail_is_bounded_and_knows_when_it_is_whole(
         assert len(await backend.get_items()) == 4
 
 
-async def test_advanced_session_does_not_inherit_the_plain_swap(tmp_path: Path) -> None:
-    """The branching session gives no snapshot: the plain SQLite swap would ignore branches."""
+async def test_advanced_session_swaps_its_branch_only(tmp_path: Path) -> None:
+    """The branching session's snapshot swaps the current branch's tail; forks keep theirs."""
+    first: TResponseInputItem = {"role": "user", "content": "first"}
     async with AdvancedSQLiteSession(
         session_id="c", db_path=tmp_path / "a.db", create_tables=True
     ) as backend:
-        await backend.add_items([CALL, OUTPUT])
-        assert await backend._get_compaction_snapshot(5) is None
+        await backend.add_items([first, CALL, OUTPUT])
+        await backend.create_branch_from_turn(1, "fork")
+        await backend.add_items([first, CALL])
+        await backend.switch_to_branch("main")
+        snapshot = await backend._get_compaction_snapshot(2)
+        assert snapshot.items == [CALL, OUTPUT]
+        summary: TResponseInputItem = {"role": "assistant", "content": "summary"}
+        assert await snapshot.replace_suffix(0, [summary]) is True
+        assert await backend.get_items() == [first, summary]
+        assert await backend.get_items(branch_id="fork") == [first, CALL]
+
+
+async def test_a_store_that_reads_its_own_way_gives_no_snapshot(tmp_path: Path) -> None:
+    """A store subclass that changes ``read`` but not ``replace_tail`` gives no snapshot."""
+
+    class Filtered(DictStore):
+        async def read(self, session_id: str, limit: int | None) -> list[str]:
+            return (await super().read(session_id, limit))[1:]
+
+    backend = StoreSession("c", Filtered(), owns_store=True)
+    await backend.add_items([CALL, OUTPUT])
+    assert await backend._get_compaction_snapshot(5) is None
 
 
 async def test_snapshot_refuses_to_swap_a_changed_tail() -> None:

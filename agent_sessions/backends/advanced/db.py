@@ -59,8 +59,12 @@ class Connection(Protocol):
 
 @contextlib.contextmanager
 def transaction(conn: Connection) -> Iterator[None]:
-    """A write transaction on a sqlite3 connection; on a bridge, its store's (nothing to do)."""
-    if isinstance(conn, sqlite3.Connection):
+    """A write transaction on a sqlite3 connection; on a bridge, its store's (nothing to do).
+
+    Inside a transaction already (one write made of two, such as a tail swap: a pop then an
+    append), it joins it.
+    """
+    if isinstance(conn, sqlite3.Connection) and not conn.in_transaction:
         with sqlite_transaction(conn):
             yield
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+from ...core import tail_fetch, tail_window
 from ...store import Popped, always
 from .._restore import ClearLog, with_mark
 from .chain import Chain, UserRow
@@ -117,6 +118,37 @@ class BranchOps:
             return self._marked(conn, session_id, (session_id, branch), taken)
 
         return await self._write_call("pop", session_id, pop_through)
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the current branch's newest ``limit`` rows as ``(row_id, text)``, oldest first.
+
+        Returns:
+            The rows, and whether they are the branch's whole visible history.
+        """
+
+        def tail(conn: Connection) -> tuple[list[tuple[int, str]], bool]:
+            head = self._chain.head(conn, session_id)
+            rows = self._chain.visible(conn, session_id, head, tail_fetch(limit))
+            return tail_window([(row.id, row.text) for row in rows], limit)
+
+        return await self._read_call("read", tail)
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the current branch's newest rows for ``texts`` if they are exactly ``expected``.
+
+        In one transaction; forks keep what they showed. With it, advanced sessions support
+        the SDK's suffix compaction and :meth:`~agent_sessions.core.StoreSession.replace_items`.
+
+        Returns:
+            Whether the rows were swapped (False if the branch's tail changed meanwhile).
+        """
+        return await self._write_call(
+            "replace tail",
+            session_id,
+            lambda conn: self._writer.replace_tail(conn, session_id, expected, texts),
+        )
 
     def _record(self, conn: Connection, session_id: str) -> tuple[Any, ...] | None:
         row = conn.execute(self._record_sql, (session_id,)).fetchone()

@@ -502,6 +502,43 @@ class Writer:
             self.delete_rows(conn, session_id, branch)
             conn.execute(self.sql.delete_branch, (session_id, branch))
 
+    def replace_tail(
+        self,
+        conn: Connection,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+    ) -> bool:
+        """Swap the current branch's newest rows for ``texts`` if they are exactly ``expected``.
+
+        One transaction: the rows are removed as a pop removes them (own rows deleted, inherited
+        ones hidden, forks given their own records first), then ``texts`` are appended.
+
+        Returns:
+            Whether the rows were swapped (False if the branch's tail changed meanwhile).
+        """
+        want = [(int(row_id), text) for row_id, text in expected]
+        if not want:
+            return False
+        with transaction(conn):
+            head = self.chain.head(conn, session_id)
+            newest = self.chain.visible(conn, session_id, head, len(want))
+            if [(row.id, row.text) for row in reversed(newest)] != want:
+                return False
+            left = len(want)
+
+            def last(_item: str) -> bool:
+                nonlocal left
+                left -= 1
+                return left == 0
+
+            self.pop_through(conn, session_id, lambda text: text, last)
+            if texts:
+                self.append(conn, session_id, texts)
+            else:
+                conn.execute(self.base.touch_session, (session_id,))
+            return True
+
     def put_usage(self, conn: Connection, session_id: str, usage: tuple[object, ...]) -> None:
         """Record usage columns against the current branch and its current user turn.
 

@@ -1,0 +1,17 @@
+"""The whole session suite: the protocol checks, then the ``replace_items`` ones."""
+
+from __future__ import annotations
+
+from .checks import run_checks
+from .replace_checks import REPLACE_CHECKS
+from .sessions import SESSION_CHECKS, Check, Harness
+
+__all__ = ["CHECKS", "run_all"]
+
+CHECKS: list[Check] = [*SESSION_CHECKS, *REPLACE_CHECKS]
+"""Every check, in a stable order; each is an async function taking a :class:`Harness`."""
+
+
+async def run_all(harness: Harness) -> dict[str, BaseException | None]:
+    """Run every check against ``harness`` and return each check's failure (None if it passed)."""
+    return await run_checks(CHECKS, harness)
