@@ -25,9 +25,17 @@ from typing import Any, cast
 from agents.items import TResponseInputItem
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agent_sessions import SQLAlchemySession, SQLiteSession, StoreSession
+from agent_sessions import AdvancedSQLiteSession, SQLAlchemySession, SQLiteSession, StoreSession
 
-__all__ = ["Target", "crash_victim", "item", "parse", "turn_writer"]
+__all__ = [
+    "Target",
+    "crash_victim",
+    "generation",
+    "item",
+    "parse",
+    "replace_victim",
+    "turn_writer",
+]
 
 PAD = "x" * 120
 """Makes items the size of a short chat message."""
@@ -35,7 +43,9 @@ PAD = "x" * 120
 
 @dataclass(frozen=True)
 class Target:
-    """Where sessions live: a SQLite file (``SQLiteSession``) or a URL (``SQLAlchemySession``).
+    """Where sessions live: a SQLite file, or a URL (``SQLAlchemySession``).
+
+    A file is opened with ``SQLiteSession``, or ``AdvancedSQLiteSession`` for the ``advanced`` kind.
 
     It is pickled to the children, so it holds plain values only.
     """
@@ -47,6 +57,8 @@ class Target:
 
     def open(self, session_id: str, engine: Any = None) -> StoreSession:
         """Open a session on the target; SQLAlchemy sessions share ``engine`` if one is given."""
+        if self.kind == "advanced":
+            return AdvancedSQLiteSession(session_id=session_id, db_path=self.where)
         if self.kind == "sqlite":
             return SQLiteSession(
                 session_id,
@@ -164,6 +176,37 @@ async def _write_until_killed(target: Target, victim: int, fd: int) -> None:
             items = [item(f"{victim}:{number}:{i}") for i in range(batch_size(number))]
             os.write(fd, f"start {number}\n".encode())
             await session.add_items(items)
+            os.write(fd, f"ack {number}\n".encode())
+    finally:
+        await session.aclose()
+
+
+def generation(victim: int, number: int) -> list[TResponseInputItem]:
+    """The history a replace victim swaps in as generation ``number``: 1 to 40 tagged items."""
+    return [item(f"{victim}:{number}:{i}") for i in range(batch_size(number))]
+
+
+def replace_victim(target: Target, victim: int, log: str) -> None:
+    """Fill session ``victim-<n>`` with generation 0, then replace it by 1, 2, ... until killed.
+
+    The log gets ``ready`` once generation 0 is stored, then ``start <g>`` before and
+    ``ack <g>`` after each ``replace_items`` of generation ``g``.
+    """
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        asyncio.run(_replace_until_killed(target, victim, fd))
+    finally:
+        os.close(fd)
+
+
+async def _replace_until_killed(target: Target, victim: int, fd: int) -> None:
+    session = target.open(f"victim-{victim}")
+    try:
+        await session.add_items(generation(victim, 0))
+        os.write(fd, b"ready\n")
+        for number in range(1, 100_000):
+            os.write(fd, f"start {number}\n".encode())
+            await session.replace_items(generation(victim, number))
             os.write(fd, f"ack {number}\n".encode())
     finally:
         await session.aclose()

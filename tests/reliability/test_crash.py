@@ -48,7 +48,12 @@ class Log:
         return bool(self.started - self.acked)
 
 
-def kill_victims(context: ForkServerContext, target: Target, tmp_path: Path) -> list[Log]:
+def kill_victims(
+    context: ForkServerContext,
+    target: Target,
+    tmp_path: Path,
+    victim_main: Callable[[Target, int, str], None] = crash_victim,
+) -> list[Log]:
     """Start and SIGKILL ``KILLS`` victims, ``AT_ONCE`` at a time; return their logs."""
     rng = random.Random()
     logs: list[Log] = []
@@ -56,8 +61,7 @@ def kill_victims(context: ForkServerContext, target: Target, tmp_path: Path) -> 
         victims = range(first, first + AT_ONCE)
         paths = {v: tmp_path / f"victim-{v}.log" for v in victims}
         procs = {
-            v: context.Process(target=crash_victim, args=(target, v, str(paths[v])))
-            for v in victims
+            v: context.Process(target=victim_main, args=(target, v, str(paths[v]))) for v in victims
         }
         for proc in procs.values():
             proc.start()
