@@ -10,7 +10,15 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeGuard, TypeVar, cast, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Protocol,
+    TypeGuard,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC
@@ -33,6 +41,9 @@ from .serialization import (
     encode_items,
 )
 from .store import Store
+
+if TYPE_CHECKING:
+    from .pruning import PruneReport
 
 try:  # the SDK's compaction hook type (private to the SDK, so optional here)
     from agents.memory.session import _CompactionSnapshot
@@ -515,6 +526,24 @@ class StoreSession(AsyncClosing, SessionABC):
                 f"{unreadable} stored row(s) cannot be decoded; replace_items would delete "
                 "them (pass drop_unreadable=True to replace them too)",
             )
+
+    async def prune(
+        self, *, keep_last_turns: int, keep_system: bool = True, dry_run: bool = False
+    ) -> PruneReport:
+        """Remove whole old turns in one transaction, keeping the newest ``keep_last_turns``.
+
+        See :func:`agent_sessions.pruning.prune_session` for what counts as a turn and what is
+        kept.
+
+        Returns:
+            What was removed (or, with ``dry_run``, would be).
+        """
+        from .pruning import prune_session  # noqa: PLC0415 (pruning builds on this class)
+
+        self._check_open("prune")
+        return await prune_session(
+            self, keep_last_turns=keep_last_turns, keep_system=keep_system, dry_run=dry_run
+        )
 
     async def _atomic_replace_items(self, output_items: list[TResponseInputItem]) -> bool:
         """The SDK compaction session's hook: replace the history in one transaction."""

@@ -15,6 +15,7 @@ CORE = {
         "core",
         "errors",
         "offline",
+        "pruning",
         "schema",
         "serialization",
         "store",

@@ -1,0 +1,30 @@
+"""Pruning in place: a session keeps its newest turns, the older ones go in one transaction.
+
+To be written (issue 18): ``prune_session`` and ``PruneReport``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core import StoreSession
+
+__all__ = ["PruneReport", "prune_session"]
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What a prune removed (or, dry, would remove)."""
+
+    removed_items: int
+    removed_turns: int
+    kept_items: int
+
+
+async def prune_session(
+    session: StoreSession, *, keep_last_turns: int, keep_system: bool, dry_run: bool
+) -> PruneReport:
+    """Remove a session's turns older than its newest ``keep_last_turns``."""
+    raise NotImplementedError
