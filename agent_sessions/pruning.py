@@ -6,10 +6,7 @@ To be written (issue 18): ``prune_session`` and ``PruneReport``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .core import StoreSession
+from typing import Any
 
 __all__ = ["PruneReport", "prune_session"]
 
@@ -24,7 +21,10 @@ class PruneReport:
 
 
 async def prune_session(
-    session: StoreSession, *, keep_last_turns: int, keep_system: bool, dry_run: bool
+    session: Any, *, keep_last_turns: int, keep_system: bool, dry_run: bool
 ) -> PruneReport:
-    """Remove a session's turns older than its newest ``keep_last_turns``."""
+    """Remove a session's turns older than its newest ``keep_last_turns``.
+
+    ``session`` is a ``StoreSession`` (not imported here: core imports this module).
+    """
     raise NotImplementedError
