@@ -3,8 +3,9 @@
 A :class:`SessionDatabase` opens any database our backends use, in the SDK's table layout: a
 SQLite file by path, or PostgreSQL, MariaDB/MySQL and SQLite by SQLAlchemy URL. Rows are handled
 as their stored text, never decoded on the way through, so encrypted rows, and even rows no codec
-can read, are exported, imported and migrated byte for byte. The ``agent-sessions`` command is a
-thin layer over this module.
+can read, are exported, imported and migrated byte for byte. Advanced sessions' branch trees
+(branches, each item's branch, usage, the current branch) are shown, exported, imported and
+migrated with their items. The ``agent-sessions`` command is a thin layer over this module.
 
 Example:
     >>> async def report() -> None:
@@ -35,6 +36,7 @@ from ..errors import (
 )
 from .advanced import AdvancedView, present_branch_tables, read_advanced, row_branches
 from .base import DatabaseView
+from .branches import BranchTree, read_branch_tree
 from .catalogue import (
     SearchHit,
     SessionInfo,
@@ -89,7 +91,9 @@ __all__ = [
 EXPORT_FORMAT = FORMAT
 """The ``format`` named in the first line of every export file."""
 EXPORT_VERSION = VERSION
-"""The export format version this module writes (and the newest it reads)."""
+"""The newest export format version this module writes and reads (2: with branch trees).
+
+A database without branch tables is exported as version 1, which has no tree records."""
 ProgressCallback = Callable[[int, int], None]
 """Called with ``(items done, items in all)`` as long work advances."""
 
@@ -232,7 +236,7 @@ class SessionDatabase(DatabaseView):
         return await self._run("rows", work)
 
     async def row_branches(self, session_id: str) -> dict[int, str]:
-        """Map row ids to the branch that wrote them, in an ``AdvancedSQLiteSession`` file.
+        """Map row ids to the branch that wrote them, in an advanced session's database.
 
         Returns:
             An empty dict for a database without branch tables.
@@ -246,13 +250,31 @@ class SessionDatabase(DatabaseView):
 
         return await self._run("row_branches", work)
 
+    async def branch_tree(self, session_id: str) -> BranchTree | None:
+        """Branches and token usage of an advanced session, read without writing anything.
+
+        What ``AdvancedSQLiteSession`` and ``AdvancedSQLAlchemySession`` report on the same
+        tree: each branch with its parent, visible items and user turns, creation time and
+        usage (totals and per turn), the current branch, and the session's usage. Works on
+        SQLite files (either class's, or the SDK's) and on PostgreSQL and MariaDB/MySQL.
+
+        Returns:
+            The tree, or None when the database has no branch tables. A session that was never
+            branched has only ``main``.
+
+        Raises:
+            StorageError: the file holds the first release's branch tables (open it once with
+                ``AdvancedSQLiteSession`` to upgrade them).
+        """
+        return await self._run("branch_tree", lambda: read_branch_tree(self._db, session_id))
+
     async def advanced(self, session_id: str) -> AdvancedView | None:
-        """Branches and token usage of a session, if this is an ``AdvancedSQLiteSession`` file.
+        """Branches and token usage of a session, as the advanced session's calls return them.
 
         Returns:
             ``{"branches": [...], "usage": {...} | None}`` as the session's
             ``list_branches()`` and ``get_session_usage()`` return them, or None when the
-            database has no branch tables (or is not a SQLite file).
+            database has no branch tables. :meth:`branch_tree` tells more, typed.
         """
         return await self._run("advanced", lambda: read_advanced(self._db, session_id))
 
@@ -318,6 +340,9 @@ class SessionDatabase(DatabaseView):
     ) -> TransferReport:
         """Export sessions to JSON Lines (the format is described in ``docs/cli.md``).
 
+        A database with branch tables is exported as format version 2: each session's items,
+        then its branch tree, read in one snapshot. Any other is exported as version 1.
+
         A file is written to a temporary file created exclusively (random name, mode 0600)
         in its directory and renamed when complete, so a failed export never leaves a file
         that looks whole. A new file is readable by its owner only.
@@ -356,10 +381,11 @@ class SessionDatabase(DatabaseView):
         on_conflict: Conflict = "error",
         progress: ProgressCallback | None = None,
     ) -> TransferReport:
-        """Import an export file, each session in its own transaction.
+        """Import an export file, each session (items and branch tree) in its own transaction.
 
         The whole file is checked first (structure, per-session counts and SHA-256, totals),
-        and nothing is written unless it is intact.
+        and nothing is written unless it is intact. A format version 2 file's branch trees
+        get the branch tables they need if the database lacks them.
 
         Args:
             source: The export file.
@@ -412,8 +438,10 @@ async def migrate(
     Each session is copied in one destination transaction and read back before it commits.
     Running it again after an interruption skips the sessions already copied identically and
     copies the rest; a session that differs at the destination is a conflict, reported and
-    left alone, unless ``replace``. Only the SDK's two tables are copied: an
-    ``AdvancedSQLiteSession`` file's branch and usage tables are not (see ``notes``).
+    left alone, unless ``replace``. An advanced session's branch tree (its branches, the
+    branch of each item, usage, reserved branch ids, clear generation and current branch) is
+    copied with its items, in the same transaction, and verified too; the destination gets the
+    branch tables if it lacks them.
 
     Args:
         source: Where the sessions are.
@@ -427,6 +455,8 @@ async def migrate(
         ValueError: source and destination are the same tables.
         SessionNotFoundError: a named session is not in the source.
         VerificationError: a copy read back differently; that session was rolled back.
+        StorageError: the source holds the first release's branch tables (open it once with
+            ``AdvancedSQLiteSession`` to upgrade them).
     """
     infos = await source._in_id_order(session_ids, "migrate")  # noqa: SLF001 - same module's class
     src, dst = source._db, destination._db  # noqa: SLF001 - same module's class

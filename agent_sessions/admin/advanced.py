@@ -1,28 +1,24 @@
-"""What the admin API knows of ``AdvancedSQLiteSession`` files: branch and usage tables.
+"""What the admin API knows of advanced sessions' databases: branch and usage tables.
 
-The branch records are in the SDK's structure tables, beside two of ours named after the
-messages table (see ``backends/advanced/sql.py`` and ``docs/schema.md``).
-``show`` reads branches and token usage over a read-only connection, with the advanced
-session's own queries, and never writes: a file the SDK's class wrote lacks our two tables, which
-then count as empty (no branches made by reference, no current branch recorded: ``main``).
-Purges delete a session's rows from these tables too, so no branch or usage row outlives its
-session.
+The branch records are in the SDK's structure tables on a SQLite file, beside two of ours named
+after the messages table, and all six are named after the messages table on a server (see
+``backends/advanced/sql.py`` and ``docs/schema.md``). ``show`` reads branches and token usage
+with the advanced sessions' own queries and never writes (:mod:`.branches`); export, import and
+migrate move the rows (:mod:`.tree`). Purges delete a session's rows from these tables too, so
+no branch or usage row outlives its session.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
 from ..schema import TableNames, validate_identifier
+from .branches import read_branch_tree
 from .db import Database
 
 if TYPE_CHECKING:
-    from ..backends.advanced.sql import AdvancedStatements
     from .engine import Connection
 
 __all__ = [
@@ -99,63 +95,10 @@ async def row_branches(db: Database, conn: Connection, session_id: str) -> dict[
 
 
 async def read_advanced(db: Database, session_id: str) -> AdvancedView | None:
-    """Branches and token usage of a session in an advanced SQLite file; None otherwise.
+    """Branches and token usage of an advanced session, as its own calls return them.
 
-    Nothing is written: the file is opened read-only, and no table or index is created.
+    ``{"branches": list_branches(), "usage": get_session_usage()}``; None if the database has
+    no branch tables. Nothing is written (see :mod:`.branches`).
     """
-    if not db.is_sqlite or db.path is None:
-        return None
-    if not any(t.endswith("structure") for t in await present_branch_tables(db)):
-        return None
-    return await asyncio.to_thread(_read_view, db.path, db.names, session_id)
-
-
-def _read_view(path: Path, names: TableNames, session_id: str) -> AdvancedView:
-    # The advanced backend's package imports the SDK: only `show` of an advanced file pays it.
-    from ..backends.advanced.chain import Chain  # noqa: PLC0415
-    from ..backends.advanced.sql import MAIN, AdvancedStatements, bind_existing  # noqa: PLC0415
-    from ..backends.advanced.usage import session_totals  # noqa: PLC0415
-    from ..serialization import JsonCodec  # noqa: PLC0415
-
-    conn = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
-    )
-    try:
-        sql = AdvancedStatements(names)
-        bind_existing(conn, sql)
-        _stand_in_for_missing(conn, sql)
-        chain = Chain(sql, JsonCodec())
-        conn.execute("BEGIN")  # one snapshot for every query below
-        current = chain.head(conn, session_id).branch
-        found = list(conn.execute(sql.branches, {"session": session_id}))
-        if all(row[0] != MAIN for row in found):
-            found.insert(0, (MAIN, None, 0))
-        branches = []
-        for branch, created_at, _order in found:
-            messages, users = chain.size(conn, session_id, chain.resolve(conn, session_id, branch))
-            branches.append(
-                {
-                    "branch_id": branch,
-                    "message_count": messages,
-                    "user_turns": users,
-                    "created_at": created_at,
-                    "is_current": branch == current,
-                }
-            )
-        usage = session_totals(tuple(conn.execute(sql.session_usage, (session_id,)).fetchone()))
-        return {"branches": branches, "usage": usage}
-    finally:
-        conn.close()
-
-
-def _stand_in_for_missing(conn: sqlite3.Connection, sql: AdvancedStatements) -> None:
-    """Give this connection empty TEMP copies of the pair's tables the file lacks.
-
-    A file the SDK's class wrote has no table of ours; the queries read such a table as empty.
-    TEMP tables live with the connection, never in the file.
-    """
-    present = {str(row[0]).lower() for row in conn.execute("SELECT name FROM sqlite_master")}
-    for statement in sql.ddl(sql.n):
-        head = statement.split("(", 1)[0].split()
-        if head[:2] == ["CREATE", "TABLE"] and head[-1].lower() not in present:
-            conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+    tree = await read_branch_tree(db, session_id)
+    return None if tree is None else tree.legacy_view()

@@ -158,6 +158,7 @@ class Database:
             if create and not self.path.parent.is_dir():
                 raise StorageUnavailableError(f"no such directory: {self.path.parent}")
         self._async_engine: AsyncEngine | None = None
+        self._snapshots: Engine | None = None
         self.engine: Engine
         if self.path is not None and not create and where.url.drivername == "sqlite+aiosqlite":
             self.engine = ThreadEngine(where.url)  # no asyncio bridge to load: see .engine
@@ -196,6 +197,30 @@ class Database:
         )
         self._ready = False
         self._ready_lock = asyncio.Lock()
+
+    def async_engine(self) -> AsyncEngine:
+        """SQLAlchemy's async engine on this database (every database but an existing file).
+
+        Raises:
+            StorageError: the database is an existing SQLite file, opened on a thread engine.
+        """
+        if self._async_engine is None:
+            raise StorageError(f"{self.label} is open on a thread engine, not an async one")
+        return self._async_engine
+
+    def snapshot_engine(self) -> Engine:
+        """The engine for reads that must see one state: ``REPEATABLE READ`` on a server.
+
+        On SQLite the reader opens the transaction itself (``BEGIN``), on the same engine.
+        """
+        if self._snapshots is None:
+            if self._async_engine is None or self.is_sqlite:
+                self._snapshots = self.engine
+            else:
+                self._snapshots = self._async_engine.execution_options(
+                    isolation_level="REPEATABLE READ"
+                )
+        return self._snapshots
 
     @property
     def is_sqlite(self) -> bool:

@@ -90,6 +90,10 @@ class Connection(Protocol):
         """Connect."""
         ...
 
+    async def rollback(self) -> None:
+        """End the transaction, if one is open, discarding its writes."""
+        ...
+
     async def close(self) -> None:
         """Give the connection back."""
         ...

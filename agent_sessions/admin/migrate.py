@@ -9,6 +9,12 @@ therefore leaves whole sessions or nothing of a session, and running it again re
 - one whose rows are a strict prefix of the source's (the source grew since it was copied) is
   copied again;
 - any other difference is a conflict, left alone and reported, unless ``replace`` is set.
+
+An advanced session's branch tree (:mod:`.tree`) is read in the same source snapshot as its
+rows, written in the same destination transaction under the new ids, read back and compared
+too (every field but the times, which not every database keeps to the microsecond). A session
+whose items are at the destination without its tree (copied before trees were) counts as
+copied in part, and is copied again.
 """
 
 from __future__ import annotations
@@ -18,13 +24,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import VerificationError
-from .advanced import present_branch_tables
 from .catalogue import SessionInfo
 from .db import Database
 from .engine import Connection
+from .records import read_tree, tree_digest, tree_records, write_tree
 from .rows import (
     BATCH,
     Digest,
@@ -36,11 +42,22 @@ from .rows import (
     insert_session,
     read_rows,
 )
+from .tree import (
+    TreeTables,
+    begin,
+    complete,
+    delete_tree,
+    ensure_tree,
+    find_tree,
+    item_ids,
+)
 
 __all__ = ["MigrateReport", "copy_sessions"]
 
 ProgressCallback = Callable[[int, int], None]
 _State = Literal["identical", "partial", "different"]
+MAIN = "main"
+"""The branch every session starts on (``agent_sessions.backends.advanced.sql.MAIN``)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,8 @@ class MigrateReport:
         redone: Sessions the destination had in part (a prefix), copied again.
         replaced: Sessions that differed at the destination and were replaced (``replace``).
         conflicts: Sessions that differ at the destination and were left alone.
-        notes: Things the operator should know (tables that are not copied).
+        notes: Things the operator should know.
+        trees: Sessions copied with their branch tree (advanced sessions).
     """
 
     sessions: int
@@ -68,17 +86,58 @@ class MigrateReport:
     replaced: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    trees: list[str] = field(default_factory=list)
 
 
 @contextlib.asynccontextmanager
-async def _reading(src: Database) -> AsyncIterator[Connection]:
-    """A source connection whose failures name the source (the copy runs under the target's)."""
-    conn = src.engine.connect()
+async def _reading(src: Database, *, snapshot: bool = False) -> AsyncIterator[Connection]:
+    """A source connection whose failures name the source (the copy runs under the target's).
+
+    With ``snapshot``, every read on it sees one state of the source (rows and tree agree).
+    """
+    conn = (src.snapshot_engine() if snapshot else src.engine).connect()
     await src.call("read", conn.start)
     try:
+        if snapshot:
+            await src.call("read", lambda: begin(src, conn))
         yield conn
     finally:
         await conn.close()
+
+
+class _Trees:
+    """The branch tables of both sides, if the source has any (else nothing to copy)."""
+
+    def __init__(self, src: TreeTables | None, dst: TreeTables | None) -> None:
+        self.src, self.dst = src, dst
+
+    async def source(
+        self, db: Database, conn: Connection, sid: str, ids: list[int]
+    ) -> list[dict[str, Any]]:
+        """The source tree's records (none without branch tables)."""
+        tree = self.src
+        if tree is None:
+            return []
+        raw = await db.call("read", lambda: read_tree(tree, conn, sid))
+        return tree_records(raw, ids)
+
+    async def destination(self, db: Database, conn: Connection, sid: str) -> list[dict[str, Any]]:
+        """The destination tree's records, as it reads in ``conn``."""
+        if self.dst is None:
+            return []
+        ids = await item_ids(db, conn, sid)
+        return tree_records(await read_tree(self.dst, conn, sid), ids)
+
+
+def _never_branched(records: list[dict[str, Any]]) -> bool:
+    """Whether a tree holds no more than ``main``'s records of its items.
+
+    What a session migrated without its tree has at a destination that then got the branch
+    tables: none on a server, and on a SQLite file the records the tables' creation gives to
+    items no session recorded (``AdvancedSQLiteSession`` does the same when it opens such a
+    file). A session an advanced session wrote to has ``main``'s branch row too.
+    """
+    return all(r["type"] == "record" and r["branch_id"] == MAIN for r in records)
 
 
 async def _source_rows(
@@ -94,21 +153,30 @@ async def _source_rows(
         yield rows
 
 
-async def _compare(src: Database, dst: Database, session_id: str) -> _State:
+async def _compare(src: Database, dst: Database, session_id: str, trees: _Trees) -> _State:
     """How a session at the destination relates to the source's."""
     async with dst.engine.connect() as conn:
         there = await digest_of(dst, conn, session_id)
+        there_records = await trees.destination(dst, conn, session_id)
     source, prefix = Digest(), Digest() if there.count == 0 else None
-    async with _reading(src) as conn:
+    ids: list[int] = []
+    async with _reading(src, snapshot=trees.src is not None) as conn:
         async for rows in _source_rows(src, conn, session_id):
             for row in rows:
                 source.add(row.text)
+                ids.append(row.id)
                 if source.count == there.count:
                     prefix = source.copy()
-    if source == there:
+        source_records = await trees.source(src, conn, session_id, ids)
+    if source == there and (
+        tree_digest(source_records) == tree_digest(there_records)
+        or (not source_records and _never_branched(there_records))  # both read as main's
+    ):
         return "identical"
     if source.count > there.count and prefix == there:
         return "partial"
+    if source == there and _never_branched(there_records):
+        return "partial"  # the items were copied without their tree
     return "different"
 
 
@@ -116,25 +184,41 @@ async def _copy(
     src: Database,
     dst: Database,
     info: SessionInfo,
+    trees: _Trees,
     *,
     present: bool,
     batch: int,
     now: datetime,
     advance: Callable[[int], None],
-) -> int:
-    """Copy one session in one destination transaction, verified before commit."""
+) -> tuple[int, bool]:
+    """Copy one session in one destination transaction, verified before commit.
+
+    Returns:
+        The items copied, and whether a branch tree came with them.
+    """
     sid = info.session_id
-    source = Digest()
-    async with _reading(src) as reading, dst.writing() as conn:
+    source, ids = Digest(), list[int]()
+    records: list[dict[str, Any]] = []
+    async with _reading(src, snapshot=trees.src is not None) as reading, dst.writing() as conn:
         if present:
             await delete_session(dst, conn, sid)
+        if trees.dst is not None:
+            await delete_tree(trees.dst, conn, sid)  # rows a plain delete left behind, too
         created = dst.stamp_value(info.created_at or info.first_item_at, now)
         updated = dst.stamp_value(info.updated_at or info.last_item_at, now)
         await insert_session(dst, conn, sid, created, updated)
         async for rows in _source_rows(src, reading, sid, batch):
             source.add_all(row.text for row in rows)
+            ids.extend(row.id for row in rows)
             await insert_rows(dst, conn, sid, [(r.text, r.created_at) for r in rows], now)
             advance(len(rows))
+        if trees.src is not None and trees.dst is not None:
+            tree = trees.src
+            raw = await src.call("read", lambda: read_tree(tree, reading, sid))
+            records = tree_records(raw, ids)
+            if records:
+                new_ids = await item_ids(dst, conn, sid)
+                await write_tree(dst, trees.dst, conn, sid, records, ids=new_ids)
         copied = await digest_of(dst, conn, sid)
         if copied != source:
             raise VerificationError(
@@ -142,7 +226,15 @@ async def _copy(
                 f"(sha256 {copied.hexdigest()[:12]}) but {source.count} were read from "
                 f"{src.label} (sha256 {source.hexdigest()[:12]}); it was rolled back"
             )
-    return source.count
+        expected = tree_digest(records)
+        written = tree_digest(await trees.destination(dst, conn, sid))
+        if written != expected:
+            raise VerificationError(
+                f"the branch tree of session {sid!r} reads back from {dst.label} as "
+                f"{written.count} records but {expected.count} were read from {src.label} "
+                "(or they differ); it was rolled back"
+            )
+    return source.count, bool(records)
 
 
 async def copy_sessions(
@@ -175,6 +267,12 @@ async def copy_sessions(
     async with dst.engine.connect() as conn:
         present = await existing(dst, conn, [info.session_id for info in infos])
         now = await dst.now(conn)
+    source_tree = await src.call("read", lambda: find_tree(src))
+    destination_tree = await find_tree(dst)
+    if source_tree is not None and infos and not complete(destination_tree):
+        destination_tree = await ensure_tree(dst)
+    trees = _Trees(source_tree, destination_tree)
+    copied_trees: list[str] = []
     copied: list[str] = []
     identical: list[str] = []
     redone: list[str] = []
@@ -183,14 +281,16 @@ async def copy_sessions(
     items = 0
     for info in infos:
         sid = info.session_id
-        state = await _compare(src, dst, sid) if sid in present else None
+        state = await _compare(src, dst, sid, trees) if sid in present else None
         if state == "identical" or (state == "different" and not replace):
             (identical if state == "identical" else conflicts).append(sid)
             advance(info.items)
             continue
-        count = await _copy(
-            src, dst, info, present=sid in present, batch=batch, now=now, advance=advance
+        count, tree = await _copy(
+            src, dst, info, trees, present=sid in present, batch=batch, now=now, advance=advance
         )
+        if tree:
+            copied_trees.append(sid)
         if count < info.items:  # the source shrank since it was listed: keep the bar whole
             advance(info.items - count)
         items += count
@@ -200,14 +300,8 @@ async def copy_sessions(
             redone.append(sid)
         else:
             replaced.append(sid)
-    notes = []
-    if await present_branch_tables(src):
-        notes.append(
-            f"{src.label} has AdvancedSQLiteSession branch and usage tables; they were not "
-            "copied (only the items, as the SDK's tables hold them)"
-        )
     return MigrateReport(
-        notes=notes,
+        trees=copied_trees,
         sessions=len(infos),
         items=items,
         seconds=time.perf_counter() - started,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from .advanced import AdvancedView
+from .branches import BranchTree
 from .catalogue import SearchHit, SessionInfo
 from .migrate import MigrateReport
 from .purge import PurgeReport
@@ -16,7 +15,7 @@ from .text import one_line
 from .transfer import TransferReport
 
 __all__ = [
-    "advanced_lines",
+    "branch_lines",
     "human_bytes",
     "migrate_lines",
     "purge_lines",
@@ -165,13 +164,20 @@ def migrate_lines(report: MigrateReport, source: str, destination: str) -> list[
             f"  {len(report.conflicts)} sessions differ at the destination and were left "
             f"alone: {shown}{more}; use --replace to overwrite them"
         )
+    if report.trees:
+        count = len(report.trees)
+        lines.append(
+            f"  branch trees: {count:,} session{'s' if count != 1 else ''} copied with their "
+            "branches, usage and current branch (verified too)"
+        )
     lines += [f"  note: {note}" for note in report.notes]
     return lines
 
 
 def transfer_line(verb: str, report: TransferReport, where: str) -> str:
     """The one-line summary of an export or import."""
-    line = f"{verb} {report.sessions:,} sessions ({report.items:,} items) {where} "
+    trees = f", {report.trees:,} with branch trees" if report.trees else ""
+    line = f"{verb} {report.sessions:,} sessions ({report.items:,} items{trees}) {where} "
     line += f"in {report.seconds:.1f} s"
     if report.skipped:
         line += f"; skipped {len(report.skipped):,} existing"
@@ -180,27 +186,47 @@ def transfer_line(verb: str, report: TransferReport, where: str) -> str:
     return line
 
 
-def advanced_lines(view: AdvancedView) -> list[str]:
-    """Branches and token usage of an advanced session."""
-    branches: list[dict[str, Any]] = view["branches"]
-    lines = ["", "branches:"]
-    for branch in branches:
-        mark = "*" if branch.get("is_current") else " "
-        created = branch.get("created_at")
-        lines.append(
-            f"  {mark} {one_line(str(branch['branch_id']))}: {branch['message_count']:,} items, "
-            f"{branch['user_turns']:,} user turns" + (f", created {created}" if created else "")
-        )
-    usage = view.get("usage")
-    if usage:
-        lines.append(
-            f"usage: {usage['requests']:,} requests, {usage['input_tokens']:,} input + "
-            f"{usage['output_tokens']:,} output = {usage['total_tokens']:,} tokens "
-            f"over {usage['total_turns']:,} turns"
-        )
-    else:
-        lines.append("usage: none recorded")
-    return lines
+def _tokens(requests: int, inputs: int, outputs: int, total: int) -> list[str]:
+    return [f"{requests:,}", f"{inputs:,}", f"{outputs:,}", f"{total:,}"]
+
+
+def branch_lines(tree: BranchTree) -> list[str]:
+    """The branches of an advanced session, then its token usage per branch and turn."""
+    rows = [
+        [
+            "*" if branch.current else "",
+            one_line(branch.branch_id),
+            "-" if branch.parent_id is None else one_line(branch.parent_id),
+            f"{branch.items:,}",
+            f"{branch.user_turns:,}",
+            branch.created_at or "-",
+        ]
+        for branch in tree.branches
+    ]
+    headers = ["", "BRANCH", "PARENT", "ITEMS", "USER TURNS", "CREATED"]
+    lines = ["", "branches (* current):", *("  " + line for line in table(headers, rows, {3, 4}))]
+    usage = tree.usage
+    if usage is None:
+        return [*lines, "", "usage: none recorded"]
+    lines.append("")
+    lines.append(
+        f"usage: {usage.requests:,} requests, {usage.input_tokens:,} input + "
+        f"{usage.output_tokens:,} output = {usage.total_tokens:,} tokens "
+        f"over {usage.turns:,} turns"
+    )
+    rows = []
+    for branch in tree.branches:
+        if branch.usage is None:
+            continue
+        name = one_line(branch.branch_id)
+        for turn in branch.turns:
+            counts = (turn.requests, turn.input_tokens, turn.output_tokens, turn.total_tokens)
+            rows.append([name, str(turn.turn), *_tokens(*counts)])
+        totals = branch.usage
+        counts = (totals.requests, totals.input_tokens, totals.output_tokens, totals.total_tokens)
+        rows.append([name, "all", *_tokens(*counts)])
+    headers = ["BRANCH", "TURN", "REQUESTS", "INPUT", "OUTPUT", "TOTAL"]
+    return [*lines, *("  " + line for line in table(headers, rows, {1, 2, 3, 4, 5}))]
 
 
 def search_lines(hits: Sequence[SearchHit]) -> list[str]:

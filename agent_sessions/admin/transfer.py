@@ -1,6 +1,6 @@
 r"""Export to and import from JSON Lines, losslessly and verifiably.
 
-The format (version 1), one JSON object per line, compact, ASCII, keys in a fixed order::
+The format, one JSON object per line, compact, ASCII, keys in a fixed order::
 
     {"format":"agent-sessions-export","version":1}
     {"type":"session","session_id":"u1","created_at":"2025-01-02 10:00:00","updated_at":"..."}
@@ -13,6 +13,40 @@ text unchanged in ``data``. Each session ends with its item count and a SHA-256 
 (see :class:`~agent_sessions.admin.rows.Digest`), and the footer with the totals, so a cut or
 edited file is refused. Exporting, importing into an empty database and exporting again gives
 identical bytes.
+
+Format version 2
+----------------
+
+A database with the advanced sessions' branch tables is exported as version 2: each session's
+items are followed by its branch tree, and its ``end`` counts those records too::
+
+    {"format":"agent-sessions-export","version":2}
+    {"type":"session",...}
+    {"type":"item",...}
+    {"type":"branch","branch_id":"main","parent_id":null,"cutoff":0,"created_at":"..."}
+    {"type":"branch","branch_id":"retry","parent_id":"main","cutoff":4,"created_at":"..."}
+    {"type":"record","item":0,"branch_id":"main","message_type":"user","sequence":1,"turn":1,
+     "branch_turn":1,"tool_name":null,"created_at":"..."}
+    {"type":"usage","branch_id":"main","turn":1,"requests":1,"input_tokens":30,
+     "output_tokens":8,"total_tokens":38,"input_tokens_details":"{...}",
+     "output_tokens_details":"{...}","created_at":"..."}
+    {"type":"state","current":"retry","generation":null,"reserved":["main","retry"]}
+    {"type":"end","session_id":"u1","items":6,"records":9,"sha256":"..."}
+
+(each record on one line). Records come in this order: ``branch`` (the branches made by
+reference, in the order they were made; ``cutoff`` is the index of the first of the session's
+items the branch does not inherit from its parent, null for all of them), ``record`` (one per
+item per branch that holds it, in the order written; ``item`` is the item's index), ``usage``
+(per branch and user turn, in the order written) and at most one ``state`` (the current branch,
+the clear generation and every branch id ever used). Items are named by index, never by id:
+ids differ between databases, and an import maps each index to the id the item gets there.
+The ``sha256`` covers the item texts and then each record's line, so an edited or cut record is
+refused too. A session with no branch rows has no records (``"records":0``).
+
+A database without branch tables is exported as version 1, byte for byte as before; version 1
+files import as ever. Importing a version 2 file creates the branch tables it needs (those of
+``AdvancedSQLiteSession`` on a SQLite file, of ``AdvancedSQLAlchemySession`` on a server), and
+writes each session, items and tree, in one transaction; exporting again gives the same bytes.
 """
 
 from __future__ import annotations
@@ -20,20 +54,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TextIO, cast
+from typing import Any, Literal, TextIO, cast
 
-from ..errors import ExportFormatError, SessionExistsError
-from ..serialization import JsonCodec
+from ..errors import SessionExistsError, VerificationError
 from .catalogue import SessionInfo
-from .db import Database, canonical_time, parse_time
-from .files import ExportTarget, file_error, finish, write
+from .db import Database, canonical_time
+from .engine import Connection
+from .files import ExportTarget, finish, write
+from .jsonl import FORMAT, VERSION, Begin, End, Item, Scanned, Stream, Tree, encode, scan_file
+from .records import read_tree, tree_records, write_tree
 from .rows import BATCH, Digest, delete_session, existing, insert_rows, insert_session
 from .rows import read_rows as stored_rows
+from .tree import (
+    TreeTables,
+    complete,
+    delete_tree,
+    ensure_tree,
+    find_tree,
+    item_ids,
+    renew,
+    snapshot,
+)
 
 __all__ = [
     "FORMAT",
@@ -46,14 +90,10 @@ __all__ = [
     "scan_file",
 ]
 
-FORMAT = "agent-sessions-export"
-VERSION = 1
 Conflict = Literal["error", "skip", "replace"]
 """What an import does with a session that already exists: refuse, keep it, or replace it."""
 ProgressCallback = Callable[[int, int], None]
 """Called with (items done, items in all) as work advances."""
-
-_JSON = JsonCodec()
 
 
 @dataclass(frozen=True)
@@ -66,6 +106,7 @@ class TransferReport:
         seconds: Wall-clock time taken.
         skipped: Sessions an import left alone because they existed (``skip``).
         replaced: Sessions an import replaced (``replace``).
+        trees: Sessions written with their branch tree (format version 2 records).
     """
 
     sessions: int
@@ -73,58 +114,95 @@ class TransferReport:
     seconds: float
     skipped: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    trees: int = 0
 
 
 def _line(record: dict[str, Any]) -> str:
-    return _JSON.encode(cast(Any, record)) + "\n"
+    return encode(record) + "\n"
+
+
+class _Export:
+    """Writes sessions to ``out``, with their trees if the database has branch tables."""
+
+    def __init__(
+        self,
+        db: Database,
+        out: TextIO,
+        tree: TreeTables | None,
+        total: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.db, self.out, self.tree = db, out, tree
+        self.total, self.done, self.trees = total, 0, 0
+        self.progress = progress
+
+    async def session(self, conn: Connection, info: SessionInfo) -> None:
+        """Write one session: its record, its items, its tree (version 2) and its end."""
+        digest, ids = Digest(), list[int]()
+        lines = [
+            _line(
+                {
+                    "type": "session",
+                    "session_id": info.session_id,
+                    # A session with rows but no record gets its rows' times.
+                    "created_at": canonical_time(info.created_at or info.first_item_at),
+                    "updated_at": canonical_time(info.updated_at or info.last_item_at),
+                }
+            )
+        ]
+        async for rows in stored_rows(self.db, conn, info.session_id):
+            for row in rows:
+                digest.add(row.text)
+                ids.append(row.id)
+                item = {"type": "item", "created_at": canonical_time(row.created_at)}
+                item["data"] = row.text
+                lines.append(_line(item))
+            await write(self.out, "".join(lines))
+            lines.clear()
+            self.done += len(rows)
+            if self.progress is not None:
+                self.progress(self.done, max(self.total, self.done))
+        end: dict[str, Any] = {"type": "end", "session_id": info.session_id, "items": len(ids)}
+        if self.tree is not None:
+            records = tree_records(await read_tree(self.tree, conn, info.session_id), ids)
+            for record in records:
+                text = encode(record)
+                digest.add(text)
+                lines.append(text + "\n")
+            end["records"] = len(records)
+            self.trees += bool(records)
+        end["sha256"] = digest.hexdigest()
+        lines.append(_line(end))
+        await write(self.out, "".join(lines))
 
 
 async def export_to(
     db: Database, out: TextIO, infos: list[SessionInfo], progress: ProgressCallback | None
 ) -> TransferReport:
-    """Write the sessions (already ordered by id) and their rows to ``out``."""
-    started, total = time.perf_counter(), sum(info.items for info in infos)
-    done = 0
-    await write(out, _line({"format": FORMAT, "version": VERSION}))
-    async with db.engine.connect() as conn:
-        for info in infos:
-            digest = Digest()
-            lines = [
-                _line(
-                    {
-                        "type": "session",
-                        "session_id": info.session_id,
-                        # A session with rows but no record gets its rows' times.
-                        "created_at": canonical_time(info.created_at or info.first_item_at),
-                        "updated_at": canonical_time(info.updated_at or info.last_item_at),
-                    }
-                )
-            ]
-            async for rows in stored_rows(db, conn, info.session_id):
-                for row in rows:
-                    digest.add(row.text)
-                    lines.append(
-                        _line(
-                            {
-                                "type": "item",
-                                "created_at": canonical_time(row.created_at),
-                                "data": row.text,
-                            }
-                        )
-                    )
-                await write(out, "".join(lines))
-                lines.clear()
-                done += len(rows)
-                if progress is not None:
-                    progress(done, max(total, done))
-            end = {"type": "end", "session_id": info.session_id, "items": digest.count}
-            end["sha256"] = digest.hexdigest()
-            lines.append(_line(end))
-            await write(out, "".join(lines))
-    footer = {"type": "footer", "sessions": len(infos), "items": done}
+    """Write the sessions (already ordered by id) and their rows to ``out``.
+
+    With branch tables (format version 2) each session is read in one snapshot, so its
+    tree names exactly the items written.
+    """
+    started = time.perf_counter()
+    tree = await find_tree(db)
+    export = _Export(db, out, tree, sum(info.items for info in infos), progress)
+    await write(out, _line({"format": FORMAT, "version": 1 if tree is None else VERSION}))
+    if tree is None:
+        async with db.engine.connect() as conn:
+            for info in infos:
+                await export.session(conn, info)
+    else:
+        async with snapshot(db) as conn:
+            for number, info in enumerate(infos):
+                if number:
+                    await renew(db, conn)
+                await export.session(conn, info)
+    footer = {"type": "footer", "sessions": len(infos), "items": export.done}
     await write(out, _line(footer))
     await finish(out, close=False)
-    return TransferReport(len(infos), done, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return TransferReport(len(infos), export.done, seconds, trees=export.trees)
 
 
 async def export_to_file(
@@ -154,245 +232,97 @@ async def export_to_file(
     return report
 
 
-class _Begin(NamedTuple):
-    session_id: str
-    created_at: str | None
-    updated_at: str | None
-
-
-class _Item(NamedTuple):
-    data: str
-    created_at: str | None
-
-
-class _End(NamedTuple):
-    session_id: str
-    items: int
-
-
-_Event = _Begin | _Item | _End
-
-
-def _stamp(record: dict[str, Any], key: str, where: str) -> str | None:
-    """A record's timestamp: null, or text that reads as a date and time on every database."""
-    value = record.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ExportFormatError(f"{where}: {key!r} must be a string or null")
-    if parse_time(value) is None:
-        raise ExportFormatError(
-            f"{where}: {key!r} is not a timestamp ({value[:40]!r}); expected "
-            "'YYYY-MM-DD HH:MM:SS[.ffffff]' or null"
-        )
-    return value
-
-
-def _text(record: dict[str, Any], key: str, where: str) -> str:
-    """A record's text field, refused if no database could store it as it is."""
-    value = record.get(key)
-    if not isinstance(value, str):
-        raise ExportFormatError(f"{where}: {key!r} must be a string")
-    if "\x00" in value:
-        raise ExportFormatError(
-            f"{where}: {key!r} holds a NUL character, which not every database stores"
-        )
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ExportFormatError(
-            f"{where}: {key!r} holds a lone surrogate (\\u{ord(value[exc.start]):04x}), "
-            "which is not text any database stores"
-        ) from None
-    return value
-
-
-class _Checker:
-    """Checks an export record by record: order, checksums, totals."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.current: _Begin | None = None
-        self.digest = Digest()
-        self.sessions = self.items = 0
-        self.finished = False
-
-    def feed(self, record: dict[str, Any], where: str) -> _Event | None:
-        """Check one record after the header; return its event (None for the footer)."""
-        kind = record.get("type")
-        if self.current is None and kind == "session":
-            return self._begin(record, where)
-        if self.current is not None and kind == "item":
-            data = _text(record, "data", where)
-            self.digest.add(data)
-            return _Item(data, _stamp(record, "created_at", where))
-        if self.current is not None and kind == "end":
-            return self._end(self.current, record, where)
-        if self.current is None and kind == "footer":
-            if record.get("sessions") != self.sessions or record.get("items") != self.items:
-                raise ExportFormatError(f"{where}: the footer's totals do not match the file")
-            self.finished = True
-            return None
-        expected = "an item or the end of the session" if self.current else "a session or footer"
-        raise ExportFormatError(f"{where}: found {kind!r}, expected {expected}")
-
-    def _begin(self, record: dict[str, Any], where: str) -> _Begin:
-        session_id = _text(record, "session_id", where)
-        if session_id in self.seen:
-            raise ExportFormatError(f"{where}: session {session_id!r} appears twice")
-        self.seen.add(session_id)
-        created, updated = _stamp(record, "created_at", where), _stamp(record, "updated_at", where)
-        self.current, self.digest = _Begin(session_id, created, updated), Digest()
-        return self.current
-
-    def _end(self, current: _Begin, record: dict[str, Any], where: str) -> _End:
-        if record.get("session_id") != current.session_id:
-            raise ExportFormatError(f"{where}: end of {current.session_id!r} expected")
-        digest = self.digest
-        if record.get("items") != digest.count or record.get("sha256") != digest.hexdigest():
-            raise ExportFormatError(
-                f"{where}: session {current.session_id!r} does not match its checksum "
-                f"({digest.count} items read, {record.get('items')!r} recorded): the file was "
-                "altered or damaged"
-            )
-        self.sessions, self.items = self.sessions + 1, self.items + digest.count
-        self.current = None
-        return _End(current.session_id, digest.count)
-
-
-def _events(lines: Iterable[str], name: str) -> Iterator[_Event]:
-    """Parse and check an export, yielding its sessions' events; raise on any defect."""
-    checker = _Checker()
-    number = 0
-    rows = iter(lines)
-    for number, line in enumerate(rows, start=1):
-        where = f"{name}, line {number}"
-        if checker.finished:
-            if line.strip():
-                raise ExportFormatError(f"{where}: data after the footer")
-            continue
-        try:
-            record = cast(dict[str, Any], _JSON.decode(line))
-        except ValueError as exc:
-            raise ExportFormatError(f"{where}: not a JSON object ({exc})") from exc
-        except RecursionError:
-            raise ExportFormatError(f"{where}: nested too deeply to be an export record") from None
-        if number == 1:
-            _check_header(record, where)
-        elif (event := checker.feed(record, where)) is not None:
-            yield event
-    if number == 0:
-        raise ExportFormatError(f"{name} is empty, not an agent-sessions export")
-    if not checker.finished:
-        raise ExportFormatError(f"{name} is truncated after line {number}: the footer is missing")
-
-
-def _check_header(record: dict[str, Any], where: str) -> None:
-    if record.get("format") != FORMAT:
-        raise ExportFormatError(f"{where}: not an agent-sessions export (no {FORMAT!r} header)")
-    version = record.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ExportFormatError(f"{where}: invalid format version {version!r}")
-    if version > VERSION:
-        raise ExportFormatError(
-            f"{where}: format version {version} is newer than this agent-sessions reads "
-            f"({VERSION}); upgrade agent-sessions"
-        )
-
-
-def _scan(path: Path) -> list[tuple[str, int]]:
-    """Check a whole export before anything is written; return its sessions and sizes."""
-    with path.open(encoding="utf-8", newline="\n") as handle:
-        return [(e.session_id, e.items) for e in _events(handle, str(path)) if type(e) is _End]
-
-
-class _Stream:
-    """An export's events, parsed on a worker thread in batches so the loop never waits."""
-
-    def __init__(self, handle: TextIO, name: str) -> None:
-        self._events = _events(handle, name)
-        self._buffer: deque[_Event] = deque()
-
-    async def next(self) -> _Event | None:
-        if not self._buffer:
-            self._buffer.extend(await asyncio.to_thread(list, islice(self._events, BATCH)))
-        return self._buffer.popleft() if self._buffer else None
-
-
-async def scan_file(path: Path) -> list[tuple[str, int]]:
-    """Check a whole export file without touching any database; return its sessions and sizes.
-
-    Raises:
-        ExportFormatError: the file is not a complete, intact export.
-        FileFailed: the file cannot be read.
-    """
-    try:
-        return await asyncio.to_thread(_scan, path)
-    except UnicodeDecodeError as exc:
-        raise ExportFormatError(f"{path} is not UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise file_error(exc, path, "read") from exc
-
-
 async def import_from(
     db: Database,
     path: Path,
-    sessions: list[tuple[str, int]],
+    sessions: list[Scanned],
     on_conflict: Conflict,
     progress: ProgressCallback | None,
 ) -> TransferReport:
     """Write each session of a checked export file (see :func:`scan_file`) in a transaction.
 
+    Branch tables are created first if the file has a tree to write and the database lacks
+    them (after the conflict check: a refused import writes nothing).
+
     Raises:
         SessionExistsError: sessions exist and ``on_conflict`` is ``error``; nothing was
             written.
+        VerificationError: a session's items did not read back as written (another writer
+            added to it meanwhile); that session was rolled back.
     """
     started = time.perf_counter()
     async with db.engine.connect() as conn:
-        found = await existing(db, conn, [sid for sid, _ in sessions])
+        found = await existing(db, conn, [s.session_id for s in sessions])
         now = await db.now(conn)
     if found and on_conflict == "error":
         hint = "use --replace to overwrite them or --skip-existing to keep them"
         raise SessionExistsError(sorted(found), db.label, hint)
-    total, done, items, written = sum(n for _, n in sessions), 0, 0, 0
+    tree = await find_tree(db)
+    wanted = any(s.records for s in sessions if s.session_id not in found or on_conflict != "skip")
+    if wanted and not complete(tree):
+        tree = await ensure_tree(db)
+    total, done, items, written, trees = sum(s.items for s in sessions), 0, 0, 0, 0
     skipped: list[str] = []
     with path.open(encoding="utf-8", newline="\n") as handle:
-        stream = _Stream(handle, str(path))
+        stream = Stream(handle, str(path))
         while (event := await stream.next()) is not None:
-            begin = cast(_Begin, event)
+            begin = cast(Begin, event)  # the file was checked: each session begins so
             if begin.session_id in found and on_conflict == "skip":
                 skipped.append(begin.session_id)
-                while type(await stream.next()) is _Item:
-                    done += 1
+                while type(skip := await stream.next()) is not End:
+                    done += type(skip) is Item
             else:
-                count = await _write_session(db, stream, begin, now, begin.session_id in found)
+                writer = _SessionWriter(db, tree, begin, now)
+                count, records = await writer.write(stream, replace=begin.session_id in found)
                 done, items, written = done + count, items + count, written + 1
+                trees += bool(records)
             if progress is not None:
                 progress(done, total)
     replaced = sorted(found) if on_conflict == "replace" else []
-    return TransferReport(written, items, time.perf_counter() - started, skipped, replaced)
+    seconds = time.perf_counter() - started
+    return TransferReport(written, items, seconds, skipped, replaced, trees)
 
 
-async def _write_session(
-    db: Database, stream: _Stream, begin: _Begin, now: Any, replace: bool
-) -> int:
-    """Write one session from the stream in one transaction; return its item count."""
-    count = 0
-    async with db.writing() as conn:
-        if replace:
-            await delete_session(db, conn, begin.session_id)
-        created = db.stamp_value(begin.created_at, now)
-        updated = db.stamp_value(begin.updated_at, now)
-        await insert_session(db, conn, begin.session_id, created, updated)
-        pending: list[tuple[str, str | None]] = []
-        while True:
-            event = await stream.next()
-            if type(event) is _Item:
-                pending.append((event.data, event.created_at))
-                if len(pending) < BATCH:
+class _SessionWriter:
+    """Writes one session of the stream, its items and then its tree, in one transaction."""
+
+    def __init__(self, db: Database, tree: TreeTables | None, begin: Begin, now: Any) -> None:
+        self.db, self.tree, self.begin, self.now = db, tree, begin, now
+
+    async def write(self, stream: Stream, *, replace: bool) -> tuple[int, int]:
+        """Write the session; return its item and tree record counts."""
+        db, sid = self.db, self.begin.session_id
+        count = 0
+        records: list[dict[str, Any]] = []
+        async with db.writing() as conn:
+            if replace:
+                await delete_session(db, conn, sid)
+                if self.tree is not None:
+                    await delete_tree(self.tree, conn, sid)
+            created = db.stamp_value(self.begin.created_at, self.now)
+            updated = db.stamp_value(self.begin.updated_at, self.now)
+            await insert_session(db, conn, sid, created, updated)
+            pending: list[tuple[str, str | None]] = []
+            while True:
+                event = await stream.next()
+                if type(event) is Item:
+                    pending.append((event.data, event.created_at))
+                    if len(pending) < BATCH:
+                        continue
+                elif type(event) is Tree:
+                    records.append(event.record)
                     continue
-            await insert_rows(db, conn, begin.session_id, pending, now)
-            count += len(pending)
-            pending.clear()
-            if type(event) is _End or event is None:
-                return count
+                await insert_rows(db, conn, sid, pending, self.now)
+                count += len(pending)
+                pending.clear()
+                if type(event) is End or event is None:
+                    break
+            if records and self.tree is not None:
+                ids = await item_ids(db, conn, sid)
+                if len(ids) != count:
+                    raise VerificationError(
+                        f"session {sid!r} has {len(ids)} items in {db.label} after writing "
+                        f"{count}: another writer added to it; it was rolled back"
+                    )
+                await write_tree(db, self.tree, conn, sid, records, ids=ids)
+        return count, len(records)

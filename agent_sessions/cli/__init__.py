@@ -133,7 +133,10 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         parents=[tables],
         help="print a conversation: roles, tool calls, outputs",
         description="Print a session's items, oldest first. Rows that cannot be decoded are "
-        "shown as such. For AdvancedSQLiteSession files, branches and token usage too.",
+        "shown as such. For advanced sessions (AdvancedSQLiteSession, "
+        "AdvancedSQLAlchemySession; on SQLite, PostgreSQL or MariaDB), each item's branch, "
+        "then the branches (parent, items, user turns, created, the current one starred) and "
+        "the token usage per branch and turn.",
     )
     show.add_argument("db", help=_DB_HELP)
     show.add_argument("session_id", help="the session to print")
@@ -173,9 +176,10 @@ def _add_write_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         parents=[tables, quiet],
         help="write sessions to a JSON Lines file",
         description="Export sessions (all, or those named) to JSON Lines, with a checksum per "
-        "session. Exporting, importing into an empty database and exporting again gives "
-        "identical bytes. A new FILE is readable by its owner only; an existing one is "
-        "replaced only with --force.",
+        "session. Advanced sessions' branch trees (branches, each item's branch, usage, the "
+        "current branch) come along (format version 2). Exporting, importing into an empty "
+        "database and exporting again gives identical bytes. A new FILE is readable by its "
+        "owner only; an existing one is replaced only with --force.",
     )
     export.add_argument("db", help=_DB_HELP)
     export.add_argument("session_ids", nargs="*", metavar="SESSION_ID", help="default: all")
@@ -193,8 +197,9 @@ def _add_write_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "import",
         parents=[tables, quiet],
         help="read a JSON Lines export into a database",
-        description="Import an export file; the tables are created if missing. The whole "
-        "file is checked before anything is written, and each session is one transaction.",
+        description="Import an export file; the tables (and the branch tables a version 2 "
+        "file's trees need) are created if missing. The whole file is checked before anything "
+        "is written, and each session, items and tree, is one transaction.",
     )
     imp.add_argument("db", help=_DB_HELP + " (created if missing)")
     imp.add_argument("file", type=Path, help="the export file")
@@ -207,8 +212,9 @@ def _add_write_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         parents=[tables, quiet],
         help="copy every session to another database, verified and resumable",
         description="Copy sessions from SRC to DST (SQLite, PostgreSQL, MariaDB), one "
-        "transaction per session, each verified by count and SHA-256. Run it again after an "
-        "interruption: identical sessions are skipped. Exits 1 if sessions differ at DST.",
+        "transaction per session, each verified by count and SHA-256, advanced sessions with "
+        "their branch trees. Run it again after an interruption: identical sessions are "
+        "skipped. Exits 1 if sessions differ at DST.",
     )
     mig.add_argument("src", help=_DB_HELP)
     mig.add_argument("dst", help="the destination, created if missing")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..admin import Conflict, SearchHit, SessionDatabase, migrate
 from ..admin.render import (
-    advanced_lines,
+    branch_lines,
     human_bytes,
     migrate_lines,
     purge_lines,
@@ -93,14 +93,14 @@ async def show(args: argparse.Namespace) -> int:
         info = await db.session(args.session_id)
         rows = await db.rows(args.session_id, limit=args.limit)
         branches = await db.row_branches(args.session_id)
-        view = await db.advanced(args.session_id)
+        tree = await db.branch_tree(args.session_id)
     if args.json:
         document: dict[str, Any] = {
             "session": info.to_dict(),
             "items": [entry_dict(row, branches.get(row.id)) for row in rows],
         }
-        if view is not None:
-            document.update(view)
+        if tree is not None:
+            document.update(tree.to_dict())
         _print_json(document)
         return 0
     _print(
@@ -110,8 +110,8 @@ async def show(args: argparse.Namespace) -> int:
     if len(rows) < info.items:
         _print(f"(the newest {len(rows):,} of {info.items:,} items)")
     _print("", *render_entries(rows, branches, limit=None if args.full else _CLIP))
-    if view is not None:
-        _print(*advanced_lines(view))
+    if tree is not None:
+        _print(*branch_lines(tree))
     return 0
 
 

@@ -584,8 +584,8 @@ async def test_migrate_refuses_to_copy_onto_the_same_tables(lite: Lite, tmp_path
 
 
 @pytest.mark.sqlite
-async def test_migrate_notes_that_branch_tables_stay_behind(tmp_path: Path) -> None:
-    """Says that an advanced file's branch and usage tables are not copied."""
+async def test_migrate_carries_an_advanced_files_branch_tree(tmp_path: Path) -> None:
+    """Copies an advanced file's branch tree with the items, and reports it (no note)."""
     async with AdvancedSQLiteSession(session_id="u", db_path=tmp_path / "adv.db") as session:
         await session.add_items([{"role": "user", "content": "hi"}])
     async with (
@@ -593,8 +593,7 @@ async def test_migrate_notes_that_branch_tables_stay_behind(tmp_path: Path) -> N
         SessionDatabase(tmp_path / "dst.db", create=True) as dst,
     ):
         report = await migrate(src, dst)
-    assert report.copied == ["u"]
-    assert any("branch and usage tables" in note for note in report.notes)
+    assert (report.copied, report.trees, report.notes) == (["u"], ["u"], [])
 
 
 # Purge -----------------------------------------------------------------------------------
