@@ -40,8 +40,8 @@ from .store import Popped, RowStore, Store
 
 if typing.TYPE_CHECKING:
     from .admin import SessionDatabase
-    from .backends.advanced import AdvancedSQLiteSession
     from .backends.advanced.sqlalchemy import AdvancedSQLAlchemySession
+    from .backends.advanced.sqlite_session import AdvancedSQLiteSession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
     from .backends.sqlite import SQLiteSession, SQLiteStore
     from .core import SessionState, StoreSession
@@ -57,7 +57,7 @@ _LAZY = {
     "SQLiteStore": "agent_sessions.backends.sqlite",
     "SessionState": "agent_sessions.core",
     "StoreSession": "agent_sessions.core",
-    "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
+    "AdvancedSQLiteSession": "agent_sessions.backends.advanced.sqlite_session",
     "AdvancedSQLAlchemySession": "agent_sessions.backends.advanced.sqlalchemy",
     "EncryptedSession": "agent_sessions.encryption",
     "SessionDatabase": "agent_sessions.admin",
