@@ -53,6 +53,10 @@ class UserRow(NamedTuple):
     """The branch that holds the message: the one read, or the ancestor it is inherited from."""
 
 
+_EARLY_TURNS = 32
+"""Turns up to this are found from the oldest end at once; later ones from the newest end."""
+_PAGE_MAX = 1024
+"""The most rows one page of a turn lookup reads."""
 _HINTS = 4096
 """Sessions the read hint remembers; forgotten all at once past this."""
 
@@ -334,6 +338,37 @@ class Chain:
                 counts[turn, tool] = counts.get((turn, tool), 0) + 1
         return counts
 
+    def _nth_user(
+        self,
+        conn: Connection,
+        branch: str,
+        params: SegmentParams,
+        rank: int,
+        *,
+        newest: bool,
+    ) -> int | None:
+        """Return the id of a segment's ``rank``-th user message (from the oldest or newest).
+
+        Rows are read a page at a time, so the walk stops as soon as it is found; rows with no
+        record are classified as they come. None if the segment has fewer.
+        """
+        statement = (self.seg.user_ids_newest if newest else self.seg.user_ids).on(branch)
+        page = max(16, min(rank, _PAGE_MAX))
+        cursor: dict[str, object] = {**params, "after": 0}
+        seen = 0
+        while True:
+            rows = conn.execute(statement, {**cursor, "limit": page}).fetchall()
+            for mid, text in rows:
+                if text is not None and self.classify_text(text)[0] != "user":
+                    continue  # a row with no record that is not a user message
+                seen += 1
+                if seen == rank:
+                    return int(mid)
+            if len(rows) < page:
+                return None
+            cursor["below" if newest else "after"] = int(rows[-1][0])
+            page = min(page * 4, _PAGE_MAX)
+
     def user_message_id(self, conn: Connection, session_id: str, head: Head, turn: int) -> int:
         """Return the id of the ``turn``-th user message visible on the branch.
 
@@ -349,6 +384,21 @@ class Chain:
                 f"Turn {turn!r} does not contain a user message: turns are numbered from 1"
             )
         segments = self._oldest_first(conn, session_id, head)
+        if turn > _EARLY_TURNS:
+            # A late turn is found from the newest end: counting the users is one SQL
+            # aggregate per segment, far cheaper than reading every user row before it.
+            sizes = [self._segment_size(conn, branch, params)[1] for branch, params in segments]
+            from_end = sum(sizes) - turn + 1
+            if 0 < from_end < turn:
+                for (branch, params), users in zip(
+                    reversed(segments), reversed(sizes), strict=True
+                ):
+                    if from_end <= users:
+                        found = self._nth_user(conn, branch, params, from_end, newest=True)
+                        if found is not None:
+                            return found
+                        break
+                    from_end -= users
         before = 0  # user messages in the segments already passed
         for index, (branch, params) in enumerate(segments):
             if index < len(segments) - 1:
@@ -356,12 +406,10 @@ class Chain:
                 if before + users < turn:
                     before += users
                     continue
-            for mid, text in conn.execute(self.seg.user_ids.on(branch), params):
-                if text is not None and self.classify_text(text)[0] != "user":
-                    continue  # a row with no record that is not a user message
-                before += 1
-                if before == turn:
-                    return int(mid)
+            found = self._nth_user(conn, branch, params, turn - before, newest=False)
+            if found is not None:
+                return found
+            before += self._segment_size(conn, branch, params)[1]
         raise ValueError(
             f"Turn {turn} does not contain a user message in branch {head.branch!r}: it has "
             f"{before} user turn(s), numbered from 1"

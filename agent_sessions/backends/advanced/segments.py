@@ -98,11 +98,13 @@ class SegmentStatements:
             "AND (s.message_type = 'user' OR s.message_type IS NULL) ORDER BY {id}",
         )
         """User messages, and rows without a record to classify, oldest first."""
-        self.user_ids = both(
-            "{id}, CASE WHEN s.message_type IS NULL THEN m.message_data END",
-            "AND (s.message_type = 'user' OR s.message_type IS NULL) ORDER BY {id}",
-        )
-        """The ids of the rows :attr:`users` yields; the text only of rows without a record."""
+        user_id = "{id}, CASE WHEN s.message_type IS NULL THEN m.message_data END"
+        is_user = "AND (s.message_type = 'user' OR s.message_type IS NULL)"
+        self.user_ids = both(user_id, f"{is_user} AND {{id}} > :after ORDER BY {{id}} LIMIT :limit")
+        """A page of the rows :attr:`users` yields, oldest first, above ``:after``: their ids,
+        and the text only of rows without a record."""
+        self.user_ids_newest = both(user_id, f"{is_user} ORDER BY {{id}} DESC LIMIT :limit")
+        """A page of the same rows, newest first, below ``:below``."""
         self.kinds = both(
             "{id}, s.message_type, s.tool_name, "
             "CASE WHEN s.message_type IS NULL THEN m.message_data END",
