@@ -69,7 +69,12 @@ class BridgeCursor:
 
     def __init__(self, result: CursorResult[Any] | None, returns_id: bool = False) -> None:
         self._result = result
-        self._id = int(result.scalar_one()) if result is not None and returns_id else None
+        self._id: int | None = None
+        self._rows: list[tuple[Any, ...]] | None = None
+        if result is not None and returns_id:
+            self._rows = [tuple(row) for row in result.fetchall()]
+            if len(self._rows) == 1:
+                self._id = int(self._rows[0][0])
 
     @property
     def lastrowid(self) -> int | None:
@@ -85,11 +90,16 @@ class BridgeCursor:
 
     def fetchone(self) -> tuple[Any, ...] | None:
         """Return the next row, or None."""
+        if self._rows is not None:
+            return self._rows.pop(0) if self._rows else None
         row = None if self._result is None else self._result.fetchone()
         return None if row is None else _row(row)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         """Return the remaining rows."""
+        if self._rows is not None:
+            rows, self._rows = self._rows, []
+            return rows
         return [] if self._result is None else [_row(row) for row in self._result.fetchall()]
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:

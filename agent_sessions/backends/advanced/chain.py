@@ -209,20 +209,39 @@ class Chain:
         Raises:
             ValueError: the branch does not exist.
         """
+        found = self.read_main(conn, session_id, branch, limit)
+        if found is not None:
+            return found
+        return self.read_walk(conn, session_id, branch, limit)
+
+    def read_main(
+        self, conn: Connection, session_id: str, branch: str | None, limit: int | None
+    ) -> list[str] | None:
+        """The first step of :meth:`read_texts`: one statement, if the read may be ``main``'s.
+
+        Returns:
+            The texts, newest first; None if the branch's chain must be walked.
+        """
         want = NO_LIMIT if limit is None else limit
         if branch == MAIN:  # main always exists and never has a parent
             statement = self.seg.texts.main
         elif branch is None and session_id not in self._off_main:
             statement = self.sql.main_texts
         else:
-            statement = ""
-        if statement:
-            found = [
-                row[0]
-                for row in conn.execute(statement, _params(session_id, NO_CUTOFF, want, MAIN))
-            ]
-            if found or branch == MAIN:
-                return found
+            return None
+        found = [
+            row[0] for row in conn.execute(statement, _params(session_id, NO_CUTOFF, want, MAIN))
+        ]
+        return found if found or branch == MAIN else None
+
+    def read_walk(
+        self, conn: Connection, session_id: str, branch: str | None, limit: int | None
+    ) -> list[str]:
+        """The second step of :meth:`read_texts`: the chain walked in one read snapshot.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
         with snapshot(conn):
             head = self.resolve(conn, session_id, branch)
             if branch is None:

@@ -49,8 +49,14 @@ def _base_statements(names: TableNames, flavor: Flavor) -> BaseStatements:
     now = "CURRENT_TIMESTAMP(6)" if flavor.name == "mysql" else "CURRENT_TIMESTAMP"
     touch = flavor.upsert(s, ("session_id",), ("session_id",), {"updated_at": now})
     insert = f"INSERT INTO {m} (session_id, message_data) VALUES (?, ?)"
+    insert_rows = None
     if flavor.name == "postgresql":
         insert += " RETURNING id"  # asyncpg has no lastrowid
+
+        def insert_rows(n: int) -> str:
+            values = ", ".join(["(?, ?)"] * n)
+            return f"INSERT INTO {m} (session_id, message_data) VALUES {values} RETURNING id"
+
     return BaseStatements(
         touch_session=touch,
         insert=insert,
@@ -58,6 +64,7 @@ def _base_statements(names: TableNames, flavor: Flavor) -> BaseStatements:
         delete_row=f"DELETE FROM {m} WHERE id = ?",
         delete_messages=f"DELETE FROM {m} WHERE session_id = ?",
         delete_session=f"DELETE FROM {s} WHERE session_id = ?",
+        insert_rows=insert_rows,
     )
 
 
@@ -141,9 +148,11 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         """Queue behind the session's other writers before the first read of the call."""
         if self._flavor.name == "sqlite":
             await begin_sqlite(conn)  # the file's write lock
-        elif self._flavor.name == "postgresql" or operation != "append":
-            # An append on MySQL locks the session row by its first statement (the upsert):
-            # a gap lock taken first would let two appends deadlock on the insert.
+        elif operation != "append":
+            # An append locks (or creates and locks) the session row by its first statement,
+            # the upsert, as the plain store's does; every other write takes that row's lock
+            # too (and on PostgreSQL an advisory lock, for a session with no row yet). On
+            # MySQL a gap lock taken first would even let two appends deadlock on the insert.
             await self._lock(conn, session_id)
 
     async def _read_call(
@@ -159,6 +168,35 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
                 return await conn.run_sync(self._bridged(call))
 
         return await self._call(operation, read)
+
+    async def read_branch(
+        self, session_id: str, branch: str | None, limit: int | None
+    ) -> list[str]:
+        """Return the newest ``limit`` rows of a branch (the current one if None), oldest first.
+
+        On PostgreSQL a read that ``main`` answers is one statement in autocommit mode (one
+        round trip, no BEGIN and ROLLBACK); a walk up a chain of branches runs in a snapshot.
+
+        Raises:
+            ValueError: the branch does not exist.
+        """
+        if self._flavor.name != "postgresql":
+            return await super().read_branch(session_id, branch, limit)
+
+        async def main() -> list[str] | None:
+            async with self._autocommit.connect() as conn:
+                await self._find_tables(conn)
+                return await conn.run_sync(
+                    self._bridged(lambda c: self._chain.read_main(c, session_id, branch, limit))
+                )
+
+        found = await self._call("read", main)
+        if found is None:
+            found = await self._read_call(
+                "read", lambda c: self._chain.read_walk(c, session_id, branch, limit)
+            )
+        found.reverse()
+        return found
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows on the current branch, with their turn metadata, in one transaction."""

@@ -33,6 +33,9 @@ __all__ = ["BaseStatements", "Schema", "Writer", "write_batches"]
 
 T = TypeVar("T")
 
+_ROWS_PER_INSERT = 1000
+"""Rows per multi-row INSERT: PostgreSQL takes at most 32,767 parameters in one statement."""
+
 
 class BaseStatements(NamedTuple):
     """The statements of the SDK's two tables that the branch-aware writes reuse."""
@@ -43,6 +46,9 @@ class BaseStatements(NamedTuple):
     delete_row: str
     delete_messages: str
     delete_session: str
+    insert_rows: Callable[[int], str] | None = None
+    """An INSERT of ``n`` rows (``?`` pairs: session, text) returning their ids, where one
+    statement costs less than ``n`` (a network round trip each); None: one INSERT per row."""
 
 
 class Schema:
@@ -132,14 +138,28 @@ class Writer:
         turn = self.chain.turn_now(conn, session_id, head)
         (sequence,) = conn.execute(self.sql.next_sequence, (session_id,)).fetchone()
         records = []
-        for text in texts:
+        for text, row_id in zip(texts, self._insert(conn, session_id, texts), strict=True):
             kind, tool = self.chain.classify_text(text)
             turn += kind == "user"
             sequence += 1
-            # Each id comes from its own INSERT: ids are not promised to be consecutive.
-            row_id = conn.execute(self.base.insert, (session_id, text)).lastrowid
             records.append((session_id, row_id, head.branch, kind, sequence, turn, turn, tool))
         conn.executemany(self.sql.insert_structure, records)
+
+    def _insert(self, conn: Connection, session_id: str, texts: Sequence[str]) -> list[int]:
+        """Insert the rows in order and return their ids (not promised to be consecutive)."""
+        many = self.base.insert_rows
+        if many is None or len(texts) < 2:  # noqa: PLR2004 (one row needs no batch)
+            return [
+                int(conn.execute(self.base.insert, (session_id, t)).lastrowid or 0) for t in texts
+            ]
+        ids: list[int] = []
+        for start in range(0, len(texts), _ROWS_PER_INSERT):
+            chunk = texts[start : start + _ROWS_PER_INSERT]
+            params = [value for text in chunk for value in (session_id, text)]
+            # Rows get ids in VALUES order; sorted, they match the texts whatever order
+            # RETURNING lists them in.
+            ids.extend(sorted(int(row[0]) for row in conn.execute(many(len(chunk)), params)))
+        return ids
 
     def write(self, conn: Connection, batches: Sequence[Batch]) -> None:
         """Store batches (of one session or several) in one transaction."""
