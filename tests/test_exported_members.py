@@ -32,10 +32,10 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.admin": names(
         """
-        Conflict DayGrowth EXPORT_FORMAT EXPORT_VERSION ExportFormatError MigrateReport
-        ProgressCallback PurgeReport SearchHit SessionDatabase SessionExistsError SessionInfo
-        SessionNotFoundError SortKey StoreStats StoredRow TransferReport VerificationError
-        migrate parse_age
+        BranchSummary BranchTree Conflict DayGrowth EXPORT_FORMAT EXPORT_VERSION
+        ExportFormatError MigrateReport ProgressCallback PurgeReport SearchHit SessionDatabase
+        SessionExistsError SessionInfo SessionNotFoundError SortKey StoreStats StoredRow
+        TransferReport TurnUsageRecord UsageTotals VerificationError migrate parse_age
     """
     ),
     "agent_sessions.backends.advanced": names(

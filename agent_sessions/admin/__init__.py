@@ -36,7 +36,7 @@ from ..errors import (
 )
 from .advanced import AdvancedView, present_branch_tables, read_advanced, row_branches
 from .base import DatabaseView
-from .branches import BranchTree, read_branch_tree
+from .branches import BranchSummary, BranchTree, TurnUsageRecord, UsageTotals, read_branch_tree
 from .catalogue import (
     SearchHit,
     SessionInfo,
@@ -68,6 +68,8 @@ from .transfer import (
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "BranchSummary",
+    "BranchTree",
     "Conflict",
     "DayGrowth",
     "ExportFormatError",
@@ -83,6 +85,8 @@ __all__ = [
     "StoreStats",
     "StoredRow",
     "TransferReport",
+    "TurnUsageRecord",
+    "UsageTotals",
     "VerificationError",
     "migrate",
     "parse_age",
