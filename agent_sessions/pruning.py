@@ -1,30 +1,314 @@
-"""Pruning in place: a session keeps its newest turns, the older ones go in one transaction.
+"""Pruning in place: a session keeps its newest turns, and the older ones go in one transaction.
 
-To be written (issue 18): ``prune_session`` and ``PruneReport``.
+A turn is a user message and every item after it up to the next user message; the items before
+the first user message are the preamble. :func:`prune_session` keeps the newest
+``keep_last_turns`` turns and removes the older ones whole, the preamble with them, except:
+
+- ``system`` and ``developer`` items, wherever they are, when ``keep_system`` (the default);
+- rows that cannot be decoded (corrupt, tampered, under a wrong key): never removed, counted in
+  :attr:`PruneReport.kept_unreadable`;
+- an older turn that holds one half of a tool call whose other half is kept (a
+  ``function_call_output`` stored after the next user message, say): that turn is kept too, so a
+  ``call_id`` never loses its partner.
+
+On a plain store the removed rows are deleted by id (``rewrite``): the kept rows keep their ids,
+their timestamps and their places. On a store with branches a row may be inherited by forks, so
+deleting it would take it from them too; there the current branch's visible history is swapped
+for the kept items (``replace_tail``, retried if a writer changed it meanwhile). The forks keep
+what they showed, and the kept items are stored again on the branch: new row ids, new times, the
+same text (an encrypted row stays sealed as it was), and the branch's recorded usage goes, as it
+does when ``replace_items`` swaps a branch's history.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
-__all__ = ["PruneReport", "prune_session"]
+from .errors import StorageError
+from .serialization import Codec, SkipRow, logger
+from .store import RowStore, Store
+
+__all__ = ["PrunableSession", "PruneReport", "prune_session"]
+
+T = TypeVar("T")
+
+_EVERY_ROW = 2**63 - 2
+"""The widest ``tail`` window (``core.MAX_LIMIT - 1``; core imports this module, not back)."""
+
+_SWAP_TRIES = 20
+"""How often a branch swap reads the history again when writers keep changing it."""
+
+_YIELD_EVERY = 5_000
+"""Rows classified between two yields to the loop."""
+
+_KEPT_ROLES = frozenset({"system", "developer"})
 
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What a prune removed (or, dry, would remove)."""
+    """What a prune removed (or, with ``dry_run``, would remove).
+
+    Attributes:
+        removed_items: Rows removed (expired ones included).
+        removed_turns: Whole turns removed; the preamble is not a turn.
+        kept_items: Rows the session holds afterwards, unreadable ones included.
+        kept_unreadable: Rows of the pruned part kept only because they cannot be decoded.
+        dry_run: Whether nothing was written.
+    """
 
     removed_items: int
     removed_turns: int
     kept_items: int
+    kept_unreadable: int = 0
+    dry_run: bool = False
+
+
+class PrunableSession(Protocol):
+    """What :func:`prune_session` needs of a session: a ``StoreSession`` has it all."""
+
+    @property
+    def session_id(self) -> str:
+        """The conversation to prune."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """Where its rows live."""
+        ...
+
+    @property
+    def _codec(self) -> Codec:
+        """How its rows decode (the session's own codec, encrypting or not)."""
+        ...
+
+
+@runtime_checkable
+class _SwapStore(Protocol):
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]: ...
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool: ...
+
+
+class _Kind(Enum):
+    USER = "user"
+    KEPT_ROLE = "system or developer"
+    OTHER = "other"
+    EXPIRED = "expired"
+    UNREADABLE = "unreadable"
+
+
+class _Row(NamedTuple):
+    kind: _Kind
+    pair: str | None
+    """What ties the row to its partner (a tool call's ``call_id``), if anything."""
+
+
+class _Plan(NamedTuple):
+    removed: list[int]
+    """Positions of the rows to remove, oldest first."""
+    removed_turns: int
+    kept_unreadable: int
+
+
+def _check_keep(keep_last_turns: object) -> int:
+    if isinstance(keep_last_turns, bool) or not isinstance(keep_last_turns, int):
+        raise TypeError(
+            f"keep_last_turns must be an int >= 1, got {type(keep_last_turns).__name__}"
+        )
+    if keep_last_turns < 1:
+        raise ValueError(
+            f"keep_last_turns must be >= 1 (the latest user message is never removed), "
+            f"got {keep_last_turns}"
+        )
+    return keep_last_turns
+
+
+def _pair(item: Mapping[str, Any]) -> str | None:
+    kind = item.get("type")
+    if kind == "mcp_approval_request":
+        return f"mcp:{item.get('id')}"
+    if kind == "mcp_approval_response":
+        return f"mcp:{item.get('approval_request_id')}"
+    call_id = item.get("call_id")
+    return f"call:{call_id}" if isinstance(call_id, str) else None
+
+
+def _classify(codec: Codec, text: str) -> _Row:
+    try:
+        item: object = codec.decode(text)
+    except SkipRow:  # sound but past its time: it goes with its turn
+        return _Row(_Kind.EXPIRED, None)
+    except (ValueError, TypeError, RecursionError):
+        return _Row(_Kind.UNREADABLE, None)
+    if not isinstance(item, Mapping):  # a codec of someone else's may return anything
+        return _Row(_Kind.UNREADABLE, None)
+    role = item.get("role")
+    if role == "user" and item.get("type", "message") == "message":
+        kind = _Kind.USER
+    elif role in _KEPT_ROLES:
+        kind = _Kind.KEPT_ROLE
+    else:
+        kind = _Kind.OTHER
+    return _Row(kind, _pair(item))
+
+
+async def _classify_all(codec: Codec, texts: Sequence[str]) -> list[_Row]:
+    rows: list[_Row] = []
+    for start in range(0, len(texts), _YIELD_EVERY):
+        if start:
+            await asyncio.sleep(0)  # a long history never holds the loop
+        rows += [_classify(codec, text) for text in texts[start : start + _YIELD_EVERY]]
+    return rows
+
+
+def _cut(rows: Sequence[_Row], keep_last_turns: int) -> int:
+    """Where the kept part starts: the newest turns, moved back past any split tool call."""
+    starts = [i for i, row in enumerate(rows) if row.kind is _Kind.USER]
+    if len(starts) <= keep_last_turns:
+        return 0
+    cut = starts[-keep_last_turns]
+    while cut:
+        kept = {row.pair for row in rows[cut:] if row.pair is not None}
+        linked = next((i for i in range(cut) if rows[i].pair in kept), None)
+        if linked is None:
+            return cut
+        # The turn holding the other half is kept whole (or the preamble, before any turn).
+        cut = max((start for start in starts if start <= linked), default=0)
+    return cut
+
+
+def _plan(rows: Sequence[_Row], keep_last_turns: int, keep_system: bool) -> _Plan:
+    cut = _cut(rows, keep_last_turns)
+    removed: list[int] = []
+    unreadable = 0
+    for i, row in enumerate(rows[:cut]):
+        if row.kind is _Kind.UNREADABLE:
+            unreadable += 1
+        elif not (keep_system and row.kind is _Kind.KEPT_ROLE):
+            removed.append(i)
+    turns = sum(1 for row in rows[:cut] if row.kind is _Kind.USER)
+    return _Plan(removed, turns, unreadable)
+
+
+def _report(plan: _Plan, total: int, session_id: str, *, dry_run: bool) -> PruneReport:
+    if plan.kept_unreadable:
+        logger.warning(
+            "prune kept %d undecodable row(s) of session %r in the part it pruned",
+            plan.kept_unreadable,
+            session_id,
+        )
+    return PruneReport(
+        removed_items=len(plan.removed),
+        removed_turns=plan.removed_turns,
+        kept_items=total - len(plan.removed),
+        kept_unreadable=plan.kept_unreadable,
+        dry_run=dry_run,
+    )
+
+
+async def _settled(awaitable: Awaitable[T]) -> T:
+    """Await a write to its end even if the caller is cancelled meanwhile, then re-raise.
+
+    The write is one transaction either way; this only makes a cancelled prune finish rather
+    than be rolled back half-sent (``core.run_to_completion``'s rule, which cannot be imported
+    from here).
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+            if not task.done():
+                continue
+            result = task.result()
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+
+def _owner(cls: type, name: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if name in klass.__dict__), None)
+
+
+def _rows_are_history(store: Store) -> bool:
+    """Whether ``store.rows`` lists exactly what ``store.read`` returns (no branch layout).
+
+    The class that defines ``rows`` must define ``read`` too: a subclass that lays rows out in
+    branches reads them differently, and its ``rows`` also holds what forks inherit.
+    """
+    owner = _owner(type(store), "rows")
+    return (
+        isinstance(store, RowStore) and owner is not None and owner is _owner(type(store), "read")
+    )
+
+
+def _swaps_own_rows(store: Store) -> bool:
+    """Whether ``store.replace_tail`` swaps the rows its ``read`` returns (see ``core``)."""
+    owner = _owner(type(store), "replace_tail")
+    return (
+        isinstance(store, _SwapStore) and owner is not None and owner is _owner(type(store), "read")
+    )
 
 
 async def prune_session(
-    session: Any, *, keep_last_turns: int, keep_system: bool, dry_run: bool
+    session: PrunableSession, *, keep_last_turns: int, keep_system: bool, dry_run: bool
 ) -> PruneReport:
-    """Remove a session's turns older than its newest ``keep_last_turns``.
+    """Remove a session's turns older than its newest ``keep_last_turns``, in one transaction.
 
-    ``session`` is a ``StoreSession`` (not imported here: core imports this module).
+    See the module docstring for what is kept; the latest user message never goes. A prune
+    whose caller is cancelled leaves the old history or the pruned one. Counts are of the
+    history as read just before the write; what concurrent writers add meanwhile is kept.
+
+    Args:
+        session: A ``StoreSession`` (core imports this module, so it is typed by what is used).
+        keep_last_turns: How many of the newest turns to keep; at least 1.
+        keep_system: Keep ``system`` and ``developer`` items of the pruned part.
+        dry_run: Only report what would be removed.
+
+    Returns:
+        What was removed, or with ``dry_run`` what would be.
+
+    Raises:
+        TypeError: ``keep_last_turns`` is not an int.
+        ValueError: ``keep_last_turns`` is below 1.
+        StorageError: the store can neither delete rows by id nor swap a history, or (with
+            branches) writers kept changing the history.
     """
-    raise NotImplementedError
+    keep = _check_keep(keep_last_turns)
+    store = session.store
+    session_id = session.session_id
+    codec = session._codec  # noqa: SLF001 - the session's own codec; core cannot be imported
+    if _rows_are_history(store):
+        row_store = cast(RowStore, store)
+        found = await row_store.rows(session_id)
+        plan = _plan(await _classify_all(codec, [t for _, t in found]), keep, keep_system)
+        if plan.removed and not dry_run:
+            changes = dict.fromkeys((found[i][0] for i in plan.removed), None)
+            await _settled(row_store.rewrite(session_id, changes))
+        return _report(plan, len(found), session_id, dry_run=dry_run)
+    if not _swaps_own_rows(store):
+        raise StorageError(f"{type(store).__name__} cannot prune a history in one transaction")
+    swap_store = cast(_SwapStore, store)
+    for _ in range(_SWAP_TRIES):
+        found, _complete = await swap_store.tail(session_id, _EVERY_ROW)
+        plan = _plan(await _classify_all(codec, [t for _, t in found]), keep, keep_system)
+        if not plan.removed or dry_run:
+            return _report(plan, len(found), session_id, dry_run=dry_run)
+        gone = set(plan.removed)
+        texts = [text for i, (_, text) in enumerate(found) if i not in gone]
+        if await _settled(swap_store.replace_tail(session_id, found, texts)):
+            return _report(plan, len(found), session_id, dry_run=False)
+    raise StorageError(
+        f"prune on session {session_id!r}: the history kept changing ({_SWAP_TRIES} tries); "
+        "nothing was removed"
+    )

@@ -30,6 +30,7 @@ from ..core import (
     run_to_completion,
 )
 from ..errors import CorruptItemError, SessionClosedError
+from ..pruning import PruneReport
 from ..serialization import (
     JsonCodec,
     decode_or_report,
@@ -390,6 +391,33 @@ class EncryptedSession(KeyManagement, CompactionPassThrough, AsyncClosing, Sessi
         encode_items(items)  # validate the whole batch before any key store call
         await self._ready_to_write(None)
         await self._inner.replace_items(items, drop_unreadable=drop_unreadable)
+
+    async def prune(
+        self, *, keep_last_turns: int, keep_system: bool = True, dry_run: bool = False
+    ) -> PruneReport:
+        """Remove whole old turns in one transaction; see :meth:`StoreSession.prune`.
+
+        The kept rows stay as they are sealed (nothing is decrypted to be written again). A row
+        under a wrong key or tampered with is never removed; an expired one goes with its turn.
+
+        Returns:
+            What was removed (or, with ``dry_run``, would be).
+
+        Raises:
+            TypeError: the underlying session is not one of this package's (its rows cannot
+                be removed in one transaction from here), or ``keep_last_turns`` is not an int.
+            ValueError: ``keep_last_turns`` is below 1.
+        """
+        self._check_open("prune")
+        if self._inner is None:
+            raise TypeError(
+                "EncryptedSession.prune() needs one of agent_sessions' sessions underneath "
+                f"(got {type(self.underlying_session).__name__})"
+            )
+        await self._keys_ready(writing=False)
+        return await self._inner.prune(
+            keep_last_turns=keep_last_turns, keep_system=keep_system, dry_run=dry_run
+        )
 
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of the session, readable or not."""
