@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from .checks import run_checks
+from .prune_checks import PRUNE_CHECKS
 from .replace_checks import REPLACE_CHECKS
 from .sessions import SESSION_CHECKS, Check, Harness
 
 __all__ = ["CHECKS", "run_all"]
 
-CHECKS: list[Check] = [*SESSION_CHECKS, *REPLACE_CHECKS]
+CHECKS: list[Check] = [*SESSION_CHECKS, *REPLACE_CHECKS, *PRUNE_CHECKS]
 """Every check, in a stable order; each is an async function taking a :class:`Harness`."""
 
 

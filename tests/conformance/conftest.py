@@ -58,9 +58,21 @@ REPLACE_CHECKS = (
     "check_cancelled_replace_is_whole",
 )
 
+PRUNE_CHECKS = (
+    "check_prune_keeps_newest_turns",
+    "check_prune_dry_run_writes_nothing",
+    "check_prune_refuses_bad_counts",
+    "check_prune_keeps_system_items",
+    "check_prune_keeps_tool_pairs",
+    "check_prune_keeps_unreadable_rows",
+    "check_prune_without_old_turns",
+    "check_cancelled_prune_is_whole",
+)
+
 SDK_LACKS = {
     **_no_pop_turn("the SDK's sessions have no pop_turn()"),
     **dict.fromkeys(REPLACE_CHECKS, "the SDK's sessions have no replace_items()"),
+    **dict.fromkeys(PRUNE_CHECKS, "the SDK's sessions have no prune()"),
 }
 
 
@@ -203,6 +215,7 @@ BACKENDS = {
         {
             **_no_pop_turn("pop_turn() needs one of our sessions underneath (one transaction)"),
             **dict.fromkeys(REPLACE_CHECKS, "replace_items() needs one of our sessions underneath"),
+            **dict.fromkeys(PRUNE_CHECKS, "prune() needs one of our sessions underneath"),
         },
     ),
     "sdk-encrypted-sqlite": Backend(
