@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["AsyncClosing", "Closing"]
+__all__ = ["AsyncClosing", "Closing", "Settling", "run_to_completion"]
 
 _R = TypeVar("_R", bound="AsyncClosing")
+T = TypeVar("T")
 
 
 class Closing:
@@ -83,3 +84,44 @@ class AsyncClosing:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class Settling(asyncio.Future[T]):
+    """A future that refuses ``cancel()``: the task awaiting it is cancelled only once it is done.
+
+    A store returns one for a mutation it has already queued (the group commit's batch).
+    Cancelling the awaiting task then does not cancel the future; asyncio notes the request
+    and raises ``CancelledError`` in the task as soon as the future settles. So
+    :func:`run_to_completion` needs no task and no shield for it: the caller sees its
+    cancellation after the write ended, whole.
+    """
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Refuse: the operation runs to its end (the awaiting task is cancelled after it)."""
+        return False
+
+
+async def run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
+    """Await a mutation to its end even if the caller is cancelled meanwhile.
+
+    Returns:
+        The result, and whether the caller asked to be cancelled while waiting.
+    """
+    if isinstance(awaitable, Settling):
+        try:
+            return await awaitable, False
+        except asyncio.CancelledError:
+            if not awaitable.done():  # pragma: no cover - a Settling cannot be cancelled
+                raise
+            return awaitable.result(), True
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(task), cancelled
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+            if task.done():
+                return task.result(), cancelled

@@ -13,18 +13,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
-    Protocol,
-    TypeGuard,
     TypeVar,
     cast,
-    runtime_checkable,
 )
 
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC
 from agents.memory.session_settings import SessionSettings, coerce_session_settings
 
-from ._lifecycle import AsyncClosing, Closing
+from ._lifecycle import AsyncClosing, Closing, run_to_completion
 from .errors import (
     CorruptItemError,
     InvalidLimitError,
@@ -40,7 +37,13 @@ from .serialization import (
     decode_rows,
     encode_items,
 )
-from .store import Store
+from .store import (
+    MAX_LIMIT,
+    Store,
+    SuffixStore,
+    is_user_message,
+    swaps_own_rows,
+)
 
 if TYPE_CHECKING:
     from .pruning import PruneReport
@@ -76,9 +79,6 @@ class SessionState(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
 
-
-MAX_LIMIT = 2**63 - 1
-"""The largest limit every database accepts; a larger one means the same: every item."""
 
 MAX_SESSION_ID_LENGTH = 255
 """The longest session id (in characters) that every backend stores, MariaDB's key included."""
@@ -130,11 +130,6 @@ def _session_id_problem(session_id: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"character {exc.start} is a lone surrogate, which has no UTF-8 form"
     return None
-
-
-def is_user_message(item: TResponseInputItem) -> bool:
-    """Whether an item is a user's message: where a turn (an exchange) begins."""
-    return item.get("role") == "user" and item.get("type", "message") == "message"
 
 
 def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> SessionSettings:
@@ -195,79 +190,6 @@ async def read_items(
         window = min(window * 2, MAX_LIMIT)
 
 
-class Settling(asyncio.Future[T]):
-    """A future that refuses ``cancel()``: the task awaiting it is cancelled only once it is done.
-
-    A store returns one for a mutation it has already queued (the group commit's batch).
-    Cancelling the awaiting task then does not cancel the future; asyncio notes the request
-    and raises ``CancelledError`` in the task as soon as the future settles. So
-    :func:`run_to_completion` needs no task and no shield for it: the caller sees its
-    cancellation after the write ended, whole.
-    """
-
-    def cancel(self, msg: Any | None = None) -> bool:
-        """Refuse: the operation runs to its end (the awaiting task is cancelled after it)."""
-        return False
-
-
-async def run_to_completion(awaitable: Awaitable[T]) -> tuple[T, bool]:
-    """Await a mutation to its end even if the caller is cancelled meanwhile.
-
-    Returns:
-        The result, and whether the caller asked to be cancelled while waiting.
-    """
-    if isinstance(awaitable, Settling):
-        try:
-            return await awaitable, False
-        except asyncio.CancelledError:
-            if not awaitable.done():  # pragma: no cover - a Settling cannot be cancelled
-                raise
-            return awaitable.result(), True
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while True:
-        try:
-            return await asyncio.shield(task), cancelled
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            cancelled = True
-            if task.done():
-                return task.result(), cancelled
-
-
-@runtime_checkable
-class SuffixStore(Protocol):
-    """A store that can swap the newest rows of a session in one transaction (optional).
-
-    With it, a session supports the SDK's suffix compaction: ``OpenAIResponsesCompactionSession``
-    compacts only the exchange it saw, even when older history is hidden from the model. The
-    store's own class must define ``replace_tail``: a subclass that lays rows out differently
-    (branches) does not inherit the capability by accident.
-    """
-
-    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
-        """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first.
-
-        Returns:
-            The rows, and whether they are all of the session's rows.
-        """
-        ...
-
-    async def replace_tail(
-        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
-    ) -> bool:
-        """Swap the newest rows if they are exactly ``expected``, in one transaction.
-
-        The ``expected`` rows are deleted and ``texts`` appended; if the caller is cancelled,
-        the swap ends up either done or not done.
-
-        Returns:
-            Whether the rows were swapped (False if the tail changed meanwhile).
-        """
-        ...
-
-
 def tail_fetch(limit: int) -> int:
     """How many newest rows a ``tail`` fetches: one past ``limit``, to tell whether more exist."""
     return min(limit, MAX_LIMIT - 1) + 1
@@ -291,22 +213,6 @@ def is_tail(newest_first: Sequence[Sequence[Any]], expected: Sequence[tuple[int,
 _PROTOCOL = ("get_items", "add_items", "pop_item", "clear_session")
 _REPLACE_TRIES = 20
 """How often ``replace_items`` reads the history again when writers keep changing it."""
-
-
-def _owner(cls: type, name: str) -> type | None:
-    return next((klass for klass in cls.__mro__ if name in klass.__dict__), None)
-
-
-def swaps_own_rows(store: object) -> TypeGuard[SuffixStore]:
-    """Whether ``store`` can swap rows in one transaction, for the rows it reads.
-
-    The class that defines ``replace_tail`` must also define ``read``: a subclass that lays
-    rows out differently (branches) does not inherit the capability by accident.
-    """
-    if not isinstance(store, SuffixStore):
-        return False
-    owner = _owner(type(store), "replace_tail")
-    return owner is not None and owner is _owner(type(store), "read")
 
 
 class StoreSession(AsyncClosing, SessionABC):

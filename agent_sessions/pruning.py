@@ -26,18 +26,19 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
+from ._lifecycle import run_to_completion
 from .errors import StorageError
 from .serialization import Codec, SkipRow, logger
-from .store import RowStore, Store
+from .store import MAX_LIMIT, RowStore, Store, defining_class, is_user_message, swaps_own_rows
 
 __all__ = ["PrunableSession", "PruneReport", "prune_session"]
 
 T = TypeVar("T")
 
-_EVERY_ROW = 2**63 - 2
-"""The widest ``tail`` window (``core.MAX_LIMIT - 1``; core imports this module, not back)."""
+_EVERY_ROW = MAX_LIMIT - 1
+"""The widest ``tail`` window."""
 
 _SWAP_TRIES = 20
 """How often a branch swap reads the history again when writers keep changing it."""
@@ -84,15 +85,6 @@ class PrunableSession(Protocol):
     def _codec(self) -> Codec:
         """How its rows decode (the session's own codec, encrypting or not)."""
         ...
-
-
-@runtime_checkable
-class _SwapStore(Protocol):
-    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]: ...
-
-    async def replace_tail(
-        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
-    ) -> bool: ...
 
 
 class _Kind(Enum):
@@ -149,7 +141,7 @@ def _classify(codec: Codec, text: str) -> _Row:
     if not isinstance(item, Mapping):  # a codec of someone else's may return anything
         return _Row(_Kind.UNREADABLE, None)
     role = item.get("role")
-    if role == "user" and item.get("type", "message") == "message":
+    if is_user_message(cast("Any", item)):
         kind = _Kind.USER
     elif role in _KEPT_ROLES:
         kind = _Kind.KEPT_ROLE
@@ -213,31 +205,11 @@ def _report(plan: _Plan, total: int, session_id: str, *, dry_run: bool) -> Prune
 
 
 async def _settled(awaitable: Awaitable[T]) -> T:
-    """Await a write to its end even if the caller is cancelled meanwhile, then re-raise.
-
-    The write is one transaction either way; this only makes a cancelled prune finish rather
-    than be rolled back half-sent (``core.run_to_completion``'s rule, which cannot be imported
-    from here).
-    """
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            cancelled = True
-            if not task.done():
-                continue
-            result = task.result()
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
-
-
-def _owner(cls: type, name: str) -> type | None:
-    return next((klass for klass in cls.__mro__ if name in klass.__dict__), None)
+    """Await a write to its end even if the caller is cancelled meanwhile, then re-raise."""
+    result, cancelled = await run_to_completion(awaitable)
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 def _rows_are_history(store: Store) -> bool:
@@ -246,17 +218,11 @@ def _rows_are_history(store: Store) -> bool:
     The class that defines ``rows`` must define ``read`` too: a subclass that lays rows out in
     branches reads them differently, and its ``rows`` also holds what forks inherit.
     """
-    owner = _owner(type(store), "rows")
+    owner = defining_class(type(store), "rows")
     return (
-        isinstance(store, RowStore) and owner is not None and owner is _owner(type(store), "read")
-    )
-
-
-def _swaps_own_rows(store: Store) -> bool:
-    """Whether ``store.replace_tail`` swaps the rows its ``read`` returns (see ``core``)."""
-    owner = _owner(type(store), "replace_tail")
-    return (
-        isinstance(store, _SwapStore) and owner is not None and owner is _owner(type(store), "read")
+        isinstance(store, RowStore)
+        and owner is not None
+        and owner is defining_class(type(store), "read")
     )
 
 
@@ -296,9 +262,9 @@ async def prune_session(
             changes = dict.fromkeys((found[i][0] for i in plan.removed), None)
             await _settled(row_store.rewrite(session_id, changes))
         return _report(plan, len(found), session_id, dry_run=dry_run)
-    if not _swaps_own_rows(store):
+    if not swaps_own_rows(store):
         raise StorageError(f"{type(store).__name__} cannot prune a history in one transaction")
-    swap_store = cast(_SwapStore, store)
+    swap_store = store  # narrowed to a SuffixStore by swaps_own_rows
     for _ in range(_SWAP_TRIES):
         found, _complete = await swap_store.tail(session_id, _EVERY_ROW)
         plan = _plan(await _classify_all(codec, [t for _, t in found]), keep, keep_system)

@@ -9,7 +9,19 @@ validation: it moves stored text in and out, each mutation in one transaction. E
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NamedTuple,
+    Protocol,
+    TypeGuard,
+    TypeVar,
+    runtime_checkable,
+)
+
+if TYPE_CHECKING:
+    from agents.items import TResponseInputItem
 
 __all__ = ["Popped", "RowStore", "Store", "Taker", "always"]
 
@@ -136,3 +148,61 @@ class RowStore(Store, Protocol):
             How many rows were changed or deleted.
         """
         ...
+
+
+MAX_LIMIT = 2**63 - 1
+"""The largest limit every database accepts; a larger one means the same: every item."""
+
+
+def is_user_message(item: TResponseInputItem) -> bool:
+    """Whether an item is a user's message: where a turn (an exchange) begins."""
+    return item.get("role") == "user" and item.get("type", "message") == "message"
+
+
+@runtime_checkable
+class SuffixStore(Protocol):
+    """A store that can swap the newest rows of a session in one transaction (optional).
+
+    With it, a session supports the SDK's suffix compaction: ``OpenAIResponsesCompactionSession``
+    compacts only the exchange it saw, even when older history is hidden from the model. The
+    store's own class must define ``replace_tail``: a subclass that lays rows out differently
+    (branches) does not inherit the capability by accident.
+    """
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first.
+
+        Returns:
+            The rows, and whether they are all of the session's rows.
+        """
+        ...
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the newest rows if they are exactly ``expected``, in one transaction.
+
+        The ``expected`` rows are deleted and ``texts`` appended; if the caller is cancelled,
+        the swap ends up either done or not done.
+
+        Returns:
+            Whether the rows were swapped (False if the tail changed meanwhile).
+        """
+        ...
+
+
+def defining_class(cls: type, name: str) -> type | None:
+    """The class of ``cls``'s MRO that defines attribute ``name`` itself (None: none)."""
+    return next((klass for klass in cls.__mro__ if name in klass.__dict__), None)
+
+
+def swaps_own_rows(store: object) -> TypeGuard[SuffixStore]:
+    """Whether ``store`` can swap rows in one transaction, for the rows it reads.
+
+    The class that defines ``replace_tail`` must also define ``read``: a subclass that lays
+    rows out differently (branches) does not inherit the capability by accident.
+    """
+    if not isinstance(store, SuffixStore):
+        return False
+    owner = defining_class(type(store), "replace_tail")
+    return owner is not None and owner is defining_class(type(store), "read")

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
+from .._lifecycle import Settling
 from .._worker import ConnectionWorker, deliver
-from ..core import Settling
 from ..errors import SessionClosedError
 
 __all__ = ["GroupCommit"]

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from agents.memory import SessionSettings
 
+from agent_sessions._lifecycle import Settling
 from agent_sessions.core import (
     MAX_LIMIT,
     MAX_SESSION_ID_LENGTH,
     SessionState,
-    Settling,
     StoreSession,
     check_session_id,
     resolve_limit,
