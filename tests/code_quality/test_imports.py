@@ -28,6 +28,7 @@ MAY_IMPORT = {
     "backends": {"core", "backends"},
     "encryption": {"core", "backends", "encryption"},
     "memory": {"core", "backends", "memory"},
+    "compaction": {"core", "compaction"},
     "admin": {"core", "backends", "encryption", "admin"},
     "testing": {"core", "backends", "memory", "testing"},
     "cli": {"core", "backends", "encryption", "memory", "admin", "cli"},
