@@ -61,9 +61,10 @@ _SWAP_TRIES = 5
 class CompactingSession(SessionABC):
     """Wrap a session so that its older turns are replaced by a summary when it grows too long.
 
-    It is a session itself (every protocol call goes to ``underlying``) and implements the
-    SDK's compaction-aware protocol, so ``Runner`` calls :meth:`run_compaction` after each
-    turn it stores; :meth:`compact` compacts on demand. A compaction keeps the newest
+    It is a session itself (every protocol call, and any other public attribute such as
+    ``prune``, goes to ``underlying``) and implements the SDK's compaction-aware protocol,
+    so ``Runner`` calls :meth:`run_compaction` after each turn it stores; :meth:`compact`
+    compacts on demand. A compaction keeps the newest
     ``keep_last_turns`` turns verbatim and replaces everything before them by what the
     summariser returns. It cuts only at a user message, so a ``function_call`` never loses
     its ``function_call_output`` and the latest user message always stays.
@@ -134,6 +135,16 @@ class CompactingSession(SessionABC):
         self.run_config = run_config
         self._token_counter = token_counter
         self._lock = asyncio.Lock()  # one compaction at a time through this wrapper
+
+    def __getattr__(self, name: str) -> Any:
+        """Return the underlying session's public attribute (``prune``, ``pop_turn``, ...).
+
+        Private names are not passed on: the SDK looks for its hooks (``_defer_compaction``,
+        ``_get_compaction_snapshot``) by name, and must not find the wrapped session's.
+        """
+        if name.startswith("_") or "underlying_session" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.underlying_session, name)
 
     # The session protocol, delegated.
 

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 from agents import Agent, RunConfig
+from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession as SDKSQLAlchemySession
 from agents.memory import SQLiteSession as SDKSQLiteSession
 from agents.memory.session import OpenAIResponsesCompactionAwareSession
 from agents.memory.session_settings import SessionSettings
@@ -103,6 +104,21 @@ async def test_delegates_the_session_protocol(sqlite_session: SQLiteSession) -> 
     assert await session.pop_item() == msg("answer 1", "assistant")
     await session.clear_session()
     assert await sqlite_session.get_items() == []
+
+
+async def test_public_attributes_come_from_the_underlying_session(
+    sqlite_session: SQLiteSession,
+) -> None:
+    """``prune``, ``pop_turn`` and the like reach the wrapped session; private hooks do not."""
+    session = CompactingSession(sqlite_session, summarizer=Recorder())
+    await session.add_items(turns(3))
+    assert await session.pop_turn() == turns(1, 2)
+    report = await session.prune(keep_last_turns=1)
+    assert report.removed_turns == 1
+    assert not hasattr(session, "_get_compaction_snapshot")
+    assert not hasattr(session, "_defer_compaction")
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        _ = session.no_such_thing
 
 
 async def test_closing_closes_the_underlying_session(tmp_path: Path) -> None:
@@ -296,9 +312,16 @@ async def test_an_unreadable_row_is_never_compacted_away(tmp_path: Path) -> None
     assert count == 9
 
 
-async def test_the_sdks_sqlite_session_is_compacted_atomically(tmp_path: Path) -> None:
-    """Over the SDK's SQLiteSession the swap goes through its snapshot hook (no clear)."""
-    inner = SDKSQLiteSession("s", tmp_path / "sdk.db")
+@pytest.mark.parametrize("kind", ["sqlite", "sqlalchemy"])
+async def test_the_sdks_sessions_are_compacted_atomically(tmp_path: Path, kind: str) -> None:
+    """Over the SDK's SQLite and SQLAlchemy sessions the swap goes through their snapshot hook."""
+    inner: Any = (
+        SDKSQLiteSession("s", tmp_path / "sdk.db")
+        if kind == "sqlite"
+        else SDKSQLAlchemySession.from_url(
+            "s", url=f"sqlite+aiosqlite:///{tmp_path / 'sdk.db'}", create_tables=True
+        )
+    )
     cleared: list[bool] = []
     original_clear = inner.clear_session
 
@@ -306,7 +329,7 @@ async def test_the_sdks_sqlite_session_is_compacted_atomically(tmp_path: Path) -
         cleared.append(True)
         await original_clear()
 
-    inner.clear_session = spy_clear  # type: ignore[method-assign]
+    inner.clear_session = spy_clear
     try:
         session = CompactingSession(inner, summarizer=Recorder(), keep_last_turns=1)
         await inner.add_items(turns(3))
@@ -314,7 +337,10 @@ async def test_the_sdks_sqlite_session_is_compacted_atomically(tmp_path: Path) -
         assert await inner.get_items() == [msg("summary of 4 items", "system"), *turns(1, 2)]
         assert cleared == []
     finally:
-        inner.close()
+        if kind == "sqlite":
+            inner.close()
+        else:
+            await inner.engine.dispose()
 
 
 async def test_another_sessions_history_is_cleared_then_added() -> None:
