@@ -33,7 +33,7 @@ from .errors import StorageError
 from .serialization import Codec, SkipRow, logger
 from .store import MAX_LIMIT, RowStore, Store, defining_class, is_user_message, swaps_own_rows
 
-__all__ = ["PrunableSession", "PruneReport", "prune_session"]
+__all__ = ["PrunableSession", "PruneReport", "prune_session", "tool_pair", "turn_cut"]
 
 T = TypeVar("T")
 
@@ -121,7 +121,8 @@ def _check_keep(keep_last_turns: object) -> int:
     return keep_last_turns
 
 
-def _pair(item: Mapping[str, Any]) -> str | None:
+def tool_pair(item: Mapping[str, Any]) -> str | None:
+    """What ties an item to its other half, or None: a tool call's id, an MCP approval's id."""
     kind = item.get("type")
     if kind == "mcp_approval_request":
         return f"mcp:{item.get('id')}"
@@ -147,7 +148,7 @@ def _classify(codec: Codec, text: str) -> _Row:
         kind = _Kind.KEPT_ROLE
     else:
         kind = _Kind.OTHER
-    return _Row(kind, _pair(item))
+    return _Row(kind, tool_pair(item))
 
 
 async def _classify_all(codec: Codec, texts: Sequence[str]) -> list[_Row]:
@@ -159,20 +160,35 @@ async def _classify_all(codec: Codec, texts: Sequence[str]) -> list[_Row]:
     return rows
 
 
-def _cut(rows: Sequence[_Row], keep_last_turns: int) -> int:
-    """Where the kept part starts: the newest turns, moved back past any split tool call."""
-    starts = [i for i, row in enumerate(rows) if row.kind is _Kind.USER]
+def turn_cut(users: Sequence[bool], pairs: Sequence[str | None], keep_last_turns: int) -> int:
+    """Where the newest ``keep_last_turns`` turns start, moved back past any split tool call.
+
+    Args:
+        users: Whether each item, oldest first, is a user message (where a turn begins).
+        pairs: Each item's :func:`tool_pair`.
+        keep_last_turns: How many turns to keep.
+
+    Returns:
+        The index of the first kept item; 0 when everything is kept. The turn holding the other
+        half of a kept item's tool call is kept whole (or the preamble, before any turn).
+    """
+    starts = [i for i, user in enumerate(users) if user]
     if len(starts) <= keep_last_turns:
         return 0
     cut = starts[-keep_last_turns]
     while cut:
-        kept = {row.pair for row in rows[cut:] if row.pair is not None}
-        linked = next((i for i in range(cut) if rows[i].pair in kept), None)
+        kept = {pair for pair in pairs[cut:] if pair is not None}
+        linked = next((i for i in range(cut) if pairs[i] in kept), None)
         if linked is None:
             return cut
-        # The turn holding the other half is kept whole (or the preamble, before any turn).
         cut = max((start for start in starts if start <= linked), default=0)
     return cut
+
+
+def _cut(rows: Sequence[_Row], keep_last_turns: int) -> int:
+    """Where the kept part starts: the newest turns, moved back past any split tool call."""
+    users = [row.kind is _Kind.USER for row in rows]
+    return turn_cut(users, [row.pair for row in rows], keep_last_turns)
 
 
 def _plan(rows: Sequence[_Row], keep_last_turns: int, keep_system: bool) -> _Plan:

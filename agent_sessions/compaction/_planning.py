@@ -20,6 +20,7 @@ from typing import Any
 
 from agents.items import TResponseInputItem
 
+from ..pruning import tool_pair, turn_cut
 from ..store import is_user_message
 
 __all__ = [
@@ -119,16 +120,6 @@ def check_keep_last_turns(keep_last_turns: object) -> int:
     return keep_last_turns
 
 
-def _pair(item: Mapping[str, Any]) -> str | None:
-    kind = item.get("type")
-    if kind == "mcp_approval_request":
-        return f"mcp:{item.get('id')}"
-    if kind == "mcp_approval_response":
-        return f"mcp:{item.get('approval_request_id')}"
-    call_id = item.get("call_id")
-    return f"call:{call_id}" if isinstance(call_id, str) else None
-
-
 def cut_index(items: Sequence[TResponseInputItem], keep_last_turns: int) -> int:
     """Where the verbatim part starts: 0 when there is nothing before it to summarise.
 
@@ -136,18 +127,8 @@ def cut_index(items: Sequence[TResponseInputItem], keep_last_turns: int) -> int:
     an earlier user message while an item before it shares a tool call (or MCP approval) with
     an item after it.
     """
-    starts = [i for i, item in enumerate(items) if is_user_message(item)]
-    if len(starts) <= keep_last_turns:
-        return 0
-    cut = starts[-keep_last_turns]
-    pairs = [_pair(item) for item in items]
-    while cut:
-        kept = {pair for pair in pairs[cut:] if pair is not None}
-        linked = next((i for i in range(cut) if pairs[i] in kept), None)
-        if linked is None:
-            return cut
-        cut = max((start for start in starts if start <= linked), default=0)
-    return cut
+    users = [is_user_message(item) for item in items]
+    return turn_cut(users, [tool_pair(item) for item in items], keep_last_turns)
 
 
 def _line(item: TResponseInputItem) -> str:
