@@ -44,6 +44,7 @@ if typing.TYPE_CHECKING:
     from .backends.advanced.sqlite_session import AdvancedSQLiteSession
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
     from .backends.sqlite import SQLiteSession, SQLiteStore
+    from .compaction import CompactingSession
     from .core import SessionState, StoreSession
     from .encryption import EncryptedSession, WeakKeyWarning
     from .encryption.keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
@@ -59,6 +60,7 @@ _LAZY = {
     "StoreSession": "agent_sessions.core",
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced.sqlite_session",
     "AdvancedSQLAlchemySession": "agent_sessions.backends.advanced.sqlalchemy",
+    "CompactingSession": "agent_sessions.compaction",
     "EncryptedSession": "agent_sessions.encryption",
     "SessionDatabase": "agent_sessions.admin",
     "KeyStore": "agent_sessions.encryption.keystore",
@@ -81,6 +83,7 @@ __all__ = [
     "AdvancedSQLAlchemySession",
     "AdvancedSQLiteSession",
     "AgentSessionsError",
+    "CompactingSession",
     "CorruptItemError",
     "CorruptMemoryError",
     "DatabaseFileGoneError",

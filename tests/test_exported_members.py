@@ -18,9 +18,9 @@ def names(text: str) -> list[str]:
 PUBLIC_MODULES = {
     "agent_sessions": names(
         """
-        AdvancedSQLAlchemySession AdvancedSQLiteSession AgentSessionsError CorruptItemError
-        CorruptMemoryError DatabaseFileGoneError DecryptionError EmbeddingError EncryptedSession
-        ExportFormatError
+        AdvancedSQLAlchemySession AdvancedSQLiteSession AgentSessionsError CompactingSession
+        CorruptItemError CorruptMemoryError DatabaseFileGoneError DecryptionError EmbeddingError
+        EncryptedSession ExportFormatError
         InvalidFilterError InvalidIdentifierError InvalidLimitError InvalidNamespaceError
         InvalidSessionIdError ItemValidationError KeyStore MemoryItem MemoryKeyStore MemoryStore
         MemoryValueError MissingDependencyError Popped RowStore SQLAlchemySession
@@ -36,6 +36,18 @@ PUBLIC_MODULES = {
         ExportFormatError MigrateReport ProgressCallback PurgeReport SearchHit SessionDatabase
         SessionExistsError SessionInfo SessionNotFoundError SortKey StoreStats StoredRow
         TransferReport TurnUsageRecord UsageTotals VerificationError migrate parse_age
+    """
+    ),
+    "agent_sessions.compaction": names(
+        """
+        CompactingSession DEFAULT_TOKEN_BUDGET ITEM_OVERHEAD_TOKENS SUMMARY_PREFIX SUMMARY_PROMPT
+        Summarizer SummarizerFunction TokenCounter chars_per_token_estimate cut_index
+        default_token_counter estimate_tokens transcript
+    """
+    ),
+    "agent_sessions.pruning": names(
+        """
+        PrunableSession PruneReport prune_session tool_pair turn_cut
     """
     ),
     "agent_sessions.backends.advanced": names(
@@ -124,6 +136,7 @@ PUBLIC_MODULES = {
 """Each public module path users were told about, and the sorted ``__all__`` it exports."""
 
 SAME_OBJECT = {
+    "CompactingSession": "agent_sessions.compaction",
     "AdvancedSQLAlchemySession": "agent_sessions.backends.advanced.sqlalchemy",
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
     "EncryptedSession": "agent_sessions.encryption",
