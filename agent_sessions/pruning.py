@@ -33,7 +33,14 @@ from .errors import StorageError
 from .serialization import Codec, SkipRow, logger
 from .store import MAX_LIMIT, RowStore, Store, defining_class, is_user_message, swaps_own_rows
 
-__all__ = ["PrunableSession", "PruneReport", "prune_session", "tool_pair", "turn_cut"]
+__all__ = [
+    "PrunableSession",
+    "PruneReport",
+    "check_keep_last_turns",
+    "prune_session",
+    "tool_pair",
+    "turn_cut",
+]
 
 T = TypeVar("T")
 
@@ -108,7 +115,13 @@ class _Plan(NamedTuple):
     kept_unreadable: int
 
 
-def _check_keep(keep_last_turns: object) -> int:
+def check_keep_last_turns(keep_last_turns: object) -> int:
+    """Return ``keep_last_turns`` if it is an ``int`` of at least 1 (``bool`` refused).
+
+    Raises:
+        TypeError: it is not an ``int``.
+        ValueError: it is below 1 (the latest user message is never removed).
+    """
     if isinstance(keep_last_turns, bool) or not isinstance(keep_last_turns, int):
         raise TypeError(
             f"keep_last_turns must be an int >= 1, got {type(keep_last_turns).__name__}"
@@ -266,7 +279,7 @@ async def prune_session(
         StorageError: the store can neither delete rows by id nor swap a history, or (with
             branches) writers kept changing the history.
     """
-    keep = _check_keep(keep_last_turns)
+    keep = check_keep_last_turns(keep_last_turns)
     store = session.store
     session_id = session.session_id
     codec = session._codec  # noqa: SLF001 - the session's own codec; core cannot be imported

@@ -47,7 +47,7 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.pruning": names(
         """
-        PrunableSession PruneReport prune_session tool_pair turn_cut
+        PrunableSession PruneReport check_keep_last_turns prune_session tool_pair turn_cut
     """
     ),
     "agent_sessions.backends.advanced": names(

@@ -19,6 +19,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import AgentSessionsError
 from ..schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, validate_identifier
+from .prune import add_parser as add_prune_parser
 
 __all__ = ["main"]
 
@@ -237,6 +238,7 @@ def _add_write_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     purge.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
     purge.add_argument("--json", action="store_true", help="print JSON")
+    add_prune_parser(commands, tables, _DB_HELP)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -229,6 +229,26 @@ async def purge(args: argparse.Namespace) -> int:
     return 0
 
 
+async def prune(args: argparse.Namespace) -> int:
+    """Keep each session's newest turns and remove the older whole turns."""
+    from .prune import prune_database, report_dict, report_lines  # noqa: PLC0415
+
+    async with _open(args) as db:
+        reports = await prune_database(
+            db,
+            args.db,
+            args.session_ids,
+            keep_last_turns=args.keep_last_turns,
+            keep_system=not args.drop_system,
+            dry_run=args.dry_run,
+        )
+        if args.json:
+            _print_json(report_dict(reports))
+        else:
+            _print(*report_lines(reports, db.location, dry_run=args.dry_run))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "ls": ls,
     "show": show,
@@ -238,5 +258,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "migrate": migrate_,
     "stats": stats,
     "purge": purge,
+    "prune": prune,
 }
 """The database commands by name."""

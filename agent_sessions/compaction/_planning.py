@@ -20,7 +20,7 @@ from typing import Any
 
 from agents.items import TResponseInputItem
 
-from ..pruning import tool_pair, turn_cut
+from ..pruning import check_keep_last_turns, tool_pair, turn_cut
 from ..store import is_user_message
 
 __all__ = [
@@ -104,20 +104,6 @@ def estimate_tokens(
         6
     """
     return sum(counter(item_text(item)) + ITEM_OVERHEAD_TOKENS for item in items)
-
-
-def check_keep_last_turns(keep_last_turns: object) -> int:
-    """Validate ``keep_last_turns``: an ``int`` of at least 1 (``bool`` is refused).
-
-    Raises:
-        TypeError: not an ``int``.
-        ValueError: below 1 (the latest user message must stay).
-    """
-    if isinstance(keep_last_turns, bool) or not isinstance(keep_last_turns, int):
-        raise TypeError(f"keep_last_turns must be an int, not {type(keep_last_turns).__name__}")
-    if keep_last_turns < 1:
-        raise ValueError(f"keep_last_turns must be at least 1, got {keep_last_turns}")
-    return keep_last_turns
 
 
 def cut_index(items: Sequence[TResponseInputItem], keep_last_turns: int) -> int:
