@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sessions import AdvancedSQLiteSession, SQLiteSession
+from agent_sessions import AdvancedSQLAlchemySession, AdvancedSQLiteSession, SQLiteSession
 from agent_sessions.compaction import CompactingSession
 from agent_sessions.testing import Harness
 from tests.sql_servers import sqlalchemy_harness
@@ -23,6 +23,8 @@ from .kit import Recorder, contents, msg, turns
         pytest.param("sqlalchemy-sqlite", marks=pytest.mark.sqlite),
         pytest.param("advanced-sqlite", marks=pytest.mark.sqlite),
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("advanced-postgres", marks=pytest.mark.postgres),
+        pytest.param("advanced-mariadb", marks=pytest.mark.mariadb),
     ]
 )
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
@@ -38,6 +40,10 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             open=lambda sid: AdvancedSQLiteSession(
                 session_id=sid, db_path=path, create_tables=True
             ),
+        )
+    elif kind.startswith("advanced-"):
+        result = sqlalchemy_harness(
+            kind.removeprefix("advanced-"), tmp_path, session_class=AdvancedSQLAlchemySession
         )
     else:
         result = sqlalchemy_harness(kind.removeprefix("sqlalchemy-"), tmp_path)
