@@ -42,6 +42,8 @@ if typing.TYPE_CHECKING:
     from .admin import SessionDatabase
     from .backends.advanced.sqlalchemy import AdvancedSQLAlchemySession
     from .backends.advanced.sqlite_session import AdvancedSQLiteSession
+    from .backends.async_sqlite import AsyncSQLiteSession
+    from .backends.redis import RedisSession, RedisStore
     from .backends.sqlalchemy import SQLAlchemySession, SQLAlchemyStore
     from .backends.sqlite import SQLiteSession, SQLiteStore
     from .compaction import CompactingSession
@@ -73,8 +75,14 @@ _LAZY = {
     "WeakKeyWarning": "agent_sessions.encryption",
     "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
     "SQLAlchemyStore": "agent_sessions.backends.sqlalchemy",
+    "AsyncSQLiteSession": "agent_sessions.backends.async_sqlite",
+    "RedisSession": "agent_sessions.backends.redis",
+    "RedisStore": "agent_sessions.backends.redis",
 }
 """Exports imported on first use: ``import agent_sessions`` imports neither the SDK nor a driver."""
+
+_EXTRA_HINTS = {"agent_sessions.backends.redis": "pip install 'agent-sessions[redis]'"}
+"""What to install when a lazy export's module cannot be imported, by module."""
 
 _LISTED = ("SQLiteSession", "SQLiteStore", "SessionState", "StoreSession")
 """Lazy names that ``dir()`` has always shown (they were eager): it keeps showing them."""
@@ -83,6 +91,7 @@ __all__ = [
     "AdvancedSQLAlchemySession",
     "AdvancedSQLiteSession",
     "AgentSessionsError",
+    "AsyncSQLiteSession",
     "CompactingSession",
     "CorruptItemError",
     "CorruptMemoryError",
@@ -104,6 +113,8 @@ __all__ = [
     "MemoryValueError",
     "MissingDependencyError",
     "Popped",
+    "RedisSession",
+    "RedisStore",
     "RowStore",
     "SQLAlchemySession",
     "SQLAlchemyStore",
@@ -135,7 +146,9 @@ def __getattr__(name: str) -> object:
     try:
         value = getattr(importlib.import_module(module), name)
     except ImportError as exc:
-        hint = "pip install 'sqlalchemy[asyncio]'" if "sqlalchemy" in module else "reinstall"
+        hint = _EXTRA_HINTS.get(module, "reinstall")
+        if "sqlalchemy" in module:
+            hint = "pip install 'sqlalchemy[asyncio]'"
         raise MissingDependencyError(f"{name} cannot be imported ({exc}); {hint}") from exc
     globals()[name] = value
     return value

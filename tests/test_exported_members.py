@@ -18,12 +18,14 @@ def names(text: str) -> list[str]:
 PUBLIC_MODULES = {
     "agent_sessions": names(
         """
-        AdvancedSQLAlchemySession AdvancedSQLiteSession AgentSessionsError CompactingSession
-        CorruptItemError CorruptMemoryError DatabaseFileGoneError DecryptionError EmbeddingError
+        AdvancedSQLAlchemySession AdvancedSQLiteSession AgentSessionsError AsyncSQLiteSession
+        CompactingSession CorruptItemError CorruptMemoryError DatabaseFileGoneError DecryptionError
+        EmbeddingError
         EncryptedSession ExportFormatError
         InvalidFilterError InvalidIdentifierError InvalidLimitError InvalidNamespaceError
         InvalidSessionIdError ItemValidationError KeyStore MemoryItem MemoryKeyStore MemoryStore
-        MemoryValueError MissingDependencyError Popped RowStore SQLAlchemySession
+        MemoryValueError MissingDependencyError Popped RedisSession RedisStore RowStore
+        SQLAlchemySession
         SQLAlchemyStore SQLiteKeyStore SQLiteSession SQLiteStore SearchItem SessionClosedError
         SessionDatabase SessionExistsError SessionNotFoundError SessionState StorageError
         StorageUnavailableError Store StoreSession UnknownKeyError VerificationError
@@ -54,6 +56,11 @@ PUBLIC_MODULES = {
         """
         AdvancedSQLiteSession AdvancedSQLiteStore BranchInfo ConversationTurn HistoryEntry
         ItemKind NoTurnUsage SessionUsage ToolUsage TurnUsage
+    """
+    ),
+    "agent_sessions.backends.redis": names(
+        """
+        RedisSession RedisStore
     """
     ),
     "agent_sessions.backends.sqlalchemy": names(
@@ -139,12 +146,15 @@ SAME_OBJECT = {
     "CompactingSession": "agent_sessions.compaction",
     "AdvancedSQLAlchemySession": "agent_sessions.backends.advanced.sqlalchemy",
     "AdvancedSQLiteSession": "agent_sessions.backends.advanced",
+    "AsyncSQLiteSession": "agent_sessions.backends.async_sqlite",
     "EncryptedSession": "agent_sessions.encryption",
     "KeyStore": "agent_sessions.encryption",
     "MemoryItem": "agent_sessions.memory",
     "MemoryKeyStore": "agent_sessions.encryption",
     "MemoryStore": "agent_sessions.memory",
     "Popped": "agent_sessions.store",
+    "RedisSession": "agent_sessions.backends.redis",
+    "RedisStore": "agent_sessions.backends.redis",
     "SQLAlchemySession": "agent_sessions.backends.sqlalchemy",
     "SQLiteKeyStore": "agent_sessions.encryption",
     "SQLiteSession": "agent_sessions.backends.sqlite",

@@ -1,0 +1,152 @@
+"""The Lua scripts of the Redis store: each mutation is one script, so it runs atomically.
+
+Every script takes the session's three keys (``KEYS[1]`` the metadata hash, ``KEYS[2]`` the list
+of items, ``KEYS[3]`` the SDK's counter) and first checks their types, so a key held by another
+data type (a colliding session id, another application) fails the script before it writes.
+Write scripts start with a ``#!lua`` shebang: Redis 7 then refuses the whole script while the
+server is out of memory, instead of failing it halfway through.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "CLEAR", "RESTORE", "SPLICE", "TAIL"]
+
+_TYPES = """
+local function wrong(key, want)
+  local kind = redis.call('TYPE', key)['ok']
+  return kind ~= 'none' and kind ~= want
+end
+if wrong(KEYS[1], 'hash') or wrong(KEYS[2], 'list') or wrong(KEYS[3], 'string') then
+  return redis.error_reply('WRONGTYPE a session key holds another kind of value')
+end
+"""
+
+_PUSH = """
+local function push(key, values, first, last)
+  for i = first, last, 1000 do
+    redis.call('RPUSH', key, unpack(values, i, math.min(i + 999, last)))
+  end
+end
+local function touch(session_id, ttl_ms)
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'session_id', session_id)
+  redis.call('HSETNX', KEYS[1], 'created_at', t[1])
+  redis.call('HSET', KEYS[1], 'updated_at', t[1])
+  if ttl_ms ~= '' then
+    local at = string.format('%.0f',
+      tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ttl_ms))
+    for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], at) end
+  end
+end
+"""
+
+APPEND = (
+    "#!lua\n"
+    + _TYPES
+    + _PUSH
+    + """
+-- ARGV: session_id, ttl_ms ('' for none), texts...
+push(KEYS[2], ARGV, 3, #ARGV)
+touch(ARGV[1], ARGV[2])
+return 1
+"""
+)
+"""Append texts after the newest item; create the session record; refresh the TTL."""
+
+TAIL = (
+    "#!lua flags=no-writes\n"
+    + _TYPES
+    + """
+-- ARGV: n (how many newest items; 0 for all)
+local n = tonumber(ARGV[1])
+local total = redis.call('LLEN', KEYS[2])
+local first = 0
+if n > 0 and n < total then first = total - n end
+return {total, redis.call('LRANGE', KEYS[2], first, -1),
+        redis.call('HGET', KEYS[1], 'created_at')}
+"""
+)
+"""The list's length, its newest ``n`` items, and the record's ``created_at`` (one snapshot)."""
+
+_SWAP = """
+local function swap(start, out)
+  local deadline = redis.call('PEXPIRETIME', KEYS[2])
+  if start <= 1 then redis.call('DEL', KEYS[2])
+  else redis.call('LTRIM', KEYS[2], 0, start - 2) end
+  if #out > 0 then
+    push(KEYS[2], out, 1, #out)
+    if deadline > 0 then redis.call('PEXPIREAT', KEYS[2], deadline) end
+  end
+end
+"""
+
+SPLICE = (
+    "#!lua\n"
+    + _TYPES
+    + _PUSH
+    + _SWAP
+    + """
+-- ARGV: total, start, m, sha1 of items start..total (m of them), ttl_ms, refresh,
+--       session_id, then pairs: 'k' position (keep that item) or 't' text (new item)
+local total = tonumber(ARGV[1])
+local start = tonumber(ARGV[2])
+local m = tonumber(ARGV[3])
+if redis.call('LLEN', KEYS[2]) ~= total then return 0 end
+local old = {}
+if m > 0 then old = redis.call('LRANGE', KEYS[2], start - 1, -1) end
+if #old ~= m then return 0 end
+for i = 1, m do
+  if redis.sha1hex(old[i]) ~= ARGV[3 + i] then return 0 end
+end
+local out = {}
+for i = m + 7, #ARGV, 2 do
+  if ARGV[i] == 'k' then out[#out + 1] = old[tonumber(ARGV[i + 1]) - start + 1]
+  else out[#out + 1] = ARGV[i + 1] end
+end
+swap(start, out)
+if ARGV[m + 5] == '1' then touch(ARGV[m + 6], ARGV[m + 4]) end
+return 1
+"""
+)
+"""Replace the items from ``start`` to the end if they are still exactly the ones read."""
+
+RESTORE = (
+    "#!lua\n"
+    + _TYPES
+    + _PUSH
+    + _SWAP
+    + """
+-- ARGV: created_at the pop saw ('' for none), then pairs: position, text (ascending)
+local seen = ARGV[1]
+if seen ~= '' and redis.call('HGET', KEYS[1], 'created_at') ~= seen then return 0 end
+local total = redis.call('LLEN', KEYS[2])
+local start = math.min(tonumber(ARGV[2]), total + 1)
+local rest = {}
+if start <= total then rest = redis.call('LRANGE', KEYS[2], start - 1, -1) end
+local out = {}
+local r, t, pos = 2, 1, start
+while r <= #ARGV or t <= #rest do
+  if r <= #ARGV and (t > #rest or tonumber(ARGV[r]) <= pos) then
+    out[#out + 1] = ARGV[r + 1]
+    r = r + 2
+  else
+    out[#out + 1] = rest[t]
+    t = t + 1
+  end
+  pos = pos + 1
+end
+swap(start, out)
+return 1
+"""
+)
+"""Put popped items back at their positions, unless the session was cleared since."""
+
+CLEAR = (
+    "#!lua\n"
+    + _TYPES
+    + """
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
+"""
+)
+"""Delete the session's three keys."""

@@ -1,0 +1,367 @@
+"""RedisStore: the store primitives on a Redis server, in the SDK's ``RedisSession`` key layout.
+
+A session lives in three keys: ``{prefix}:{session_id}`` (a hash: ``session_id``, ``created_at``,
+``updated_at``), ``{prefix}:{session_id}:messages`` (a list of the items' JSON text, oldest
+first) and ``{prefix}:{session_id}:counter`` (the SDK's, deleted and expired with the others).
+Every mutation is one Lua script (see :mod:`.scripts`), so it is atomic on the server.
+
+A list element has no id of its own, so a row's id is computed from what it is: its position in
+the list (1 = oldest) shifted left 160 bits, plus the SHA-1 of its stored bytes. A write that
+names rows (a pop, a swap, a rewrite) sends the hashes of every row it touches or keeps, and the
+script changes nothing if any of them moved or changed meanwhile; the store then reads again.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...errors import SessionClosedError, StorageError, StorageUnavailableError
+from ...store import Popped, Taker, always
+from .._restore import ClearLog, with_mark
+from . import scripts
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisStore", "SessionKeys", "row_id", "row_position"]
+
+T = TypeVar("T")
+
+_HASH_BITS = 160
+_POP_WINDOW = 16
+"""How many newest rows a pop reads first; it widens the window past undecodable ones."""
+
+
+def row_id(position: int, raw: bytes) -> int:
+    """The id of the row at ``position`` (1 = oldest) whose stored bytes are ``raw``."""
+    return (position << _HASH_BITS) | int.from_bytes(hashlib.sha1(raw).digest(), "big")  # noqa: S324 - a fingerprint, not a secret
+
+
+def row_position(row: int) -> int:
+    """The position (1 = oldest) a row id was read at."""
+    return row >> _HASH_BITS
+
+
+def _sha1hex(row: int) -> str:
+    return format(row & ((1 << _HASH_BITS) - 1), "040x")
+
+
+def as_text(raw: bytes) -> str:
+    """A stored value as the codec's input; invalid UTF-8 becomes text no codec decodes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\x00invalid UTF-8: " + raw.decode("utf-8", "replace")
+
+
+class SessionKeys:
+    """The three keys of one session, as the SDK's ``RedisSession`` names them."""
+
+    __slots__ = ("counter", "messages", "record")
+
+    def __init__(self, key_prefix: str, session_id: str) -> None:
+        self.record = f"{key_prefix}:{session_id}"
+        self.messages = f"{self.record}:messages"
+        self.counter = f"{self.record}:counter"
+
+    def all(self) -> tuple[str, str, str]:
+        """The keys in the order the scripts take them."""
+        return self.record, self.messages, self.counter
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Script:
+    """One Lua script: its source and SHA-1, run by ``EVALSHA`` (``EVAL`` when not cached)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+
+_APPEND = _Script(scripts.APPEND)
+_TAIL = _Script(scripts.TAIL)
+_SPLICE = _Script(scripts.SPLICE)
+_RESTORE = _Script(scripts.RESTORE)
+_CLEAR = _Script(scripts.CLEAR)
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StorageUnavailableError(f"Redis {operation} failed: {exc}") from exc
+    except RedisError as exc:
+        raise StorageError(f"Redis {operation} failed: {exc}") from exc
+
+
+class RedisStore:
+    """A :class:`~agent_sessions.store.Store` (and ``RowStore``, ``SuffixStore``) on Redis.
+
+    Commands go out on a connection of the client's pool. A read whose connection drops is sent
+    once more on a fresh one; a write is sent once (a write whose reply was lost might have run,
+    so it is reported as :class:`~agent_sessions.errors.StorageUnavailableError`, never repeated).
+
+    Args:
+        client: A ``redis.asyncio.Redis`` client (a standalone server; any ``decode_responses``).
+        key_prefix: Prefix of every key, as the SDK's ``key_prefix``.
+        ttl: Seconds after the last append until a session's keys expire; None for never.
+        owns_client: Close the client when the store closes.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        key_prefix: str = "agents:session",
+        ttl: int | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self.ttl = ttl
+        self._ttl_arg = "" if ttl is None else str(ttl * 1000)
+        self._owns_client = owns_client
+        self._state = _State.OPEN
+        self._clears = ClearLog()
+
+    def keys(self, session_id: str) -> SessionKeys:
+        """The keys a session's data lives under."""
+        return SessionKeys(self.key_prefix, session_id)
+
+    def _check_open(self, operation: str) -> None:
+        if self._state is _State.CLOSED:
+            raise SessionClosedError(f"RedisStore is closed: {operation} was called after close")
+
+    async def _send(self, args: Sequence[Any], *, retry: bool) -> Any:
+        pool = self.client.connection_pool
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_command(*args)
+                return await conn.read_response(disable_decoding=True)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await conn.disconnect()
+                if attempt + 1 == attempts:
+                    raise
+            finally:
+                await pool.release(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _script(
+        self, script: _Script, keys: SessionKeys, args: Sequence[Any], *, write: bool
+    ) -> Any:
+        head = (len(keys.all()), *keys.all(), *args)
+        try:
+            return await self._send(("EVALSHA", script.sha, *head), retry=not write)
+        except NoScriptError:
+            return await self._send(("EVAL", script.source, *head), retry=not write)
+
+    async def ping(self) -> bool:
+        """Whether the server answers a ``PING``."""
+        self._check_open("ping")
+        try:
+            await self._send(("PING",), retry=False)
+        except (RedisError, OSError):
+            return False
+        return True
+
+    async def read(self, session_id: str, limit: int | None) -> list[str]:
+        """Return the newest ``limit`` rows of a session (all if None), oldest first."""
+        self._check_open("read")
+        if limit == 0:
+            return []
+        start = 0 if limit is None else -limit
+        with _translated("read"):
+            key = self.keys(session_id).messages
+            raw = await self._send(("LRANGE", key, start, -1), retry=True)
+        return [as_text(value) for value in raw]
+
+    async def _snapshot(self, keys: SessionKeys, newest: int) -> tuple[int, list[bytes], Any]:
+        """The list's length, its newest ``newest`` values (0: all), and the record's mark."""
+        with _translated("read"):
+            total, values, created = await self._script(_TAIL, keys, (newest,), write=False)
+        return int(total), list(values), created
+
+    async def append(self, session_id: str, texts: Sequence[str]) -> None:
+        """Store rows after the session's newest row, in one script."""
+        self._check_open("append")
+        with _translated("append"):
+            await self._script(
+                _APPEND, self.keys(session_id), (session_id, self._ttl_arg, *texts), write=True
+            )
+
+    async def _splice(
+        self,
+        keys: SessionKeys,
+        session_id: str,
+        *,
+        total: int,
+        start: int,
+        hashes: Sequence[str],
+        out: Sequence[tuple[str, object]],
+        refresh: bool,
+    ) -> bool:
+        args: list[object] = [total, start, len(hashes), *hashes, self._ttl_arg]
+        args += ["1" if refresh else "0", session_id]
+        for kind, value in out:
+            args += (kind, value)
+        with _translated("write"):
+            return bool(await self._script(_SPLICE, keys, args, write=True))
+
+    async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
+        """Remove and return the newest row that ``decode`` accepts, in one script."""
+        taken = await self.pop_through(session_id, decode, always)
+        return taken[0] if taken else None
+
+    async def pop_through(
+        self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
+    ) -> list[Popped[T]]:
+        """Remove the newest rows down to the first item ``stop`` accepts, in one script."""
+        self._check_open("pop")
+        keys = self.keys(session_id)
+        window = _POP_WINDOW
+        while True:
+            total, values, created = await self._snapshot(keys, window)
+            first = total - len(values) + 1
+            taker: Taker[T] = Taker(decode, stop)
+            for offset in range(len(values) - 1, -1, -1):
+                raw = values[offset]
+                if taker.feed(row_id(first + offset, raw), as_text(raw)):
+                    break
+            if not taker.done and len(values) < total:
+                window *= 4
+                continue
+            taken = taker.result()
+            if not taken:
+                return []
+            gone = {row_position(row.row_id) for row in taken}
+            low = min(gone)
+            kept = values[low - first :]
+            hashes = [hashlib.sha1(raw).hexdigest() for raw in kept]  # noqa: S324
+            out = [("k", low + i) for i in range(len(kept)) if low + i not in gone]
+            if await self._splice(
+                keys, session_id, total=total, start=low, hashes=hashes, out=out, refresh=False
+            ):
+                record = None if created is None else bytes(created)
+                return with_mark(taken, self._clears.mark(session_id, record))
+
+    async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
+        """Put popped rows back at their positions, unless the session was cleared since."""
+        self._check_open("restore")
+        rows = sorted(popped, key=lambda row: row.row_id)
+        mark = getattr(rows[0], "mark", None) if rows else None
+        if not rows or (mark is not None and self._clears.cleared_since(mark.key, mark.clears)):
+            return
+        seen = b"" if mark is None or mark.record is None else mark.record
+        args: list[object] = [seen]
+        for row in rows:
+            args += (row_position(row.row_id), row.text)
+        with _translated("restore"):
+            await self._script(_RESTORE, self.keys(session_id), args, write=True)
+
+    async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first, and if all."""
+        self._check_open("tail")
+        total, values, _ = await self._snapshot(self.keys(session_id), max(limit, 1))
+        if limit <= 0:
+            return [], total == 0
+        first = total - len(values) + 1
+        rows = [(row_id(first + i, raw), as_text(raw)) for i, raw in enumerate(values)]
+        return rows, len(values) == total
+
+    async def replace_tail(
+        self, session_id: str, expected: Sequence[tuple[int, str]], texts: Sequence[str]
+    ) -> bool:
+        """Swap the newest rows for ``texts`` if they are exactly ``expected``, in one script."""
+        self._check_open("replace_tail")
+        if not expected:
+            return False
+        positions = [row_position(row) for row, _ in expected]
+        start = positions[0]
+        if positions != list(range(start, start + len(positions))):
+            return False
+        hashes = [_sha1hex(row) for row, _ in expected]
+        out = [("t", text) for text in texts]
+        return await self._splice(
+            self.keys(session_id),
+            session_id,
+            total=positions[-1],
+            start=start,
+            hashes=hashes,
+            out=out,
+            refresh=True,
+        )
+
+    async def clear(self, session_id: str) -> None:
+        """Delete the session's keys, in one script."""
+        self._check_open("clear")
+        with _translated("clear"):
+            await self._script(_CLEAR, self.keys(session_id), (), write=True)
+        self._clears.note(session_id)
+
+    async def rows(self, session_id: str) -> list[tuple[int, str]]:
+        """Return every row of a session as ``(row_id, text)``, oldest first."""
+        rows, _ = await self.tail(session_id, 2**62)
+        return rows
+
+    async def rewrite(self, session_id: str, changes: Mapping[int, str | None]) -> int:
+        """Replace rows' text (or delete rows whose new text is None), in one script.
+
+        Ids whose row moved or changed since it was read are passed over.
+        """
+        self._check_open("rewrite")
+        if not changes:
+            return 0
+        keys = self.keys(session_id)
+        low = max(1, min(row_position(row) for row in changes))
+        while True:
+            total, values, _ = await self._snapshot(keys, 0)
+            if low > total:
+                return 0
+            kept = values[low - 1 :]
+            hashes = [hashlib.sha1(raw).hexdigest() for raw in kept]  # noqa: S324
+            out: list[tuple[str, object]] = []
+            changed = 0
+            for i in range(len(kept)):
+                position = low + i
+                rid = (position << _HASH_BITS) | int(hashes[i], 16)
+                if rid not in changes:
+                    out.append(("k", position))
+                    continue
+                changed += 1
+                text = changes[rid]
+                if text is not None:
+                    out.append(("t", text))
+            if not changed:
+                return 0
+            if await self._splice(
+                keys, session_id, total=total, start=low, hashes=hashes, out=out, refresh=False
+            ):
+                return changed
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._state is _State.CLOSED
+
+    async def aclose(self) -> None:
+        """Refuse later calls and close the client if the store owns it; idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._owns_client:
+            await self.client.aclose()
