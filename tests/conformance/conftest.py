@@ -15,6 +15,7 @@ from pathlib import Path
 import agents
 import pytest
 from agents.extensions.memory import EncryptedSession as SDKEncryptedSession
+from agents.extensions.memory import RedisSession as SDKRedisSession
 from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
 from agents.memory import Session
 
@@ -28,6 +29,7 @@ from agent_sessions import (
 )
 from agent_sessions.testing import DictStore, Harness
 from tests.conftest import count_rows_sqlite, write_raw_sqlite
+from tests.redis_server import redis_harness
 from tests.sql_servers import sqlalchemy_harness
 
 
@@ -160,6 +162,14 @@ def _sdk_encrypted(tmp_path: Path) -> Harness:
 
 
 BACKENDS = {
+    "redis": Backend(redis_harness),
+    "redis-decoded": Backend(partial(redis_harness, name="redis-decoded", decode_responses=True)),
+    "encrypted-redis": Backend(partial(_encrypted, redis_harness)),
+    "sdk-redis": Backend(
+        partial(redis_harness, session_class=SDKRedisSession, name="sdk-redis"),
+        known_failures=SDK_KNOWN_FAILURES,
+        lacks=SDK_LACKS,
+    ),
     "advanced": Backend(_advanced),
     "advanced-sqlalchemy-sqlite": Backend(
         partial(sqlalchemy_harness, "sqlite", session_class=AdvancedSQLAlchemySession)
@@ -232,6 +242,10 @@ BACKENDS = {
 }
 
 MARKS = {
+    "redis": pytest.mark.redis,
+    "redis-decoded": pytest.mark.redis,
+    "encrypted-redis": pytest.mark.redis,
+    "sdk-redis": pytest.mark.redis,
     "advanced": pytest.mark.sqlite,
     "advanced-sqlalchemy-sqlite": pytest.mark.sqlite,
     "advanced-sqlalchemy-postgres": pytest.mark.postgres,
