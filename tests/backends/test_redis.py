@@ -1,0 +1,309 @@
+"""What only the Redis backend has: the SDK's key layout both ways, TTLs, clients, row ids."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from agents.extensions.memory import RedisSession as SDKRedisSession
+from agents.memory import Session
+
+from agent_sessions import (
+    CorruptItemError,
+    RedisSession,
+    RedisStore,
+    SessionClosedError,
+    StorageError,
+)
+from agent_sessions.backends.redis.store import row_position
+from tests.redis_server import drop_prefix, redis_url, unique_prefix
+
+pytestmark = pytest.mark.redis
+
+TURN: list[Any] = [
+    {"role": "user", "content": "What's the weather in Paris? ünïcødé 🙂"},
+    {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+        "id": "fc_1",
+    },
+    {"type": "function_call_output", "call_id": "call_1", "output": "Sunny"},
+    {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "It is sunny.", "annotations": []}],
+    },
+]
+
+
+def msg(text: str) -> Any:
+    """A user message."""
+    return {"role": "user", "content": text}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aioredis.Redis]:
+    """A client on the test server (bytes replies), closed afterwards."""
+    made = aioredis.from_url(redis_url())
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture
+async def prefix(client: aioredis.Redis) -> AsyncIterator[str]:
+    """A fresh key prefix; its keys are deleted afterwards."""
+    name = unique_prefix()
+    yield name
+    await drop_prefix(client, name)
+
+
+async def test_reads_what_the_sdk_wrote_and_the_sdk_reads_ours(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """Items written by the SDK's RedisSession read back intact, and the SDK reads ours."""
+    sdk = SDKRedisSession("chat", redis_client=client, key_prefix=prefix)
+    await sdk.add_items(TURN)
+    ours = RedisSession("chat", redis_client=client, key_prefix=prefix)
+    assert isinstance(ours, Session)
+    assert await ours.get_items() == TURN
+    await ours.add_items([msg("and tomorrow?")])
+    assert await sdk.get_items(2) == [TURN[-1], msg("and tomorrow?")]
+    assert await sdk.pop_item() == msg("and tomorrow?")
+    assert await ours.pop_item() == TURN[-1]
+    await ours.clear_session()
+    assert await sdk.get_items() == []
+    await ours.aclose()
+
+
+async def test_keys_and_values_are_the_sdks(client: aioredis.Redis, prefix: str) -> None:
+    """Our writes leave the SDK's three keys, its hash fields and its exact value bytes."""
+    async with RedisSession("layout", redis_client=client, key_prefix=prefix) as ours:
+        await ours.add_items(TURN)
+    sdk = SDKRedisSession("layout-sdk", redis_client=client, key_prefix=prefix)
+    await sdk.add_items(TURN)
+    ours_values = await client.lrange(f"{prefix}:layout:messages", 0, -1)
+    sdk_values = await client.lrange(f"{prefix}:layout-sdk:messages", 0, -1)
+    assert ours_values == sdk_values
+    assert ours_values[0] == json.dumps(TURN[0], separators=(",", ":")).encode()
+    record = await client.hgetall(f"{prefix}:layout")
+    assert sorted(record) == [b"created_at", b"session_id", b"updated_at"]
+    assert record[b"session_id"] == b"layout"
+    assert int(record[b"created_at"]) <= int(record[b"updated_at"])
+    assert await client.type(f"{prefix}:layout") == b"hash"
+
+
+async def test_ttl_expires_every_key_like_the_sdk(client: aioredis.Redis, prefix: str) -> None:
+    """With a ttl, an append sets the same expiry on the hash and the list as the SDK's."""
+    ours = RedisSession("ttl", redis_client=client, key_prefix=prefix, ttl=120)
+    await ours.add_items([msg("a")])
+    for key in (f"{prefix}:ttl", f"{prefix}:ttl:messages"):
+        assert 115_000 < await client.pttl(key) <= 120_000
+    sdk = SDKRedisSession("ttl", redis_client=client, key_prefix=prefix, ttl=500)
+    await sdk.add_items([msg("b")])
+    assert await client.pttl(f"{prefix}:ttl:messages") > 400_000
+    await ours.add_items([msg("c")])
+    assert await client.pttl(f"{prefix}:ttl:messages") <= 120_000
+    await ours.aclose()
+
+
+async def test_a_pop_keeps_the_lists_expiry(client: aioredis.Redis, prefix: str) -> None:
+    """A pop that rewrites the list's tail leaves its expiry as it was."""
+    ours = RedisSession("ttl-pop", redis_client=client, key_prefix=prefix, ttl=300)
+    await ours.add_items([msg("a"), msg("b")])
+    await client.rpush(f"{prefix}:ttl-pop:messages", b"{corrupt")
+    with _quiet():
+        assert await ours.pop_item() == msg("b")
+        assert await ours.pop_item() == msg("a")
+    assert 290_000 < await client.pttl(f"{prefix}:ttl-pop:messages") <= 300_000
+    await ours.aclose()
+
+
+@pytest.mark.parametrize("ttl", [0, -5, 2**43])
+def test_out_of_range_ttl_is_refused(client: aioredis.Redis, ttl: int) -> None:
+    """A ttl that is not a positive number of seconds Redis can expire at is a ValueError."""
+    with pytest.raises(ValueError, match="ttl"):
+        RedisSession("bad-ttl", redis_client=client, ttl=ttl)
+
+
+@pytest.mark.parametrize("ttl", ["60", 1.5, True])
+def test_non_int_ttl_is_refused(client: aioredis.Redis, ttl: object) -> None:
+    """A ttl that is not an int is a TypeError, raised by the constructor."""
+    with pytest.raises(TypeError, match="ttl"):
+        RedisSession("bad-ttl", redis_client=client, ttl=ttl)  # type: ignore[arg-type]
+
+
+def test_a_cluster_client_is_refused() -> None:
+    """A RedisCluster client is refused at once: the scripts need one server."""
+    from redis.asyncio.cluster import RedisCluster
+
+    cluster = RedisCluster(host="127.0.0.1", port=6379)
+    with pytest.raises(TypeError, match="standalone"):
+        RedisSession("c", redis_client=cluster)
+
+
+async def test_from_url_owns_and_closes_its_client(prefix: str) -> None:
+    """A session from from_url answers ping, and closing it closes its client for good."""
+    session = RedisSession.from_url("owned", url=redis_url(), key_prefix=prefix)
+    assert session.key_prefix == prefix
+    assert await session.ping() is True
+    await session.add_items([msg("a")])
+    await session.close()
+    with pytest.raises(SessionClosedError, match="ping"):
+        await session.ping()
+    with pytest.raises(SessionClosedError, match="get_items"):
+        await session.get_items()
+
+
+async def test_an_injected_client_stays_open(client: aioredis.Redis, prefix: str) -> None:
+    """Closing a session leaves the client it was given open for the application."""
+    session = RedisSession("injected", redis_client=client, key_prefix=prefix)
+    await session.close()
+    assert await client.ping() is True
+
+
+async def test_ping_is_false_when_the_server_is_unreachable() -> None:
+    """ping() answers False, rather than raising, when nothing listens at the URL."""
+    session = RedisSession.from_url(
+        "nowhere", url="redis://127.0.0.1:1/0", redis_kwargs={"socket_connect_timeout": 1}
+    )
+    assert await session.ping() is False
+    await session.aclose()
+
+
+async def test_a_key_of_another_type_refuses_the_write(client: aioredis.Redis, prefix: str) -> None:
+    """A messages key holding a string fails add_items with StorageError and writes nothing."""
+    await client.set(f"{prefix}:clash:messages", "not a list")
+    session = RedisSession("clash", redis_client=client, key_prefix=prefix)
+    with pytest.raises(StorageError, match="WRONGTYPE"):
+        await session.add_items([msg("a")])
+    assert await client.exists(f"{prefix}:clash") == 0
+    await session.aclose()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the expected warnings about undecodable values."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+async def test_invalid_utf8_is_skipped_and_kept(client: aioredis.Redis, prefix: str) -> None:
+    """A value that is not UTF-8 is never returned, survives pops, and raises when strict."""
+    session = RedisSession("bytes", redis_client=client, key_prefix=prefix)
+    await session.add_items([msg("a")])
+    await client.rpush(f"{prefix}:bytes:messages", b'{"role":"user","content":"\xff"}')
+    with _quiet():
+        assert await session.get_items() == [msg("a")]
+        assert await session.pop_item() == msg("a")
+        assert await session.pop_item() is None
+    assert await client.llen(f"{prefix}:bytes:messages") == 1
+    strict = RedisSession("bytes", redis_client=client, key_prefix=prefix, strict=True)
+    with pytest.raises(CorruptItemError):
+        await strict.get_items()
+    await session.aclose()
+    await strict.aclose()
+
+
+async def test_a_large_batch_is_stored_whole(client: aioredis.Redis, prefix: str) -> None:
+    """A batch of 5,000 items (pushed in chunks inside one script) is stored in order."""
+    session = RedisSession("big", redis_client=client, key_prefix=prefix)
+    batch = [msg(f"m{i}") for i in range(5000)]
+    await session.add_items(batch)
+    assert await session.get_items() == batch
+    assert await session.get_items(3) == batch[-3:]
+    await session.aclose()
+
+
+async def test_pops_on_separate_connections_never_share_an_item(prefix: str) -> None:
+    """Four clients popping one session at once each get distinct items, and all of them."""
+    clients = [aioredis.from_url(redis_url()) for _ in range(4)]
+    sessions = [RedisSession("race", redis_client=c, key_prefix=prefix) for c in clients]
+    await sessions[0].add_items([msg(f"m{i}") for i in range(200)])
+
+    async def drain(session: RedisSession) -> list[Any]:
+        taken = []
+        while (item := await session.pop_item()) is not None:
+            taken.append(item["content"])
+        return taken
+
+    results = await asyncio.gather(*(drain(s) for s in sessions))
+    popped = [x for r in results for x in r]
+    assert sorted(popped) == sorted(f"m{i}" for i in range(200))
+    assert all(results)  # every client got some: they really raced
+    for session, made in zip(sessions, clients, strict=True):
+        await session.aclose()
+        await made.aclose()
+
+
+async def test_rewrite_passes_over_rows_that_moved(client: aioredis.Redis, prefix: str) -> None:
+    """A rewrite naming rows that changed since they were read leaves them alone."""
+    store = RedisStore(client, key_prefix=prefix)
+    await store.append("rw", ["a", "b", "c"])
+    rows = await store.rows("rw")
+    assert [row_position(row) for row, _ in rows] == [1, 2, 3]
+    assert await store.rewrite("rw", {rows[1][0]: '"B"'}) == 1
+    assert await store.read("rw", None) == ["a", '"B"', "c"]
+    assert await store.rewrite("rw", {rows[1][0]: None}) == 0  # row 2 is no longer "b"
+    await store.clear("rw")
+    await store.append("rw", ["x", "y", "z"])
+    assert await store.rewrite("rw", {row: None for row, _ in rows}) == 0
+    assert await store.read("rw", None) == ["x", "y", "z"]
+    await store.aclose()
+
+
+async def test_replace_tail_refuses_a_tail_that_grew(client: aioredis.Redis, prefix: str) -> None:
+    """A swap of the newest rows fails if a row was appended after they were read."""
+    store = RedisStore(client, key_prefix=prefix)
+    await store.append("tail", ["a", "b"])
+    rows, complete = await store.tail("tail", 10)
+    assert complete
+    await store.append("tail", ["b"])
+    assert await store.replace_tail("tail", rows, ["s"]) is False
+    rows, _ = await store.tail("tail", 10)
+    assert await store.replace_tail("tail", rows[1:], ["s"]) is True
+    assert await store.read("tail", None) == ["a", "s"]
+    await store.aclose()
+
+
+async def test_restore_never_revives_a_cleared_session(client: aioredis.Redis, prefix: str) -> None:
+    """Rows popped before another client cleared the session are not put back into it."""
+    store = RedisStore(client, key_prefix=prefix)
+    other = RedisStore(client, key_prefix=prefix)
+    await store.append("gone", ['{"a":1}', '{"a":2}'])
+    popped = await store.pop("gone", json.loads)
+    assert popped is not None
+    await other.clear("gone")
+    await store.restore("gone", [popped])
+    assert await store.read("gone", None) == []
+    await store.append("kept", ['{"a":1}', '{"a":2}'])
+    popped = await store.pop("kept", json.loads)
+    assert popped is not None
+    await store.append("kept", ['{"a":3}'])
+    await store.restore("kept", [popped])
+    assert await store.read("kept", None) == ['{"a":1}', '{"a":2}', '{"a":3}']
+    await store.aclose()
+    await other.aclose()
+
+
+async def test_a_decode_responses_client_reads_bytes_the_same(prefix: str) -> None:
+    """A client built with decode_responses=True reads and pops exactly the same items."""
+    made = aioredis.from_url(redis_url(), decode_responses=True)
+    session = RedisSession("decoded", redis_client=made, key_prefix=prefix)
+    await session.add_items(TURN)
+    assert await session.get_items() == TURN
+    assert await session.pop_item() == TURN[-1]
+    await session.aclose()
+    await made.aclose()
