@@ -22,6 +22,7 @@ from agents.memory import Session
 from agent_sessions import (
     AdvancedSQLAlchemySession,
     AdvancedSQLiteSession,
+    AsyncSQLiteSession,
     EncryptedSession,
     SQLiteSession,
     SQLiteStore,
@@ -71,7 +72,20 @@ PRUNE_CHECKS = (
     "check_cancelled_prune_is_whole",
 )
 
+STATE_CHECKS = (
+    "check_state_round_trip",
+    "check_state_is_per_session_and_name",
+    "check_state_refuses_bad_input",
+    "check_update_state",
+    "check_concurrent_state_updates",
+    "check_clear_removes_state",
+    "check_state_persists",
+)
+
+REDIS_LACKS = dict.fromkeys(STATE_CHECKS, "RedisStore does not implement StateStore yet")
+
 SDK_LACKS = {
+    **dict.fromkeys(STATE_CHECKS, "the SDK's sessions keep no per-session state"),
     **_no_pop_turn("the SDK's sessions have no pop_turn()"),
     **dict.fromkeys(REPLACE_CHECKS, "the SDK's sessions have no replace_items()"),
     **dict.fromkeys(PRUNE_CHECKS, "the SDK's sessions have no prune()"),
@@ -162,9 +176,12 @@ def _sdk_encrypted(tmp_path: Path) -> Harness:
 
 
 BACKENDS = {
-    "redis": Backend(redis_harness),
-    "redis-decoded": Backend(partial(redis_harness, name="redis-decoded", decode_responses=True)),
-    "encrypted-redis": Backend(partial(_encrypted, redis_harness)),
+    "async-sqlite": Backend(partial(_sqlite_file, AsyncSQLiteSession, "async-sqlite")),
+    "redis": Backend(redis_harness, lacks=REDIS_LACKS),
+    "redis-decoded": Backend(
+        partial(redis_harness, name="redis-decoded", decode_responses=True), lacks=REDIS_LACKS
+    ),
+    "encrypted-redis": Backend(partial(_encrypted, redis_harness), lacks=REDIS_LACKS),
     "sdk-redis": Backend(
         partial(redis_harness, session_class=SDKRedisSession, name="sdk-redis"),
         known_failures=SDK_KNOWN_FAILURES,
@@ -226,6 +243,7 @@ BACKENDS = {
             **_no_pop_turn("pop_turn() needs one of our sessions underneath (one transaction)"),
             **dict.fromkeys(REPLACE_CHECKS, "replace_items() needs one of our sessions underneath"),
             **dict.fromkeys(PRUNE_CHECKS, "prune() needs one of our sessions underneath"),
+            **dict.fromkeys(STATE_CHECKS, "state needs one of our sessions underneath"),
         },
     ),
     "sdk-encrypted-sqlite": Backend(
@@ -242,6 +260,7 @@ BACKENDS = {
 }
 
 MARKS = {
+    "async-sqlite": pytest.mark.sqlite,
     "redis": pytest.mark.redis,
     "redis-decoded": pytest.mark.redis,
     "encrypted-redis": pytest.mark.redis,
