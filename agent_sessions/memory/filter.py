@@ -1,4 +1,4 @@
-"""Search filters and keyword scoring, applied to decoded values the same way on every backend.
+"""Search filters, applied to decoded values the same way on every backend.
 
 A filter maps a key (a top-level key of the value, or a dotted path into nested objects) to a
 JSON value, which must be equal, or to operators: ``{"$eq", "$ne", "$gt", "$gte", "$lt",
@@ -17,7 +17,7 @@ from ..errors import InvalidFilterError, ItemValidationError
 from ..serialization import encode_items
 from .types import Hint
 
-__all__ = ["Filter", "compile_filter", "filter_hints", "keyword_score", "query_words"]
+__all__ = ["Filter", "compile_filter", "filter_hints"]
 
 Filter = Callable[[Mapping[str, Any]], bool]
 _MISSING = object()
@@ -28,15 +28,6 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "$lte": lambda a, b: a <= b,
 }
 _OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", *_ORDER})
-_WORD = re.compile(r"\w+")
-_STOPWORDS = frozenset({
-    "a", "an", "and", "are", "about", "as", "at", "be", "by", "can", "could", "did", "do",
-    "does", "for", "from", "had", "has", "have", "how", "i", "in", "is", "it", "its", "me",
-    "my", "of", "on", "or", "our", "so", "that", "the", "their", "them", "they", "this", "to",
-    "use", "used", "uses", "was", "we", "were", "what", "when", "where", "which", "who", "why",
-    "will", "with", "would", "you", "your",
-})  # fmt: skip
-_SHORTEST_PLURAL = 4
 
 
 def _json_equal(a: object, b: object) -> bool:
@@ -175,40 +166,3 @@ def _bindable(operand: object) -> TypeGuard[str | int | float | bool]:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def query_words(query: str) -> frozenset[str]:
-    """The words of a keyword query that carry meaning: lower-cased, common words dropped."""
-    words = _WORD.findall(query.lower())
-    meaningful = [w for w in words if w not in _STOPWORDS] or words
-    return frozenset(map(_stem, meaningful))
-
-
-def _stem(word: str) -> str:
-    # "tests" finds "test": a plural "s" is the one ending worth folding for short notes.
-    return (
-        word[:-1]
-        if len(word) >= _SHORTEST_PLURAL and word.endswith("s") and not word.endswith("ss")
-        else word
-    )
-
-
-def _strings(value: object, out: list[str]) -> None:
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, dict):
-        for child in value.values():
-            _strings(child, out)
-    elif isinstance(value, list):
-        for child in value:
-            _strings(child, out)
-
-
-def keyword_score(words: frozenset[str], value: Mapping[str, Any]) -> float:
-    """The share of the query's words found among the value's string values (0 to 1)."""
-    if not words:
-        return 0.0
-    texts: list[str] = []
-    _strings(value, texts)
-    present = {_stem(w) for w in _WORD.findall(" ".join(texts).lower())}
-    return len(words & present) / len(words)

@@ -1,8 +1,9 @@
 """How the memory store reads: decoding rows into items, and its three kinds of search.
 
-A search without a query lists the newest memories; with a query and no index it ranks by shared
-words; with an index it ranks by vector similarity (nearest first). A filter is applied to every
-decoded value, after the backend used its hints to leave out rows that cannot match.
+A search without a query lists the newest memories; with a query and no index it ranks by words
+(found through the database's full-text index where it has one, see ``fulltext``); with an
+index it ranks by vector similarity (nearest first). A filter is applied to every decoded
+value, after the backend used its hints to leave out rows that cannot match.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, NamedTuple, cast
 from ..errors import CorruptItemError, CorruptMemoryError
 from ..serialization import JsonCodec, decode_rows, logger
 from .embed import embed_texts
-from .filter import Filter, keyword_score, query_words
+from .filter import Filter
+from .fulltext import query_terms, term_score
 from .keys import decode_namespace
 from .types import Hint, IndexConfig, MemoryBackend, Row, SearchItem
 from .vectors import rank, unit
@@ -84,19 +86,31 @@ class Reader:
                 return found[offset:wanted]
             start, chunk = start + chunk, chunk * 4
 
-    async def keywords(self, page: Page, query: str) -> list[tuple[int, SearchItem]]:
-        """Return one page of memories ranked by the words of ``query``."""
+    async def keywords(
+        self, page: Page, query: str, *, indexed: bool
+    ) -> list[tuple[int, SearchItem]]:
+        """Return one page of memories ranked by the words of ``query``.
+
+        With ``indexed`` (the store writes ``words``) and a backend that has ``fulltext``, the
+        database's full-text index finds the candidates; otherwise the scope is scanned.
+        """
         prefix, now, match, limit, offset, _ = page
-        words = query_words(query)
-        rows = await self.backend.scan(
-            prefix, now, limit=None, offset=0, vectors=False, hints=page.hints
-        )
+        terms = query_terms(query)
+        fulltext = getattr(self.backend, "fulltext", None) if indexed and terms else None
+        rows = None if fulltext is None else await fulltext(prefix, terms, now)
+        from_index = rows is not None
+        if rows is None:
+            rows = await self.backend.scan(
+                prefix, now, limit=None, offset=0, vectors=False, hints=page.hints
+            )
         scored: list[tuple[float, int, SearchItem]] = []
         for row_id, item in self.collect([(row, None) for row in rows], match):
-            score = keyword_score(words, item.value)
+            score = term_score(terms, item.value)
+            if score == 0 and from_index:
+                score = 0.5 / len(terms)  # the database's stemmer matched a form we do not
             if score > 0:
                 scored.append((-score, row_id, item))
-        scored.sort(key=lambda entry: entry[0])  # stable: newest first among equal scores
+        scored.sort(key=lambda entry: entry[0])  # stable: index rank, or newest, among equals
         return [
             (row_id, replace(item, score=-negative))
             for negative, row_id, item in scored[offset : offset + limit]

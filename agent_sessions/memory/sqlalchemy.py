@@ -25,8 +25,10 @@ from ..backends._sqlalchemy_engine import shared_connection_lock
 from ..backends._sqlalchemy_schema import begin_sqlite
 from ..errors import StorageError, StorageUnavailableError
 from ..schema import VERSION_TABLE, validate_identifier
+from .fulltext import Term, boolean_query, fts5_query, tsquery
 from .keys import prefix_bounds
-from .table import memory_table
+from .schema import FULLTEXT_VERSION, fts_table
+from .table import PG_DOCUMENT, add_fulltext, memory_table
 from .types import Hint, Record, Row
 from .vectors import rank
 
@@ -61,7 +63,15 @@ def _create(conn: Connection, table: Table) -> None:
         ).first()
         if found is None:
             table.create(conn, checkfirst=True)
-            conn.execute(versions.insert().values(name=table.name, version=1))
+            add_fulltext(conn, table)
+            conn.execute(versions.insert().values(name=table.name, version=FULLTEXT_VERSION))
+        elif found[0] < FULLTEXT_VERSION:
+            add_fulltext(conn, table)
+            conn.execute(
+                sql_update(versions)
+                .where(versions.c.name == table.name)
+                .values(version=FULLTEXT_VERSION)
+            )
     finally:
         if dialect in ("mysql", "mariadb"):
             conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": VERSION_TABLE})
@@ -174,6 +184,7 @@ class SQLAlchemyMemoryBackend:
             "expires_at": record.expires_at,
             "ttl": record.ttl,
             "embedding": record.embedding,
+            "search_text": record.words,
         }
         stale = and_(t.c.expires_at.is_not(None), t.c.expires_at <= record.now)
         statement: Executable
@@ -190,6 +201,7 @@ class SQLAlchemyMemoryBackend:
                     ("expires_at", insert.inserted.expires_at),
                     ("ttl", insert.inserted.ttl),
                     ("embedding", insert.inserted.embedding),
+                    ("search_text", insert.inserted.search_text),
                 ]
             )
         else:
@@ -206,6 +218,7 @@ class SQLAlchemyMemoryBackend:
                     "expires_at": insert.excluded.expires_at,
                     "ttl": insert.excluded.ttl,
                     "embedding": insert.excluded.embedding,
+                    "search_text": insert.excluded.search_text,
                 },
             )
         await self._write("put", statement)
@@ -251,6 +264,39 @@ class SQLAlchemyMemoryBackend:
             statement = statement.limit(limit)
         elif offset and self._dialect in ("mysql", "mariadb"):
             statement = statement.limit(2**63 - 1)  # MySQL allows OFFSET only after a LIMIT
+        return [Row(*row) for row in await self._rows("search", statement)]
+
+    async def fulltext(self, prefix: str, terms: Sequence[Term], now: float) -> list[Row] | None:
+        """Return the live memories under ``prefix`` the database's full-text index matches."""
+        t = self.table
+        columns = [f"m.{c}" for c in ("id", "namespace", "key", "value", "created_at")]
+        params: dict[str, object] = {"now": now}
+        if self._dialect == "sqlite":
+            fts = fts_table(t.name)
+            source = f"{fts} JOIN {t.name} AS m ON m.id = {fts}.rowid"
+            match, order = f"{fts} MATCH :query", f"bm25({fts})"
+            params["query"] = fts5_query(terms)
+        elif self._dialect == "postgresql":
+            source = f"{t.name} AS m"
+            match = f"{PG_DOCUMENT.replace('search_text', 'm.search_text')} @@ query"
+            source += ", to_tsquery('english', :query) AS query"
+            order = f"ts_rank({PG_DOCUMENT.replace('search_text', 'm.search_text')}, query) DESC"
+            params["query"] = tsquery(terms)
+        else:
+            boolean = boolean_query(terms)
+            if boolean is None:
+                return None
+            match = "MATCH (m.search_text) AGAINST (:query IN BOOLEAN MODE)"
+            source, order = f"{t.name} AS m", f"{match} DESC"
+            params["query"] = boolean
+        where = f"{match} AND (m.expires_at IS NULL OR m.expires_at > :now)"
+        bounds = prefix_bounds(prefix)
+        if bounds is not None:
+            where += " AND m.namespace >= :low AND m.namespace < :high"
+            params["low"], params["high"] = bounds
+        selected = ", ".join([*columns, "m.updated_at"])
+        sql = f"SELECT {selected} FROM {source} WHERE {where} ORDER BY {order}"
+        statement = text(sql).bindparams(**params).columns(*self._columns())
         return [Row(*row) for row in await self._rows("search", statement)]
 
     async def fetch(self, ids: Sequence[int], now: float) -> list[Row]:

@@ -30,8 +30,9 @@ from ..backends._sqlite_connection import (
 )
 from ..errors import StorageError
 from ..schema import VERSION_TABLE, validate_identifier
+from .fulltext import Term, backfill, fts5_query
 from .keys import prefix_bounds
-from .schema import sqlite_statements
+from .schema import FULLTEXT_VERSION, fts_table, sqlite_fulltext_statements, sqlite_statements
 from .types import Hint, Record, Row
 from .vectors import VectorCache, numpy_or_none, rank
 
@@ -59,6 +60,12 @@ def _migrate(conn: sqlite3.Connection, table: str) -> None:
         version = 0 if found is None else int(found[0])
         for step in steps[version:]:
             for statement in step:
+                conn.execute(statement)
+        if version < FULLTEXT_VERSION <= len(steps):
+            # Rows stored before keyword indexing get their words once, then the index is built.
+            rows = conn.execute(f"SELECT id, value FROM {table}").fetchall()
+            conn.executemany(f"UPDATE {table} SET search_text = ? WHERE id = ?", backfill(rows))
+            for statement in sqlite_fulltext_statements(table):
                 conn.execute(statement)
         if version < len(steps):
             conn.execute(
@@ -135,11 +142,13 @@ class SQLiteMemoryBackend:
         t = self.table
         self._upsert = (
             f"INSERT INTO {t} (namespace, key, value, created_at, updated_at, expires_at, ttl, "
-            "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, key) "
+            "embedding, search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (namespace, key) "
             "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, "
             f"created_at = CASE WHEN {t}.expires_at IS NOT NULL AND {t}.expires_at <= "
             f"excluded.updated_at THEN excluded.created_at ELSE {t}.created_at END, "
-            "expires_at = excluded.expires_at, ttl = excluded.ttl, embedding = excluded.embedding"
+            "expires_at = excluded.expires_at, ttl = excluded.ttl, embedding = excluded.embedding, "
+            "search_text = excluded.search_text"
         )
         self._live = "(expires_at IS NULL OR expires_at > ?)"
         self._get = (
@@ -183,7 +192,7 @@ class SQLiteMemoryBackend:
                 conn.execute(
                     self._upsert,
                     (record.namespace, record.key, record.value, record.now, record.now,
-                     record.expires_at, record.ttl, record.embedding),
+                     record.expires_at, record.ttl, record.embedding, record.words),
                 )  # fmt: skip
                 covering = caches.covering(record.namespace)
                 if covering:
@@ -274,6 +283,22 @@ class SQLiteMemoryBackend:
                 raise
             # json_extract refuses a row that is not JSON; scan plainly, and the store skips it.
             return await self.scan(prefix, now, limit=limit, offset=offset, vectors=vectors)
+        return list(map(Row._make, rows))
+
+    async def fulltext(self, prefix: str, terms: Sequence[Term], now: float) -> list[Row] | None:
+        """Return the live memories under ``prefix`` the FTS5 index matches, best first."""
+        fts = fts_table(self.table)
+        columns = ", ".join(f"m.{name}" for name in _COLUMNS.split(", ")[:-1])
+        sql = (
+            f"SELECT {columns}, NULL FROM {fts} JOIN {self.table} AS m ON m.id = {fts}.rowid "
+            f"WHERE {fts} MATCH ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
+        )
+        params: list[object] = [fts5_query(terms), now]
+        bounds = prefix_bounds(prefix)
+        if bounds is not None:
+            sql += " AND m.namespace >= ? AND m.namespace < ?"
+            params += bounds
+        rows = await self._read("search", sql + f" ORDER BY bm25({fts})", params)
         return list(map(Row._make, rows))
 
     async def fetch(self, ids: Sequence[int], now: float) -> list[Row]:

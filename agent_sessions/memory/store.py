@@ -16,6 +16,7 @@ from ..schema import validate_identifier
 from ..serialization import encode_items
 from .embed import check_index, embed_texts, texts_at
 from .filter import compile_filter, filter_hints
+from .fulltext import searchable_text
 from .keys import (
     check_key,
     check_page,
@@ -27,6 +28,7 @@ from .keys import (
 )
 from .schema import DEFAULT_MEMORY_TABLE
 from .search import Page, Reader, when
+from .specs import resolve_index
 from .sqlite import SQLiteMemoryBackend
 from .types import IndexConfig, MemoryBackend, MemoryItem, Record, SearchItem
 from .vectors import pack, unit
@@ -60,8 +62,12 @@ class MemoryStore(AsyncClosing):
         db_path: A SQLite file (it may be the sessions' file: the memories get their own
             table), or ``":memory:"`` (the default) for a private in-memory database.
         table: The memories table; a plain SQL identifier.
-        index: Embed values for semantic search: ``{"dims": 384, "embed": fn, "fields":
-            ["text"]}`` (see :class:`IndexConfig`). Without it, ``query`` ranks by keywords.
+        index: How ``search(query=...)`` ranks. ``"auto"`` (the default): by meaning with the
+            shipped local model when the ``embeddings`` extra is installed, else by keywords
+            (see :attr:`search_mode`). ``"local"``, ``"openai:text-embedding-3-small"``, or a
+            config ``{"dims": 384, "embed": fn, "fields": ["text"]}`` (see
+            :class:`IndexConfig`): by meaning. None: by keywords, through the database's
+            full-text index.
         durable: SQLite only: ``synchronous=FULL`` (True) or faster ``NORMAL`` commits.
         strict: Raise :class:`~agent_sessions.errors.CorruptMemoryError` on an undecodable
             stored value instead of skipping it with a logged warning.
@@ -80,13 +86,17 @@ class MemoryStore(AsyncClosing):
         db_path: str | Path = ":memory:",
         *,
         table: str = DEFAULT_MEMORY_TABLE,
-        index: IndexConfig | None = None,
+        index: IndexConfig | str | None = "auto",
         durable: bool = True,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
         backend: MemoryBackend | None = None,
     ) -> None:
-        self._index = check_index(index)
+        self._index = check_index(resolve_index(index))
+        self._owns_embedder = isinstance(index, str) or (
+            isinstance(index, dict) and isinstance(index.get("embed"), str)
+        )
+        self._words = True
         self.strict = strict
         self._clock = clock
         self._state = MemoryStoreState.OPEN
@@ -107,7 +117,7 @@ class MemoryStore(AsyncClosing):
         engine: AsyncEngine,
         *,
         table: str = DEFAULT_MEMORY_TABLE,
-        index: IndexConfig | None = None,
+        index: IndexConfig | str | None = "auto",
         create_tables: bool = True,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
@@ -176,6 +186,15 @@ class MemoryStore(AsyncClosing):
         """The semantic index configuration, or None for keyword search."""
         return self._index
 
+    @property
+    def search_mode(self) -> Literal["semantic", "keyword"]:
+        """How ``search(query=...)`` ranks: ``"semantic"`` (an index) or ``"keyword"`` only.
+
+        ``"keyword"`` means no embedder is configured (the default without the ``embeddings``
+        extra): queries match words, through the database's full-text index.
+        """
+        return "keyword" if self._index is None else "semantic"
+
     def _check(self, method: str) -> None:
         if self._state is MemoryStoreState.CLOSED:
             raise SessionClosedError(f"MemoryStore.{method}() was called after aclose()")
@@ -217,7 +236,8 @@ class MemoryStore(AsyncClosing):
         embedding = await self._embed(value, index)
         now = self._clock()
         expires_at = None if seconds is None else now + seconds
-        record = Record(stored_namespace, key, text, now, expires_at, seconds, embedding)
+        words = searchable_text(value) if self._words else None
+        record = Record(stored_namespace, key, text, now, expires_at, seconds, embedding, words)
         await self._backend.put(record)
 
     async def _embed(
@@ -290,8 +310,9 @@ class MemoryStore(AsyncClosing):
         Args:
             namespace_prefix: ``("users", "alice")`` searches that namespace and those below it,
                 never ``("users", "alice2")``; ``()`` searches everything.
-            query: Rank by meaning (with an index) or by shared words (without one); only
-                matching memories are returned then, best first. None or "": newest first.
+            query: Rank by meaning (with an index: every memory, nearest first) or by words
+                (without one: the memories that hold a query word or a word starting like it,
+                best first). None or "": newest first.
             filter: Conditions on value keys: ``{"kind": "preference"}``, or operators like
                 ``{"stars": {"$gte": 4}}`` ($eq, $ne, $gt, $gte, $lt, $lte, $in, $nin).
             limit: At most this many results.
@@ -320,7 +341,7 @@ class MemoryStore(AsyncClosing):
         elif not query:
             found = await self._reader.listing(page)
         elif self._index is None:
-            found = await self._reader.keywords(page, query)
+            found = await self._reader.keywords(page, query, indexed=self._words)
         else:
             found = await self._reader.semantic(page, query)
         if refresh_ttl and found:
@@ -375,4 +396,9 @@ class MemoryStore(AsyncClosing):
         self._state = MemoryStoreState.CLOSED
         if self._finalizer is not None:
             self._finalizer.detach()
-        await self._backend.aclose()
+        try:
+            close = getattr(self._index and self._index["embed"], "aclose", None)
+            if close is not None and self._owns_embedder:
+                await close()
+        finally:
+            await self._backend.aclose()

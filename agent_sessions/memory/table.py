@@ -17,15 +17,23 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
+    inspect,
+    text,
+    update,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .fulltext import backfill
 from .keys import KEY_MAX, NAMESPACE_MAX, SEPARATOR
-from .schema import index_name
+from .schema import fts_table, index_name, sqlite_fulltext_statements
 
-__all__ = ["memory_table"]
+__all__ = ["PG_DOCUMENT", "add_fulltext", "memory_table"]
+
+PG_DOCUMENT = "to_tsvector('english', coalesce(search_text, ''))"
+"""What PostgreSQL's GIN index holds; a query must use the same expression to use it."""
 
 
 class _ExactText(TypeDecorator[str]):
@@ -116,8 +124,47 @@ def memory_table(name: str, metadata: MetaData | None = None) -> Table:
         Column("expires_at", Double(), nullable=True),
         Column("ttl", Double(), nullable=True),
         Column("embedding", _VECTORS, nullable=True),
+        Column("search_text", _VALUE, nullable=True),
         UniqueConstraint("namespace", "key", name=index_name("uq", name)),
         Index(index_name("idx_expires", name), "expires_at"),
         Index(index_name("idx_recent", name), "namespace", "updated_at", "id"),
         mysql_charset="utf8mb4",
     )
+
+
+def add_fulltext(conn: Connection, table: Table) -> None:
+    """Upgrade a memories table to version 2: ``search_text``, its index, and its words.
+
+    Idempotent (each step checks what is there), because MariaDB commits every DDL statement
+    by itself: a crash half way is finished by the next start. Existing rows get their words
+    once; an undecodable value keeps NULL.
+    """
+    name, dialect = table.name, conn.dialect.name
+    if "search_text" not in {column["name"] for column in inspect(conn).get_columns(name)}:
+        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN search_text {_TEXT_DDL[dialect]}"))
+    rows = conn.execute(text(f"SELECT id, value FROM {name} WHERE search_text IS NULL")).all()
+    words = backfill((int(row_id), str(value)) for row_id, value in rows)
+    if words:
+        upgrade = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values(search_text=bindparam("words"))
+        )
+        conn.execute(upgrade, [{"words": w, "row_id": i} for w, i in words])
+    # The index comes last: SQLite's triggers must never see a row its index has not seen.
+    index = index_name("idx_fts", name)
+    if dialect == "sqlite":
+        if not conn.execute(
+            text("SELECT 1 FROM sqlite_master WHERE name = :fts"), {"fts": fts_table(name)}
+        ).first():
+            for statement in sqlite_fulltext_statements(name):
+                conn.execute(text(statement))
+    elif dialect == "postgresql":
+        conn.execute(
+            text(f"CREATE INDEX IF NOT EXISTS {index} ON {name} USING GIN ({PG_DOCUMENT})")
+        )
+    elif index not in {found["name"] for found in inspect(conn).get_indexes(name)}:
+        conn.execute(text(f"ALTER TABLE {name} ADD FULLTEXT INDEX {index} (search_text)"))
+
+
+_TEXT_DDL = {"sqlite": "TEXT", "postgresql": "TEXT", "mysql": "LONGTEXT", "mariadb": "LONGTEXT"}

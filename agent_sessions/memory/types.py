@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, Required, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Required, Union
 
 from typing_extensions import TypedDict
 
+if TYPE_CHECKING:
+    from .fulltext import Term
+
 __all__ = [
     "EmbedFunction",
+    "FullTextBackend",
     "Hint",
     "IndexConfig",
     "MemoryBackend",
@@ -87,7 +91,11 @@ class Hint(NamedTuple):
 
 
 class Record(NamedTuple):
-    """A memory ready to be written: every field validated and encoded."""
+    """A memory ready to be written: every field validated and encoded.
+
+    ``words`` is what keyword search finds it by (its string values), or None to keep it out
+    of the full-text index (an encrypted value whose words must not be stored).
+    """
 
     namespace: str
     key: str
@@ -96,6 +104,7 @@ class Record(NamedTuple):
     expires_at: float | None
     ttl: float | None
     embedding: bytes | None
+    words: str | None = None
 
 
 class Row(NamedTuple):
@@ -108,6 +117,21 @@ class Row(NamedTuple):
     created_at: float
     updated_at: float
     embedding: bytes | None = None
+
+
+class FullTextBackend(Protocol):
+    """A backend that can answer keyword queries from its database's full-text index.
+
+    Optional: the store calls ``fulltext`` when a backend has it, and otherwise (or when it
+    returns None) ranks a scan of the scope itself.
+    """
+
+    async def fulltext(self, prefix: str, terms: Sequence[Term], now: float) -> list[Row] | None:
+        """Return the live memories under ``prefix`` whose ``words`` match any term, best first.
+
+        None means this query cannot be answered from the index (the store scans instead).
+        """
+        ...
 
 
 class MemoryBackend(Protocol):

@@ -10,7 +10,8 @@ import pytest
 from agent_sessions.errors import EmbeddingError, InvalidFilterError, InvalidNamespaceError
 from agent_sessions.memory import vectors
 from agent_sessions.memory.embed import HashingEmbedder, embed_texts, texts_at
-from agent_sessions.memory.filter import compile_filter, keyword_score, query_words
+from agent_sessions.memory.filter import compile_filter
+from agent_sessions.memory.fulltext import query_terms, term_score
 from agent_sessions.memory.keys import (
     decode_namespace,
     encode_namespace,
@@ -95,11 +96,12 @@ def test_bad_filter_is_refused(spec: object) -> None:
 
 def test_keyword_score_counts_meaningful_words() -> None:
     """Scores the share of the query's non-trivial words found in the value's strings."""
-    words = query_words("What tests does Alice use?")
-    assert words == {"test", "alice"}
-    assert keyword_score(words, {"text": "Alice writes tests", "n": 3}) == 1.0
-    assert keyword_score(words, {"notes": ["alice"]}) == 0.5
-    assert keyword_score(words, {"text": "nothing"}) == 0.0
+    terms = query_terms("What tests does Alice use?")
+    assert [term.word for term in terms] == ["tests", "alice"]
+    assert term_score(terms, {"text": "Alice writes tests", "n": 3}) == 1.0
+    assert term_score(terms, {"notes": ["alice"]}) == 0.5
+    assert term_score(terms, {"text": "nothing"}) == 0.0
+    assert term_score(terms, {"tests": "keys are not words"}) == 0.0
 
 
 def test_texts_at_follows_paths() -> None:
