@@ -18,6 +18,10 @@ branch-aware SQL run inline on one connection with no session layer (``raw_advan
 only advanced class the SDK has), with our plain ``SQLAlchemySession`` on URL as the third column
 (``advanced_sqlalchemy_suite.py``).
 
+``--backend redis [--url redis://...]`` runs chat, concurrent, long_read, undo and growth on our
+``RedisSession`` vs the SDK's, with the redis client running our store's commands as the floor
+(``redis_suite.py``; default URL ``redis://127.0.0.1:6379/0``).
+
 ``--backend encrypted`` runs chat, concurrent, long_read and undo on our ``EncryptedSession`` over
 our ``SQLiteSession`` vs the SDK's ``EncryptedSession`` over its ``SQLiteSession`` (same key, same
 TTL), with our unencrypted ``SQLiteSession`` as the third column: the cost of encryption.
@@ -300,6 +304,28 @@ def _advanced_sqlalchemy_suite(
     return {"meta": meta, "results": summaries}, [note]
 
 
+def _redis_suite(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    import redis_suite as suite
+
+    url = args.url or "redis://127.0.0.1:6379/0"
+    meta = suite.header(url, args.repeat, args.quick)
+    print(" | ".join(f"{key} {value}" for key, value in meta.items()))
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        params = QUICK[name] if args.quick else {}
+        runs, errors = suite.run_workload(name, args.repeat, params, url)
+        summaries[name] = summarize(name, runs, errors)
+    print()
+    print("\n".join(table(summaries, suite.COLUMNS, suite.RATIOS)))
+    note = (
+        "ours and SDK: RedisSession(id, redis_client=client, key_prefix=prefix), one client per "
+        "run; raw: that client running our store's commands (LRANGE, our Lua scripts) with no "
+        "session layer."
+    )
+    return {"meta": meta, "results": summaries}, [note]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -312,11 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp-dir", help="where the database files go (default: system temp)")
     parser.add_argument(
         "--backend",
-        choices=("sqlite", "sqlalchemy", "advanced", "advanced-sqlalchemy", "encrypted"),
+        choices=("sqlite", "sqlalchemy", "advanced", "advanced-sqlalchemy", "encrypted", "redis"),
         default="sqlite",
         help="sqlite: SQLiteSession (the default); sqlalchemy: SQLAlchemySession on --url; "
         "advanced: AdvancedSQLiteSession; advanced-sqlalchemy: AdvancedSQLAlchemySession on "
-        "--url; encrypted: EncryptedSession",
+        "--url; encrypted: EncryptedSession; redis: RedisSession (--url, default local)",
     )
     parser.add_argument(
         "--url", help="async SQLAlchemy URL (with --backend sqlalchemy or advanced-sqlalchemy)"
@@ -346,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     on_url = args.backend in ("sqlalchemy", "advanced-sqlalchemy")
     if on_url and not args.url:
         parser.error(f"--backend {args.backend} needs --url")
-    if not on_url and (args.url or args.engine_kwargs):
+    if args.backend == "redis" and args.engine_kwargs:
+        parser.error("--engine-kwargs goes with --backend sqlalchemy or advanced-sqlalchemy")
+    if not on_url and args.backend != "redis" and (args.url or args.engine_kwargs):
         parser.error(
             "--url and --engine-kwargs go with --backend sqlalchemy or advanced-sqlalchemy"
         )
@@ -358,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             "advanced": _table_suite,
             "advanced-sqlalchemy": _advanced_sqlalchemy_suite,
             "encrypted": _table_suite,
+            "redis": _redis_suite,
         }[args.backend]
         report, notes = suite(args, names)
     except ValueError as exc:

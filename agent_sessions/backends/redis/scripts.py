@@ -9,7 +9,29 @@ server is out of memory, instead of failing it halfway through.
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CLEAR", "RESTORE", "SPLICE", "TAIL"]
+__all__ = ["APPEND", "CLEAR", "READ", "RESTORE", "SPLICE", "TAIL"]
+
+# Reads return values packed into two strings (their byte lengths, comma-separated, and their
+# concatenation): redis-py parses a reply element by element in Python, ~20 us each, so one
+# string for twenty values makes a read of recent history several times faster.
+_PACK = """
+local function pack(values)
+  local lens = {}
+  for i = 1, #values do lens[i] = #values[i] end
+  return table.concat(lens, ','), table.concat(values)
+end
+"""
+
+READ = (
+    "#!lua flags=no-writes\n"
+    + _PACK
+    + """
+-- KEYS: the list. ARGV: the first index to return (0 for all, -n for the newest n)
+local lens, blob = pack(redis.call('LRANGE', KEYS[1], tonumber(ARGV[1]), -1))
+return {lens, blob}
+"""
+)
+"""The newest values of the list (all of them from index 0), packed."""
 
 _TYPES = """
 local function wrong(key, want)
@@ -56,17 +78,18 @@ return 1
 TAIL = (
     "#!lua flags=no-writes\n"
     + _TYPES
+    + _PACK
     + """
 -- ARGV: n (how many newest items; 0 for all)
 local n = tonumber(ARGV[1])
 local total = redis.call('LLEN', KEYS[2])
 local first = 0
 if n > 0 and n < total then first = total - n end
-return {total, redis.call('LRANGE', KEYS[2], first, -1),
-        redis.call('HGET', KEYS[1], 'created_at')}
+local lens, blob = pack(redis.call('LRANGE', KEYS[2], first, -1))
+return {total, lens, blob, redis.call('HGET', KEYS[1], 'created_at')}
 """
 )
-"""The list's length, its newest ``n`` items, and the record's ``created_at`` (one snapshot)."""
+"""The list's length, its newest ``n`` items (packed), and the record's ``created_at``."""
 
 _SWAP = """
 local function swap(start, out)

@@ -36,7 +36,7 @@ __all__ = ["RedisStore", "SessionKeys", "row_id", "row_position"]
 T = TypeVar("T")
 
 _HASH_BITS = 160
-_POP_WINDOW = 16
+_POP_WINDOW = 4
 """How many newest rows a pop reads first; it widens the window past undecodable ones."""
 
 
@@ -60,6 +60,30 @@ def as_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return "\x00invalid UTF-8: " + raw.decode("utf-8", "replace")
+
+
+def unpack(lens: bytes, blob: bytes) -> list[bytes]:
+    """The values a read script packed: split ``blob`` at the comma-separated byte lengths."""
+    if not lens:
+        return []
+    values: list[bytes] = []
+    position = 0
+    for length in map(int, lens.split(b",")):
+        values.append(blob[position : position + length])
+        position += length
+    return values
+
+
+def _texts(lens: bytes, blob: bytes) -> list[str]:
+    if not blob.isascii():  # offsets count bytes: slice bytes, then decode each value
+        return [as_text(raw) for raw in unpack(lens, blob)]
+    text = blob.decode("ascii")
+    texts: list[str] = []
+    position = 0
+    for length in map(int, lens.split(b",")) if lens else ():
+        texts.append(text[position : position + length])
+        position += length
+    return texts
 
 
 class SessionKeys:
@@ -90,6 +114,7 @@ class _Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
 
+_READ = _Script(scripts.READ)
 _APPEND = _Script(scripts.APPEND)
 _TAIL = _Script(scripts.TAIL)
 _SPLICE = _Script(scripts.SPLICE)
@@ -162,9 +187,15 @@ class RedisStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _script(
-        self, script: _Script, keys: SessionKeys, args: Sequence[Any], *, write: bool
+        self,
+        script: _Script,
+        keys: SessionKeys | tuple[str, ...],
+        args: Sequence[Any],
+        *,
+        write: bool,
     ) -> Any:
-        head = (len(keys.all()), *keys.all(), *args)
+        names = keys.all() if isinstance(keys, SessionKeys) else keys
+        head = (len(names), *names, *args)
         try:
             return await self._send(("EVALSHA", script.sha, *head), retry=not write)
         except NoScriptError:
@@ -187,14 +218,14 @@ class RedisStore:
         start = 0 if limit is None else -limit
         with _translated("read"):
             key = self.keys(session_id).messages
-            raw = await self._send(("LRANGE", key, start, -1), retry=True)
-        return [as_text(value) for value in raw]
+            lens, blob = await self._script(_READ, (key,), (start,), write=False)
+        return _texts(lens, blob)
 
     async def _snapshot(self, keys: SessionKeys, newest: int) -> tuple[int, list[bytes], Any]:
         """The list's length, its newest ``newest`` values (0: all), and the record's mark."""
         with _translated("read"):
-            total, values, created = await self._script(_TAIL, keys, (newest,), write=False)
-        return int(total), list(values), created
+            total, lens, blob, created = await self._script(_TAIL, keys, (newest,), write=False)
+        return int(total), unpack(lens, blob), created
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the session's newest row, in one script."""
