@@ -223,16 +223,25 @@ class Chain:
             The texts, newest first; None if the branch's chain must be walked.
         """
         want = NO_LIMIT if limit is None else limit
-        if branch == MAIN:  # main always exists and never has a parent
-            statement = self.seg.texts.main
-        elif branch is None and session_id not in self._off_main:
-            statement = self.sql.main_texts
-        else:
+        statement = self.main_statement(session_id, branch)
+        if statement is None:
             return None
         found = [
             row[0] for row in conn.execute(statement, _params(session_id, NO_CUTOFF, want, MAIN))
         ]
         return found if found or branch == MAIN else None
+
+    def main_statement(self, session_id: str, branch: str | None) -> str | None:
+        """Return the one statement :meth:`read_main` runs, or None if the chain must be walked.
+
+        Its parameters are a :class:`SegmentParams` (``below``: :data:`NO_CUTOFF`, ``branch``:
+        ``main``); it returns texts newest first, none if another branch is current.
+        """
+        if branch == MAIN:  # main always exists and never has a parent
+            return self.seg.texts.main
+        if branch is None and session_id not in self._off_main:
+            return self.sql.main_texts
+        return None
 
     def read_walk(
         self, conn: Connection, session_id: str, branch: str | None, limit: int | None

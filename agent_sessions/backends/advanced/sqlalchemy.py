@@ -33,8 +33,10 @@ from .chain import Chain
 from .db import Connection
 from .flavor import Flavor, flavor_of
 from .ops import BranchOps
+from .pg import PgStatements
+from .segments import NO_LIMIT
 from .session import AdvancedSession
-from .sql import AdvancedStatements
+from .sql import MAIN, NO_CUTOFF, AdvancedStatements
 from .tables import create_branch_tables, find_branch_tables
 from .write import BaseStatements, Schema, Writer
 
@@ -107,8 +109,10 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         self._clears = ClearLog()
         self._found = False  # whether the statements point at this database's branch tables
         self._snapshots = engine
+        self._pg: PgStatements | None = None
         if self._flavor.name == "postgresql":
             self._snapshots = engine.execution_options(isolation_level="REPEATABLE READ")
+            self._pg = PgStatements(self._adv, self._names.sessions)
 
     def _classify(self, text: str) -> tuple[str, str | None]:
         return self._chain.classify_text(text)
@@ -180,17 +184,27 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         Raises:
             ValueError: the branch does not exist.
         """
-        if self._flavor.name != "postgresql":
+        pg = self._pg
+        if pg is None or not self._fast_path():
             return await super().read_branch(session_id, branch, limit)
-
-        async def main() -> list[str] | None:
-            async with self._autocommit.connect() as conn:
-                await self._find_tables(conn)
-                return await conn.run_sync(
-                    self._bridged(lambda c: self._chain.read_main(c, session_id, branch, limit))
-                )
-
-        found = await self._call("read", main)
+        found: list[str] | None = None
+        statement = self._chain.main_statement(session_id, branch)
+        if statement is not None:
+            want = NO_LIMIT if limit is None else limit
+            rows = await self._on_driver(
+                "read", lambda c: c.fetch(pg.read_linear, session_id, want)
+            )
+            if rows:
+                found = [row[0] for row in rows]
+                found.reverse()
+                return found
+            sql = pg.segment(statement)
+            rows = await self._on_driver(
+                "read", lambda c: c.fetch(sql, session_id, NO_CUTOFF, want, MAIN)
+            )
+            found = [row[0] for row in rows]
+            if not found and branch != MAIN:
+                found = None  # another branch is current, or main is empty: walk the chain
         if found is None:
             found = await self._read_call(
                 "read", lambda c: self._chain.read_walk(c, session_id, branch, limit)
@@ -199,7 +213,26 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         return found
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
-        """Store rows on the current branch, with their turn metadata, in one transaction."""
+        """Store rows on the current branch, with their turn metadata, in one transaction.
+
+        On PostgreSQL one statement does it if nothing changed the session meanwhile (see
+        :mod:`.pg`); otherwise, and on the other databases, the portable transaction does.
+        """
+        pg = self._pg
+        if pg is not None and texts and self._fast_path():
+            kinds, tools, users, seen = [], [], [], 0
+            for text in texts:
+                kind, tool = self._chain.classify_text(text)
+                seen += kind == "user"
+                kinds.append(kind)
+                tools.append(tool)
+                users.append(seen)
+            rows = list(texts)
+            stored = await self._on_driver(
+                "append", lambda c: c.fetchval(pg.append, session_id, rows, kinds, tools, users)
+            )
+            if stored == len(rows):
+                return
         batch = [(session_id, texts)]
         await self._write_call("append", session_id, lambda conn: self._writer.write(conn, batch))
 

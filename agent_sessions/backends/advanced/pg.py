@@ -1,0 +1,143 @@
+"""PostgreSQL's hot paths of an advanced store as asyncpg SQL: one round trip per chat call.
+
+A chat turn is ``get_items()`` then ``add_items()``. The portable path runs each through
+SQLAlchemy's ``run_sync`` as several statements in a transaction (BEGIN, the session's lock, the
+head, the newest turn, the next sequence number, the rows, their structure rows, COMMIT). Here:
+
+- the read of a session with no branch but ``main`` is the plain store's read of its rows with
+  three index probes that no other branch exists; a read of ``main`` when there are others is
+  the portable path's one statement; both are sent by asyncpg itself;
+- the append is one statement: it reads the head, the newest turn and the newest sequence
+  number, takes the session row's lock, and inserts the rows and their structure rows.
+
+One statement sees one snapshot, taken before it waits for any lock, so what it read may be
+stale by the time it holds the session row: a writer that committed in between would be missed
+and two batches would share turn and sequence numbers. It does not read then write blindly: the
+session row is updated only if it is still the version the snapshot saw (its ``xmin``). Every
+writer of a session changes that row (an append upserts it, every other write locks it with an
+``UPDATE``), so a writer that committed after the snapshot leaves the row at another version,
+the ``UPDATE`` (which re-checks its condition on the newest version once the lock is free)
+matches nothing, and nothing is inserted. A session with no row yet is created with
+``ON CONFLICT DO NOTHING``, which likewise inserts nothing if another writer created it. The
+statement reports how many rows it stored; with none, the caller runs the portable path, which
+takes the lock before it reads. That path also serves what the statement does not cover: a
+branch holding no rows of its own yet (its turn is its parent's) and a newest row that a plain
+session wrote (its turn is counted).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .sql import MAIN, AdvancedStatements
+
+__all__ = ["PgStatements"]
+
+_NAMED = re.compile(r"(?<![:\w]):(session|below|limit|branch)\b")
+_POSITION = {"session": "$1", "below": "$2", "limit": "$3", "branch": "$4"}
+
+
+def _numbered(sql: str) -> str:
+    """Spell a segment statement's four named parameters as asyncpg's ``$1``...``$4``."""
+    return _NAMED.sub(lambda match: _POSITION[match.group(1)], sql)
+
+
+class PgStatements:
+    """The asyncpg statements of one pair of tables (names validated by ``AdvancedStatements``).
+
+    Args:
+        sql: The branch tables' statements, bound to the pair's own tables.
+        sessions: The sessions table.
+    """
+
+    def __init__(self, sql: AdvancedStatements, sessions: str) -> None:
+        m, n = sql.tables.messages, sql.n
+        st, br, cur = n.structure, n.branches, n.current
+        self._driver: dict[str, str] = {}
+        # No branch but main, none of ours (a branch row) nor another class's (a structure row
+        # on another branch; two index ranges, as `<>` would scan the session's records):
+        # then main's history is every row of the session, read as the plain store reads it.
+        self.read_linear = (
+            f"SELECT r.message_data FROM {m} r WHERE r.session_id = $1 "
+            f"AND NOT EXISTS (SELECT 1 FROM {br} b WHERE b.session_id = $1 "
+            f"AND b.branch_id <> '{MAIN}') "
+            f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1 "
+            f"AND x.branch_id < '{MAIN}') "
+            f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1 "
+            f"AND x.branch_id > '{MAIN}') "
+            "ORDER BY r.id DESC LIMIT $2"
+        )
+        """The newest ``$2`` texts of session ``$1``, newest first, if it has no branch but
+        ``main``; none otherwise (or if it is empty)."""
+        self.append = f"""
+WITH snap AS (SELECT xmin::text AS version FROM {sessions} WHERE session_id = $1),
+head AS (
+    SELECT CASE WHEN c.branch_id IS NULL OR c.branch_id = '{MAIN}' THEN '{MAIN}'
+        WHEN EXISTS (SELECT 1 FROM {br} b WHERE b.session_id = $1 AND b.branch_id = c.branch_id)
+            OR EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1
+                       AND x.branch_id = c.branch_id) THEN c.branch_id
+        ELSE '{MAIN}' END AS branch
+    FROM (SELECT 1 AS one) o LEFT JOIN {cur} c ON c.session_id = $1
+),
+base AS (
+    SELECT h.branch, CASE WHEN h.branch = '{MAIN}' THEN coalesce((
+        SELECT coalesce(s.user_turn_number, -1) FROM {m} r
+        LEFT JOIN {st} s ON s.message_id = r.id AND s.branch_id = '{MAIN}'
+        WHERE r.session_id = $1 AND (s.id IS NOT NULL
+            OR NOT EXISTS (SELECT 1 FROM {st} x WHERE x.message_id = r.id))
+        ORDER BY r.id DESC LIMIT 1), 0)
+    ELSE (SELECT coalesce(s.user_turn_number, -1) FROM {st} s
+        WHERE s.session_id = $1 AND s.branch_id = h.branch
+        ORDER BY s.message_id DESC LIMIT 1) END AS turn,
+    (SELECT coalesce(max(q.sequence_number), 0) FROM {st} q WHERE q.session_id = $1) AS seq
+    FROM head h
+),
+locked AS (
+    UPDATE {sessions} SET updated_at = CURRENT_TIMESTAMP
+    WHERE session_id = $1 AND xmin::text = (SELECT version FROM snap)
+    AND (SELECT turn FROM base) >= 0
+    RETURNING session_id
+),
+created AS (
+    INSERT INTO {sessions} (session_id) SELECT $1
+    WHERE NOT EXISTS (SELECT 1 FROM snap) AND (SELECT turn FROM base) >= 0
+    ON CONFLICT (session_id) DO NOTHING RETURNING session_id
+),
+owner AS (SELECT session_id FROM locked UNION ALL SELECT session_id FROM created),
+main_row AS (
+    INSERT INTO {br} (session_id, branch_id, parent_id, inherit_below)
+    SELECT o.session_id, '{MAIN}', NULL, 0 FROM owner o, base b WHERE b.branch = '{MAIN}'
+    ON CONFLICT (session_id, branch_id) DO NOTHING
+),
+rows AS (
+    INSERT INTO {m} (session_id, message_data)
+    SELECT o.session_id, item.data FROM owner o,
+        unnest($2::text[]) WITH ORDINALITY AS item(data, position)
+    ORDER BY item.position RETURNING id
+),
+numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS position FROM rows),
+records AS (
+    INSERT INTO {st} (session_id, message_id, branch_id, message_type, sequence_number,
+        user_turn_number, branch_turn_number, tool_name)
+    SELECT $1, r.id, b.branch, k.kind, b.seq + r.position, b.turn + k.users,
+        b.turn + k.users, k.tool
+    FROM numbered r
+    JOIN unnest($3::text[], $4::text[], $5::int[]) WITH ORDINALITY AS k(kind, tool, users, position)
+        ON k.position = r.position
+    CROSS JOIN base b
+    RETURNING 1
+)
+SELECT count(*) FROM records"""
+        """Store ``$2`` (texts) with their types ``$3``, tool names ``$4`` and the user
+        messages up to each ``$5`` on the current branch; returns how many it stored (0: the
+        caller runs the portable path)."""
+
+    def segment(self, sql: str) -> str:
+        """Return a segment statement in asyncpg's form, made once per statement.
+
+        ``:session``, ``:below``, ``:limit`` and ``:branch`` become ``$1`` to ``$4``.
+        """
+        found = self._driver.get(sql)
+        if found is None:
+            found = self._driver[sql] = _numbered(sql)
+        return found
