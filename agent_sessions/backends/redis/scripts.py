@@ -27,7 +27,7 @@ READ = (
     + _PACK
     + """
 -- KEYS: the list. ARGV: the first index to return (0 for all, -n for the newest n)
-local lens, blob = pack(redis.call('LRANGE', KEYS[1], tonumber(ARGV[1]), -1))
+local lens, blob = pack(redis.call('LRANGE', KEYS[1], ARGV[1], -1))
 return {lens, blob}
 """
 )
