@@ -307,3 +307,21 @@ async def test_a_decode_responses_client_reads_bytes_the_same(prefix: str) -> No
     assert await session.pop_item() == TURN[-1]
     await session.aclose()
     await made.aclose()
+
+
+async def test_a_pop_after_another_clients_append_pops_the_newest(prefix: str) -> None:
+    """A pop never takes the row its store saw last if another client appended after it."""
+    first, second = aioredis.from_url(redis_url()), aioredis.from_url(redis_url())
+    ours = RedisSession("stale", redis_client=first, key_prefix=prefix)
+    other = RedisSession("stale", redis_client=second, key_prefix=prefix)
+    await ours.add_items([msg("a"), msg("b")])
+    await other.add_items([msg("c")])
+    assert await ours.pop_item() == msg("c")
+    assert await other.pop_item() == msg("b")
+    await other.add_items([msg("d")])
+    assert await ours.pop_item() == msg("d")
+    assert await ours.pop_item() == msg("a")
+    assert await ours.pop_item() is None
+    for session, made in ((ours, first), (other, second)):
+        await session.aclose()
+        await made.aclose()

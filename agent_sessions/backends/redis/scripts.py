@@ -70,10 +70,13 @@ APPEND = (
 -- ARGV: session_id, ttl_ms ('' for none), texts...
 push(KEYS[2], ARGV, 3, #ARGV)
 touch(ARGV[1], ARGV[2])
-return 1
+return {redis.call('LLEN', KEYS[2]), redis.call('HGET', KEYS[1], 'created_at')}
 """
 )
-"""Append texts after the newest item; create the session record; refresh the TTL."""
+"""Append texts after the newest item, create the session record, refresh the TTL.
+
+Returns the list's new length and the record's ``created_at``.
+"""
 
 TAIL = (
     "#!lua flags=no-writes\n"
@@ -128,10 +131,15 @@ for i = m + 7, #ARGV, 2 do
 end
 swap(start, out)
 if ARGV[m + 5] == '1' then touch(ARGV[m + 6], ARGV[m + 4]) end
-return 1
+return {redis.call('LLEN', KEYS[2]), redis.call('LINDEX', KEYS[2], -1),
+        redis.call('HGET', KEYS[1], 'created_at')}
 """
 )
-"""Replace the items from ``start`` to the end if they are still exactly the ones read."""
+"""Replace the items from ``start`` to the end if they are still exactly the ones read.
+
+Returns 0 if they are not; else the list's new length, its newest value and the record's
+``created_at`` (so that the next pop of the same session can go straight to this script).
+"""
 
 RESTORE = (
     "#!lua\n"

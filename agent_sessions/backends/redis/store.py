@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +39,8 @@ T = TypeVar("T")
 _HASH_BITS = 160
 _POP_WINDOW = 4
 """How many newest rows a pop reads first; it widens the window past undecodable ones."""
+_TAILS = 1024
+"""How many sessions' last known tails a store remembers (see ``RedisStore._tails``)."""
 
 
 def row_id(position: int, raw: bytes) -> int:
@@ -161,6 +164,10 @@ class RedisStore:
         self._owns_client = owns_client
         self._state = _State.OPEN
         self._clears = ClearLog()
+        # What this store last saw at the end of a session's list, after its own append or pop:
+        # (length, newest value, record's created_at). A pop tries it first, in one round trip;
+        # the script checks it, so a stale entry only costs the usual read.
+        self._tails: OrderedDict[str, tuple[int, bytes, Any]] = OrderedDict()
 
     def keys(self, session_id: str) -> SessionKeys:
         """The keys a session's data lives under."""
@@ -230,10 +237,22 @@ class RedisStore:
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the session's newest row, in one script."""
         self._check_open("append")
+        self._tails.pop(session_id, None)
         with _translated("append"):
-            await self._script(
+            total, created = await self._script(
                 _APPEND, self.keys(session_id), (session_id, self._ttl_arg, *texts), write=True
             )
+        if texts:
+            self._remember(session_id, int(total), texts[-1].encode(), created)
+
+    def _remember(self, session_id: str, total: int, newest: Any, created: Any) -> None:
+        if newest is None or total < 1:
+            self._tails.pop(session_id, None)
+            return
+        self._tails[session_id] = (total, bytes(newest), created)
+        self._tails.move_to_end(session_id)
+        if len(self._tails) > _TAILS:
+            self._tails.popitem(last=False)
 
     async def _splice(
         self,
@@ -250,8 +269,14 @@ class RedisStore:
         args += ["1" if refresh else "0", session_id]
         for kind, value in out:
             args += (kind, value)
+        self._tails.pop(session_id, None)
         with _translated("write"):
-            return bool(await self._script(_SPLICE, keys, args, write=True))
+            reply = await self._script(_SPLICE, keys, args, write=True)
+        if not reply:
+            return False
+        total, newest, created = reply
+        self._remember(session_id, int(total), newest, created)
+        return True
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row that ``decode`` accepts, in one script."""
@@ -264,6 +289,11 @@ class RedisStore:
         """Remove the newest rows down to the first item ``stop`` accepts, in one script."""
         self._check_open("pop")
         keys = self.keys(session_id)
+        known = self._tails.get(session_id)
+        if known is not None:
+            taken = await self._pop_known(keys, session_id, known, decode, stop)
+            if taken:
+                return taken
         window = _POP_WINDOW
         while True:
             total, values, created = await self._snapshot(keys, window)
@@ -290,6 +320,27 @@ class RedisStore:
                 record = None if created is None else bytes(created)
                 return with_mark(taken, self._clears.mark(session_id, record))
 
+    async def _pop_known(
+        self,
+        keys: SessionKeys,
+        session_id: str,
+        known: tuple[int, bytes, Any],
+        decode: Callable[[str], T | None],
+        stop: Callable[[T], bool],
+    ) -> list[Popped[T]]:
+        """Pop the newest row as this store last saw it, if it is the row ``stop`` wants."""
+        total, raw, created = known
+        taker: Taker[T] = Taker(decode, stop)
+        if not taker.feed(row_id(total, raw), as_text(raw)):
+            return []
+        hashes = [hashlib.sha1(raw).hexdigest()]  # noqa: S324
+        if not await self._splice(
+            keys, session_id, total=total, start=total, hashes=hashes, out=[], refresh=False
+        ):
+            return []
+        record = None if created is None else bytes(created)
+        return with_mark(taker.result(), self._clears.mark(session_id, record))
+
     async def restore(self, session_id: str, popped: Sequence[Popped[Any]]) -> None:
         """Put popped rows back at their positions, unless the session was cleared since."""
         self._check_open("restore")
@@ -301,6 +352,7 @@ class RedisStore:
         args: list[object] = [seen]
         for row in rows:
             args += (row_position(row.row_id), row.text)
+        self._tails.pop(session_id, None)
         with _translated("restore"):
             await self._script(_RESTORE, self.keys(session_id), args, write=True)
 
@@ -340,6 +392,7 @@ class RedisStore:
     async def clear(self, session_id: str) -> None:
         """Delete the session's keys, in one script."""
         self._check_open("clear")
+        self._tails.pop(session_id, None)
         with _translated("clear"):
             await self._script(_CLEAR, self.keys(session_id), (), write=True)
         self._clears.note(session_id)
