@@ -3,7 +3,8 @@
 Usage: ``python benchmarks/readme_figures.py [--repeat 5] [--url postgresql+asyncpg://...]``
 
 It runs each suite of ``run.py`` (SQLite, SQLAlchemy on PostgreSQL, AdvancedSQLiteSession,
-AdvancedSQLAlchemySession on PostgreSQL, EncryptedSession) in a subprocess with ``--json``, then
+AdvancedSQLAlchemySession on PostgreSQL, EncryptedSession, RedisSession on the local server) in a
+subprocess with ``--json``, then
 prints the README's table: for each row the median of the per-round ratios (each round runs
 every contender once, interleaved, so a round's ratio compares runs made side by side) and, in
 brackets, the lowest and highest round.
@@ -53,6 +54,9 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ),
     ("`EncryptedSession` over `SQLiteSession` chat", "encrypted", "chat", "ours", "sdk"),
     ("`EncryptedSession` chat, share of unencrypted", "encrypted", "chat", "ours", "plain"),
+    ("`RedisSession` chat", "redis", "chat", "ours", "sdk"),
+    ("`RedisSession` chat, share of the raw client", "redis", "chat", "ours", "raw"),
+    ("`RedisSession` newest 20 of 4,000 items", "redis", "long_read", "ours", "sdk"),
 ]
 """What the README prints; ``ours``/``theirs`` are contender names in ``run.py``'s JSON."""
 
@@ -79,6 +83,7 @@ def suite_args(suite: str, url: str) -> list[str]:
             "chat",
         ],
         "encrypted": ["--backend", "encrypted", "--workloads", "chat"],
+        "redis": ["--backend", "redis", "--workloads", "chat,long_read"],
     }[suite]
 
 
