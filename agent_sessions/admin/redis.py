@@ -1,0 +1,378 @@
+"""RedisDatabase: the administrative view of the sessions a Redis server holds under a prefix.
+
+The sessions are those of :class:`~agent_sessions.RedisSession` and the SDK's ``RedisSession``
+(the same keys). Values are handled as the stored text, never decoded, so encrypted envelopes
+and undecodable values are listed, exported, imported and migrated byte for byte. Exports use
+format version 1 of ``agent_sessions.admin`` (Redis keeps no per-item time, so items carry
+``created_at: null``), which :class:`~agent_sessions.admin.SessionDatabase` imports, and the
+other way round: :func:`copy_between` moves sessions between a SQL database and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import redis.asyncio as aioredis
+
+from ..errors import SessionClosedError, SessionExistsError, SessionNotFoundError, StorageError
+from .catalogue import SessionInfo
+from .db import canonical_time, parse_time
+from .files import ExportTarget, FileFailed, finish, write
+from .jsonl import FORMAT, Begin, End, Item, Stream, Tree, encode, scan_file
+from .rows import Digest, StoredRow
+from .transfer import Conflict, TransferReport
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["RedisDatabase", "copy_between"]
+
+_SUFFIX = ":messages"
+_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+_SNAPSHOT = """
+local values = redis.call('LRANGE', KEYS[2], 0, -1)
+local record = redis.call('HMGET', KEYS[1], 'created_at', 'updated_at')
+return {values, record[1], record[2]}
+"""
+_SIZE = """
+local total, n = 0, 0
+for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do total = total + #v; n = n + 1 end
+local record = redis.call('HMGET', KEYS[1], 'created_at', 'updated_at')
+return {n, total, record[1], record[2]}
+"""
+_WRITE = """#!lua
+-- ARGV: replace ('1'/'0'), session_id, created_at, updated_at, values...
+local exists = redis.call('EXISTS', KEYS[1], KEYS[2]) > 0
+if exists and ARGV[1] ~= '1' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'session_id', ARGV[2], 'created_at', ARGV[3], 'updated_at', ARGV[4])
+for i = 5, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return 1
+"""
+
+
+def _moment(seconds: Any) -> datetime | None:
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(int(seconds), UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _seconds(stamp: str | None, default: int) -> int:
+    moment = parse_time(stamp) if stamp is not None else None
+    return default if moment is None else int(moment.replace(tzinfo=UTC).timestamp())
+
+
+class Exportable(Protocol):
+    """What :func:`copy_between` needs of either side: export and import a JSON Lines file."""
+
+    async def export_jsonl(self, destination: str | os.PathLike[str]) -> TransferReport:
+        """Export every session to a new file."""
+        ...
+
+    async def import_jsonl(
+        self, source: str | os.PathLike[str], *, on_conflict: Conflict = "error"
+    ) -> TransferReport:
+        """Import a file written by ``export_jsonl``."""
+        ...
+
+
+class RedisDatabase:
+    """The sessions a Redis server keeps under ``key_prefix``: list, read, export, import.
+
+    Args:
+        url: A Redis URL, such as ``"redis://localhost:6379/0"``.
+        key_prefix: The sessions' prefix, as given to ``RedisSession``.
+        redis_kwargs: Passed on to ``redis.asyncio.from_url``.
+
+    Example:
+        >>> async def backup() -> None:
+        ...     async with RedisDatabase("redis://localhost:6379/0") as db:
+        ...         await db.export_jsonl("sessions.jsonl")
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "agents:session",
+        redis_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.location = url
+        self.key_prefix = key_prefix
+        self._client = aioredis.from_url(url, **(redis_kwargs or {}))
+        self._closed = False
+
+    async def __aenter__(self) -> RedisDatabase:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection; idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()
+
+    @property
+    def _where(self) -> str:
+        return f"{self.location} under {self.key_prefix!r}"
+
+    def _check(self, method: str) -> None:
+        if self._closed:
+            raise SessionClosedError(f"RedisDatabase.{method}() was called after aclose()")
+
+    def _keys(self, session_id: str) -> tuple[str, str, str]:
+        record = f"{self.key_prefix}:{session_id}"
+        return record, record + _SUFFIX, record + ":counter"
+
+    async def _eval(self, script: str, session_id: str, *args: Any) -> Any:
+        try:
+            return await self._client.eval(script, 3, *self._keys(session_id), *args)
+        except (aioredis.RedisError, OSError) as exc:
+            raise StorageError(f"Redis at {self.location}: {exc}") from exc
+
+    async def session_ids(self) -> list[str]:
+        """Every session's id, in code point order: those with items or a session record."""
+        self._check("session_ids")
+        start = len(self.key_prefix) + 1
+        pattern = self.key_prefix.translate(_GLOB) + ":*"
+        found: set[str] = set()
+        try:
+            async for key in self._client.scan_iter(match=pattern, count=1000, _type="list"):
+                name = key.decode("utf-8", "surrogateescape")
+                if name.endswith(_SUFFIX) and len(name) > start + len(_SUFFIX):
+                    found.add(name[start : -len(_SUFFIX)])
+            async for key in self._client.scan_iter(match=pattern, count=1000, _type="hash"):
+                name = key.decode("utf-8", "surrogateescape")[start:]
+                owner: Any = await self._client.hget(key, "session_id")
+                if isinstance(owner, str):
+                    owner = owner.encode("utf-8", "surrogateescape")
+                if owner is not None and owner.decode("utf-8", "surrogateescape") == name:
+                    found.add(name)
+        except (aioredis.RedisError, OSError) as exc:
+            raise StorageError(f"Redis at {self.location}: {exc}") from exc
+        return sorted(found)
+
+    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        """Each session with its item count, stored bytes and record times, by id."""
+        ids = await self.session_ids()
+        return [await self.session(sid) for sid in ids[:limit]]
+
+    async def session(self, session_id: str) -> SessionInfo:
+        """One session's entry.
+
+        Raises:
+            SessionNotFoundError: it has neither items nor a session record.
+        """
+        self._check("session")
+        items, size, created, updated = await self._eval(_SIZE, session_id)
+        if not items and created is None and updated is None:
+            raise SessionNotFoundError([session_id], self._where)
+        return SessionInfo(
+            session_id=session_id,
+            items=int(items),
+            bytes=int(size),
+            created_at=_moment(created),
+            updated_at=_moment(updated),
+            first_item_at=None,
+            last_item_at=None,
+        )
+
+    async def _snapshot(self, session_id: str) -> tuple[list[str], Any, Any]:
+        values, created, updated = await self._eval(_SNAPSHOT, session_id)
+        texts: list[str] = []
+        for position, raw in enumerate(values, start=1):
+            try:
+                texts.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise StorageError(
+                    f"value {position} of session {session_id!r} is not UTF-8 text; it cannot "
+                    "be exported or shown as text"
+                ) from None
+        return texts, created, updated
+
+    async def rows(self, session_id: str) -> list[StoredRow]:
+        """A session's stored values, oldest first; ``id`` is the position (1 = oldest)."""
+        self._check("rows")
+        texts, _, _ = await self._snapshot(session_id)
+        return [StoredRow(i, text, None) for i, text in enumerate(texts, start=1)]
+
+    async def export_jsonl(
+        self,
+        destination: str | os.PathLike[str],
+        session_ids: Sequence[str] | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> TransferReport:
+        """Export sessions (all if None) to a new JSON Lines file, format version 1.
+
+        Each session is read in one snapshot. The file is written under a temporary name and
+        renamed when complete.
+
+        Raises:
+            SessionNotFoundError: a named session does not exist; nothing was written.
+            FileExistsError: the file exists and ``overwrite`` is False.
+        """
+        self._check("export_jsonl")
+        ids = sorted(set(session_ids)) if session_ids is not None else await self.session_ids()
+        for sid in ids if session_ids is not None else ():
+            await self.session(sid)
+        started = time.perf_counter()
+        target = ExportTarget(Path(destination), None, overwrite=overwrite)
+        try:
+            out = await asyncio.to_thread(target.open)
+        except FileFailed as failed:
+            raise failed.error from None
+        total = 0
+        try:
+            await write(out, encode({"format": FORMAT, "version": 1}) + "\n")
+            for sid in ids:
+                texts, created, updated = await self._snapshot(sid)
+                lines = [_session_line(sid, created, updated)]
+                digest = Digest()
+                for text in texts:
+                    digest.add(text)
+                    lines.append(encode({"type": "item", "created_at": None, "data": text}))
+                end = {"type": "end", "session_id": sid, "items": len(texts)}
+                lines.append(encode({**end, "sha256": digest.hexdigest()}))
+                await write(out, "\n".join(lines) + "\n")
+                total += len(texts)
+            footer = {"type": "footer", "sessions": len(ids), "items": total}
+            await write(out, encode(footer) + "\n")
+            await finish(out, close=True)
+            await asyncio.to_thread(target.commit)
+        except FileFailed as failed:
+            raise failed.error from None
+        finally:
+            with contextlib.suppress(OSError):
+                out.close()
+            target.discard()
+        return TransferReport(len(ids), total, time.perf_counter() - started)
+
+    async def import_jsonl(
+        self, source: str | os.PathLike[str], *, on_conflict: Conflict = "error"
+    ) -> TransferReport:
+        """Import an export file (format 1, or 2 without branch trees), a session per script.
+
+        The whole file is checked first; nothing is written unless it is intact.
+
+        Raises:
+            ExportFormatError: the file is not a complete, intact export.
+            SessionExistsError: sessions exist and ``on_conflict`` is ``error``.
+            ValueError: a session has a branch tree, which Redis sessions cannot hold.
+        """
+        self._check("import_jsonl")
+        path = Path(source)
+        started = time.perf_counter()
+        scanned = await scan_file(path)
+        trees = [entry.session_id for entry in scanned if entry.records]
+        if trees:
+            raise ValueError(
+                f"{len(trees)} session(s) have branch trees ({trees[0]!r} first), which a Redis "
+                "session cannot hold; export them from an advanced database without branches"
+            )
+        if on_conflict == "error":
+            present = set(await self.session_ids()) & {entry.session_id for entry in scanned}
+            if present:
+                raise SessionExistsError(
+                    sorted(present), self._where, "nothing was imported (choose skip or replace)"
+                )
+        report = TransferReport(0, 0, 0.0)
+        now = int(time.time())
+        async for begin, texts in _sessions(path):
+            created = _seconds(begin.created_at, now)
+            args = (
+                "1" if on_conflict == "replace" else "0",
+                begin.session_id,
+                str(created),
+                str(_seconds(begin.updated_at, created)),
+            )
+            existed = on_conflict == "replace" and await self._exists(begin.session_id)
+            if not await self._eval(_WRITE, begin.session_id, *args, *texts):
+                report.skipped.append(begin.session_id)
+                continue
+            if existed:
+                report.replaced.append(begin.session_id)
+            report = TransferReport(
+                report.sessions + 1,
+                report.items + len(texts),
+                0.0,
+                report.skipped,
+                report.replaced,
+            )
+        return TransferReport(
+            report.sessions,
+            report.items,
+            time.perf_counter() - started,
+            report.skipped,
+            report.replaced,
+        )
+
+    async def _exists(self, session_id: str) -> bool:
+        record, messages, _ = self._keys(session_id)
+        return bool(await self._client.exists(record, messages))
+
+
+def _session_line(session_id: str, created: Any, updated: Any) -> str:
+    return encode(
+        {
+            "type": "session",
+            "session_id": session_id,
+            "created_at": canonical_time(_moment(created)),
+            "updated_at": canonical_time(_moment(updated)),
+        }
+    )
+
+
+async def _sessions(path: Path) -> AsyncIterator[tuple[Begin, list[str]]]:
+    """Each session of a checked export file, with its items' texts."""
+    handle = await asyncio.to_thread(path.open, encoding="utf-8")
+    try:
+        stream = Stream(handle, str(path))
+        begin: Begin | None = None
+        texts: list[str] = []
+        while (event := await stream.next()) is not None:
+            if isinstance(event, Begin):
+                begin, texts = event, []
+            elif isinstance(event, Item):
+                texts.append(event.data)
+            elif isinstance(event, End) and begin is not None:
+                yield begin, texts
+            elif isinstance(event, Tree):  # pragma: no cover - refused before writing
+                raise ValueError("a branch tree cannot be imported into Redis")
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+async def copy_between(
+    source: Exportable, destination: Exportable, *, on_conflict: Conflict = "error"
+) -> TransferReport:
+    """Copy every session from one database to another through a checked export file.
+
+    Either side may be a :class:`RedisDatabase` or a ``SessionDatabase`` (SQLite, PostgreSQL,
+    MariaDB): SQL to Redis, Redis to SQL, or Redis to Redis. The file lives in a private
+    temporary directory and is removed afterwards; the import checks its checksums before it
+    writes anything.
+
+    Returns:
+        The import's report.
+    """
+    with tempfile.TemporaryDirectory(prefix="agent-sessions-copy-") as tmp:
+        path = Path(tmp) / "sessions.jsonl"
+        await source.export_jsonl(path)
+        return await destination.import_jsonl(path, on_conflict=on_conflict)
