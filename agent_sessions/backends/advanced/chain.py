@@ -28,6 +28,7 @@ from .sql import (
     Row,
     classify,
 )
+from .turns import find_stored
 
 __all__ = ["Chain", "Head", "UserRow"]
 
@@ -146,7 +147,7 @@ class Chain:
                 row = conn.execute(self.sql.branch, (session_id, branch)).fetchone()
                 parent, inherit_below = (None, 0) if row is None else (row[0], int(row[1]))
 
-    def _oldest_first(
+    def oldest_first(
         self, conn: Connection, session_id: str, head: Head
     ) -> list[tuple[str, SegmentParams]]:
         """Return each segment with its query parameters, oldest first."""
@@ -302,7 +303,7 @@ class Chain:
     def size(self, conn: Connection, session_id: str, head: Head) -> tuple[int, int]:
         """Return the number of visible rows and of user messages among them."""
         sizes = [
-            self._segment_size(conn, b, p) for b, p in self._oldest_first(conn, session_id, head)
+            self._segment_size(conn, b, p) for b, p in self.oldest_first(conn, session_id, head)
         ]
         return sum(rows for rows, _ in sizes), sum(users for _, users in sizes)
 
@@ -317,7 +318,7 @@ class Chain:
     def users(self, conn: Connection, session_id: str, head: Head) -> list[UserRow]:
         """Return the visible user messages oldest first, numbered by turn."""
         found: list[UserRow] = []
-        for branch, params in self._oldest_first(conn, session_id, head):
+        for branch, params in self.oldest_first(conn, session_id, head):
             for mid, text, created in self._users_in(conn, branch, params):
                 found.append(UserRow(len(found) + 1, mid, text, created, branch))
         return found
@@ -335,7 +336,7 @@ class Chain:
         """Return each visible item's turn, type and tool name, oldest first (0: before any)."""
         found: list[tuple[int, str, str | None]] = []
         turn = 0
-        for branch, params in self._oldest_first(conn, session_id, head):
+        for branch, params in self.oldest_first(conn, session_id, head):
             for kind, tool in self._kinds_in(conn, branch, params):
                 turn += kind == "user"
                 found.append((turn, kind, tool))
@@ -411,8 +412,12 @@ class Chain:
             raise ValueError(
                 f"Turn {turn!r} does not contain a user message: turns are numbered from 1"
             )
-        segments = self._oldest_first(conn, session_id, head)
+        segments = self.oldest_first(conn, session_id, head)
         if turn > _EARLY_TURNS:
+            # By its stored number first: a few index probes, whatever the history's length.
+            stored = find_stored(conn, self.seg, segments, turn)
+            if stored is not None:
+                return stored
             # A late turn is found from the newest end: counting the users is one SQL
             # aggregate per segment, far cheaper than reading every user row before it.
             sizes = [self._segment_size(conn, branch, params)[1] for branch, params in segments]

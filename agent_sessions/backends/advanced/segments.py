@@ -111,6 +111,35 @@ class SegmentStatements:
             "ORDER BY {id}",
         )
         """Item types and tool names oldest first; the text only for rows without a record."""
+        self.turns = both(
+            "{id}, s.message_type, s.user_turn_number, "
+            "CASE WHEN s.message_type IS NULL THEN m.message_data END",
+            "ORDER BY {id}",
+        )
+        """Item types and stored turns oldest first; the text only for rows without a record."""
+        # A segment's own records only (main's too: rows without one have no stored turn),
+        # by the (session_id, branch_id, user_turn_number) and (..., message_id) indexes.
+        own_users = (
+            f"FROM {st} s WHERE s.session_id = :session AND s.branch_id = :branch "
+            f"AND s.message_type = 'user' AND s.message_id < {below}"
+        )
+        # No ORDER BY (and `+s.message_id`, a bound checked per row): SQLite would otherwise
+        # walk the id index in order rather than look the turn up.
+        self.user_by_turn = (
+            f"SELECT s.message_id FROM {st} s WHERE s.session_id = :session "
+            "AND s.branch_id = :branch AND s.user_turn_number = :turn "
+            f"AND s.message_type = 'user' AND +s.message_id < {below} LIMIT 2"
+        )
+        """The recorded user messages a segment holds with the stored turn ``:turn`` (two at
+        most: more than one means the stored turns cannot be trusted)."""
+        self.first_user_turn = (
+            f"SELECT s.user_turn_number {own_users} ORDER BY s.message_id LIMIT 1"
+        )
+        """The stored turn of a segment's oldest recorded user message."""
+        self.last_user_turn = (
+            f"SELECT s.user_turn_number {own_users} ORDER BY s.message_id DESC LIMIT 1"
+        )
+        """The stored turn of a segment's newest recorded user message."""
         self.unrecorded_texts = (
             f"SELECT m.message_data FROM {m} m WHERE m.session_id = :session AND m.id < {below} "
             f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.message_id = m.id) "

@@ -292,6 +292,9 @@ class AdvancedStatements:
             f"ON {st} (session_id, branch_id, sequence_number)",
             f"CREATE INDEX IF NOT EXISTS {upre}_session_turn "
             f"ON {us} (session_id, branch_id, user_turn_number)",
+            # The SDK's too (it makes it on its own file): a turn found by its number.
+            f"CREATE INDEX IF NOT EXISTS {pre}_turn "
+            f"ON {st} (session_id, branch_id, user_turn_number)",
             # Ours: a branch's rows by id, and a message's records, for bounded walks.
             f"CREATE INDEX IF NOT EXISTS idx_{st}_branch_message "
             f"ON {st} (session_id, branch_id, message_id)",
@@ -350,6 +353,10 @@ class AdvancedStatements:
         )
         self.next_sequence = (
             f"SELECT coalesce(max(sequence_number), 0) FROM {st} WHERE session_id = ?"
+        )
+        self.set_turn = (
+            f"UPDATE {st} SET user_turn_number = ?, branch_turn_number = ? "
+            "WHERE message_id = ? AND branch_id = ?"
         )
         self.has_row = f"SELECT 1 FROM {m} WHERE id = ?"
         self.has_structure = f"SELECT 1 FROM {st} WHERE message_id = ? AND branch_id = ?"
@@ -466,6 +473,7 @@ class AdvancedStatements:
             f"DELETE FROM {us} WHERE session_id = ? AND branch_id = ? AND user_turn_number > ?"
         )
         self.delete_branch_usage = f"DELETE FROM {us} WHERE session_id = ? AND branch_id = ?"
+        self.delete_turn_usage = f"{self.delete_branch_usage} AND user_turn_number = ?"
         self.delete_session_usage = f"DELETE FROM {us} WHERE session_id = ?"
 
 
@@ -558,7 +566,19 @@ def _v2_sdk_structure(
     conn.execute(f"DROP TABLE {us}")
 
 
-MIGRATIONS: list[Step] = [_v1_reference_tables, _v2_sdk_structure]
+def _v3_turn_index(
+    conn: Connection, sql: AdvancedStatements, _classify: Callable[[str], Any]
+) -> None:
+    """Index the structure rows by turn, so turn ``n`` is found without counting."""
+    bind_existing(conn, sql)
+    st = sql.n.structure
+    pre = "idx_structure" if st == "message_structure" else f"idx_{st}"
+    conn.execute(
+        f"CREATE INDEX IF NOT EXISTS {pre}_turn ON {st} (session_id, branch_id, user_turn_number)"
+    )
+
+
+MIGRATIONS: list[Step] = [_v1_reference_tables, _v2_sdk_structure, _v3_turn_index]
 """The branch tables' steps; the position of a step is the version it upgrades from."""
 
 

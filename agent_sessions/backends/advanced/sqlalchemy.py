@@ -38,6 +38,7 @@ from .segments import NO_LIMIT
 from .session import AdvancedSession
 from .sql import MAIN, NO_CUTOFF, AdvancedStatements
 from .tables import create_branch_tables, find_branch_tables
+from .turns import renumber
 from .write import BaseStatements, Schema, Writer
 
 __all__ = ["AdvancedSQLAlchemySession", "AdvancedSQLAlchemyStore"]
@@ -247,14 +248,16 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         delete = f"DELETE FROM {m} WHERE id = ? AND session_id = ?"
 
         def rewrite(conn: Connection) -> int:
-            changed = 0
+            changed = deleted = 0
             for row_id, text in changes.items():
                 if text is None:
-                    changed += conn.execute(delete, (row_id, session_id)).rowcount
+                    deleted += conn.execute(delete, (row_id, session_id)).rowcount
                     conn.execute(self._adv.delete_forgotten, (row_id,))
                 else:
                     changed += conn.execute(update, (text, row_id, session_id)).rowcount
-            return changed
+            if deleted:  # later turns get lower numbers: their records follow
+                renumber(conn, self._adv, self._chain, session_id)
+            return changed + deleted
 
         return await self._write_call("rewrite", session_id, rewrite)
 

@@ -30,6 +30,7 @@ from .chain import Chain
 from .db import Connection, snapshot
 from .ops import BranchOps, UsageRow
 from .sql import AdvancedStatements
+from .turns import renumber
 from .write import BaseStatements, Schema, Writer, write_batches
 
 __all__ = ["AdvancedSQLiteStore", "UsageRow"]  # UsageRow: where it was first defined
@@ -166,5 +167,15 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
             self._appending -= 1
 
     def _forget_rows(self, conn: sqlite3.Connection, row_ids: list[int]) -> None:
-        """Drop the structure rows of rows ``rewrite`` deleted (a purge), in its transaction."""
+        """Drop the structure rows of rows ``rewrite`` deleted (a purge), in its transaction.
+
+        Later turns get lower numbers: the session is renumbered in the same transaction.
+        """
+        self._schema.ensure(conn)
+        session_of = f"SELECT session_id FROM {self._adv.n.structure} WHERE message_id = ?"
+        sessions = {
+            str(row[0]) for row_id in row_ids for row in conn.execute(session_of, (row_id,))
+        }
         conn.executemany(self._adv.delete_forgotten, [(row_id,) for row_id in row_ids])
+        for session_id in sorted(sessions):
+            renumber(conn, self._adv, self._chain, session_id)

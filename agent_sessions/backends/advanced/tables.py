@@ -71,6 +71,9 @@ def _tables(
         Column("created_at", TIMESTAMP(timezone=False), server_default=now),
         Index(f"idx_{st}_session_seq", "session_id", "sequence_number"),
         Index(f"idx_{st}_branch_seq", "session_id", "branch_id", "sequence_number"),
+        # Turn first: a planner without statistics (a table that just grew) might otherwise
+        # take it for the branch's walks in id order, which share the (session, branch) prefix.
+        Index(f"idx_{st}_turn", "session_id", "user_turn_number", "branch_id"),
         Index(f"idx_{st}_branch_message", "session_id", "branch_id", "message_id"),
         Index(f"idx_{st}_message", "message_id", "branch_id"),
     )
@@ -162,6 +165,16 @@ def create_branch_tables(
     ).first()
     if found is None:
         conn.execute(versions.insert().values(name=sql.version_name, version=len(MIGRATIONS)))
+    elif found[0] < len(MIGRATIONS):
+        # Tables made by an earlier version: create_all skips their new indexes.
+        for table in branch_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+        conn.execute(
+            versions.update()
+            .where(versions.c.name == sql.version_name)
+            .values(version=len(MIGRATIONS))
+        )
 
 
 def find_branch_tables(conn: Connection, sql: AdvancedStatements, cache: StatementCache) -> None:
