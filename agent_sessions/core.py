@@ -32,13 +32,18 @@ from .errors import (
 from .serialization import (
     Codec,
     JsonCodec,
+    JSONValue,
     SkipRow,
     decode_or_report,
     decode_rows,
+    decode_state,
     encode_items,
+    encode_state,
+    logger,
 )
 from .store import (
     MAX_LIMIT,
+    StateStore,
     Store,
     SuffixStore,
     is_user_message,
@@ -60,6 +65,7 @@ __all__ = [
     "StoreSession",
     "SuffixStore",
     "check_session_id",
+    "check_state_name",
     "is_tail",
     "is_user_message",
     "read_items",
@@ -130,6 +136,21 @@ def _session_id_problem(session_id: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"character {exc.start} is a lone surrogate, which has no UTF-8 form"
     return None
+
+
+def check_state_name(name: object) -> str:
+    """Refuse a state name before anything is written: a str every backend stores as given.
+
+    Raises:
+        TypeError: ``name`` is not a str.
+        ValueError: it is empty, holds a NUL or a lone surrogate, or is over 255 characters.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a state name must be a str, got {type(name).__name__}")
+    problem = "it is empty" if not name else _session_id_problem(name)
+    if problem is not None:
+        raise ValueError(f"state name {name[:80]!r} cannot be stored: {problem}")
+    return name
 
 
 def coerce_settings(settings: SessionSettings | dict[str, Any] | None) -> SessionSettings:
@@ -501,6 +522,74 @@ class StoreSession(AsyncClosing, SessionABC):
             return swapped
 
         return _CompactionSnapshot(items, complete, replace_suffix)
+
+    # Per-session state: small JSON values kept beside the history (private; see store.StateStore).
+
+    def _state_store(self, method: str) -> StateStore:
+        self._check_open(method)
+        store = self._store
+        if not isinstance(store, StateStore):
+            raise StorageError(f"{type(store).__name__} keeps no per-session state")
+        return store
+
+    async def _read_state(self, name: str) -> JSONValue | None:
+        """Return the value stored under ``name`` for this session, or None.
+
+        A stored value that cannot be decoded is never returned: it raises
+        :class:`~agent_sessions.errors.CorruptItemError` when the session is strict, else it
+        is logged and None is returned (the value stays stored).
+        """
+        check_state_name(name)
+        text = await self._state_store("_read_state").read_state(self.session_id, name)
+        if text is None:
+            return None
+        try:
+            return decode_state(text, session_id=self.session_id, name=name)
+        except CorruptItemError as exc:
+            if self.strict:
+                raise
+            logger.warning("session %r: state %r not returned: %s", self.session_id, name, exc)
+            return None
+
+    async def _write_state(self, name: str, value: JSONValue | None) -> None:
+        """Store ``value`` under ``name`` in one transaction; None deletes it.
+
+        Raises:
+            ItemValidationError: the value is not JSON-compatible; nothing was written.
+        """
+        check_state_name(name)
+        text = None if value is None else encode_state(value, name)
+        store = self._state_store("_write_state")
+        _, cancelled = await run_to_completion(store.write_state(self.session_id, name, text))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _update_state(
+        self, name: str, change: Callable[[JSONValue | None], JSONValue | None]
+    ) -> JSONValue | None:
+        """Read, change and write one value in one transaction; return the new value.
+
+        ``change`` gets the current value (None if there is none) and returns the new one
+        (None deletes). Concurrent updates of one value queue, across tasks and processes, so
+        none is lost. It may run on the store's worker thread: keep it short and pure.
+
+        Raises:
+            CorruptItemError: the stored value cannot be decoded; nothing was written.
+            ItemValidationError: ``change`` returned a value that is not JSON-compatible.
+        """
+        check_state_name(name)
+        session_id = self.session_id
+
+        def change_text(old: str | None) -> str | None:
+            value = None if old is None else decode_state(old, session_id=session_id, name=name)
+            new = change(value)
+            return None if new is None else encode_state(new, name)
+
+        store = self._state_store("_update_state")
+        text, cancelled = await run_to_completion(store.update_state(session_id, name, change_text))
+        if cancelled:
+            raise asyncio.CancelledError
+        return None if text is None else decode_state(text, session_id=session_id, name=name)
 
     async def clear_session(self) -> None:
         """Delete every item of this session, and its session record, in one transaction."""

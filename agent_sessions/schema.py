@@ -8,6 +8,7 @@ by the SDK's own ``SQLiteSession``) is brought up to date in order, once.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "SQLITE_MIGRATIONS",
     "VERSION_TABLE",
     "TableNames",
+    "derived_name",
     "validate_identifier",
 ]
 
@@ -106,6 +108,24 @@ def validate_identifier(name: object, what: str = "table name") -> str:
     return name
 
 
+_MAX_IDENTIFIER = 63
+"""PostgreSQL's limit on an identifier (it cuts longer ones silently): every name stays within."""
+
+
+def derived_name(base: str, suffix: str) -> str:
+    """The name of a table kept beside ``base``: ``<base>_<suffix>``, within 63 characters.
+
+    A name that would be longer keeps the start of ``base`` and adds 8 hex digits of its hash,
+    so two long configured names still get two different tables.
+    """
+    name = f"{base}_{suffix}"
+    if len(name) <= _MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(base.encode("ascii")).hexdigest()[:8]
+    keep = _MAX_IDENTIFIER - len(suffix) - len(digest) - 2
+    return f"{base[:keep]}_{digest}_{suffix}"
+
+
 @dataclass(frozen=True)
 class TableNames:
     """The two tables a session lives in, validated on construction."""
@@ -118,6 +138,21 @@ class TableNames:
         validate_identifier(self.messages, "messages_table")
         if self.sessions == self.messages:
             raise InvalidIdentifierError("sessions_table and messages_table must differ")
+        if self.sessions in (self.state, self.archive):
+            raise InvalidIdentifierError(
+                f"sessions_table {self.sessions!r} is the name of the state or archive table "
+                f"kept beside messages_table {self.messages!r}; choose another"
+            )
+
+    @property
+    def state(self) -> str:
+        """Table of per-session state values (``<messages>_state``), beside the history."""
+        return derived_name(self.messages, "state")
+
+    @property
+    def archive(self) -> str:
+        """Table of archived items (``<messages>_archive``): compacted and pruned history."""
+        return derived_name(self.messages, "archive")
 
     @property
     def index(self) -> str:
@@ -147,5 +182,40 @@ def _v1_sdk_tables(t: TableNames) -> list[str]:
     ]
 
 
-SQLITE_MIGRATIONS: list[Migration] = [_v1_sdk_tables]
-"""SQLite schema steps; the position of a step is the version it upgrades from."""
+def _v2_exact_keys(t: TableNames) -> list[str]:
+    # The SQLAlchemy store's step 2 makes MySQL/MariaDB keys exact; SQLite's are already. The
+    # step is kept so both stores count versions alike in the version table they share.
+    return []
+
+
+def _v3_state_and_archive(t: TableNames) -> list[str]:
+    # Tables of our own beside the SDK's: the SDK's class neither reads nor minds them. No
+    # foreign key: a session may hold state before its first item, and clear deletes both.
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {t.state} (
+            session_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT,
+            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+            PRIMARY KEY (session_id, name)
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {t.archive} (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL,
+            batch INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            role TEXT NOT NULL,
+            message_data TEXT NOT NULL,
+            archived_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+        )""",
+        f"CREATE INDEX IF NOT EXISTS {derived_name(t.archive, 'session')} "
+        f"ON {t.archive} (session_id, batch, id)",
+    ]
+
+
+SQLITE_MIGRATIONS: list[Migration] = [_v1_sdk_tables, _v2_exact_keys, _v3_state_and_archive]
+"""SQLite schema steps; the position of a step is the version it upgrades from.
+
+The numbering is the SQLAlchemy store's (``_sqlalchemy_schema.MIGRATIONS``): a file either
+store migrated is at the same version for the other.
+"""

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, TypeAlias, Union, cast
 
 from .errors import CorruptItemError, ItemValidationError
 
@@ -24,13 +24,21 @@ if TYPE_CHECKING:  # the SDK is not imported at run time: `import agent_sessions
 __all__ = [
     "MAX_DEPTH",
     "Codec",
+    "JSONValue",
     "JsonCodec",
     "SkipRow",
     "decode_or_report",
     "decode_rows",
+    "decode_state",
     "encode_items",
+    "encode_state",
     "logger",
 ]
+
+JSONValue: TypeAlias = Union[  # noqa: UP007 - a recursive alias needs the string form
+    dict[str, "JSONValue"], list["JSONValue"], str, int, float, bool, None
+]
+"""A value JSON keeps exactly: what a session's state holds."""
 
 logger = logging.getLogger("agent_sessions")
 """Logger for rows that were skipped because they could not be decoded."""
@@ -278,6 +286,48 @@ def decode_or_report(
         reason = _failure(exc, session_id, strict)
         logger.warning("skipping an undecodable row in session %r: %s", session_id, reason)
         return None
+
+
+def encode_state(value: object, name: str) -> str:
+    """Validate a state value and return its stored text (compact JSON).
+
+    Args:
+        value: A JSON-compatible value (dict with str keys, list, str, int, finite float,
+            bool); None is not stored (it means "no value").
+        name: The state's name, for the error message.
+
+    Raises:
+        ItemValidationError: the value would not come back exactly as given (a tuple, an
+            integer dict key, NaN, an object, nesting deeper than :data:`MAX_DEPTH`). It is
+            a ``TypeError``.
+    """
+    problem = _problem(value)
+    if problem is not None:
+        raise _state_error(name, problem)
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _state_error(name, str(exc)) from exc
+
+
+def _state_error(name: str, reason: str) -> ItemValidationError:
+    error = ItemValidationError(0, reason)
+    error.args = (f"the value of state {name!r} cannot be stored: {reason}",)
+    return error
+
+
+def decode_state(text: object, *, session_id: str, name: str) -> JSONValue:
+    """Return the value a stored state text holds.
+
+    Raises:
+        CorruptItemError: the text is not one JSON value (it is never returned as data).
+    """
+    if not isinstance(text, str):
+        raise CorruptItemError(session_id, f"state {name!r} holds {type(text).__name__}")
+    try:
+        return cast(JSONValue, _loads(text))
+    except (ValueError, RecursionError) as exc:
+        raise CorruptItemError(session_id, f"state {name!r} is not JSON: {exc}") from exc
 
 
 _JSON = JsonCodec()

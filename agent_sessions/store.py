@@ -23,7 +23,7 @@ from typing import (
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
-__all__ = ["Popped", "RowStore", "Store", "Taker", "always"]
+__all__ = ["Popped", "RowStore", "StateStore", "Store", "Taker", "always"]
 
 T = TypeVar("T")
 
@@ -206,3 +206,35 @@ def swaps_own_rows(store: object) -> TypeGuard[SuffixStore]:
         return False
     owner = defining_class(type(store), "replace_tail")
     return owner is not None and owner is defining_class(type(store), "read")
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """A store that keeps small named values per session beside its history (optional).
+
+    Values are stored text (the codec's JSON, or an envelope); each call is one transaction in
+    the database of the history, and :meth:`Store.clear` deletes a session's values too.
+    """
+
+    async def read_state(self, session_id: str, name: str) -> str | None:
+        """Return the text stored under ``name`` for the session, or None."""
+        ...
+
+    async def write_state(self, session_id: str, name: str, text: str | None) -> None:
+        """Store ``text`` under ``name`` (None deletes it), in one transaction."""
+        ...
+
+    async def update_state(
+        self, session_id: str, name: str, change: Callable[[str | None], str | None]
+    ) -> str | None:
+        """Read, change and write one value in one transaction that holds it locked.
+
+        ``change`` gets the stored text (None if there is none) and returns the new text (None
+        deletes). It may run on a worker thread; if it raises, nothing is written and the error
+        propagates. Concurrent updates of one value, from any task or process, queue: each sees
+        the one before it.
+
+        Returns:
+            What ``change`` returned.
+        """
+        ...

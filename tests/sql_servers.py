@@ -59,7 +59,7 @@ def unique_tables() -> tuple[str, str]:
 async def drop_tables(engine: AsyncEngine, sessions: str, messages: str) -> None:
     """Drop a pair of tables, an advanced session's branch tables, and their version rows."""
     async with engine.begin() as conn:
-        for suffix in ADVANCED_SUFFIXES:
+        for suffix in (*ADVANCED_SUFFIXES, "state", "archive"):  # state, archive: every store's
             await conn.execute(text(f"DROP TABLE IF EXISTS {messages}_{suffix}"))
         await conn.execute(text(f"DROP TABLE IF EXISTS {messages}"))
         await conn.execute(text(f"DROP TABLE IF EXISTS {sessions}"))

@@ -81,7 +81,7 @@ PUBLIC_MODULES = {
     "agent_sessions.core": names(
         """
         MAX_LIMIT MAX_SESSION_ID_LENGTH SessionState StoreSession SuffixStore check_session_id
-        is_tail is_user_message read_items resolve_limit run_to_completion tail_fetch
+        check_state_name is_tail is_user_message read_items resolve_limit run_to_completion tail_fetch
         tail_window
     """
     ),
@@ -114,17 +114,18 @@ PUBLIC_MODULES = {
     "agent_sessions.schema": names(
         """
         DEFAULT_MESSAGES_TABLE DEFAULT_SESSIONS_TABLE RESERVED_WORDS SQLITE_MIGRATIONS
-        TableNames VERSION_TABLE validate_identifier
+        TableNames VERSION_TABLE derived_name validate_identifier
     """
     ),
     "agent_sessions.serialization": names(
         """
-        Codec JsonCodec MAX_DEPTH SkipRow decode_or_report decode_rows encode_items logger
+        Codec JSONValue JsonCodec MAX_DEPTH SkipRow decode_or_report decode_rows decode_state
+        encode_items encode_state logger
     """
     ),
     "agent_sessions.store": names(
         """
-        Popped RowStore Store Taker always
+        Popped RowStore StateStore Store Taker always
     """
     ),
     "agent_sessions.testing": names(

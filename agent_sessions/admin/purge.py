@@ -19,6 +19,7 @@ from .advanced import present_branch_tables
 from .catalogue import MAX_AGE, Filters, SessionInfo, check_age, listing, to_info
 from .db import Database, canonical_time
 from .rows import delete_session
+from .side import present_side_tables
 
 __all__ = ["PurgeReport", "parse_age", "purge_sessions"]
 
@@ -102,7 +103,7 @@ async def purge_sessions(db: Database, age: timedelta, *, dry_run: bool) -> Purg
         candidates = [to_info(row) for row in rows]
     if dry_run:
         return PurgeReport(cutoff, True, candidates)
-    extra = await present_branch_tables(db)
+    extra = [*await present_branch_tables(db), *await present_side_tables(db)]
     purged: list[SessionInfo] = []
     kept: list[str] = []
     s = db.sessions

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from sqlalchemy import (
     TIMESTAMP,
+    BigInteger,
     Column,
     ForeignKey,
     Index,
@@ -39,7 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..schema import VERSION_TABLE, TableNames
+from ..schema import VERSION_TABLE, TableNames, derived_name
 
 __all__ = ["SessionTables", "begin_sqlite", "create_schema"]
 
@@ -75,6 +76,31 @@ class SessionTables:
             Column("created_at", TIMESTAMP(timezone=False), server_default=now, nullable=False),
             Index(f"idx_{names.messages}_session_time", "session_id", "created_at"),
             Index(f"idx_{names.messages}_session_seq", "session_id", "id"),
+            sqlite_autoincrement=True,
+        )
+        # Our own tables beside the SDK's (schema v3): per-session state values, and the items
+        # compaction and pruning took out of the history. No foreign key: state may exist
+        # before a session's first item; clear and purge delete them with the session.
+        self.extra = MetaData()
+        self.state = Table(
+            names.state,
+            self.extra,
+            Column("session_id", _KEY, primary_key=True),
+            Column("name", _KEY, primary_key=True),
+            Column("value", _ROW, nullable=True),
+            Column("updated_at", TIMESTAMP(timezone=False), server_default=now, nullable=False),
+        )
+        self.archive = Table(
+            names.archive,
+            self.extra,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("session_id", _KEY, nullable=False),
+            Column("batch", BigInteger, nullable=False),
+            Column("kind", String(16), nullable=False),
+            Column("role", String(16), nullable=False),
+            Column("message_data", _ROW, nullable=False),
+            Column("archived_at", TIMESTAMP(timezone=False), server_default=now, nullable=False),
+            Index(derived_name(names.archive, "session"), "session_id", "batch", "id"),
             sqlite_autoincrement=True,
         )
         self.versions = Table(
@@ -151,9 +177,30 @@ def _v2_exact_keys_and_times(conn: Connection, tables: SessionTables) -> None:
     )
 
 
+def _v3_state_and_archive(conn: Connection, tables: SessionTables) -> None:
+    # The same tables SQLite's step 3 makes (schema.py), so either store opens the other's file.
+    tables.extra.create_all(conn, checkfirst=True)
+    if not _is_mysql(conn):
+        return
+    # Exact keys (binary collation) and microsecond times, as step 2 gave the SDK's tables.
+    key = f"VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {binary_collation(conn)} NOT NULL"
+    stamp = "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+    names = tables.names
+    conn.execute(
+        text(
+            f"ALTER TABLE {names.state} MODIFY session_id {key}, MODIFY name {key}, "
+            f"MODIFY updated_at {stamp}"
+        )
+    )
+    conn.execute(
+        text(f"ALTER TABLE {names.archive} MODIFY session_id {key}, MODIFY archived_at {stamp}")
+    )
+
+
 MIGRATIONS: list[Callable[[Connection, SessionTables], None]] = [
     _v1_tables,
     _v2_exact_keys_and_times,
+    _v3_state_and_archive,
 ]
 """Schema steps; the position of a step is the version it upgrades from."""
 

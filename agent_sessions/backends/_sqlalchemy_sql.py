@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import BindParameter
 from ..errors import StorageError
 from ._sqlalchemy_schema import SessionTables
 
-__all__ = ["Statements"]
+__all__ = ["StateSQL", "Statements"]
 
 
 class Statements:
@@ -65,8 +65,56 @@ class Statements:
                 "SELECT pg_advisory_xact_lock(:table_key, hashtext(:sid))"
             ).bindparams(table_key=_signed32(zlib.crc32(tables.names.messages.encode())))
         self.touch_session = _upsert_session(tables, dialect)
+        self.state = StateSQL(tables, dialect)
         self.pg = _AsyncpgSQL(tables) if dialect == "postgresql" else None
         self.sqlite = _AiosqliteSQL(tables) if dialect == "sqlite" else None
+
+
+class StateSQL:
+    """The statements of the state table (and the archive's clear), for one dialect."""
+
+    def __init__(self, tables: SessionTables, dialect: str) -> None:
+        st, ar = tables.state, tables.archive
+        sid: BindParameter[str] = bindparam("sid")
+        key = (st.c.session_id == sid, st.c.name == bindparam("sname"))
+        self.read = select(st.c.value).where(*key)
+        self.delete = delete(st).where(*key)
+        self.delete_session = delete(st).where(st.c.session_id == sid)
+        self.delete_archive = delete(ar).where(ar.c.session_id == sid)
+        self.set = update(st).where(*key).values(value=bindparam("sval"), updated_at=func.now())
+        row = {"session_id": sid, "name": bindparam("sname"), "value": bindparam("sval")}
+        # `upsert` stores a value; `claim` locks the row, making an empty one if there is none,
+        # so a read-modify-write holds the row whether or not it existed (rows that stay empty
+        # are deleted before the commit).
+        self.upsert: Executable
+        self.claim: Executable
+        if dialect == "postgresql":
+            pg = postgresql.insert(st).values(row)
+            self.upsert = pg.on_conflict_do_update(
+                index_elements=[st.c.session_id, st.c.name],
+                set_={"value": pg.excluded.value, "updated_at": func.now()},
+            )
+            claimed = postgresql.insert(st).values(row)
+            self.claim = claimed.on_conflict_do_update(
+                index_elements=[st.c.session_id, st.c.name], set_={"value": st.c.value}
+            )
+        elif dialect == "sqlite":
+            lite = sqlite.insert(st).values(row)
+            self.upsert = lite.on_conflict_do_update(
+                index_elements=[st.c.session_id, st.c.name],
+                set_={"value": lite.excluded.value, "updated_at": func.current_timestamp()},
+            )
+            # The first write of a transaction takes the file's write lock: that is the claim.
+            self.claim = sqlite.insert(st).values(row).on_conflict_do_nothing()
+        elif dialect in ("mysql", "mariadb"):
+            my = mysql.insert(st).values(row)
+            self.upsert = my.on_duplicate_key_update(
+                value=my.inserted.value, updated_at=func.now(6)
+            )
+            # An update of the duplicate row (even to itself) takes its exclusive lock at once.
+            self.claim = mysql.insert(st).values(row).on_duplicate_key_update(value=st.c.value)
+        else:
+            raise StorageError(f"SQLAlchemySession does not support the {dialect!r} dialect yet")
 
 
 class _AiosqliteSQL:

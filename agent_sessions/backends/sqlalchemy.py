@@ -427,9 +427,45 @@ class SQLAlchemyStore(AsyncClosing):
             await self._lock(conn, session_id)
             await conn.execute(self._sql.delete_messages, {"sid": session_id})
             await conn.execute(self._sql.delete_session, {"sid": session_id})
+            await conn.execute(self._sql.state.delete_session, {"sid": session_id})
+            await conn.execute(self._sql.state.delete_archive, {"sid": session_id})
 
         await self._write("clear", clear)
         self._clears.note(session_id)
+
+    async def read_state(self, session_id: str, name: str) -> str | None:
+        """Return the text stored under ``name`` for the session, or None."""
+        rows = await self._read(
+            "read state", self._sql.state.read, {"sid": session_id, "sname": name}
+        )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def write_state(self, session_id: str, name: str, text: str | None) -> None:
+        """Store ``text`` under ``name`` (None deletes it), in one transaction."""
+        sql, params = self._sql.state, {"sid": session_id, "sname": name, "sval": text}
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(sql.delete if text is None else sql.upsert, params)
+
+        await self._write("write state", write)
+
+    async def update_state(
+        self, session_id: str, name: str, change: Callable[[str | None], str | None]
+    ) -> str | None:
+        """Read, change and write one value in one transaction that holds its row locked."""
+        sql, key = self._sql.state, {"sid": session_id, "sname": name}
+
+        async def update(conn: AsyncConnection) -> str | None:
+            await conn.execute(sql.claim, {**key, "sval": None})
+            row = (await conn.execute(sql.read, key)).first()
+            new = change(None if row is None else row[0])
+            if new is None:
+                await conn.execute(sql.delete, key)
+            else:
+                await conn.execute(sql.set, {**key, "sval": new})
+            return new
+
+        return await self._write("update state", update)
 
     async def rows(self, session_id: str) -> list[tuple[int, str]]:
         """Return every row of a session as ``(row_id, text)``, oldest first."""

@@ -38,6 +38,7 @@ from ._sqlite_connection import (
     retry_undecodable,
     transaction,
 )
+from ._sqlite_state import StateStatements, clear_side_tables, update_state, write_state
 
 __all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore", "guarded"]
 
@@ -101,6 +102,7 @@ class SQLiteStore(AsyncClosing):
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._sql = _Statements(self.tables)
+        self._state_sql = StateStatements(self.tables)
         self._where = repr(str(db_path))
         self._reader = ReaderSlot()
         self._clears = ClearLog()
@@ -305,9 +307,35 @@ class SQLiteStore(AsyncClosing):
             with transaction(conn):
                 conn.execute(self._sql.delete_messages, (session_id,))
                 conn.execute(self._sql.delete_session, (session_id,))
+                clear_side_tables(conn, self._state_sql, session_id)
             self.note_clear(session_id)
 
         await self._call("clear", clear)
+
+    async def read_state(self, session_id: str, name: str) -> str | None:
+        """Return the text stored under ``name`` for the session, or None."""
+        params = (session_id, name)
+        statement = self._state_sql.read
+        rows = await self._read_inline(statement, params)
+        if rows is None:
+            rows = await self._call(
+                "read state", lambda conn: conn.execute(statement, params).fetchall()
+            )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def write_state(self, session_id: str, name: str, text: str | None) -> None:
+        """Store ``text`` under ``name`` (None deletes it), in one transaction."""
+        await self._call(
+            "write state", partial(write_state, self._state_sql, session_id, name, text)
+        )
+
+    async def update_state(
+        self, session_id: str, name: str, change: Callable[[str | None], str | None]
+    ) -> str | None:
+        """Read, change and write one value in one transaction (the file's write lock)."""
+        return await self._call(
+            "update state", partial(update_state, self._state_sql, session_id, name, change)
+        )
 
     async def rows(self, session_id: str) -> list[tuple[int, str]]:
         """Return every row of a session as ``(row_id, text)``, oldest first."""

@@ -62,6 +62,7 @@ from .delegation import (
 )
 from .keys import KeyManagement
 from .keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
+from .state import EncryptedState
 
 __all__ = ["EncryptedSession", "KeyStore", "MemoryKeyStore", "SQLiteKeyStore", "WeakKeyWarning"]
 
@@ -71,7 +72,9 @@ Format = Literal["native", "sdk"]
 """How new rows are sealed: our AES-GCM envelope, or the SDK's Fernet envelope."""
 
 
-class EncryptedSession(KeyManagement, CompactionPassThrough, AsyncClosing, SessionABC):
+class EncryptedSession(
+    KeyManagement, CompactionPassThrough, EncryptedState, AsyncClosing, SessionABC
+):
     """A drop-in for ``agents.extensions.memory.EncryptedSession``: AES-256-GCM at rest, with TTL.
 
     Each session is encrypted under its own key: derived from the master key with HKDF bound to

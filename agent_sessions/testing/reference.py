@@ -24,6 +24,7 @@ class DictStore:
         self._rows: dict[str, list[tuple[int, str]]] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._state: dict[tuple[str, str], str] = {}
 
     def _session_rows(self, session_id: str) -> list[tuple[int, str]]:
         if self._closed:
@@ -88,6 +89,8 @@ class DictStore:
         """Forget a session."""
         self._session_rows(session_id)
         self._rows.pop(session_id, None)
+        for key in [key for key in self._state if key[0] == session_id]:
+            del self._state[key]
 
     async def rows(self, session_id: str) -> list[tuple[int, str]]:
         """Return every row as ``(row_id, text)``, oldest first."""
@@ -100,6 +103,27 @@ class DictStore:
         changed = sum(1 for i, _ in rows if i in changes)
         rows[:] = cast(list[tuple[int, str]], kept)
         return changed
+
+    async def read_state(self, session_id: str, name: str) -> str | None:
+        """Return the text stored under ``name``, or None."""
+        self._session_rows(session_id)
+        return self._state.get((session_id, name))
+
+    async def write_state(self, session_id: str, name: str, text: str | None) -> None:
+        """Store ``text`` under ``name``; None deletes it."""
+        self._session_rows(session_id)
+        if text is None:
+            self._state.pop((session_id, name), None)
+        else:
+            self._state[session_id, name] = text
+
+    async def update_state(
+        self, session_id: str, name: str, change: Callable[[str | None], str | None]
+    ) -> str | None:
+        """Read, change and write one value (no await in between: atomic on the loop)."""
+        new = change(await self.read_state(session_id, name))
+        await self.write_state(session_id, name, new)
+        return new
 
     async def aclose(self) -> None:
         """Refuse every later call; idempotent."""

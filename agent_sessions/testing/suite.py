@@ -6,10 +6,11 @@ from .checks import run_checks
 from .prune_checks import PRUNE_CHECKS
 from .replace_checks import REPLACE_CHECKS
 from .sessions import SESSION_CHECKS, Check, Harness
+from .state_checks import STATE_CHECKS
 
 __all__ = ["CHECKS", "run_all"]
 
-CHECKS: list[Check] = [*SESSION_CHECKS, *REPLACE_CHECKS, *PRUNE_CHECKS]
+CHECKS: list[Check] = [*SESSION_CHECKS, *REPLACE_CHECKS, *PRUNE_CHECKS, *STATE_CHECKS]
 """Every check, in a stable order; each is an async function taking a :class:`Harness`."""
 
 

@@ -368,6 +368,8 @@ class Writer:
                 self.sql.bump_generation,
             ):
                 conn.execute(statement, (session_id,))
+            for table in (self.sql.tables.state, self.sql.tables.archive):  # start over: all of it
+                conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
 
     def delete_rows(self, conn: Connection, session_id: str, branch: str) -> None:
         """Delete a branch's records, the messages no other branch holds, and its usage."""
