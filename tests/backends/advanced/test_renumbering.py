@@ -186,3 +186,57 @@ async def test_a_file_without_the_turn_index_is_upgraded_once_concurrently(
     sdk.close()
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+async def test_server_tables_of_the_previous_version_get_the_turn_index(
+    kind: str, tmp_path: Path
+) -> None:
+    """Branch tables a previous version made get the turn index and version 3 with create_tables."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url(kind, tmp_path))
+    sessions, messages = unique_tables()
+
+    def open_session() -> AdvancedSQLAlchemySession:
+        return AdvancedSQLAlchemySession(
+            "s", engine=engine, create_tables=True, sessions_table=sessions, messages_table=messages
+        )
+
+    def indexes(sync: Any) -> set[str]:
+        return {index["name"] for index in inspect(sync).get_indexes(f"{messages}_structure")}
+
+    version_sql = text("SELECT version FROM agent_sessions_schema WHERE name = :name")
+    name = {"name": f"{messages}.advanced"}
+    try:
+        first = open_session()
+        for n in range(1, 41):
+            await first.add_items(exchange(n))
+        await first.close()
+        async with engine.begin() as conn:
+            drop = f"DROP INDEX idx_{messages}_structure_turn"
+            if kind == "mariadb":
+                drop += f" ON {messages}_structure"
+            await conn.execute(text(drop))
+            await conn.execute(
+                text("UPDATE agent_sessions_schema SET version = 2 WHERE name = :name"), name
+            )
+        await engine.dispose()
+        engine = create_async_engine(database_url(kind, tmp_path))  # a new server process
+        again = open_session()
+        await again.create_branch_from_turn(40, "late")
+        assert await again.get_items() == kept(range(1, 40), set())
+        await again.close()
+        async with engine.connect() as conn:
+            assert f"idx_{messages}_structure_turn" in await conn.run_sync(indexes)
+            assert (await conn.execute(version_sql, name)).scalar_one() == 3
+    finally:
+        await drop_tables(engine, sessions, messages)
+        await engine.dispose()
