@@ -309,6 +309,13 @@ async def _talk(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     if args.command in ("demo", "chat"):
         return await _talk(args)
+    if args.command != "memory":
+        from .redis import is_redis, targets  # noqa: PLC0415 - urllib and the admin package
+
+        if any(is_redis(target) for target in targets(args)):
+            from .redis import run as run_redis  # noqa: PLC0415
+
+            return await run_redis(args)
     from .commands import COMMANDS  # noqa: PLC0415 - SQLAlchemy only for these
 
     return await COMMANDS[args.command](args)
