@@ -325,3 +325,34 @@ async def test_a_pop_after_another_clients_append_pops_the_newest(prefix: str) -
     for session, made in ((ours, first), (other, second)):
         await session.aclose()
         await made.aclose()
+
+
+async def test_state_updates_on_separate_connections_are_never_lost(prefix: str) -> None:
+    """Forty increments of one state value from four clients at once all count."""
+    clients = [aioredis.from_url(redis_url()) for _ in range(4)]
+    sessions = [RedisSession("st", redis_client=c, key_prefix=prefix) for c in clients]
+
+    async def bump(session: RedisSession) -> None:
+        for _ in range(10):
+            await session._update_state("n", lambda v: (v or 0) + 1)  # type: ignore[operator]  # noqa: SLF001
+
+    await asyncio.gather(*(bump(s) for s in sessions))
+    assert await sessions[0]._read_state("n") == 40  # noqa: SLF001
+    for session, made in zip(sessions, clients, strict=True):
+        await session.aclose()
+        await made.aclose()
+
+
+async def test_state_lives_and_dies_with_the_history(client: aioredis.Redis, prefix: str) -> None:
+    """State sits in its own hash, expires with the session's keys, and goes with a clear."""
+    session = RedisSession("st2", redis_client=client, key_prefix=prefix, ttl=200)
+    await session.add_items([msg("a")])
+    await session._write_state("draft", {"text": "half"})  # noqa: SLF001
+    assert await client.hget(f"{prefix}:st2:state", "draft") == b'{"text":"half"}'
+    assert 190_000 < await client.pttl(f"{prefix}:st2:state") <= 200_000
+    sdk = SDKRedisSession("st2", redis_client=client, key_prefix=prefix)
+    assert await sdk.get_items() == [msg("a")]
+    await session.clear_session()
+    assert await client.exists(f"{prefix}:st2:state") == 0
+    assert await session._read_state("draft") is None  # noqa: SLF001
+    await session.aclose()

@@ -82,8 +82,6 @@ STATE_CHECKS = (
     "check_state_persists",
 )
 
-REDIS_LACKS = dict.fromkeys(STATE_CHECKS, "RedisStore does not implement StateStore yet")
-
 SDK_LACKS = {
     **dict.fromkeys(STATE_CHECKS, "the SDK's sessions keep no per-session state"),
     **_no_pop_turn("the SDK's sessions have no pop_turn()"),
@@ -177,11 +175,9 @@ def _sdk_encrypted(tmp_path: Path) -> Harness:
 
 BACKENDS = {
     "async-sqlite": Backend(partial(_sqlite_file, AsyncSQLiteSession, "async-sqlite")),
-    "redis": Backend(redis_harness, lacks=REDIS_LACKS),
-    "redis-decoded": Backend(
-        partial(redis_harness, name="redis-decoded", decode_responses=True), lacks=REDIS_LACKS
-    ),
-    "encrypted-redis": Backend(partial(_encrypted, redis_harness), lacks=REDIS_LACKS),
+    "redis": Backend(redis_harness),
+    "redis-decoded": Backend(partial(redis_harness, name="redis-decoded", decode_responses=True)),
+    "encrypted-redis": Backend(partial(_encrypted, redis_harness)),
     "sdk-redis": Backend(
         partial(redis_harness, session_class=SDKRedisSession, name="sdk-redis"),
         known_failures=SDK_KNOWN_FAILURES,

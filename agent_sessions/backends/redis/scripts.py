@@ -1,7 +1,8 @@
 """The Lua scripts of the Redis store: each mutation is one script, so it runs atomically.
 
-Every script takes the session's three keys (``KEYS[1]`` the metadata hash, ``KEYS[2]`` the list
-of items, ``KEYS[3]`` the SDK's counter) and first checks their types, so a key held by another
+Every script takes the session's four keys (``KEYS[1]`` the metadata hash, ``KEYS[2]`` the list
+of items, ``KEYS[3]`` the SDK's counter, ``KEYS[4]`` our hash of per-session state values) and
+first checks their types, so a key held by another
 data type (a colliding session id, another application) fails the script before it writes.
 Write scripts start with a ``#!lua`` shebang: Redis 7 then refuses the whole script while the
 server is out of memory, instead of failing it halfway through.
@@ -9,7 +10,7 @@ server is out of memory, instead of failing it halfway through.
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CLEAR", "READ", "RESTORE", "SPLICE", "TAIL"]
+__all__ = ["APPEND", "CLEAR", "READ", "RESTORE", "SPLICE", "STATE", "TAIL"]
 
 # Reads return values packed into two strings (their byte lengths, comma-separated, and their
 # concatenation): redis-py parses a reply element by element in Python, ~20 us each, so one
@@ -38,7 +39,8 @@ local function wrong(key, want)
   local kind = redis.call('TYPE', key)['ok']
   return kind ~= 'none' and kind ~= want
 end
-if wrong(KEYS[1], 'hash') or wrong(KEYS[2], 'list') or wrong(KEYS[3], 'string') then
+if wrong(KEYS[1], 'hash') or wrong(KEYS[2], 'list') or wrong(KEYS[3], 'string')
+    or wrong(KEYS[4], 'hash') then
   return redis.error_reply('WRONGTYPE a session key holds another kind of value')
 end
 """
@@ -57,7 +59,7 @@ local function touch(session_id, ttl_ms)
   if ttl_ms ~= '' then
     local at = string.format('%.0f',
       tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ttl_ms))
-    for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], at) end
+    for i = 1, 4 do redis.call('PEXPIREAT', KEYS[i], at) end
   end
 end
 """
@@ -176,8 +178,33 @@ CLEAR = (
     "#!lua\n"
     + _TYPES
     + """
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return 1
 """
 )
-"""Delete the session's three keys."""
+"""Delete the session's keys, its state included."""
+
+STATE = (
+    "#!lua\n"
+    + _TYPES
+    + """
+-- ARGV: name, check ('1': only if the value is ARGV[3], '' meaning none), expected,
+--       new value ('' with ARGV[5] == '0' deletes), has new ('1'/'0')
+local name = ARGV[1]
+if ARGV[2] == '1' then
+  local current = redis.call('HGET', KEYS[4], name)
+  if ARGV[3] == '' then
+    if current then return 0 end
+  elseif current ~= ARGV[3] then return 0 end
+end
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[4], name, ARGV[4])
+  local deadline = redis.call('PEXPIRETIME', KEYS[2])
+  if deadline > 0 then redis.call('PEXPIREAT', KEYS[4], deadline) end
+else
+  redis.call('HDEL', KEYS[4], name)
+end
+return 1
+"""
+)
+"""Set or delete one state value (if it still is what was read), expiring with the history."""

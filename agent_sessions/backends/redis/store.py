@@ -90,18 +90,19 @@ def _texts(lens: bytes, blob: bytes) -> list[str]:
 
 
 class SessionKeys:
-    """The three keys of one session, as the SDK's ``RedisSession`` names them."""
+    """The keys of one session: the SDK's three, and ours for per-session state."""
 
-    __slots__ = ("counter", "messages", "record")
+    __slots__ = ("counter", "messages", "record", "state")
 
     def __init__(self, key_prefix: str, session_id: str) -> None:
         self.record = f"{key_prefix}:{session_id}"
         self.messages = f"{self.record}:messages"
         self.counter = f"{self.record}:counter"
+        self.state = f"{self.record}:state"
 
-    def all(self) -> tuple[str, str, str]:
+    def all(self) -> tuple[str, str, str, str]:
         """The keys in the order the scripts take them."""
-        return self.record, self.messages, self.counter
+        return self.record, self.messages, self.counter, self.state
 
 
 class _State(enum.Enum):
@@ -123,6 +124,9 @@ _TAIL = _Script(scripts.TAIL)
 _SPLICE = _Script(scripts.SPLICE)
 _RESTORE = _Script(scripts.RESTORE)
 _CLEAR = _Script(scripts.CLEAR)
+_STATE = _Script(scripts.STATE)
+_STATE_TRIES = 1000
+"""How often ``update_state`` reads a value again when other writers keep changing it."""
 
 
 @contextmanager
@@ -396,6 +400,47 @@ class RedisStore:
         with _translated("clear"):
             await self._script(_CLEAR, self.keys(session_id), (), write=True)
         self._clears.note(session_id)
+
+    async def read_state(self, session_id: str, name: str) -> str | None:
+        """Return the text stored under ``name`` for the session, or None."""
+        self._check_open("read_state")
+        with _translated("read"):
+            raw = await self._send(("HGET", self.keys(session_id).state, name), retry=True)
+        return None if raw is None else as_text(raw)
+
+    async def _set_state(
+        self, session_id: str, name: str, text: str | None, expected: bytes | None, check: bool
+    ) -> bool:
+        args = (name, "1" if check else "0", expected or b"", text or "", int(text is not None))
+        with _translated("write"):
+            return bool(await self._script(_STATE, self.keys(session_id), args, write=True))
+
+    async def write_state(self, session_id: str, name: str, text: str | None) -> None:
+        """Store ``text`` under ``name`` (None deletes it), in one script."""
+        self._check_open("write_state")
+        await self._set_state(session_id, name, text, None, check=False)
+
+    async def update_state(
+        self, session_id: str, name: str, change: Callable[[str | None], str | None]
+    ) -> str | None:
+        """Read, change and write one value; written only if nobody changed it meanwhile.
+
+        Another writer in between makes it read again and call ``change`` on the new value,
+        so concurrent updates from any task or process each see the one before.
+        """
+        self._check_open("update_state")
+        key = self.keys(session_id).state
+        for _ in range(_STATE_TRIES):
+            with _translated("read"):
+                raw = await self._send(("HGET", key, name), retry=True)
+            current = None if raw is None else bytes(raw)
+            new = change(None if current is None else as_text(current))
+            if await self._set_state(session_id, name, new, current, check=True):
+                return new
+        raise StorageError(
+            f"update_state of {name!r} in session {session_id!r}: the value kept changing "
+            f"({_STATE_TRIES} tries); nothing was written"
+        )
 
     async def rows(self, session_id: str) -> list[tuple[int, str]]:
         """Return every row of a session as ``(row_id, text)``, oldest first."""
