@@ -58,17 +58,18 @@ class PgStatements:
         # on another branch; two index ranges, as `<>` would scan the session's records):
         # then main's history is every row of the session, read as the plain store reads it.
         self.read_linear = (
-            f"SELECT r.message_data FROM {m} r WHERE r.session_id = $1 "
-            f"AND NOT EXISTS (SELECT 1 FROM {br} b WHERE b.session_id = $1 "
+            "SELECT r.message_data FROM (SELECT 1 AS one) o LEFT JOIN LATERAL "
+            f"(SELECT id, message_data FROM {m} WHERE session_id = $1 ORDER BY id DESC LIMIT $2)"
+            f" r ON true WHERE NOT EXISTS (SELECT 1 FROM {br} b WHERE b.session_id = $1 "
             f"AND b.branch_id <> '{MAIN}') "
             f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1 "
             f"AND x.branch_id < '{MAIN}') "
             f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1 "
             f"AND x.branch_id > '{MAIN}') "
-            "ORDER BY r.id DESC LIMIT $2"
+            "ORDER BY r.id DESC"
         )
         """The newest ``$2`` texts of session ``$1``, newest first, if it has no branch but
-        ``main``; none otherwise (or if it is empty)."""
+        ``main`` (one NULL if it has no rows); no row if it has other branches."""
         self.append = f"""
 WITH snap AS (SELECT xmin::text AS version FROM {sessions} WHERE session_id = $1),
 head AS (

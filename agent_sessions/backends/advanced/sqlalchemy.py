@@ -195,8 +195,8 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
             rows = await self._on_driver(
                 "read", lambda c: c.fetch(pg.read_linear, session_id, want)
             )
-            if rows:
-                found = [row[0] for row in rows]
+            if rows:  # no branch but main: its rows, or one NULL if it has none
+                found = [row[0] for row in rows if row[0] is not None]
                 found.reverse()
                 return found
             sql = pg.segment(statement)
