@@ -28,8 +28,14 @@ from agents.items import TResponseInputItem
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agent_sessions import EncryptedSession, SQLAlchemySession, SQLiteSession, SQLiteStore
+from agent_sessions import (
+    EncryptedSession,
+    SQLAlchemySession,
+    SQLiteSession,
+    SQLiteStore,
+)
 from tests.file_locks import writers_held
+from tests.redis_server import redis_harness
 from tests.reliability.conftest import SESSION_BACKENDS, SqlTarget
 from tests.sql_servers import drop_tables, unique_tables
 
@@ -56,12 +62,15 @@ class Backend:
         return session
 
 
-@pytest.fixture(params=SESSION_BACKENDS)
+@pytest.fixture(params=[*SESSION_BACKENDS, pytest.param("redis", marks=pytest.mark.redis)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """Each backend on a fresh database."""
     name: str = request.param
     path = tmp_path / "cancel.db"
-    if name == "sqlite":
+    if name == "redis":
+        harness = redis_harness(tmp_path)
+        backend = Backend(harness.open, closers=list(harness.cleanup))
+    elif name == "sqlite":
         backend = Backend(lambda sid: SQLiteSession(sid, path))
     elif name == "sqlite-shared":
         store = SQLiteStore(path)
