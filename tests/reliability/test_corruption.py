@@ -23,12 +23,14 @@ import pytest
 
 from agent_sessions import (
     CorruptItemError,
+    RedisSession,
     SQLAlchemySession,
     SQLiteSession,
     SQLiteStore,
 )
 from agent_sessions.core import StoreSession
 from tests.conftest import count_rows_sqlite
+from tests.redis_server import redis_harness
 from tests.reliability.conftest import SqlTarget
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -81,6 +83,16 @@ def sqlite_garbage(rng: random.Random) -> object:
     return text_garbage(rng)
 
 
+def redis_garbage(rng: random.Random) -> object:
+    """A value only a byte store holds: random bytes (invalid UTF-8 among them); else text."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 200)))
+    if kind == 1:
+        return b"\xff\xfe" + json.dumps(good(7)).encode()
+    return text_garbage(rng)
+
+
 @dataclass
 class Garbled:
     """A session, how to write raw rows into its table, and how to count them."""
@@ -117,6 +129,7 @@ def _sqlite_writer(
         pytest.param("sqlalchemy-sqlite", marks=pytest.mark.sqlite),
         pytest.param("sqlalchemy-postgres", marks=pytest.mark.postgres),
         pytest.param("sqlalchemy-mariadb", marks=pytest.mark.mariadb),
+        pytest.param("redis", marks=pytest.mark.redis),
     ]
 )
 async def garbled(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Garbled]:
@@ -127,7 +140,30 @@ async def garbled(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     async def sqlite_count() -> int:
         return count_rows_sqlite(path, SESSION)
 
-    if name == "sqlite":
+    if name == "redis":
+        harness = redis_harness(tmp_path)
+        session_of: Any = harness.open
+
+        async def write_redis(data: object) -> None:
+            await harness.write_raw(SESSION, data)  # type: ignore[arg-type,misc]
+
+        async def count_redis() -> int:
+            return await harness.count_rows(SESSION)  # type: ignore[misc,no-any-return]
+
+        garbled = Garbled(
+            session_of(SESSION),
+            write_redis,
+            count_redis,
+            redis_garbage,
+            lambda: RedisSession(
+                SESSION,
+                redis_client=session_of(SESSION).redis_client,
+                key_prefix=session_of(SESSION).key_prefix,
+                strict=True,
+            ),
+            list(harness.cleanup),  # type: ignore[arg-type]
+        )
+    elif name == "sqlite":
         session = SQLiteSession(SESSION, path)
         garbled = Garbled(
             session,
