@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -43,14 +44,17 @@ from .serialization import (
 )
 from .store import (
     MAX_LIMIT,
+    ArchiveBatch,
     StateStore,
     Store,
     SuffixStore,
+    archives_own_rows,
     is_user_message,
     swaps_own_rows,
 )
 
 if TYPE_CHECKING:
+    from ._archive import ArchivedItem
     from .pruning import PruneReport
 
 try:  # the SDK's compaction hook type (private to the SDK, so optional here)
@@ -229,6 +233,22 @@ def is_tail(newest_first: Sequence[Sequence[Any]], expected: Sequence[tuple[int,
     """Whether rows read newest first are exactly ``expected`` (oldest first, not empty)."""
     found = [(int(row_id), text) for row_id, text in reversed(newest_first)]
     return bool(expected) and found == list(expected)
+
+
+if _CompactionSnapshot is not None:
+
+    @dataclass(frozen=True)
+    class ArchivingSnapshot(_CompactionSnapshot):
+        """The SDK's snapshot, plus a swap that archives the compacted prefix with it.
+
+        ``archive_prefix(cut, output, summary)`` replaces the whole window by ``output`` and
+        archives its first ``cut`` rows, ``output[:summary]`` being their summary, in one
+        transaction; False if the window changed meanwhile. ``CompactingSession`` uses it.
+        """
+
+        archive_prefix: Callable[[int, list[TResponseInputItem], int], Awaitable[bool]] | None = (
+            None
+        )
 
 
 _PROTOCOL = ("get_items", "add_items", "pop_item", "clear_session")
@@ -455,12 +475,24 @@ class StoreSession(AsyncClosing, SessionABC):
             )
 
     async def prune(
-        self, *, keep_last_turns: int, keep_system: bool = True, dry_run: bool = False
+        self,
+        *,
+        keep_last_turns: int,
+        keep_system: bool = True,
+        dry_run: bool = False,
+        archive: bool = False,
     ) -> PruneReport:
         """Remove whole old turns in one transaction, keeping the newest ``keep_last_turns``.
 
         See :func:`agent_sessions.pruning.prune_session` for what counts as a turn and what is
         kept.
+
+        Args:
+            keep_last_turns: How many of the newest turns to keep; at least 1.
+            keep_system: Keep ``system`` and ``developer`` items of the pruned part.
+            dry_run: Only report what would be removed.
+            archive: Move the removed rows into the session's archive (same transaction),
+                readable with :meth:`archived_items`, instead of deleting them.
 
         Returns:
             What was removed (or, with ``dry_run``, would be).
@@ -469,8 +501,45 @@ class StoreSession(AsyncClosing, SessionABC):
 
         self._check_open("prune")
         return await prune_session(
-            self, keep_last_turns=keep_last_turns, keep_system=keep_system, dry_run=dry_run
+            self,
+            keep_last_turns=keep_last_turns,
+            keep_system=keep_system,
+            dry_run=dry_run,
+            archive=archive,
         )
+
+    async def archived_items(self) -> list[ArchivedItem]:
+        """Return what compaction and archiving prunes took out of the history, oldest first.
+
+        Returns:
+            Typed entries: the item, its archive batch, ``kind`` (``"compaction"`` or
+            ``"prune"``) and when it was archived. Summaries are not among them.
+
+        Raises:
+            StorageError: the store keeps no archive (an advanced session's branches).
+        """
+        from ._archive import archived_items  # noqa: PLC0415 (kept out of the hot import)
+
+        self._check_open("archived_items")
+        return await archived_items(self)
+
+    async def uncompact(self) -> int:
+        """Undo the newest archived compaction: its summary is replaced by its items again.
+
+        One transaction; items appended after the compaction stay after the restored ones.
+        Repeated calls walk back through older compactions.
+
+        Returns:
+            How many items were restored; 0 when no compaction is archived.
+
+        Raises:
+            StorageError: the store keeps no archive, or the compaction's summary is no longer
+                at the start of the history (nothing is restored then).
+        """
+        from ._archive import uncompact  # noqa: PLC0415 (kept out of the hot import)
+
+        self._check_open("uncompact")
+        return await uncompact(self)
 
     async def _atomic_replace_items(self, output_items: list[TResponseInputItem]) -> bool:
         """The SDK compaction session's hook: replace the history in one transaction."""
@@ -521,7 +590,25 @@ class StoreSession(AsyncClosing, SessionABC):
                 raise asyncio.CancelledError
             return swapped
 
-        return _CompactionSnapshot(items, complete, replace_suffix)
+        if not archives_own_rows(store):
+            return _CompactionSnapshot(items, complete, replace_suffix)
+        archiving = store
+
+        async def archive_prefix(cut: int, output: list[TResponseInputItem], summary: int) -> bool:
+            """Swap the whole window for ``output``, archiving its first ``cut`` rows with it."""
+            if not rows or not 0 <= cut <= len(rows):
+                return False
+            self._check_open("add_items")
+            texts = encode_items(output, self._codec)
+            batch = ArchiveBatch("compaction", [text for _, text in rows[:cut]], texts[:summary])
+            swapped, cancelled = await run_to_completion(
+                archiving.replace_tail_archiving(session_id, rows, texts, batch)
+            )
+            if cancelled:
+                raise asyncio.CancelledError
+            return swapped
+
+        return ArchivingSnapshot(items, complete, replace_suffix, archive_prefix)
 
     # Per-session state: small JSON values kept beside the history (private; see store.StateStore).
 

@@ -31,7 +31,16 @@ from typing import Any, NamedTuple, Protocol, TypeVar, cast
 from ._lifecycle import run_to_completion
 from .errors import StorageError
 from .serialization import Codec, SkipRow, logger
-from .store import MAX_LIMIT, RowStore, Store, defining_class, is_user_message, swaps_own_rows
+from .store import (
+    MAX_LIMIT,
+    ArchiveBatch,
+    RowStore,
+    Store,
+    archives_own_rows,
+    defining_class,
+    is_user_message,
+    swaps_own_rows,
+)
 
 __all__ = [
     "PrunableSession",
@@ -256,7 +265,12 @@ def _rows_are_history(store: Store) -> bool:
 
 
 async def prune_session(
-    session: PrunableSession, *, keep_last_turns: int, keep_system: bool, dry_run: bool
+    session: PrunableSession,
+    *,
+    keep_last_turns: int,
+    keep_system: bool,
+    dry_run: bool,
+    archive: bool = False,
 ) -> PruneReport:
     """Remove a session's turns older than its newest ``keep_last_turns``, in one transaction.
 
@@ -269,6 +283,8 @@ async def prune_session(
         keep_last_turns: How many of the newest turns to keep; at least 1.
         keep_system: Keep ``system`` and ``developer`` items of the pruned part.
         dry_run: Only report what would be removed.
+        archive: Move the removed rows into the session's archive in the same transaction
+            (batch kind ``"prune"``) instead of deleting them.
 
     Returns:
         What was removed, or with ``dry_run`` what would be.
@@ -276,11 +292,17 @@ async def prune_session(
     Raises:
         TypeError: ``keep_last_turns`` is not an int.
         ValueError: ``keep_last_turns`` is below 1.
-        StorageError: the store can neither delete rows by id nor swap a history, or (with
+        StorageError: the store can neither delete rows by id nor swap a history, ``archive``
+            was asked of a store that keeps no archive (nothing is removed), or (with
             branches) writers kept changing the history.
     """
     keep = check_keep_last_turns(keep_last_turns)
     store = session.store
+    if archive and not archives_own_rows(store):
+        raise StorageError(
+            f"prune(archive=True): {type(store).__name__} keeps no archive of its history "
+            "(advanced sessions' branches have none); nothing was removed"
+        )
     session_id = session.session_id
     codec = session._codec  # noqa: SLF001 - the session's own codec; core cannot be imported
     if _rows_are_history(store):
@@ -289,7 +311,11 @@ async def prune_session(
         plan = _plan(await _classify_all(codec, [t for _, t in found]), keep, keep_system)
         if plan.removed and not dry_run:
             changes = dict.fromkeys((found[i][0] for i in plan.removed), None)
-            await _settled(row_store.rewrite(session_id, changes))
+            if archive and archives_own_rows(store):
+                batch = ArchiveBatch("prune", [found[i][1] for i in plan.removed])
+                await _settled(store.rewrite_archiving(session_id, changes, batch))
+            else:
+                await _settled(row_store.rewrite(session_id, changes))
         return _report(plan, len(found), session_id, dry_run=dry_run)
     if not swaps_own_rows(store):
         raise StorageError(f"{type(store).__name__} cannot prune a history in one transaction")

@@ -23,7 +23,18 @@ from typing import (
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
-__all__ = ["Popped", "RowStore", "StateStore", "Store", "Taker", "always"]
+__all__ = [
+    "ArchiveBatch",
+    "ArchiveStore",
+    "ArchivedRow",
+    "Popped",
+    "RowStore",
+    "StateStore",
+    "Store",
+    "Taker",
+    "always",
+    "archives_own_rows",
+]
 
 T = TypeVar("T")
 
@@ -238,3 +249,76 @@ class StateStore(Protocol):
             What ``change`` returned.
         """
         ...
+
+
+class ArchiveBatch(NamedTuple):
+    """Rows that leave a history together, to be archived in the same transaction.
+
+    Attributes:
+        kind: ``"compaction"`` or ``"prune"``.
+        items: The stored texts taken out of the history, oldest first.
+        summary: The stored texts that replaced them (a compaction's summary), kept so an
+            ``uncompact`` can find them again.
+    """
+
+    kind: str
+    items: Sequence[str]
+    summary: Sequence[str] = ()
+
+
+class ArchivedRow(NamedTuple):
+    """One archived row as a store returns it."""
+
+    batch: int
+    """The session's archive batch (1, 2, ... in the order they were archived)."""
+    kind: str
+    role: str
+    """``"item"`` (taken out of the history) or ``"summary"`` (what replaced the items)."""
+    text: str
+    archived_at: str
+
+
+@runtime_checkable
+class ArchiveStore(SuffixStore, Protocol):
+    """A store that keeps what compaction and pruning take out of a history (optional).
+
+    Every method is one transaction; :meth:`Store.clear` deletes a session's archive too.
+    """
+
+    async def archived(self, session_id: str) -> list[ArchivedRow]:
+        """Return the session's archived rows, oldest batch first, in order within a batch."""
+        ...
+
+    async def replace_tail_archiving(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: ArchiveBatch,
+    ) -> bool:
+        """``SuffixStore.replace_tail`` that also archives ``batch`` in the same transaction."""
+        ...
+
+    async def rewrite_archiving(
+        self, session_id: str, changes: Mapping[int, str | None], batch: ArchiveBatch
+    ) -> int:
+        """``RowStore.rewrite`` that also archives ``batch`` in the same transaction."""
+        ...
+
+    async def unarchive(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: int,
+    ) -> bool:
+        """``replace_tail`` that also deletes archive batch ``batch``, in one transaction."""
+        ...
+
+
+def archives_own_rows(store: object) -> TypeGuard[ArchiveStore]:
+    """Whether ``store`` archives the rows it reads (not a branch layout it inherited)."""
+    if not isinstance(store, ArchiveStore):
+        return False
+    owner = defining_class(type(store), "replace_tail_archiving")
+    return owner is not None and owner is defining_class(type(store), "read")

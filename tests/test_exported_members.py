@@ -125,7 +125,8 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.store": names(
         """
-        Popped RowStore StateStore Store Taker always
+        ArchiveBatch ArchiveStore ArchivedRow Popped RowStore StateStore Store Taker always
+        archives_own_rows
     """
     ),
     "agent_sessions.testing": names(

@@ -81,6 +81,24 @@ class StateSQL:
         self.delete = delete(st).where(*key)
         self.delete_session = delete(st).where(st.c.session_id == sid)
         self.delete_archive = delete(ar).where(ar.c.session_id == sid)
+        self.next_batch = select(func.coalesce(func.max(ar.c.batch), 0) + 1).where(
+            ar.c.session_id == sid
+        )
+        self.archive = insert(ar).values(
+            session_id=sid,
+            batch=bindparam("abatch"),
+            kind=bindparam("akind"),
+            role=bindparam("arole"),
+            message_data=bindparam("atext"),
+        )
+        self.archived = (
+            select(ar.c.batch, ar.c.kind, ar.c.role, ar.c.message_data, ar.c.archived_at)
+            .where(ar.c.session_id == sid)
+            .order_by(ar.c.batch, ar.c.id)
+        )
+        self.delete_batch = delete(ar).where(
+            ar.c.session_id == sid, ar.c.batch == bindparam("abatch")
+        )
         self.set = update(st).where(*key).values(value=bindparam("sval"), updated_at=func.now())
         row = {"session_id": sid, "name": bindparam("sname"), "value": bindparam("sval")}
         # `upsert` stores a value; `claim` locks the row, making an empty one if there is none,

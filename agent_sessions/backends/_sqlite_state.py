@@ -11,9 +11,18 @@ import sqlite3
 from collections.abc import Callable
 
 from ..schema import TableNames
+from ..store import ArchiveBatch, ArchivedRow
 from ._sqlite_connection import transaction
 
-__all__ = ["StateStatements", "clear_side_tables", "update_state", "write_state"]
+__all__ = [
+    "StateStatements",
+    "add_batch",
+    "archived_rows",
+    "clear_side_tables",
+    "drop_batch",
+    "update_state",
+    "write_state",
+]
 
 
 class StateStatements:
@@ -30,6 +39,16 @@ class StateStatements:
         self.delete = f"DELETE FROM {state} WHERE session_id = ? AND name = ?"
         self.delete_session_state = f"DELETE FROM {state} WHERE session_id = ?"
         self.delete_session_archive = f"DELETE FROM {archive} WHERE session_id = ?"
+        self.next_batch = f"SELECT COALESCE(MAX(batch), 0) + 1 FROM {archive} WHERE session_id = ?"
+        self.archive = (
+            f"INSERT INTO {archive} (session_id, batch, kind, role, message_data) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        self.archived = (
+            f"SELECT batch, kind, role, message_data, archived_at FROM {archive} "
+            "WHERE session_id = ? ORDER BY batch, id"
+        )
+        self.delete_batch = f"DELETE FROM {archive} WHERE session_id = ? AND batch = ?"
 
 
 def _put(
@@ -68,3 +87,23 @@ def clear_side_tables(conn: sqlite3.Connection, sql: StateStatements, sid: str) 
     """Delete a session's state and archive, inside the caller's transaction."""
     conn.execute(sql.delete_session_state, (sid,))
     conn.execute(sql.delete_session_archive, (sid,))
+
+
+def add_batch(
+    conn: sqlite3.Connection, sql: StateStatements, sid: str, batch: ArchiveBatch
+) -> None:
+    """Archive a batch under the session's next batch number, inside the caller's transaction."""
+    number = int(conn.execute(sql.next_batch, (sid,)).fetchone()[0])
+    rows = [(sid, number, batch.kind, "item", text) for text in batch.items]
+    rows += [(sid, number, batch.kind, "summary", text) for text in batch.summary]
+    conn.executemany(sql.archive, rows)
+
+
+def archived_rows(rows: list[tuple[object, ...]]) -> list[ArchivedRow]:
+    """The archive's fetched rows as typed rows."""
+    return [ArchivedRow(int(str(b)), str(k), str(r), str(t), str(at)) for b, k, r, t, at in rows]
+
+
+def drop_batch(sql: StateStatements, sid: str, batch: int, conn: sqlite3.Connection) -> None:
+    """Delete one archive batch of a session, inside the caller's transaction."""
+    conn.execute(sql.delete_batch, (sid, batch))

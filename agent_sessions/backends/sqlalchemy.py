@@ -34,7 +34,7 @@ from ..core import (
 )
 from ..errors import SessionClosedError, StorageError, StorageUnavailableError
 from ..schema import TableNames
-from ..store import Popped, Taker, always
+from ..store import ArchiveBatch, ArchivedRow, Popped, Taker, always
 from ._restore import ClearLog, with_mark
 from ._sqlalchemy_cache import engine_state
 from ._sqlalchemy_engine import (
@@ -401,6 +401,17 @@ class SQLAlchemyStore(AsyncClosing):
         Returns:
             Whether the rows were swapped (False if the tail changed meanwhile).
         """
+        return await self._swap_tail("replace tail", session_id, expected, texts, None)
+
+    async def _swap_tail(
+        self,
+        operation: str,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        after: Callable[[AsyncConnection], Awaitable[None]] | None,
+    ) -> bool:
+        """``replace_tail``, with ``after`` run in the same transaction once rows were swapped."""
         want = [(int(row_id), text) for row_id, text in expected]
         if not want:
             return False
@@ -416,9 +427,57 @@ class SQLAlchemyStore(AsyncClosing):
             if texts:
                 rows = [{"sid": session_id, "text": text} for text in texts]
                 await conn.execute(self._sql.insert, rows)
+            if after is not None:
+                await after(conn)
             return True
 
-        return await self._write("replace tail", replace_tail)
+        return await self._write(operation, replace_tail)
+
+    async def _add_batch(self, conn: AsyncConnection, session_id: str, batch: ArchiveBatch) -> None:
+        sql = self._sql.state
+        number = (await conn.execute(sql.next_batch, {"sid": session_id})).scalar_one()
+        rows = [
+            {"sid": session_id, "abatch": number, "akind": batch.kind, "arole": role, "atext": t}
+            for role, texts in (("item", batch.items), ("summary", batch.summary))
+            for t in texts
+        ]
+        if rows:
+            await conn.execute(sql.archive, rows)
+
+    async def archived(self, session_id: str) -> list[ArchivedRow]:
+        """Return the session's archived rows, oldest batch first."""
+        rows = await self._read("read archive", self._sql.state.archived, {"sid": session_id})
+        return [
+            ArchivedRow(int(b), str(k), str(r), str(t), str(at)[:19]) for b, k, r, t, at in rows
+        ]
+
+    async def replace_tail_archiving(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: ArchiveBatch,
+    ) -> bool:
+        """Swap the newest rows (see ``replace_tail``) and archive ``batch``, in one transaction."""
+
+        async def after(conn: AsyncConnection) -> None:
+            await self._add_batch(conn, session_id, batch)
+
+        return await self._swap_tail("compact", session_id, expected, texts, after)
+
+    async def unarchive(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: int,
+    ) -> bool:
+        """Swap the newest rows (see ``replace_tail``) and drop archive ``batch``, at once."""
+
+        async def after(conn: AsyncConnection) -> None:
+            await conn.execute(self._sql.state.delete_batch, {"sid": session_id, "abatch": batch})
+
+        return await self._swap_tail("uncompact", session_id, expected, texts, after)
 
     async def clear(self, session_id: str) -> None:
         """Delete a session's rows and its session record in one transaction."""
@@ -478,7 +537,21 @@ class SQLAlchemyStore(AsyncClosing):
         Returns:
             How many of the session's rows were changed or deleted.
         """
+        return await self._rewrite("rewrite", session_id, changes, None)
 
+    async def rewrite_archiving(
+        self, session_id: str, changes: Mapping[int, str | None], batch: ArchiveBatch
+    ) -> int:
+        """``rewrite``, archiving ``batch`` in the same transaction."""
+        return await self._rewrite("prune", session_id, changes, batch)
+
+    async def _rewrite(
+        self,
+        operation: str,
+        session_id: str,
+        changes: Mapping[int, str | None],
+        batch: ArchiveBatch | None,
+    ) -> int:
         async def rewrite(conn: AsyncConnection) -> int:
             await self._lock(conn, session_id)
             changed = 0
@@ -486,9 +559,11 @@ class SQLAlchemyStore(AsyncClosing):
                 params = {"sid": session_id, "rid": row_id, "text": text}
                 statement = self._sql.delete_session_row if text is None else self._sql.update_row
                 changed += (await conn.execute(statement, params)).rowcount
+            if batch is not None:
+                await self._add_batch(conn, session_id, batch)
             return changed
 
-        return await self._write("rewrite", rewrite)
+        return await self._write(operation, rewrite)
 
     @property
     def owns_engine(self) -> bool:

@@ -24,7 +24,7 @@ from .._worker import ConnectionWorker
 from ..core import MAX_LIMIT, StoreSession, check_session_id, is_tail, tail_fetch, tail_window
 from ..errors import StorageError
 from ..schema import TableNames
-from ..store import Popped, Taker, always
+from ..store import ArchiveBatch, ArchivedRow, Popped, Taker, always
 from . import _shared_stores
 from ._group_commit import Batch, GroupCommit
 from ._restore import ClearLog, with_mark
@@ -38,7 +38,15 @@ from ._sqlite_connection import (
     retry_undecodable,
     transaction,
 )
-from ._sqlite_state import StateStatements, clear_side_tables, update_state, write_state
+from ._sqlite_state import (
+    StateStatements,
+    add_batch,
+    archived_rows,
+    clear_side_tables,
+    drop_batch,
+    update_state,
+    write_state,
+)
 
 __all__ = ["SQLiteFileSession", "SQLiteSession", "SQLiteStore", "guarded"]
 
@@ -286,6 +294,17 @@ class SQLiteStore(AsyncClosing):
         Returns:
             Whether the rows were swapped (False if the tail changed meanwhile).
         """
+        return await self._swap_tail("replace tail", session_id, expected, texts, None)
+
+    async def _swap_tail(
+        self,
+        operation: str,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        after: Callable[[sqlite3.Connection], None] | None,
+    ) -> bool:
+        """``replace_tail``, with ``after`` run in the same transaction once rows were swapped."""
         want = [(int(row_id), text) for row_id, text in expected]
 
         def replace_tail(conn: sqlite3.Connection) -> bool:
@@ -296,9 +315,45 @@ class SQLiteStore(AsyncClosing):
                 conn.executemany(self._sql.delete_row, [(row_id,) for row_id, _ in want])
                 conn.execute(self._sql.touch_session, (session_id,))
                 conn.executemany(self._sql.insert, [(session_id, text) for text in texts])
+                if after is not None:
+                    after(conn)
                 return True
 
-        return await self._call("replace tail", replace_tail)
+        return await self._call(operation, replace_tail)
+
+    async def archived(self, session_id: str) -> list[ArchivedRow]:
+        """Return the session's archived rows, oldest batch first."""
+        statement, params = self._state_sql.archived, (session_id,)
+        rows = await self._read_inline(statement, params)
+        if rows is None:
+            rows = await self._call(
+                "read archive", lambda conn: conn.execute(statement, params).fetchall()
+            )
+        return archived_rows(rows)
+
+    async def replace_tail_archiving(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: ArchiveBatch,
+    ) -> bool:
+        """Swap the newest rows (see ``replace_tail``) and archive ``batch``, in one transaction."""
+        sql = self._state_sql
+        return await self._swap_tail(
+            "compact", session_id, expected, texts, partial(_add_batch, sql, session_id, batch)
+        )
+
+    async def unarchive(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: int,
+    ) -> bool:
+        """Swap the newest rows (see ``replace_tail``) and drop archive ``batch``, at once."""
+        after = partial(drop_batch, self._state_sql, session_id, batch)
+        return await self._swap_tail("uncompact", session_id, expected, texts, after)
 
     async def clear(self, session_id: str) -> None:
         """Delete a session's rows and its session record in one transaction."""
@@ -353,6 +408,22 @@ class SQLiteStore(AsyncClosing):
         Returns:
             How many of the session's rows were changed or deleted.
         """
+        return await self._rewrite("rewrite", session_id, changes, None)
+
+    async def rewrite_archiving(
+        self, session_id: str, changes: Mapping[int, str | None], batch: ArchiveBatch
+    ) -> int:
+        """``rewrite``, archiving ``batch`` in the same transaction."""
+        after = partial(_add_batch, self._state_sql, session_id, batch)
+        return await self._rewrite("prune", session_id, changes, after)
+
+    async def _rewrite(
+        self,
+        operation: str,
+        session_id: str,
+        changes: Mapping[int, str | None],
+        after: Callable[[sqlite3.Connection], None] | None,
+    ) -> int:
         updates = [(text, rid, session_id) for rid, text in changes.items() if text is not None]
         deletes = [(rid, session_id) for rid, text in changes.items() if text is None]
 
@@ -364,9 +435,11 @@ class SQLiteStore(AsyncClosing):
                 if deletes:
                     changed += conn.executemany(self._sql.delete_session_row, deletes).rowcount
                     self._forget_rows(conn, [row_id for row_id, _ in deletes])
+                if after is not None:
+                    after(conn)
                 return changed
 
-        return await self._call("rewrite", rewrite)
+        return await self._call(operation, rewrite)
 
     def _forget_rows(self, conn: sqlite3.Connection, row_ids: list[int]) -> None:
         """Called inside ``rewrite``'s transaction after rows were deleted; for subclasses."""
@@ -410,6 +483,12 @@ class SQLiteStore(AsyncClosing):
         """Finish queued calls and close the connections without blocking the loop; idempotent."""
         self._reader.close()
         await self._worker.aclose()
+
+
+def _add_batch(
+    sql: StateStatements, session_id: str, batch: ArchiveBatch, conn: sqlite3.Connection
+) -> None:
+    add_batch(conn, sql, session_id, batch)
 
 
 class _Statements:

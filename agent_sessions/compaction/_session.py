@@ -164,6 +164,32 @@ class CompactingSession(SessionABC):
         """Clear the underlying session."""
         await self.underlying_session.clear_session()
 
+    async def archived_items(self) -> list[Any]:
+        """The items earlier compactions replaced, oldest first (``StoreSession.archived_items``).
+
+        Raises:
+            TypeError: the underlying session keeps no archive (the SDK's sessions): their
+                compactions replaced the items for good.
+        """
+        return cast(list[Any], await self._archive_method("archived_items")())
+
+    async def uncompact(self) -> int:
+        """Undo the newest compaction (``StoreSession.uncompact``); returns the items restored.
+
+        Raises:
+            TypeError: the underlying session keeps no archive (the SDK's sessions).
+        """
+        return int(await self._archive_method("uncompact")())
+
+    def _archive_method(self, name: str) -> Callable[[], Awaitable[Any]]:
+        method = getattr(self.underlying_session, name, None)
+        if method is None:
+            raise TypeError(
+                f"CompactingSession.{name}(): {type(self.underlying_session).__name__} keeps no "
+                "archive; compaction over it replaces the summarised items for good"
+            )
+        return cast(Callable[[], Awaitable[Any]], method)
+
     async def aclose(self) -> None:
         """Close the underlying session (its ``aclose`` or ``close``); idempotent if it is."""
         session = self.underlying_session
@@ -259,7 +285,13 @@ class CompactingSession(SessionABC):
     ) -> bool:
         """Swap the read window for summary + kept items; keep what was appended meanwhile."""
         for _ in range(_SWAP_TRIES):
-            if await snapshot.replace_suffix(0, [*summary, *items[cut:]]):
+            # Our sessions archive the compacted prefix in the swap's transaction.
+            archive = getattr(snapshot, "archive_prefix", None)
+            output = [*summary, *items[cut:]]
+            if archive is not None:
+                if await archive(cut, output, len(summary)):
+                    return True
+            elif await snapshot.replace_suffix(0, output):
                 return True
             fresh = await self._snapshot()
             if fresh is None:

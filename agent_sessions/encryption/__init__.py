@@ -20,6 +20,7 @@ from agents.memory.session_settings import SessionSettings
 from agents.run_context import RunContextWrapper
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .._archive import ArchivedItem
 from .._lifecycle import AsyncClosing, Closing
 from ..core import (
     SessionState,
@@ -396,7 +397,12 @@ class EncryptedSession(
         await self._inner.replace_items(items, drop_unreadable=drop_unreadable)
 
     async def prune(
-        self, *, keep_last_turns: int, keep_system: bool = True, dry_run: bool = False
+        self,
+        *,
+        keep_last_turns: int,
+        keep_system: bool = True,
+        dry_run: bool = False,
+        archive: bool = False,
     ) -> PruneReport:
         """Remove whole old turns in one transaction; see :meth:`StoreSession.prune`.
 
@@ -419,8 +425,41 @@ class EncryptedSession(
             )
         await self._keys_ready(writing=False)
         return await self._inner.prune(
-            keep_last_turns=keep_last_turns, keep_system=keep_system, dry_run=dry_run
+            keep_last_turns=keep_last_turns,
+            keep_system=keep_system,
+            dry_run=dry_run,
+            archive=archive,
         )
+
+    async def archived_items(self) -> list[ArchivedItem]:
+        """The archived items, decrypted, oldest first; see ``StoreSession.archived_items``.
+
+        The archive holds the rows as they were stored (sealed). Rows that fail
+        authentication are skipped with a logged warning, or raise when strict; expired ones
+        are left out, as from the history.
+
+        Raises:
+            TypeError: the underlying session is not one of this package's (no archive).
+        """
+        self._check_open("archived_items")
+        inner = self._archiving("archived_items")
+        await self._keys_ready(writing=False)
+        return await inner.archived_items()
+
+    async def uncompact(self) -> int:
+        """Undo the newest compaction; see ``StoreSession.uncompact`` (rows stay sealed)."""
+        self._check_open("uncompact")
+        inner = self._archiving("uncompact")
+        await self._ready_to_write()
+        return await inner.uncompact()
+
+    def _archiving(self, method: str) -> StoreSession:
+        if self._inner is None:
+            raise TypeError(
+                f"EncryptedSession.{method}() needs one of agent_sessions' sessions underneath "
+                f"(got {type(self.underlying_session).__name__}): it keeps no archive"
+            )
+        return self._inner
 
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of the session, readable or not."""

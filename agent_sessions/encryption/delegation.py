@@ -27,6 +27,9 @@ except ImportError:  # pragma: no cover - older SDKs have no suffix compaction
 
 from .._lifecycle import Closing
 from ..core import StoreSession
+
+if _CompactionSnapshot is not None:
+    from ..core import ArchivingSnapshot
 from ..errors import DecryptionError
 from ..serialization import JsonCodec, SkipRow, logger
 from ..store import RowStore
@@ -196,7 +199,24 @@ class CompactionPassThrough:
                 await self._purge_after_compaction(rows, backend.session_id)
             return swapped
 
-        return _CompactionSnapshot(items, bool(raw.complete), replace_suffix)
+        raw_archive = getattr(raw, "archive_prefix", None)
+        if raw_archive is None:
+            return _CompactionSnapshot(items, bool(raw.complete), replace_suffix)
+
+        async def archive_prefix(cut: int, output: list[TResponseInputItem], summary: int) -> bool:
+            # The archived rows are the sealed rows themselves; the new ones are sealed here.
+            if not 0 <= cut <= len(positions):
+                return False
+            self._check_open("add_items")
+            sealed = self._seal_items(output)
+            await self._ready_to_write()
+            raw_cut = positions[cut] if cut < len(positions) else len(raw.items)
+            swapped = bool(await raw_archive(raw_cut, sealed, summary))
+            if swapped and rows is not None:
+                await self._purge_after_compaction(rows, backend.session_id)
+            return swapped
+
+        return ArchivingSnapshot(items, bool(raw.complete), replace_suffix, archive_prefix)
 
     def _is_expired_envelope(self, item: TResponseInputItem) -> bool:
         """Whether a stored envelope authenticates under our keys and is past its TTL."""

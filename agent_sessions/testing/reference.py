@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from ..errors import SessionClosedError
-from ..store import Popped, Taker, always
+from ..store import ArchiveBatch, ArchivedRow, Popped, Taker, always
 
 __all__ = ["DictStore"]
 
@@ -25,6 +25,7 @@ class DictStore:
         self._ids = itertools.count(1)
         self._closed = False
         self._state: dict[tuple[str, str], str] = {}
+        self._archive: dict[str, list[ArchivedRow]] = {}
 
     def _session_rows(self, session_id: str) -> list[tuple[int, str]]:
         if self._closed:
@@ -91,6 +92,7 @@ class DictStore:
         self._rows.pop(session_id, None)
         for key in [key for key in self._state if key[0] == session_id]:
             del self._state[key]
+        self._archive.pop(session_id, None)
 
     async def rows(self, session_id: str) -> list[tuple[int, str]]:
         """Return every row as ``(row_id, text)``, oldest first."""
@@ -124,6 +126,52 @@ class DictStore:
         new = change(await self.read_state(session_id, name))
         await self.write_state(session_id, name, new)
         return new
+
+    async def archived(self, session_id: str) -> list[ArchivedRow]:
+        """Return the session's archived rows, oldest batch first."""
+        self._session_rows(session_id)
+        return list(self._archive.get(session_id, []))
+
+    def _add_batch(self, session_id: str, batch: ArchiveBatch) -> None:
+        rows = self._archive.setdefault(session_id, [])
+        number = max((row.batch for row in rows), default=0) + 1
+        rows += [ArchivedRow(number, batch.kind, "item", t, "") for t in batch.items]
+        rows += [ArchivedRow(number, batch.kind, "summary", t, "") for t in batch.summary]
+
+    async def replace_tail_archiving(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: ArchiveBatch,
+    ) -> bool:
+        """``replace_tail`` that also archives ``batch``."""
+        swapped = await self.replace_tail(session_id, expected, texts)
+        if swapped:
+            self._add_batch(session_id, batch)
+        return swapped
+
+    async def rewrite_archiving(
+        self, session_id: str, changes: Mapping[int, str | None], batch: ArchiveBatch
+    ) -> int:
+        """``rewrite`` that also archives ``batch``."""
+        changed = await self.rewrite(session_id, changes)
+        self._add_batch(session_id, batch)
+        return changed
+
+    async def unarchive(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: int,
+    ) -> bool:
+        """``replace_tail`` that also drops archive batch ``batch``."""
+        swapped = await self.replace_tail(session_id, expected, texts)
+        if swapped:
+            rows = self._archive.get(session_id, [])
+            self._archive[session_id] = [row for row in rows if row.batch != batch]
+        return swapped
 
     async def aclose(self) -> None:
         """Refuse every later call; idempotent."""

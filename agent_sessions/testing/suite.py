@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .archive_checks import ARCHIVE_CHECKS
 from .checks import run_checks
 from .prune_checks import PRUNE_CHECKS
 from .replace_checks import REPLACE_CHECKS
@@ -10,7 +11,13 @@ from .state_checks import STATE_CHECKS
 
 __all__ = ["CHECKS", "run_all"]
 
-CHECKS: list[Check] = [*SESSION_CHECKS, *REPLACE_CHECKS, *PRUNE_CHECKS, *STATE_CHECKS]
+CHECKS: list[Check] = [
+    *SESSION_CHECKS,
+    *REPLACE_CHECKS,
+    *PRUNE_CHECKS,
+    *STATE_CHECKS,
+    *ARCHIVE_CHECKS,
+]
 """Every check, in a stable order; each is an async function taking a :class:`Harness`."""
 
 

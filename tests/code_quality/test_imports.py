@@ -9,6 +9,7 @@ from .import_graph import PACKAGE, cycle_path, cycles, import_graph
 CORE = {
     f"{PACKAGE}.{name}"
     for name in (
+        "_archive",
         "_lifecycle",
         "_version",
         "_worker",

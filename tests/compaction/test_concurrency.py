@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from agent_sessions import AdvancedSQLAlchemySession, AdvancedSQLiteSession, SQLiteSession
+from agent_sessions import (
+    AdvancedSQLAlchemySession,
+    AdvancedSQLiteSession,
+    SQLiteSession,
+    StorageError,
+)
 from agent_sessions.compaction import CompactingSession
 from agent_sessions.testing import Harness
 from tests.sql_servers import sqlalchemy_harness
@@ -51,6 +56,15 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     await result.close_all()
 
 
+async def archived_texts(session: object) -> list[str] | None:
+    """The archived items' contents, or None where the session keeps no archive (branches)."""
+    try:
+        found = await session.archived_items()  # type: ignore[attr-defined]
+    except StorageError:
+        return None
+    return [entry.item["content"] for entry in found]
+
+
 def fresh_id() -> str:
     """A session id no other test uses (the server database is shared)."""
     return f"compaction-{uuid.uuid4().hex[:12]}"
@@ -77,6 +91,10 @@ async def test_two_compactions_at_once_one_wins(harness: Harness) -> None:
     expected = [msg(f"{winner} of 6 items", "system"), *turns(2, 3)]
     assert await first.get_items() == expected
     assert await second.get_items() == expected
+    archive = await archived_texts(first)
+    if archive is not None:  # the winner's batch alone: the loser archived nothing
+        assert archive == contents(turns(3))
+        assert {entry.batch for entry in await first.archived_items()} == {1}  # type: ignore[attr-defined]
 
 
 async def test_items_added_during_a_compaction_are_kept(harness: Harness) -> None:
@@ -118,3 +136,9 @@ async def test_many_concurrent_compactions_lose_nothing(harness: Harness) -> Non
     assert questions == sorted(set(questions), key=lambda q: int(q.split()[1]))
     assert "question 9" in questions
     assert texts[-1] == "answer 9"
+    archive = await archived_texts(writer)
+    if archive is not None:  # every question is in the history or the archive, exactly once
+        asked = [t for t in [*archive, *texts] if t.startswith("question")]
+        assert sorted(asked, key=lambda q: int(q.split()[1])) == [
+            f"question {n}" for n in range(10)
+        ]

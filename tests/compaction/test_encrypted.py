@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,24 @@ async def test_encrypted_concurrent_compactions_one_wins(tmp_path: Path) -> None
         results = await asyncio.gather(*tasks)
         assert sorted(results) == [False, True]
         assert (await two.get_items())[1:] == turns(2, 2)
+
+
+async def test_the_archive_is_stored_sealed_and_restores(tmp_path: Path) -> None:
+    """Archived rows on disk are ciphertext; archived_items and uncompact read them with the key."""
+    path = tmp_path / "chats.db"
+    key = new_key()
+    async with EncryptedSession("s", SQLiteSession("s", path), key) as encrypted:
+        session = CompactingSession(encrypted, summarizer=Recorder("summary"), keep_last_turns=1)
+        await session.add_items(turns(3))
+        assert await session.compact(force=True)
+        assert [entry.item for entry in await session.archived_items()] == turns(2)
+        with sqlite3.connect(path) as conn:
+            archived = [
+                row[0] for row in conn.execute("SELECT message_data FROM agent_messages_archive")
+            ]
+        assert len(archived) == 5  # four items and the summary
+        assert not any("question" in text or "summary" in text for text in archived)
+        assert await session.uncompact() == 4
+        assert await encrypted.get_items() == turns(3)
+    async with EncryptedSession("s", SQLiteSession("s", path), new_key()) as wrong:
+        assert await wrong.archived_items() == []  # another key opens nothing (rows skipped)

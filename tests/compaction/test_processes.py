@@ -48,14 +48,19 @@ async def race(url: str, session_id: str, messages_table: str) -> list[str]:
     return outputs
 
 
-def check(outputs: list[str], items: list[Item]) -> None:
-    """Exactly one racer compacted; the history is its summary and the two newest turns."""
+def check(outputs: list[str], items: list[Item], archived: list[Any]) -> None:
+    """Exactly one racer compacted; the history is its summary and the two newest turns.
+
+    The archive holds the winner's batch alone: the six compacted items, once.
+    """
     assert sorted(outputs) == ["False"] * (RACERS - 1) + ["True"]
     winner = outputs.index("True")
     assert contents(items) == [
         f"racer{winner} of 6 items",
         *contents(turns(2, 3)),
     ]
+    assert [entry.item for entry in archived] == turns(3)
+    assert {(entry.batch, entry.kind) for entry in archived} == {(1, "compaction")}
 
 
 @pytest.mark.sqlite
@@ -66,7 +71,7 @@ async def test_processes_race_on_a_sqlite_file(tmp_path: Path) -> None:
         await session.add_items(turns(5))
     outputs = await race(str(path), "s", "m_unused")
     async with SQLiteSession("s", path) as session:
-        check(outputs, await session.get_items())
+        check(outputs, await session.get_items(), await session.archived_items())
 
 
 @pytest.fixture
@@ -95,4 +100,4 @@ async def test_processes_race_on_postgres(postgres_tables: tuple[str, str]) -> N
         await session.add_items(turns(5))
     outputs = await race(POSTGRES_URL, session_id, messages)
     async with SQLAlchemySession.from_url(session_id, url=POSTGRES_URL, **options) as session:
-        check(outputs, await session.get_items())
+        check(outputs, await session.get_items(), await session.archived_items())

@@ -82,8 +82,19 @@ STATE_CHECKS = (
     "check_state_persists",
 )
 
+ARCHIVE_CHECKS = (
+    "check_compaction_is_archived_and_undone",
+    "check_prune_archive",
+    "check_clear_removes_archive",
+    "check_uncompact_refuses_a_moved_summary",
+)
+
+NO_ARCHIVE = dict.fromkeys(ARCHIVE_CHECKS, "its store keeps no archive (see docs/compaction.md)")
+"""Advanced sessions (branches) and RedisSession: no ArchiveStore."""
+
 SDK_LACKS = {
     **dict.fromkeys(STATE_CHECKS, "the SDK's sessions keep no per-session state"),
+    **dict.fromkeys(ARCHIVE_CHECKS, "the SDK's sessions keep no archive"),
     **_no_pop_turn("the SDK's sessions have no pop_turn()"),
     **dict.fromkeys(REPLACE_CHECKS, "the SDK's sessions have no replace_items()"),
     **dict.fromkeys(PRUNE_CHECKS, "the SDK's sessions have no prune()"),
@@ -240,6 +251,7 @@ BACKENDS = {
             **dict.fromkeys(REPLACE_CHECKS, "replace_items() needs one of our sessions underneath"),
             **dict.fromkeys(PRUNE_CHECKS, "prune() needs one of our sessions underneath"),
             **dict.fromkeys(STATE_CHECKS, "state needs one of our sessions underneath"),
+            **dict.fromkeys(ARCHIVE_CHECKS, "the archive needs one of our sessions underneath"),
         },
     ),
     "sdk-encrypted-sqlite": Backend(
@@ -254,6 +266,10 @@ BACKENDS = {
         SDK_LACKS,
     ),
 }
+
+for _name, _spec in BACKENDS.items():
+    if ("advanced" in _name or "redis" in _name) and "sdk" not in _name:
+        _spec.lacks.update(NO_ARCHIVE)
 
 MARKS = {
     "async-sqlite": pytest.mark.sqlite,
