@@ -35,18 +35,21 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from advanced_sqlalchemy_suite import drop_tables
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from workloads import history
 
 import agent_sessions
 from agent_sessions import AdvancedSQLAlchemySession, AdvancedSQLiteSession
+from agent_sessions.backends.advanced.sql import AdvancedStatements
+from agent_sessions.schema import TableNames
 
 __all__ = ["MEASURES", "Backend", "grow", "main"]
 
@@ -110,9 +113,16 @@ async def _time_branches(session: Any, turn: int, count: int, tag: str) -> float
 
 
 async def grow(
-    session: Any, sizes: tuple[int, ...], reads: int, branches: int
+    session: Any,
+    sizes: tuple[int, ...],
+    reads: int,
+    branches: int,
+    analyze: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, dict[int, float]]:
-    """Grow one session through ``sizes``, timing each measure at each size (seconds)."""
+    """Grow one session through ``sizes``, timing each measure at each size (seconds).
+
+    ``analyze`` runs after each growth, before anything is timed (PostgreSQL's statistics).
+    """
     found: dict[str, dict[int, float]] = {measure: {} for measure in MEASURES}
     stored = 0
     for size in sizes:
@@ -120,6 +130,8 @@ async def grow(
         for first in range(0, len(items), FILL):
             await session.add_items(items[first : first + FILL])
         stored = size
+        if analyze is not None:
+            await analyze()
         newest = (size + 3) // 4  # every turn of history() starts with its user message
         await session.create_branch_from_turn(newest, f"warmup_{size}")  # untimed
         await session.switch_to_branch("main")
@@ -153,8 +165,20 @@ async def _run_once(
             sessions_table=tables[0],
             messages_table=tables[1],
         )
+
+        async def analyze() -> None:
+            # What autovacuum does as a table grows; the test server here runs without it, and
+            # plans made on a 1k-row table would otherwise be kept by each pooled connection.
+            async with session.engine.begin() as conn:
+                for table in (
+                    *tables,
+                    *AdvancedStatements(TableNames(*tables)).names(shared=False),
+                ):
+                    await conn.execute(text(f"ANALYZE {table}"))
+
+        postgres = url.get_backend_name() == "postgresql"
         try:
-            return await grow(session, sizes, reads, branches)
+            return await grow(session, sizes, reads, branches, analyze if postgres else None)
         finally:
             await session.aclose()  # disposes of the engine from_url made
             if url.get_backend_name() != "sqlite":

@@ -384,8 +384,10 @@ class AdvancedStatements:
         self.branch = (
             f"SELECT parent_id, inherit_below FROM {br} WHERE session_id = ? AND branch_id = ?"
         )
+        # ORDER BY the (session_id, branch_id, message_id) index's last column, so a planner
+        # that expects many rows of a branch still probes that index, not a scan of the session.
         self.has_structure_branch = (
-            f"SELECT 1 FROM {st} WHERE session_id = ? AND branch_id = ? LIMIT 1"
+            f"SELECT 1 FROM {st} WHERE session_id = ? AND branch_id = ? ORDER BY message_id LIMIT 1"
         )
         # Every branch: main first, then ours in creation order, then those only the SDK's
         # rows name (in the order their first rows were written).
