@@ -241,6 +241,7 @@ async def prune(args: argparse.Namespace) -> int:
             keep_last_turns=args.keep_last_turns,
             keep_system=not args.drop_system,
             dry_run=args.dry_run,
+            archive=args.archive,
         )
         if args.json:
             _print_json(report_dict(reports))

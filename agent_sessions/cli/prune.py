@@ -74,8 +74,12 @@ async def prune_database(
     keep_last_turns: int,
     keep_system: bool = True,
     dry_run: bool = False,
+    archive: bool = False,
 ) -> dict[str, PruneReport]:
     """Prune every listed session (all if none) of ``db``; return each session's report.
+
+    With ``archive``, the removed turns move into each session's archive instead (refused,
+    before anything is removed, for a session that keeps none: an advanced one).
 
     Raises:
         ValueError: ``keep_last_turns`` is below 1.
@@ -94,7 +98,7 @@ async def prune_database(
             session = open_session(session_id, advanced)
             try:
                 reports[session_id] = await session.prune(
-                    keep_last_turns=keep, keep_system=keep_system, dry_run=dry_run
+                    keep_last_turns=keep, keep_system=keep_system, dry_run=dry_run, archive=archive
                 )
             finally:
                 await session.aclose()
@@ -138,4 +142,9 @@ def add_parser(commands: Any, tables: argparse.ArgumentParser, db_help: str) -> 
         "--drop-system", action="store_true", help="also remove old system/developer messages"
     )
     prune.add_argument("--dry-run", action="store_true", help="report, remove nothing")
+    prune.add_argument(
+        "--archive",
+        action="store_true",
+        help="move the removed turns into each session's archive instead of deleting them",
+    )
     prune.add_argument("--json", action="store_true", help="print JSON")

@@ -135,3 +135,46 @@ def test_prune_on_postgresql(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     )
     assert status == 0, out
     assert asyncio.run(read_and_drop()) == ["q3", "a3"]
+
+
+@pytest.mark.sqlite
+def test_prune_archive_moves_old_turns_into_the_archive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--archive keeps the removed turns in the session's archive, readable with archived_items."""
+    path = tmp_path / "chats.db"
+    asyncio.run(_fill_plain(path))
+    status, out, _ = run(capsys, "prune", str(path), "a", "--keep-last-turns", "1", "--archive")
+    assert status == 0
+    assert "removed 6 item(s)" in out
+
+    async def read() -> tuple[list[object], list[object]]:
+        async with SQLiteSession("a", path) as session:
+            items = [item.get("content") for item in await session.get_items()]
+            archived = [entry.item.get("content") for entry in await session.archived_items()]
+            return items, archived
+
+    assert asyncio.run(read()) == (["be brief", "q4", "a4"], ["q1", "a1", "q2", "a2", "q3", "a3"])
+
+
+@pytest.mark.sqlite
+def test_prune_archive_refuses_an_advanced_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--archive on a session with branches fails clearly and removes nothing."""
+    path = tmp_path / "advanced.db"
+
+    async def build() -> None:
+        async with AdvancedSQLiteSession(session_id="s", db_path=path) as session:
+            for n in range(1, 4):
+                await session.add_items(exchange(n))
+
+    async def count() -> int:
+        async with AdvancedSQLiteSession(session_id="s", db_path=path) as session:
+            return len(await session.get_items())
+
+    asyncio.run(build())
+    status, _, err = run(capsys, "prune", str(path), "--keep-last-turns", "1", "--archive")
+    assert status != 0
+    assert "archive" in err
+    assert asyncio.run(count()) == 6
