@@ -34,7 +34,7 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.admin": names(
         """
-        BranchSummary BranchTree Conflict DayGrowth EXPORT_FORMAT EXPORT_VERSION
+        ArchiveSize BranchSummary BranchTree Conflict DayGrowth EXPORT_FORMAT EXPORT_VERSION
         ExportFormatError MigrateReport ProgressCallback PurgeReport SearchHit SessionDatabase
         SessionExistsError SessionInfo SessionNotFoundError SortKey StoreStats StoredRow
         TransferReport TurnUsageRecord UsageTotals VerificationError migrate parse_age

@@ -53,6 +53,7 @@ from .files import FileFailed
 from .migrate import MigrateReport, copy_sessions
 from .purge import PurgeReport, parse_age, purge_sessions
 from .rows import BATCH, StoredRow, read_rows
+from .side import ArchiveSize, archive_size
 from .stats import DayGrowth, StoreStats, collect
 from .transfer import (
     FORMAT,
@@ -68,6 +69,7 @@ from .transfer import (
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "ArchiveSize",
     "BranchSummary",
     "BranchTree",
     "Conflict",
@@ -271,6 +273,14 @@ class SessionDatabase(DatabaseView):
                 ``AdvancedSQLiteSession`` to upgrade them).
         """
         return await self._run("branch_tree", lambda: read_branch_tree(self._db, session_id))
+
+    async def archive_size(self, session_id: str) -> ArchiveSize:
+        """How many items (and batches) compaction and archiving prunes moved to the archive.
+
+        Returns:
+            Zero counts for a session with no archive, or a database without the table.
+        """
+        return await self._run("archive_size", lambda: archive_size(self._db, session_id))
 
     async def advanced(self, session_id: str) -> AdvancedView | None:
         """Branches and token usage of a session, as the advanced session's calls return them.

@@ -94,10 +94,12 @@ async def show(args: argparse.Namespace) -> int:
         rows = await db.rows(args.session_id, limit=args.limit)
         branches = await db.row_branches(args.session_id)
         tree = await db.branch_tree(args.session_id)
+        archive = await db.archive_size(args.session_id)
     if args.json:
         document: dict[str, Any] = {
             "session": info.to_dict(),
             "items": [entry_dict(row, branches.get(row.id)) for row in rows],
+            "archived_items": archive.items,
         }
         if tree is not None:
             document.update(tree.to_dict())
@@ -109,6 +111,11 @@ async def show(args: argparse.Namespace) -> int:
     )
     if len(rows) < info.items:
         _print(f"(the newest {len(rows):,} of {info.items:,} items)")
+    if archive.items:
+        _print(
+            f"archive: {archive.items:,} item(s) from {archive.batches:,} compaction(s) or "
+            "prune(s) (archived_items() reads them, uncompact() restores a compaction)"
+        )
     _print("", *render_entries(rows, branches, limit=None if args.full else _CLIP))
     if tree is not None:
         _print(*branch_lines(tree))

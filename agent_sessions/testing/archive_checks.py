@@ -32,6 +32,7 @@ async def _compact(session: Any, keep_items: int, summary: str) -> None:
     snapshot = await session._get_compaction_snapshot(2**62)  # noqa: SLF001 - the hook under test
     archive = getattr(snapshot, "archive_prefix", None)
     _expect(archive is not None, f"{type(session).__name__} offers no archiving compaction")
+    assert archive is not None  # noqa: S101 (for the type checker)
     items = list(snapshot.items)
     cut = len(items) - keep_items
     output = [message(summary, "system"), *items[cut:]]
