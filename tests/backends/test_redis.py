@@ -356,3 +356,32 @@ async def test_state_lives_and_dies_with_the_history(client: aioredis.Redis, pre
     assert await client.exists(f"{prefix}:st2:state") == 0
     assert await session._read_state("draft") is None  # noqa: SLF001
     await session.aclose()
+
+
+NEW_KEY = "kU9Zq3m1X0dT2eWbP7vR8sYcA5gH4jL6nO1pQ2rS3tU="
+OLD_KEY = "0Hm8qTq2JZrP1mV4yWvGmW7bQm3bX9cKpQ0t2aXc1uE="
+
+
+async def test_encrypted_session_reencrypts_and_purges_on_redis(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """EncryptedSession over RedisSession re-encrypts under a new key and purges expired rows."""
+    from agent_sessions import EncryptedSession
+
+    inner = RedisSession("sealed", redis_client=client, key_prefix=prefix)
+    async with EncryptedSession("sealed", inner, OLD_KEY) as old:
+        await old.add_items([msg("a"), msg("b")])
+    before = await client.lrange(f"{prefix}:sealed:messages", 0, -1)
+    inner = RedisSession("sealed", redis_client=client, key_prefix=prefix)
+    rotated = EncryptedSession("sealed", inner, [NEW_KEY, OLD_KEY])
+    assert await rotated.reencrypt() == 2
+    after = await client.lrange(f"{prefix}:sealed:messages", 0, -1)
+    assert len(after) == 2
+    assert set(after).isdisjoint(before)
+    await rotated.aclose()
+    inner = RedisSession("sealed", redis_client=client, key_prefix=prefix)
+    async with EncryptedSession("sealed", inner, NEW_KEY, ttl=1) as fresh:
+        assert await fresh.get_items() == [msg("a"), msg("b")]
+        await asyncio.sleep(1.1)
+        assert await fresh.purge_expired() == 2
+    assert await client.llen(f"{prefix}:sealed:messages") == 0
