@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import redis.asyncio as aioredis
@@ -348,12 +349,12 @@ async def test_state_lives_and_dies_with_the_history(client: aioredis.Redis, pre
     session = RedisSession("st2", redis_client=client, key_prefix=prefix, ttl=200)
     await session.add_items([msg("a")])
     await session._write_state("draft", {"text": "half"})  # noqa: SLF001
-    assert await client.hget(f"{prefix}:st2:state", "draft") == b'{"text":"half"}'
-    assert 190_000 < await client.pttl(f"{prefix}:st2:state") <= 200_000
+    assert await client.hget(f"{prefix}:st2\x00state", "draft") == b'{"text":"half"}'
+    assert 190_000 < await client.pttl(f"{prefix}:st2\x00state") <= 200_000
     sdk = SDKRedisSession("st2", redis_client=client, key_prefix=prefix)
     assert await sdk.get_items() == [msg("a")]
     await session.clear_session()
-    assert await client.exists(f"{prefix}:st2:state") == 0
+    assert await client.exists(f"{prefix}:st2\x00state") == 0
     assert await session._read_state("draft") is None  # noqa: SLF001
     await session.aclose()
 
@@ -385,3 +386,23 @@ async def test_encrypted_session_reencrypts_and_purges_on_redis(
         await asyncio.sleep(1.1)
         assert await fresh.purge_expired() == 2
     assert await client.llen(f"{prefix}:sealed:messages") == 0
+
+
+async def test_a_session_named_like_a_state_key_stays_apart(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """Session "x:state" and session x's state never share a key."""
+    x = RedisSession("x", redis_client=client, key_prefix=prefix)
+    named = RedisSession("x:state", redis_client=client, key_prefix=prefix)
+    await x._write_state("k", 1)  # noqa: SLF001
+    await named.add_items([msg("a")])
+    assert await x._read_state("k") == 1  # noqa: SLF001
+    await x.clear_session()
+    assert await client.hgetall(f"{prefix}:x:state") == {
+        b"session_id": b"x:state",
+        b"created_at": ANY,
+        b"updated_at": ANY,
+    }
+    assert await named.get_items() == [msg("a")]
+    await x.aclose()
+    await named.aclose()

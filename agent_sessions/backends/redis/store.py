@@ -98,7 +98,9 @@ class SessionKeys:
         self.record = f"{key_prefix}:{session_id}"
         self.messages = f"{self.record}:messages"
         self.counter = f"{self.record}:counter"
-        self.state = f"{self.record}:state"
+        # A NUL byte, which no session id holds, so that no session's keys can be this one
+        # (a ':state' suffix would be the record of the session whose id ends in ':state').
+        self.state = f"{self.record}\x00state"
 
     def all(self) -> tuple[str, str, str, str]:
         """The keys in the order the scripts take them."""
