@@ -108,6 +108,7 @@ owner AS (SELECT session_id FROM locked UNION ALL SELECT session_id FROM created
 main_row AS (
     INSERT INTO {br} (session_id, branch_id, parent_id, inherit_below)
     SELECT o.session_id, '{MAIN}', NULL, 0 FROM owner o, base b WHERE b.branch = '{MAIN}'
+    AND NOT EXISTS (SELECT 1 FROM {br} x WHERE x.session_id = $1 AND x.branch_id = '{MAIN}')
     ON CONFLICT (session_id, branch_id) DO NOTHING
 ),
 rows AS (
