@@ -17,6 +17,7 @@ answer a misuse also derive from the built-in a caller would expect (``TypeError
     ├── SessionNotFoundError (LookupError)     a named session is not in the database (admin)
     ├── SessionExistsError (ValueError)        an import or migrate would overwrite a session
     ├── ExportFormatError (ValueError)         a file is not a complete, intact export
+    ├── PendingRunError (ValueError)           a stored paused run cannot be saved or resumed here
     ├── MissingDependencyError (ImportError)   an optional backend's extra is not installed
     ├── CorruptItemError                       a stored row cannot be decoded (strict reads only)
     │   ├── CorruptMemoryError                 a stored memory row cannot be decoded
@@ -51,6 +52,7 @@ __all__ = [
     "ItemValidationError",
     "MemoryValueError",
     "MissingDependencyError",
+    "PendingRunError",
     "SessionClosedError",
     "SessionExistsError",
     "SessionNotFoundError",
@@ -217,6 +219,15 @@ class ExportFormatError(AgentSessionsError, ValueError):
     """A file is not an agent-sessions export, or is truncated or altered.
 
     The message names the file and line.
+    """
+
+
+class PendingRunError(AgentSessionsError, ValueError):
+    """A paused run cannot be stored, or the stored one cannot be resumed with this agent or SDK.
+
+    Raised before anything is written (save) or returned (load): the run was saved by a newer
+    agent_sessions or openai-agents, for an agent graph that does not hold the given agent, or
+    the SDK refuses to serialise or rebuild it. The stored run is left as it was.
     """
 
 

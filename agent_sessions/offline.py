@@ -4,7 +4,8 @@
 is given, so `Runner.run(agent, text, session=...)` exercises real session round trips: what the
 model "remembers" is exactly what the session loaded into its input. It recalls stated names and
 preferences, counts and quotes earlier user messages, calls at most one function tool or handoff
-per user message when the message mentions it, and otherwise echoes the message. Usage is
+per user message when the message mentions it (every mentioned tool in turn with
+``chain_tools=True``), and otherwise echoes the message. Usage is
 reported from a cheap characters/4 estimate. The model itself never uses the network; for a
 fully offline run also pass `RunConfig(tracing_disabled=True)`, since the SDK's trace exporter
 uploads spans whenever `OPENAI_API_KEY` is set.
@@ -199,11 +200,20 @@ def _arguments(schema: dict[str, Any], text: str) -> str:
     return json.dumps(arguments, sort_keys=True)
 
 
+def _next_call(text: str, called: set[object], tools: list[FunctionTool]) -> _Decision | None:
+    """The next tool the message mentions that was not called since, in the agent's order."""
+    for tool in tools:
+        if tool.name not in called and _mentions(text, [tool.name], tool.description):
+            return _Decision("", tool.name, _arguments(tool.params_json_schema, text))
+    return None
+
+
 def _decide(
     instructions: str | None,
     items: list[TResponseInputItem],
     tools: list[Tool],
     handoffs: list[Handoff],
+    chain_tools: bool = False,
 ) -> _Decision:
     """Choose the next answer or call from the conversation; the heart of the offline model."""
     texts = [(i, t) for i, t in enumerate(map(_user_text, items)) if t is not None]
@@ -221,7 +231,8 @@ def _decide(
         if name in {t.name for t in function_tools}:
             output = outputs[-1].get("output")
             shown = output if isinstance(output, str) else json.dumps(output, sort_keys=True)
-            return _Decision(f"The {name} tool returned: {shown}")
+            chained = _next_call(text, set(calls.values()), function_tools) if chain_tools else None
+            return chained or _Decision(f"The {name} tool returned: {shown}")
     earlier = [t for _, t in texts[:-1]]
     for rule in (_answer_name, _answer_preference, _answer_history):
         if (answer := rule(text, earlier)) is not None:
@@ -264,6 +275,8 @@ class OfflineModel(Model):
 
     Args:
         name: The model name reported on streamed responses.
+        chain_tools: Call every function tool the user message mentions, one per response in
+            the agent's tool order, before answering (by default at most one call per message).
 
     Example:
         >>> from agents import Agent, Runner, SQLiteSession
@@ -274,8 +287,9 @@ class OfflineModel(Model):
         'Your name is Ada.'
     """
 
-    def __init__(self, name: str = "offline") -> None:
+    def __init__(self, name: str = "offline", *, chain_tools: bool = False) -> None:
         self.name = name
+        self.chain_tools = chain_tools
 
     def _respond(
         self,
@@ -292,7 +306,7 @@ class OfflineModel(Model):
         seen = json.dumps([system_instructions, items], sort_keys=True, default=str)
         # Ids hash the whole input, so they are stable across runs yet unique per turn.
         digest = hashlib.sha256(seen.encode()).hexdigest()[:24]
-        decision = _decide(system_instructions, items, tools, handoffs)
+        decision = _decide(system_instructions, items, tools, handoffs, self.chain_tools)
         output: TResponseOutputItem
         if decision.call_name is not None:
             produced = decision.call_name + decision.call_arguments

@@ -24,8 +24,8 @@ PUBLIC_MODULES = {
         EncryptedSession ExportFormatError
         InvalidFilterError InvalidIdentifierError InvalidLimitError InvalidNamespaceError
         InvalidSessionIdError ItemValidationError KeyStore MemoryItem MemoryKeyStore MemoryStore
-        MemoryValueError MissingDependencyError Popped RedisSession RedisStore RowStore
-        SQLAlchemySession
+        MemoryValueError MissingDependencyError PendingRunError Popped RedisSession RedisStore
+        RowStore SQLAlchemySession
         SQLAlchemyStore SQLiteKeyStore SQLiteSession SQLiteStore SearchItem SessionClosedError
         SessionDatabase SessionExistsError SessionNotFoundError SessionState StorageError
         StorageUnavailableError Store StoreSession UnknownKeyError VerificationError
@@ -45,6 +45,12 @@ PUBLIC_MODULES = {
         CompactingSession DEFAULT_TOKEN_BUDGET ITEM_OVERHEAD_TOKENS SUMMARY_PREFIX SUMMARY_PROMPT
         Summarizer SummarizerFunction TokenCounter chars_per_token_estimate cut_index
         default_token_counter estimate_tokens transcript
+    """
+    ),
+    "agent_sessions.pending_runs": names(
+        """
+        PENDING_RUN_FORMAT PENDING_RUN_STATE PendingApproval PendingRunInfo PendingRuns
+        agent_graph_names
     """
     ),
     "agent_sessions.pruning": names(
@@ -95,9 +101,9 @@ PUBLIC_MODULES = {
         AgentSessionsError CorruptItemError CorruptMemoryError DatabaseFileGoneError
         DecryptionError EmbeddingError ExportFormatError InvalidFilterError
         InvalidIdentifierError InvalidLimitError InvalidNamespaceError InvalidSessionIdError
-        ItemValidationError MemoryValueError MissingDependencyError SessionClosedError
-        SessionExistsError SessionNotFoundError StorageError StorageUnavailableError
-        UnknownKeyError VerificationError
+        ItemValidationError MemoryValueError MissingDependencyError PendingRunError
+        SessionClosedError SessionExistsError SessionNotFoundError StorageError
+        StorageUnavailableError UnknownKeyError VerificationError
     """
     ),
     "agent_sessions.memory": names(

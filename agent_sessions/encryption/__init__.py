@@ -31,6 +31,7 @@ from ..core import (
     run_to_completion,
 )
 from ..errors import CorruptItemError, SessionClosedError
+from ..pending_runs import PendingRuns
 from ..pruning import PruneReport
 from ..serialization import (
     JsonCodec,
@@ -74,7 +75,7 @@ Format = Literal["native", "sdk"]
 
 
 class EncryptedSession(
-    KeyManagement, CompactionPassThrough, EncryptedState, AsyncClosing, SessionABC
+    KeyManagement, CompactionPassThrough, EncryptedState, PendingRuns, AsyncClosing, SessionABC
 ):
     """A drop-in for ``agents.extensions.memory.EncryptedSession``: AES-256-GCM at rest, with TTL.
 

@@ -16,6 +16,7 @@ CORE = {
         "core",
         "errors",
         "offline",
+        "pending_runs",
         "pruning",
         "schema",
         "serialization",
