@@ -355,7 +355,8 @@ class SessionDatabase(DatabaseView):
         """Export sessions to JSON Lines (the format is described in ``docs/cli.md``).
 
         A database with branch tables is exported as format version 2: each session's items,
-        then its branch tree, read in one snapshot. Any other is exported as version 1.
+        then its branch tree, read in one snapshot. One whose sessions hold state values or
+        archived rows is version 3 (those follow the tree). Any other is version 1.
 
         A file is written to a temporary file created exclusively (random name, mode 0600)
         in its directory and renamed when complete, so a failed export never leaves a file

@@ -36,14 +36,20 @@ __all__ = [
 ]
 
 FORMAT = "agent-sessions-export"
-VERSION = 2
-"""The newest format version: 1 (items only) or 2 (items, then each session's branch tree)."""
+VERSION = 3
+"""The newest format version: 1 (items only), 2 (items, then each session's branch tree) or 3
+(then each session's state values and archived rows)."""
 
 _JSON = JsonCodec()
 _TREE_KINDS = ("branch", "record", "usage", "state")
 """The tree records of format version 2, in the order a session lists them."""
 _TREES = 2
 """The first format version with branch trees."""
+_SIDE_KINDS = ("kv", "archived")
+"""The side records of format version 3, after the tree records (see ``admin.side``)."""
+_SIDES = 3
+"""The first format version with state values and archived rows."""
+_ALL_KINDS = _TREE_KINDS + _SIDE_KINDS
 _MAX_TURN = 2**31 - 1  # turn columns are 32-bit integers on a server
 _MAX_WHOLE = 2**63 - 1
 _MAX_TYPE = 64  # a server's message_type column
@@ -81,17 +87,21 @@ class End(NamedTuple):
     session_id: str
     items: int
     records: int
+    trees: int = 0
+    """How many of the records are branch-tree records (the others: state and archive)."""
 
 
 Event = Begin | Item | Tree | End
 
 
 class Scanned(NamedTuple):
-    """A session of a checked file: its id, item count and tree record count."""
+    """A session of a checked file: its id, item count and record counts."""
 
     session_id: str
     items: int
     records: int
+    trees: int = 0
+    """How many of the records are branch-tree records (the others: state and archive)."""
 
 
 def _stamp(record: dict[str, Any], key: str, where: str) -> str | None:
@@ -143,9 +153,29 @@ def _whole(
     return value
 
 
+def _check_side(record: dict[str, Any], kind: str, where: str) -> None:
+    """Check the fields of one side record (a state value or an archived row)."""
+    if kind == "kv":
+        if len(_text(record, "name", where)) > 255:  # noqa: PLR2004 - the key column's size
+            raise ExportFormatError(f"{where}: 'name' is longer than 255 characters")
+        _text(record, "value", where)
+        _stamp(record, "updated_at", where)
+    elif kind == "archived":
+        if _whole(record, "batch", where, _MAX_WHOLE) == 0:
+            raise ExportFormatError(f"{where}: 'batch' must be 1 or more")
+        if _text(record, "kind", where) not in ("compaction", "prune"):
+            raise ExportFormatError(f"{where}: 'kind' must be 'compaction' or 'prune'")
+        if _text(record, "role", where) not in ("item", "summary"):
+            raise ExportFormatError(f"{where}: 'role' must be 'item' or 'summary'")
+        _text(record, "data", where)
+        _stamp(record, "archived_at", where)
+
+
 def _check_tree(record: dict[str, Any], kind: str, items: int, where: str) -> None:
-    """Check the fields of one tree record of a session with ``items`` items."""
-    if kind == "branch":
+    """Check the fields of one tree (or side) record of a session with ``items`` items."""
+    if kind in _SIDE_KINDS:
+        _check_side(record, kind, where)
+    elif kind == "branch":
         _text(record, "branch_id", where)
         _text(record, "parent_id", where, null=True)
         _whole(record, "cutoff", where, items, null=True)
@@ -194,7 +224,7 @@ class _Checker:
         self.items = 0  # items in the current session
         self.phase = -1  # the last tree kind met in the current session (its index)
         self.keys: set[tuple[str, Any]] = set()  # branch and usage keys met, for duplicates
-        self.records = 0
+        self.records = self.trees = 0
         self.sessions = self.total = 0
         self.finished = False
 
@@ -210,6 +240,8 @@ class _Checker:
             return Item(data, _stamp(record, "created_at", where))
         if self.current is not None and kind in _TREE_KINDS and self.version >= _TREES:
             return self._tree(record, str(kind), where)
+        if self.current is not None and kind in _SIDE_KINDS and self.version >= _SIDES:
+            return self._tree(record, str(kind), where)
         if self.current is not None and kind == "end":
             return self._end(self.current, record, where)
         if self.current is None and kind == "footer":
@@ -224,7 +256,8 @@ class _Checker:
             return "a session or the footer"
         if self.version < _TREES:
             return "an item or the end of the session"
-        later = ", ".join(repr(k) for k in _TREE_KINDS[max(self.phase, 0) :])
+        kinds = _ALL_KINDS if self.version >= _SIDES else _TREE_KINDS
+        later = ", ".join(repr(k) for k in kinds[max(self.phase, 0) :])
         return ("an item, " if self.phase < 0 else "") + f"{later} or the end of the session"
 
     def _begin(self, record: dict[str, Any], where: str) -> Begin:
@@ -235,22 +268,24 @@ class _Checker:
         created, updated = _stamp(record, "created_at", where), _stamp(record, "updated_at", where)
         self.current, self.digest = Begin(session_id, created, updated), Digest()
         self.items, self.phase, self.records, self.keys = 0, -1, 0, set()
+        self.trees = 0
         return self.current
 
     def _tree(self, record: dict[str, Any], kind: str, where: str) -> Tree:
-        phase = _TREE_KINDS.index(kind)
+        phase = _ALL_KINDS.index(kind)
         if phase < self.phase or (phase == self.phase and kind == "state"):
             raise ExportFormatError(f"{where}: found {kind!r}, expected {self._expected()}")
         self.phase = phase
         _check_tree(record, kind, self.items, where)
-        if kind in ("branch", "usage"):
-            name = record["branch_id"]
-            key = (kind, name if kind == "branch" else (name, record["turn"]))
+        if kind in ("branch", "usage", "kv"):
+            name = record["name" if kind == "kv" else "branch_id"]
+            key = (kind, name if kind != "usage" else (name, record["turn"]))
             if key in self.keys:
                 raise ExportFormatError(f"{where}: this {kind} is listed twice in the session")
             self.keys.add(key)
         self.digest.add(encode(record))
         self.records += 1
+        self.trees += kind in _TREE_KINDS
         return Tree(record)
 
     def _end(self, current: Begin, record: dict[str, Any], where: str) -> End:
@@ -271,7 +306,7 @@ class _Checker:
             )
         self.sessions, self.total = self.sessions + 1, self.total + self.items
         self.current = None
-        return End(current.session_id, self.items, self.records)
+        return End(current.session_id, self.items, self.records, self.trees)
 
 
 def _check_header(record: dict[str, Any], where: str) -> int:
@@ -318,7 +353,7 @@ def _scan(path: Path) -> list[Scanned]:
     """Check a whole export before anything is written; return its sessions and sizes."""
     with path.open(encoding="utf-8", newline="\n") as handle:
         return [
-            Scanned(e.session_id, e.items, e.records)
+            Scanned(e.session_id, e.items, e.records, e.trees)
             for e in _events(handle, str(path))
             if type(e) is End
         ]

@@ -42,6 +42,7 @@ from .rows import (
     insert_session,
     read_rows,
 )
+from .side import delete_side, present_side_tables, side_records, write_side
 from .tree import (
     TreeTables,
     begin,
@@ -110,6 +111,16 @@ class _Trees:
 
     def __init__(self, src: TreeTables | None, dst: TreeTables | None) -> None:
         self.src, self.dst = src, dst
+        self.src_side: list[str] = []  # the state and archive tables each side has
+        self.dst_side: list[str] = []
+
+    async def side(self, db: Database, conn: Connection, sid: str, tables: list[str]) -> list[Any]:
+        """A session's state values and archived rows, without their times (for comparing)."""
+        records = await db.call("read", lambda: side_records(db, conn, sid, tables))
+        return [
+            {k: v for k, v in record.items() if k not in ("updated_at", "archived_at")}
+            for record in records
+        ]
 
     async def source(
         self, db: Database, conn: Connection, sid: str, ids: list[int]
@@ -158,6 +169,7 @@ async def _compare(src: Database, dst: Database, session_id: str, trees: _Trees)
     async with dst.engine.connect() as conn:
         there = await digest_of(dst, conn, session_id)
         there_records = await trees.destination(dst, conn, session_id)
+        there_side = await trees.side(dst, conn, session_id, trees.dst_side)
     source, prefix = Digest(), Digest() if there.count == 0 else None
     ids: list[int] = []
     async with _reading(src, snapshot=trees.src is not None) as conn:
@@ -168,6 +180,9 @@ async def _compare(src: Database, dst: Database, session_id: str, trees: _Trees)
                 if source.count == there.count:
                     prefix = source.copy()
         source_records = await trees.source(src, conn, session_id, ids)
+        source_side = await trees.side(src, conn, session_id, trees.src_side)
+    if source_side != there_side:
+        return "partial" if source == there else "different"
     if source == there and (
         tree_digest(source_records) == tree_digest(there_records)
         or (not source_records and _never_branched(there_records))  # both read as main's
@@ -204,6 +219,7 @@ async def _copy(
             await delete_session(dst, conn, sid)
         if trees.dst is not None:
             await delete_tree(trees.dst, conn, sid)  # rows a plain delete left behind, too
+        await delete_side(dst, conn, sid, trees.dst_side)
         created = dst.stamp_value(info.created_at or info.first_item_at, now)
         updated = dst.stamp_value(info.updated_at or info.last_item_at, now)
         await insert_session(dst, conn, sid, created, updated)
@@ -219,6 +235,16 @@ async def _copy(
             if records:
                 new_ids = await item_ids(dst, conn, sid)
                 await write_tree(dst, trees.dst, conn, sid, records, ids=new_ids)
+        side = await src.call("read", lambda: side_records(src, reading, sid, trees.src_side))
+        if side:
+            await write_side(dst, conn, sid, side, present=trees.dst_side, now=now)
+        if await trees.side(dst, conn, sid, trees.dst_side) != await trees.side(
+            src, reading, sid, trees.src_side
+        ):
+            raise VerificationError(
+                f"the state or archive of session {sid!r} reads back from {dst.label} unlike "
+                f"{src.label}'s; it was rolled back"
+            )
         copied = await digest_of(dst, conn, sid)
         if copied != source:
             raise VerificationError(
@@ -272,6 +298,8 @@ async def copy_sessions(
     if source_tree is not None and infos and not complete(destination_tree):
         destination_tree = await ensure_tree(dst)
     trees = _Trees(source_tree, destination_tree)
+    trees.src_side = await src.call("read", lambda: present_side_tables(src))
+    trees.dst_side = await present_side_tables(dst)
     copied_trees: list[str] = []
     copied: list[str] = []
     identical: list[str] = []

@@ -47,6 +47,14 @@ A database without branch tables is exported as version 1, byte for byte as befo
 files import as ever. Importing a version 2 file creates the branch tables it needs (those of
 ``AdvancedSQLiteSession`` on a SQLite file, of ``AdvancedSQLAlchemySession`` on a server), and
 writes each session, items and tree, in one transaction; exporting again gives the same bytes.
+
+Format version 3
+----------------
+
+A database whose sessions hold state values or archived rows is exported as version 3: after a
+session's tree records come its ``kv`` records (state values, by name, stored text unchanged)
+and ``archived`` records (the archive's rows, batch by batch), counted and checksummed with the
+others; see :mod:`agent_sessions.admin.side`. Otherwise a file is version 1 or 2 as before.
 """
 
 from __future__ import annotations
@@ -68,6 +76,14 @@ from .jsonl import FORMAT, VERSION, Begin, End, Item, Scanned, Stream, Tree, enc
 from .records import read_tree, tree_records, write_tree
 from .rows import BATCH, Digest, delete_session, existing, insert_rows, insert_session
 from .rows import read_rows as stored_rows
+from .side import (
+    SIDE_KINDS,
+    delete_side,
+    has_side_rows,
+    present_side_tables,
+    side_records,
+    write_side,
+)
 from .tree import (
     TreeTables,
     complete,
@@ -89,6 +105,9 @@ __all__ = [
     "import_from",
     "scan_file",
 ]
+
+_TREE_VERSION = 2
+"""The format version of a database with branch tables and no state or archive rows."""
 
 Conflict = Literal["error", "skip", "replace"]
 """What an import does with a session that already exists: refuse, keep it, or replace it."""
@@ -131,8 +150,10 @@ class _Export:
         tree: TreeTables | None,
         total: int,
         progress: ProgressCallback | None,
+        *,
+        side: list[str],
     ) -> None:
-        self.db, self.out, self.tree = db, out, tree
+        self.db, self.out, self.tree, self.side = db, out, tree, side
         self.total, self.done, self.trees = total, 0, 0
         self.progress = progress
 
@@ -163,14 +184,18 @@ class _Export:
             if self.progress is not None:
                 self.progress(self.done, max(self.total, self.done))
         end: dict[str, Any] = {"type": "end", "session_id": info.session_id, "items": len(ids)}
-        if self.tree is not None:
-            records = tree_records(await read_tree(self.tree, conn, info.session_id), ids)
+        if self.tree is not None or self.side:
+            records: list[dict[str, Any]] = []
+            if self.tree is not None:
+                records = tree_records(await read_tree(self.tree, conn, info.session_id), ids)
+                self.trees += bool(records)
+            if self.side:
+                records += await side_records(self.db, conn, info.session_id, self.side)
             for record in records:
                 text = encode(record)
                 digest.add(text)
                 lines.append(text + "\n")
             end["records"] = len(records)
-            self.trees += bool(records)
         end["sha256"] = digest.hexdigest()
         lines.append(_line(end))
         await write(self.out, "".join(lines))
@@ -186,8 +211,13 @@ async def export_to(
     """
     started = time.perf_counter()
     tree = await find_tree(db)
-    export = _Export(db, out, tree, sum(info.items for info in infos), progress)
-    await write(out, _line({"format": FORMAT, "version": 1 if tree is None else VERSION}))
+    side = await present_side_tables(db)
+    async with db.engine.connect() as conn:
+        if not await has_side_rows(db, conn, side):
+            side = []  # no state, no archive: the file is version 1 or 2, as before
+    version = VERSION if side else 1 if tree is None else _TREE_VERSION
+    export = _Export(db, out, tree, sum(info.items for info in infos), progress, side=side)
+    await write(out, _line({"format": FORMAT, "version": version}))
     if tree is None:
         async with db.engine.connect() as conn:
             for info in infos:
@@ -258,7 +288,8 @@ async def import_from(
         hint = "use --replace to overwrite them or --skip-existing to keep them"
         raise SessionExistsError(sorted(found), db.label, hint)
     tree = await find_tree(db)
-    wanted = any(s.records for s in sessions if s.session_id not in found or on_conflict != "skip")
+    side = await present_side_tables(db)
+    wanted = any(s.trees for s in sessions if s.session_id not in found or on_conflict != "skip")
     if wanted and not complete(tree):
         tree = await ensure_tree(db)
     total, done, items, written, trees = sum(s.items for s in sessions), 0, 0, 0, 0
@@ -272,7 +303,7 @@ async def import_from(
                 while type(skip := await stream.next()) is not End:
                     done += type(skip) is Item
             else:
-                writer = _SessionWriter(db, tree, begin, now)
+                writer = _SessionWriter(db, tree, begin, now, side)
                 count, records = await writer.write(stream, replace=begin.session_id in found)
                 done, items, written = done + count, items + count, written + 1
                 trees += bool(records)
@@ -286,17 +317,21 @@ async def import_from(
 class _SessionWriter:
     """Writes one session of the stream, its items and then its tree, in one transaction."""
 
-    def __init__(self, db: Database, tree: TreeTables | None, begin: Begin, now: Any) -> None:
-        self.db, self.tree, self.begin, self.now = db, tree, begin, now
+    def __init__(
+        self, db: Database, tree: TreeTables | None, begin: Begin, now: Any, side: list[str]
+    ) -> None:
+        self.db, self.tree, self.begin, self.now, self.side = db, tree, begin, now, side
 
     async def write(self, stream: Stream, *, replace: bool) -> tuple[int, int]:
         """Write the session; return its item and tree record counts."""
         db, sid = self.db, self.begin.session_id
         count = 0
         records: list[dict[str, Any]] = []
+        sides: list[dict[str, Any]] = []
         async with db.writing() as conn:
             if replace:
                 await delete_session(db, conn, sid)
+                await delete_side(db, conn, sid, self.side)
                 if self.tree is not None:
                     await delete_tree(self.tree, conn, sid)
             created = db.stamp_value(self.begin.created_at, self.now)
@@ -310,7 +345,8 @@ class _SessionWriter:
                     if len(pending) < BATCH:
                         continue
                 elif type(event) is Tree:
-                    records.append(event.record)
+                    kind = event.record["type"]
+                    (sides if kind in SIDE_KINDS else records).append(event.record)
                     continue
                 await insert_rows(db, conn, sid, pending, self.now)
                 count += len(pending)
@@ -325,4 +361,6 @@ class _SessionWriter:
                         f"{count}: another writer added to it; it was rolled back"
                     )
                 await write_tree(db, self.tree, conn, sid, records, ids=ids)
+            if sides:
+                await write_side(db, conn, sid, sides, present=self.side, now=self.now)
         return count, len(records)
