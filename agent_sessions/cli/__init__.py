@@ -19,6 +19,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import AgentSessionsError
 from ..schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, validate_identifier
+from .memory import add_parser as add_memory_parser
 from .prune import add_parser as add_prune_parser
 
 __all__ = ["main"]
@@ -250,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_read_commands(commands)
     _add_write_commands(commands)
+    add_memory_parser(commands, _DB_HELP)
     demo = commands.add_parser(
         "demo",
         help="hold a short conversation that survives a restart (offline unless OPENAI_API_KEY)",
@@ -309,6 +311,10 @@ async def _talk(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     if args.command in ("demo", "chat"):
         return await _talk(args)
+    if args.command == "memory":
+        from .memory import run  # noqa: PLC0415
+
+        return await run(args)
     if args.command != "memory":
         from .redis import is_redis, targets  # noqa: PLC0415 - urllib and the admin package
 

@@ -25,6 +25,7 @@ from ..admin.render import (
 )
 from ..admin.show import entry_dict, render_entries
 from ..admin.text import one_line, printable
+from ..errors import StorageError
 from ..serialization import JsonCodec
 from .progress import ProgressBar
 
@@ -70,9 +71,17 @@ async def ls(args: argparse.Namespace) -> int:
     # Activity, sizes and counts read best largest or newest first; ids alphabetically.
     descending = (args.sort != "id") != args.reverse
     async with _open(args) as db:
-        infos = await db.list_sessions(
-            **filters, sort=args.sort, descending=descending, limit=args.limit, offset=args.offset
-        )
+        try:
+            infos = await db.list_sessions(
+                **filters,
+                sort=args.sort,
+                descending=descending,
+                limit=args.limit,
+                offset=args.offset,
+            )
+        except StorageError as exc:
+            _memory_store_hint(args.db, exc)
+            raise
         total = await db.count_sessions(**filters)
     if args.json:
         _print_json({"total": total, "sessions": [info.to_dict() for info in infos]})
@@ -85,6 +94,24 @@ async def ls(args: argparse.Namespace) -> int:
     more = "; --limit/--offset show others" if len(infos) < total else ""
     _print(f"{shown}{total:,} session{'s' if total != 1 else ''}{more}")
     return 0
+
+
+def _memory_store_hint(target: str, error: StorageError) -> None:
+    """Raise a clearer error when a file without session tables is a memory store."""
+    if "://" in target or "has no table" not in str(error):
+        return
+    from ..memory.admin import memory_tables_in  # noqa: PLC0415
+
+    try:
+        tables = memory_tables_in(target)
+    except StorageError:
+        return
+    if tables:
+        table = "" if tables == ["agent_memories"] else f" --table {tables[0]}"
+        raise StorageError(
+            f"{target} is a memory store (table {', '.join(tables)}), not a session database: "
+            f"see agent-sessions memory ls {target}{table}"
+        ) from error
 
 
 async def show(args: argparse.Namespace) -> int:

@@ -13,7 +13,20 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, and_, delete, or_, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -29,7 +42,7 @@ from .fulltext import Term, boolean_query, fts5_query, tsquery
 from .keys import prefix_bounds
 from .schema import FULLTEXT_VERSION, fts_table
 from .table import PG_DOCUMENT, add_fulltext, memory_table
-from .types import Hint, Record, Row
+from .types import Entry, Hint, Record, Row, Tally
 from .vectors import rank
 
 __all__ = ["SQLAlchemyMemoryBackend"]
@@ -191,8 +204,6 @@ class SQLAlchemyMemoryBackend:
         if self._dialect in ("mysql", "mariadb"):
             insert = mysql.insert(t).values(values)
             # MySQL applies assignments left to right: created_at must read the old expiry.
-            from sqlalchemy import func  # noqa: PLC0415
-
             statement = insert.on_duplicate_key_update(
                 [
                     ("created_at", func.IF(stale, insert.inserted.created_at, t.c.created_at)),
@@ -207,8 +218,6 @@ class SQLAlchemyMemoryBackend:
         else:
             dialect = postgresql if self._dialect == "postgresql" else sqlite
             insert = dialect.insert(t).values(values)
-            from sqlalchemy import case  # noqa: PLC0415
-
             statement = insert.on_conflict_do_update(
                 index_elements=[t.c.namespace, t.c.key],
                 set_={
@@ -337,6 +346,34 @@ class SQLAlchemyMemoryBackend:
         c = self.table.c
         statement = select(c.namespace).where(self._live(now), *self._scope(prefix)).distinct()
         return [row[0] for row in await self._rows("list_namespaces", statement)]
+
+    async def tallies(self, prefix: str, now: float) -> list[Tally]:
+        """Count the memories of every namespace under ``prefix``, sorted by namespace."""
+        c = self.table.c
+        live = self._live(now)
+        statement = (
+            select(
+                c.namespace,
+                func.sum(case((live, 1), else_=0)),
+                func.sum(case((live, 0), else_=1)),
+                func.max(c.updated_at),
+            )
+            .where(*self._scope(prefix))
+            .group_by(c.namespace)
+            .order_by(c.namespace)
+        )
+        rows = await self._rows("list", statement)
+        return [Tally(ns, int(live), int(gone), float(last)) for ns, live, gone, last in rows]
+
+    async def entries(self, prefix: str, key: str | None = None) -> list[Entry]:
+        """Every stored memory under ``prefix`` (or the one ``key`` of that namespace)."""
+        c = self.table.c
+        columns = [c.namespace, c.key, c.value, c.created_at, c.updated_at, c.expires_at, c.ttl]
+        if key is not None:
+            statement = select(*columns).where(c.namespace == prefix, c.key == key)
+        else:
+            statement = select(*columns).where(*self._scope(prefix)).order_by(c.namespace, c.key)
+        return [Entry(*row) for row in await self._rows("export", statement)]
 
     async def sweep(self, now: float) -> int:
         """Delete every expired memory; return how many."""

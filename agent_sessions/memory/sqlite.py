@@ -33,7 +33,7 @@ from ..schema import VERSION_TABLE, validate_identifier
 from .fulltext import Term, backfill, fts5_query
 from .keys import prefix_bounds
 from .schema import FULLTEXT_VERSION, fts_table, sqlite_fulltext_statements, sqlite_statements
-from .types import Hint, Record, Row
+from .types import Entry, Hint, Record, Row, Tally
 from .vectors import VectorCache, numpy_or_none, rank
 
 __all__ = ["SQLiteMemoryBackend"]
@@ -373,6 +373,26 @@ class SQLiteMemoryBackend:
         scope, params = self._scope(prefix)
         sql = f"SELECT DISTINCT namespace FROM {self.table} WHERE {self._live}{scope}"
         return [row[0] for row in await self._read("list_namespaces", sql, [now, *params])]
+
+    async def tallies(self, prefix: str, now: float) -> list[Tally]:
+        """Count the memories of every namespace under ``prefix``, sorted by namespace."""
+        scope, params = self._scope(prefix)
+        sql = (
+            f"SELECT namespace, sum({self._live}), sum(NOT {self._live}), max(updated_at) "
+            f"FROM {self.table} WHERE 1 = 1{scope} GROUP BY namespace ORDER BY namespace"
+        )
+        rows = await self._read("list", sql, [now, now, *params])
+        return [Tally(ns, int(live), int(expired), float(last)) for ns, live, expired, last in rows]
+
+    async def entries(self, prefix: str, key: str | None = None) -> list[Entry]:
+        """Every stored memory under ``prefix`` (or the one ``key`` of that namespace)."""
+        columns = "namespace, key, value, created_at, updated_at, expires_at, ttl"
+        if key is not None:
+            sql = f"SELECT {columns} FROM {self.table} WHERE namespace = ? AND key = ?"
+            return list(map(Entry._make, await self._read("show", sql, [prefix, key])))
+        scope, params = self._scope(prefix)
+        sql = f"SELECT {columns} FROM {self.table} WHERE 1 = 1{scope} ORDER BY namespace, key"
+        return list(map(Entry._make, await self._read("export", sql, params)))
 
     async def sweep(self, now: float) -> int:
         """Delete every expired memory; return how many."""

@@ -15,6 +15,7 @@ from agents import Agent, FunctionTool, RunContextWrapper, function_tool
 
 from ..errors import InvalidNamespaceError
 from .keys import encode_namespace
+from .recall import recall as recall_notes
 from .types import MemoryItem
 
 if TYPE_CHECKING:
@@ -87,11 +88,12 @@ def memory_tools(
         Args:
             query: What to look for, in a few words.
         """
-        found: list[MemoryItem] = list(await store.search(scope, query=query, limit=limit))
-        header = "Notes about the user:"
-        if not found:
-            found = list(await store.search(scope, limit=limit))
-            header = "Nothing matched the query; the newest notes about the user:"
+        matched, found = await recall_notes(store, scope, query, limit=limit)
+        header = (
+            "Notes about the user:"
+            if matched
+            else "Nothing matched the query; the newest notes about the user:"
+        )
         if not found:
             return "No notes about the user have been saved yet."
         return "\n".join([header, *(f"- [{item.key}] {memory_text(item)}" for item in found)])

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from .fulltext import Term
 
 __all__ = [
+    "AdminBackend",
     "EmbedFunction",
+    "Entry",
     "FullTextBackend",
     "Hint",
     "IndexConfig",
@@ -27,6 +29,7 @@ __all__ = [
     "Record",
     "Row",
     "SearchItem",
+    "Tally",
 ]
 
 Vectors = Sequence[Sequence[float]]
@@ -117,6 +120,39 @@ class Row(NamedTuple):
     created_at: float
     updated_at: float
     embedding: bytes | None = None
+
+
+class Entry(NamedTuple):
+    """A stored memory with its expiry, live or expired, as the admin view reads it."""
+
+    namespace: str
+    key: str
+    value: str
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+    ttl: float | None
+
+
+class Tally(NamedTuple):
+    """One namespace's memories: ``live`` and ``expired`` counts, and its latest write."""
+
+    namespace: str
+    live: int
+    expired: int
+    last_updated: float
+
+
+class AdminBackend(Protocol):
+    """What the admin view (``agent-sessions memory``) reads beyond :class:`MemoryBackend`."""
+
+    async def tallies(self, prefix: str, now: float) -> list[Tally]:
+        """Count the memories of every namespace under ``prefix``, sorted by namespace."""
+        ...
+
+    async def entries(self, prefix: str, key: str | None = None) -> list[Entry]:
+        """Every stored memory under ``prefix`` (or the one ``key`` of that namespace), sorted."""
+        ...
 
 
 class FullTextBackend(Protocol):
