@@ -406,3 +406,19 @@ async def test_a_session_named_like_a_state_key_stays_apart(
     assert await named.get_items() == [msg("a")]
     await x.aclose()
     await named.aclose()
+
+
+async def test_a_session_named_like_a_counter_key_stays_apart(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """Session "y:counter" neither blocks session y nor loses its record when y is cleared."""
+    named = RedisSession("y:counter", redis_client=client, key_prefix=prefix, ttl=300)
+    await named.add_items([msg("n")])
+    y = RedisSession("y", redis_client=client, key_prefix=prefix, ttl=100)
+    await y.add_items([msg("y")])
+    await y.clear_session()
+    assert await client.hget(f"{prefix}:y:counter", "session_id") == b"y:counter"
+    assert await client.pttl(f"{prefix}:y:counter") > 200_000
+    assert await named.get_items() == [msg("n")]
+    await y.aclose()
+    await named.aclose()

@@ -268,7 +268,7 @@ BACKENDS = {
 }
 
 for _name, _spec in BACKENDS.items():
-    if ("advanced" in _name or "redis" in _name) and "sdk" not in _name:
+    if "advanced" in _name and "sdk" not in _name:
         _spec.lacks.update(NO_ARCHIVE)
 
 MARKS = {

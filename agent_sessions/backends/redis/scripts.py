@@ -1,16 +1,17 @@
 """The Lua scripts of the Redis store: each mutation is one script, so it runs atomically.
 
-Every script takes the session's four keys (``KEYS[1]`` the metadata hash, ``KEYS[2]`` the list
-of items, ``KEYS[3]`` the SDK's counter, ``KEYS[4]`` our hash of per-session state values) and
-first checks their types, so a key held by another
-data type (a colliding session id, another application) fails the script before it writes.
+Every script takes the session's five keys (``KEYS[1]`` the metadata hash, ``KEYS[2]`` the list
+of items, ``KEYS[3]`` the SDK's counter; ours: ``KEYS[4]`` a hash of per-session state values,
+``KEYS[5]`` a list of archived rows, each a JSON object) and first checks their types, so a key
+held by another data type (a colliding session id, another application) fails the script before
+it writes.
 Write scripts start with a ``#!lua`` shebang: Redis 7 then refuses the whole script while the
 server is out of memory, instead of failing it halfway through.
 """
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CLEAR", "READ", "RESTORE", "SPLICE", "STATE", "TAIL"]
+__all__ = ["APPEND", "ARCHIVE", "CLEAR", "READ", "RESTORE", "SPLICE", "STATE", "TAIL"]
 
 # Reads return values packed into two strings (their byte lengths, comma-separated, and their
 # concatenation): redis-py parses a reply element by element in Python, ~20 us each, so one
@@ -39,8 +40,11 @@ local function wrong(key, want)
   local kind = redis.call('TYPE', key)['ok']
   return kind ~= 'none' and kind ~= want
 end
-if wrong(KEYS[1], 'hash') or wrong(KEYS[2], 'list') or wrong(KEYS[3], 'string')
-    or wrong(KEYS[4], 'hash') then
+-- KEYS[3] is not checked: it is only expired or deleted when it holds a string (the key may be
+-- the record of the session whose id ends in ':counter').
+local counter = redis.call('TYPE', KEYS[3])['ok'] == 'string'
+if wrong(KEYS[1], 'hash') or wrong(KEYS[2], 'list') or wrong(KEYS[4], 'hash')
+    or wrong(KEYS[5], 'list') then
   return redis.error_reply('WRONGTYPE a session key holds another kind of value')
 end
 """
@@ -59,7 +63,8 @@ local function touch(session_id, ttl_ms)
   if ttl_ms ~= '' then
     local at = string.format('%.0f',
       tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ttl_ms))
-    for i = 1, 4 do redis.call('PEXPIREAT', KEYS[i], at) end
+    for _, i in ipairs({1, 2, 4, 5}) do redis.call('PEXPIREAT', KEYS[i], at) end
+    if counter then redis.call('PEXPIREAT', KEYS[3], at) end
   end
 end
 """
@@ -108,14 +113,67 @@ local function swap(start, out)
 end
 """
 
+_ARCHIVE = """
+local function batch_of(entry)
+  local ok, row = pcall(cjson.decode, entry)
+  if ok and type(row) == 'table' then return tonumber(row.batch) end
+  return nil
+end
+-- ARGV[i]: kind ('' for none), ARGV[i + 1]: a batch to drop ('' for none), ARGV[i + 2]: how
+-- many of the texts that follow were items (the rest are the summary that replaced them)
+local function archive(i)
+  local kind, drop = ARGV[i], ARGV[i + 1]
+  if kind == '' and drop == '' then return end
+  local rows = redis.call('LRANGE', KEYS[5], 0, -1)
+  local newest = 0
+  if drop ~= '' then
+    local kept = {}
+    for _, entry in ipairs(rows) do
+      if batch_of(entry) ~= tonumber(drop) then kept[#kept + 1] = entry end
+    end
+    redis.call('DEL', KEYS[5])
+    if #kept > 0 then push(KEYS[5], kept, 1, #kept) end
+    rows = kept
+  end
+  if kind == '' then return end
+  for _, entry in ipairs(rows) do newest = math.max(newest, batch_of(entry) or 0) end
+  local at = tonumber(redis.call('TIME')[1])
+  local items = tonumber(ARGV[i + 2])
+  local entries = {}
+  for j = i + 3, #ARGV do
+    local role = 'item'
+    if j > i + 2 + items then role = 'summary' end
+    entries[#entries + 1] = cjson.encode(
+      {batch = newest + 1, kind = kind, role = role, text = ARGV[j], at = at})
+  end
+  if #entries > 0 then push(KEYS[5], entries, 1, #entries) end
+  local deadline = redis.call('PEXPIRETIME', KEYS[2])
+  if deadline > 0 then redis.call('PEXPIREAT', KEYS[5], deadline) end
+end
+"""
+
+ARCHIVE = (
+    "#!lua\n"
+    + _TYPES
+    + _PUSH
+    + _ARCHIVE
+    + """
+archive(1)
+return 1
+"""
+)
+"""Add (or drop) one archive batch: the arguments of the archive part of ``SPLICE``."""
+
 SPLICE = (
     "#!lua\n"
     + _TYPES
     + _PUSH
     + _SWAP
+    + _ARCHIVE
     + """
 -- ARGV: total, start, m, sha1 of items start..total (m of them), ttl_ms, refresh,
---       session_id, then pairs: 'k' position (keep that item) or 't' text (new item)
+--       session_id, n, then n pairs: 'k' position (keep that item) or 't' text (new item),
+--       then the archive's arguments (see archive())
 local total = tonumber(ARGV[1])
 local start = tonumber(ARGV[2])
 local m = tonumber(ARGV[3])
@@ -127,11 +185,14 @@ for i = 1, m do
   if redis.sha1hex(old[i]) ~= ARGV[3 + i] then return 0 end
 end
 local out = {}
-for i = m + 7, #ARGV, 2 do
+local i = m + 8
+for _ = 1, tonumber(ARGV[m + 7]) do
   if ARGV[i] == 'k' then out[#out + 1] = old[tonumber(ARGV[i + 1]) - start + 1]
   else out[#out + 1] = ARGV[i + 1] end
+  i = i + 2
 end
 swap(start, out)
+archive(i)
 if ARGV[m + 5] == '1' then touch(ARGV[m + 6], ARGV[m + 4]) end
 return {redis.call('LLEN', KEYS[2]), redis.call('LINDEX', KEYS[2], -1),
         redis.call('HGET', KEYS[1], 'created_at')}
@@ -178,7 +239,8 @@ CLEAR = (
     "#!lua\n"
     + _TYPES
     + """
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+if counter then redis.call('DEL', KEYS[3]) end
 return 1
 """
 )

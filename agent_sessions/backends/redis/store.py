@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,7 +27,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...errors import SessionClosedError, StorageError, StorageUnavailableError
-from ...store import Popped, Taker, always
+from ...store import ArchiveBatch, ArchivedRow, Popped, Taker, always
 from .._restore import ClearLog, with_mark
 from . import scripts
 
@@ -92,7 +94,7 @@ def _texts(lens: bytes, blob: bytes) -> list[str]:
 class SessionKeys:
     """The keys of one session: the SDK's three, and ours for per-session state."""
 
-    __slots__ = ("counter", "messages", "record", "state")
+    __slots__ = ("archive", "counter", "messages", "record", "state")
 
     def __init__(self, key_prefix: str, session_id: str) -> None:
         self.record = f"{key_prefix}:{session_id}"
@@ -101,10 +103,11 @@ class SessionKeys:
         # A NUL byte, which no session id holds, so that no session's keys can be this one
         # (a ':state' suffix would be the record of the session whose id ends in ':state').
         self.state = f"{self.record}\x00state"
+        self.archive = f"{self.record}\x00archive"
 
-    def all(self) -> tuple[str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str]:
         """The keys in the order the scripts take them."""
-        return self.record, self.messages, self.counter, self.state
+        return self.record, self.messages, self.counter, self.state, self.archive
 
 
 class _State(enum.Enum):
@@ -127,8 +130,20 @@ _SPLICE = _Script(scripts.SPLICE)
 _RESTORE = _Script(scripts.RESTORE)
 _CLEAR = _Script(scripts.CLEAR)
 _STATE = _Script(scripts.STATE)
+_ARCHIVE = _Script(scripts.ARCHIVE)
+_NO_ARCHIVE: tuple[str, str, Sequence[str], Sequence[str]] = ("", "", (), ())
 _STATE_TRIES = 1000
 """How often ``update_state`` reads a value again when other writers keep changing it."""
+
+
+def _archive_args(archive: tuple[str, str, Sequence[str], Sequence[str]]) -> list[object]:
+    """The archive part of a script's arguments: kind, batch to drop, item count, texts."""
+    kind, drop, items, summary = archive
+    return [kind, drop, len(items), *items, *summary]
+
+
+def _batch(batch: ArchiveBatch) -> tuple[str, str, Sequence[str], Sequence[str]]:
+    return batch.kind, "", batch.items, batch.summary
 
 
 @contextmanager
@@ -270,11 +285,13 @@ class RedisStore:
         hashes: Sequence[str],
         out: Sequence[tuple[str, object]],
         refresh: bool,
+        archive: tuple[str, str, Sequence[str], Sequence[str]] = _NO_ARCHIVE,
     ) -> bool:
         args: list[object] = [total, start, len(hashes), *hashes, self._ttl_arg]
-        args += ["1" if refresh else "0", session_id]
+        args += ["1" if refresh else "0", session_id, len(out)]
         for kind, value in out:
             args += (kind, value)
+        args += _archive_args(archive)
         self._tails.pop(session_id, None)
         with _translated("write"):
             reply = await self._script(_SPLICE, keys, args, write=True)
@@ -377,6 +394,55 @@ class RedisStore:
     ) -> bool:
         """Swap the newest rows for ``texts`` if they are exactly ``expected``, in one script."""
         self._check_open("replace_tail")
+        return await self._replace_tail(session_id, expected, texts, _NO_ARCHIVE)
+
+    async def replace_tail_archiving(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: ArchiveBatch,
+    ) -> bool:
+        """``replace_tail`` that also archives ``batch``, in the same script."""
+        self._check_open("replace_tail_archiving")
+        return await self._replace_tail(session_id, expected, texts, _batch(batch))
+
+    async def unarchive(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: int,
+    ) -> bool:
+        """``replace_tail`` that also drops archive batch ``batch``, in the same script."""
+        self._check_open("unarchive")
+        return await self._replace_tail(session_id, expected, texts, ("", str(batch), (), ()))
+
+    async def archived(self, session_id: str) -> list[ArchivedRow]:
+        """Return the session's archived rows, oldest batch first, in order within a batch."""
+        self._check_open("archived")
+        with _translated("read"):
+            raw = await self._send(("LRANGE", self.keys(session_id).archive, 0, -1), retry=True)
+        rows: list[ArchivedRow] = []
+        for entry in raw:
+            try:
+                row = json.loads(entry)
+                moment = datetime.fromtimestamp(int(row["at"]), UTC)
+                at = moment.strftime("%Y-%m-%d %H:%M:%S")
+                rows.append(
+                    ArchivedRow(int(row["batch"]), row["kind"], row["role"], row["text"], at)
+                )
+            except (ValueError, TypeError, KeyError, OverflowError):
+                continue  # not an entry this store wrote: never returned as an archived row
+        return rows
+
+    async def _replace_tail(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        archive: tuple[str, str, Sequence[str], Sequence[str]],
+    ) -> bool:
         if not expected:
             return False
         positions = [row_position(row) for row, _ in expected]
@@ -393,6 +459,7 @@ class RedisStore:
             hashes=hashes,
             out=out,
             refresh=True,
+            archive=archive,
         )
 
     async def clear(self, session_id: str) -> None:
@@ -455,13 +522,32 @@ class RedisStore:
         Ids whose row moved or changed since it was read are passed over.
         """
         self._check_open("rewrite")
+        return await self._rewrite(session_id, changes, _NO_ARCHIVE)
+
+    async def rewrite_archiving(
+        self, session_id: str, changes: Mapping[int, str | None], batch: ArchiveBatch
+    ) -> int:
+        """``rewrite`` that also archives ``batch``, in the same script."""
+        self._check_open("rewrite_archiving")
+        return await self._rewrite(session_id, changes, _batch(batch))
+
+    async def _rewrite(
+        self,
+        session_id: str,
+        changes: Mapping[int, str | None],
+        archive: tuple[str, str, Sequence[str], Sequence[str]],
+    ) -> int:
         if not changes:
+            if archive[0]:
+                await self._archive_only(session_id, archive)
             return 0
         keys = self.keys(session_id)
         low = max(1, min(row_position(row) for row in changes))
         while True:
             total, values, _ = await self._snapshot(keys, 0)
             if low > total:
+                if archive[0]:
+                    await self._archive_only(session_id, archive)
                 return 0
             kept = values[low - 1 :]
             hashes = [hashlib.sha1(raw).hexdigest() for raw in kept]  # noqa: S324
@@ -478,11 +564,26 @@ class RedisStore:
                 if text is not None:
                     out.append(("t", text))
             if not changed:
+                if archive[0]:
+                    await self._archive_only(session_id, archive)
                 return 0
             if await self._splice(
-                keys, session_id, total=total, start=low, hashes=hashes, out=out, refresh=False
+                keys,
+                session_id,
+                total=total,
+                start=low,
+                hashes=hashes,
+                out=out,
+                refresh=False,
+                archive=archive,
             ):
                 return changed
+
+    async def _archive_only(
+        self, session_id: str, archive: tuple[str, str, Sequence[str], Sequence[str]]
+    ) -> None:
+        with _translated("write"):
+            await self._script(_ARCHIVE, self.keys(session_id), _archive_args(archive), write=True)
 
     @property
     def closed(self) -> bool:
