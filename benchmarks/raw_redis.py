@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from agent_sessions.backends.redis import scripts
-from agent_sessions.backends.redis.store import unpack
+from agent_sessions.backends.redis.layout import SessionKeys, unpack
 
 __all__ = ["RawRedisSession"]
 
@@ -33,8 +33,7 @@ class RawRedisSession:
     def __init__(self, session_id: str, client: aioredis.Redis, prefix: str) -> None:
         self.session_id = session_id
         self.client = client
-        record = f"{prefix}:{session_id}"
-        self.keys = (record, f"{record}:messages", f"{record}:counter")
+        self.keys = SessionKeys(prefix, session_id).all()
 
     @staticmethod
     async def load(client: aioredis.Redis) -> None:
@@ -50,17 +49,18 @@ class RawRedisSession:
 
     async def add_items(self, items: list[Any]) -> None:
         texts = [_DUMPS(item) for item in items]
-        await self.client.evalsha(_APPEND_SHA, 3, *self.keys, self.session_id, "", *texts)
+        keys = self.keys
+        await self.client.evalsha(_APPEND_SHA, len(keys), *keys, self.session_id, "", *texts)
 
     async def pop_item(self) -> Any:
-        total, lens, blob, _ = await self.client.evalsha(_TAIL_SHA, 3, *self.keys, 1)
+        total, lens, blob, _ = await self.client.evalsha(_TAIL_SHA, len(self.keys), *self.keys, 1)
         values = unpack(lens, blob)
         if not values:
             return None
         raw = values[-1]
         digest = hashlib.sha1(raw).hexdigest()  # noqa: S324 - a fingerprint
-        args = (total, total, 1, digest, "", "0", self.session_id)
-        if not await self.client.evalsha(_SPLICE_SHA, 3, *self.keys, *args):
+        args = (total, total, 1, digest, "", "0", self.session_id, 0, "", "", 0)
+        if not await self.client.evalsha(_SPLICE_SHA, len(self.keys), *self.keys, *args):
             return await self.pop_item()
         return json.loads(raw)
 

@@ -1,8 +1,10 @@
-"""RedisStore: the store primitives on a Redis server, in the SDK's ``RedisSession`` key layout.
+r"""RedisStore: the store primitives on a Redis server, in the SDK's ``RedisSession`` key layout.
 
-A session lives in three keys: ``{prefix}:{session_id}`` (a hash: ``session_id``, ``created_at``,
-``updated_at``), ``{prefix}:{session_id}:messages`` (a list of the items' JSON text, oldest
-first) and ``{prefix}:{session_id}:counter`` (the SDK's, deleted and expired with the others).
+A session lives in the SDK's three keys: ``{prefix}:{session_id}`` (a hash: ``session_id``,
+``created_at``, ``updated_at``), ``{prefix}:{session_id}:messages`` (a list of the items' JSON
+text, oldest first) and ``{prefix}:{session_id}:counter`` (deleted and expired with the others),
+and in two of ours when they are used: ``...\0state`` (a hash of state values) and ``...\0archive``
+(a list of archived rows). Keys and ids are in :mod:`.layout`.
 Every mutation is one Lua script (see :mod:`.scripts`), so it is atomic on the server.
 
 A list element has no id of its own, so a row's id is computed from what it is: its position in
@@ -17,8 +19,7 @@ import enum
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,10 +27,33 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...errors import SessionClosedError, StorageError, StorageUnavailableError
+from ...errors import SessionClosedError, StorageError
 from ...store import ArchiveBatch, ArchivedRow, Popped, Taker, always
 from .._restore import ClearLog, with_mark
-from . import scripts
+from .layout import (
+    APPEND_SCRIPT,
+    ARCHIVE_SCRIPT,
+    CLEAR_SCRIPT,
+    HASH_BITS,
+    NO_ARCHIVE,
+    READ_SCRIPT,
+    RESTORE_SCRIPT,
+    SPLICE_SCRIPT,
+    STATE_SCRIPT,
+    TAIL_SCRIPT,
+    Archive,
+    Script,
+    SessionKeys,
+    archive_args,
+    as_text,
+    batch_args,
+    row_id,
+    row_position,
+    sha1hex,
+    translated,
+    unpack,
+    unpack_texts,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -37,123 +61,18 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore", "SessionKeys", "row_id", "row_position"]
 
 T = TypeVar("T")
-
-_HASH_BITS = 160
 _POP_WINDOW = 4
 """How many newest rows a pop reads first; it widens the window past undecodable ones."""
 _TAILS = 1024
 """How many sessions' last known tails a store remembers (see ``RedisStore._tails``)."""
 
-
-def row_id(position: int, raw: bytes) -> int:
-    """The id of the row at ``position`` (1 = oldest) whose stored bytes are ``raw``."""
-    return (position << _HASH_BITS) | int.from_bytes(hashlib.sha1(raw).digest(), "big")  # noqa: S324 - a fingerprint, not a secret
-
-
-def row_position(row: int) -> int:
-    """The position (1 = oldest) a row id was read at."""
-    return row >> _HASH_BITS
-
-
-def _sha1hex(row: int) -> str:
-    return format(row & ((1 << _HASH_BITS) - 1), "040x")
-
-
-def as_text(raw: bytes) -> str:
-    """A stored value as the codec's input; invalid UTF-8 becomes text no codec decodes."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "\x00invalid UTF-8: " + raw.decode("utf-8", "replace")
-
-
-def unpack(lens: bytes, blob: bytes) -> list[bytes]:
-    """The values a read script packed: split ``blob`` at the comma-separated byte lengths."""
-    if not lens:
-        return []
-    values: list[bytes] = []
-    position = 0
-    for length in map(int, lens.split(b",")):
-        values.append(blob[position : position + length])
-        position += length
-    return values
-
-
-def _texts(lens: bytes, blob: bytes) -> list[str]:
-    if not blob.isascii():  # offsets count bytes: slice bytes, then decode each value
-        return [as_text(raw) for raw in unpack(lens, blob)]
-    text = blob.decode("ascii")
-    texts: list[str] = []
-    position = 0
-    for length in map(int, lens.split(b",")) if lens else ():
-        texts.append(text[position : position + length])
-        position += length
-    return texts
-
-
-class SessionKeys:
-    """The keys of one session: the SDK's three, and ours for per-session state."""
-
-    __slots__ = ("archive", "counter", "messages", "record", "state")
-
-    def __init__(self, key_prefix: str, session_id: str) -> None:
-        self.record = f"{key_prefix}:{session_id}"
-        self.messages = f"{self.record}:messages"
-        self.counter = f"{self.record}:counter"
-        # A NUL byte, which no session id holds, so that no session's keys can be this one
-        # (a ':state' suffix would be the record of the session whose id ends in ':state').
-        self.state = f"{self.record}\x00state"
-        self.archive = f"{self.record}\x00archive"
-
-    def all(self) -> tuple[str, str, str, str, str]:
-        """The keys in the order the scripts take them."""
-        return self.record, self.messages, self.counter, self.state, self.archive
+_STATE_TRIES = 1000
+"""How often ``update_state`` reads a value again when other writers keep changing it."""
 
 
 class _State(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-class _Script:
-    """One Lua script: its source and SHA-1, run by ``EVALSHA`` (``EVAL`` when not cached)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
-
-
-_READ = _Script(scripts.READ)
-_APPEND = _Script(scripts.APPEND)
-_TAIL = _Script(scripts.TAIL)
-_SPLICE = _Script(scripts.SPLICE)
-_RESTORE = _Script(scripts.RESTORE)
-_CLEAR = _Script(scripts.CLEAR)
-_STATE = _Script(scripts.STATE)
-_ARCHIVE = _Script(scripts.ARCHIVE)
-_NO_ARCHIVE: tuple[str, str, Sequence[str], Sequence[str]] = ("", "", (), ())
-_STATE_TRIES = 1000
-"""How often ``update_state`` reads a value again when other writers keep changing it."""
-
-
-def _archive_args(archive: tuple[str, str, Sequence[str], Sequence[str]]) -> list[object]:
-    """The archive part of a script's arguments: kind, batch to drop, item count, texts."""
-    kind, drop, items, summary = archive
-    return [kind, drop, len(items), *items, *summary]
-
-
-def _batch(batch: ArchiveBatch) -> tuple[str, str, Sequence[str], Sequence[str]]:
-    return batch.kind, "", batch.items, batch.summary
-
-
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StorageUnavailableError(f"Redis {operation} failed: {exc}") from exc
-    except RedisError as exc:
-        raise StorageError(f"Redis {operation} failed: {exc}") from exc
 
 
 class RedisStore:
@@ -216,7 +135,7 @@ class RedisStore:
 
     async def _script(
         self,
-        script: _Script,
+        script: Script,
         keys: SessionKeys | tuple[str, ...],
         args: Sequence[Any],
         *,
@@ -244,24 +163,29 @@ class RedisStore:
         if limit == 0:
             return []
         start = 0 if limit is None else -limit
-        with _translated("read"):
+        with translated("read"):
             key = self.keys(session_id).messages
-            lens, blob = await self._script(_READ, (key,), (start,), write=False)
-        return _texts(lens, blob)
+            lens, blob = await self._script(READ_SCRIPT, (key,), (start,), write=False)
+        return unpack_texts(lens, blob)
 
     async def _snapshot(self, keys: SessionKeys, newest: int) -> tuple[int, list[bytes], Any]:
         """The list's length, its newest ``newest`` values (0: all), and the record's mark."""
-        with _translated("read"):
-            total, lens, blob, created = await self._script(_TAIL, keys, (newest,), write=False)
+        with translated("read"):
+            total, lens, blob, created = await self._script(
+                TAIL_SCRIPT, keys, (newest,), write=False
+            )
         return int(total), unpack(lens, blob), created
 
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the session's newest row, in one script."""
         self._check_open("append")
         self._tails.pop(session_id, None)
-        with _translated("append"):
+        with translated("append"):
             total, created = await self._script(
-                _APPEND, self.keys(session_id), (session_id, self._ttl_arg, *texts), write=True
+                APPEND_SCRIPT,
+                self.keys(session_id),
+                (session_id, self._ttl_arg, *texts),
+                write=True,
             )
         if texts:
             self._remember(session_id, int(total), texts[-1].encode(), created)
@@ -285,16 +209,16 @@ class RedisStore:
         hashes: Sequence[str],
         out: Sequence[tuple[str, object]],
         refresh: bool,
-        archive: tuple[str, str, Sequence[str], Sequence[str]] = _NO_ARCHIVE,
+        archive: Archive = NO_ARCHIVE,
     ) -> bool:
         args: list[object] = [total, start, len(hashes), *hashes, self._ttl_arg]
         args += ["1" if refresh else "0", session_id, len(out)]
         for kind, value in out:
             args += (kind, value)
-        args += _archive_args(archive)
+        args += archive_args(archive)
         self._tails.pop(session_id, None)
-        with _translated("write"):
-            reply = await self._script(_SPLICE, keys, args, write=True)
+        with translated("write"):
+            reply = await self._script(SPLICE_SCRIPT, keys, args, write=True)
         if not reply:
             return False
         total, newest, created = reply
@@ -376,8 +300,8 @@ class RedisStore:
         for row in rows:
             args += (row_position(row.row_id), row.text)
         self._tails.pop(session_id, None)
-        with _translated("restore"):
-            await self._script(_RESTORE, self.keys(session_id), args, write=True)
+        with translated("restore"):
+            await self._script(RESTORE_SCRIPT, self.keys(session_id), args, write=True)
 
     async def tail(self, session_id: str, limit: int) -> tuple[list[tuple[int, str]], bool]:
         """Return the newest ``limit`` rows as ``(row_id, text)``, oldest first, and if all."""
@@ -394,7 +318,7 @@ class RedisStore:
     ) -> bool:
         """Swap the newest rows for ``texts`` if they are exactly ``expected``, in one script."""
         self._check_open("replace_tail")
-        return await self._replace_tail(session_id, expected, texts, _NO_ARCHIVE)
+        return await self._replace_tail(session_id, expected, texts, NO_ARCHIVE)
 
     async def replace_tail_archiving(
         self,
@@ -405,7 +329,7 @@ class RedisStore:
     ) -> bool:
         """``replace_tail`` that also archives ``batch``, in the same script."""
         self._check_open("replace_tail_archiving")
-        return await self._replace_tail(session_id, expected, texts, _batch(batch))
+        return await self._replace_tail(session_id, expected, texts, batch_args(batch))
 
     async def unarchive(
         self,
@@ -421,7 +345,7 @@ class RedisStore:
     async def archived(self, session_id: str) -> list[ArchivedRow]:
         """Return the session's archived rows, oldest batch first, in order within a batch."""
         self._check_open("archived")
-        with _translated("read"):
+        with translated("read"):
             raw = await self._send(("LRANGE", self.keys(session_id).archive, 0, -1), retry=True)
         rows: list[ArchivedRow] = []
         for entry in raw:
@@ -441,7 +365,7 @@ class RedisStore:
         session_id: str,
         expected: Sequence[tuple[int, str]],
         texts: Sequence[str],
-        archive: tuple[str, str, Sequence[str], Sequence[str]],
+        archive: Archive,
     ) -> bool:
         if not expected:
             return False
@@ -449,7 +373,7 @@ class RedisStore:
         start = positions[0]
         if positions != list(range(start, start + len(positions))):
             return False
-        hashes = [_sha1hex(row) for row, _ in expected]
+        hashes = [sha1hex(row) for row, _ in expected]
         out = [("t", text) for text in texts]
         return await self._splice(
             self.keys(session_id),
@@ -466,14 +390,14 @@ class RedisStore:
         """Delete the session's keys, in one script."""
         self._check_open("clear")
         self._tails.pop(session_id, None)
-        with _translated("clear"):
-            await self._script(_CLEAR, self.keys(session_id), (), write=True)
+        with translated("clear"):
+            await self._script(CLEAR_SCRIPT, self.keys(session_id), (), write=True)
         self._clears.note(session_id)
 
     async def read_state(self, session_id: str, name: str) -> str | None:
         """Return the text stored under ``name`` for the session, or None."""
         self._check_open("read_state")
-        with _translated("read"):
+        with translated("read"):
             raw = await self._send(("HGET", self.keys(session_id).state, name), retry=True)
         return None if raw is None else as_text(raw)
 
@@ -481,8 +405,8 @@ class RedisStore:
         self, session_id: str, name: str, text: str | None, expected: bytes | None, check: bool
     ) -> bool:
         args = (name, "1" if check else "0", expected or b"", text or "", int(text is not None))
-        with _translated("write"):
-            return bool(await self._script(_STATE, self.keys(session_id), args, write=True))
+        with translated("write"):
+            return bool(await self._script(STATE_SCRIPT, self.keys(session_id), args, write=True))
 
     async def write_state(self, session_id: str, name: str, text: str | None) -> None:
         """Store ``text`` under ``name`` (None deletes it), in one script."""
@@ -500,7 +424,7 @@ class RedisStore:
         self._check_open("update_state")
         key = self.keys(session_id).state
         for _ in range(_STATE_TRIES):
-            with _translated("read"):
+            with translated("read"):
                 raw = await self._send(("HGET", key, name), retry=True)
             current = None if raw is None else bytes(raw)
             new = change(None if current is None else as_text(current))
@@ -522,20 +446,20 @@ class RedisStore:
         Ids whose row moved or changed since it was read are passed over.
         """
         self._check_open("rewrite")
-        return await self._rewrite(session_id, changes, _NO_ARCHIVE)
+        return await self._rewrite(session_id, changes, NO_ARCHIVE)
 
     async def rewrite_archiving(
         self, session_id: str, changes: Mapping[int, str | None], batch: ArchiveBatch
     ) -> int:
         """``rewrite`` that also archives ``batch``, in the same script."""
         self._check_open("rewrite_archiving")
-        return await self._rewrite(session_id, changes, _batch(batch))
+        return await self._rewrite(session_id, changes, batch_args(batch))
 
     async def _rewrite(
         self,
         session_id: str,
         changes: Mapping[int, str | None],
-        archive: tuple[str, str, Sequence[str], Sequence[str]],
+        archive: Archive,
     ) -> int:
         if not changes:
             if archive[0]:
@@ -555,7 +479,7 @@ class RedisStore:
             changed = 0
             for i in range(len(kept)):
                 position = low + i
-                rid = (position << _HASH_BITS) | int(hashes[i], 16)
+                rid = (position << HASH_BITS) | int(hashes[i], 16)
                 if rid not in changes:
                     out.append(("k", position))
                     continue
@@ -579,11 +503,11 @@ class RedisStore:
             ):
                 return changed
 
-    async def _archive_only(
-        self, session_id: str, archive: tuple[str, str, Sequence[str], Sequence[str]]
-    ) -> None:
-        with _translated("write"):
-            await self._script(_ARCHIVE, self.keys(session_id), _archive_args(archive), write=True)
+    async def _archive_only(self, session_id: str, archive: Archive) -> None:
+        with translated("write"):
+            await self._script(
+                ARCHIVE_SCRIPT, self.keys(session_id), archive_args(archive), write=True
+            )
 
     @property
     def closed(self) -> bool:
