@@ -208,6 +208,30 @@ def _next_call(text: str, called: set[object], tools: list[FunctionTool]) -> _De
     return None
 
 
+_REMEMBER = "remember"
+"""The memory tool (``memory_tools``) the model calls before saying it will remember."""
+
+
+def _promise(text: str, earlier: list[str]) -> str | None:
+    """The answer of the first rule that answers ``text``, if it promises to remember."""
+    for rule in (_answer_name, _answer_preference):
+        if (answer := rule(text, earlier)) is not None:
+            return answer if "I'll remember that" in answer else None
+    return None
+
+
+def _remember_first(
+    answer: str, text: str, called: set[object], tools: list[FunctionTool]
+) -> _Decision:
+    """Say ``answer``; if it promises to remember and a ``remember`` tool exists, call it first."""
+    if "I'll remember that" not in answer or _REMEMBER in called:
+        return _Decision(answer)
+    for tool in tools:
+        if tool.name == _REMEMBER:
+            return _Decision("", _REMEMBER, _arguments(tool.params_json_schema, text))
+    return _Decision(answer)
+
+
 def _decide(
     instructions: str | None,
     items: list[TResponseInputItem],
@@ -228,7 +252,9 @@ def _decide(
     function_tools = [t for t in tools if isinstance(t, FunctionTool)]
     if outputs:
         name = calls.get(outputs[-1].get("call_id"))
-        if name in {t.name for t in function_tools}:
+        # After a remember the answer promised, say that answer; after any other tool, its result.
+        promised = _promise(text, [t for _, t in texts[:-1]]) if name == _REMEMBER else None
+        if promised is None and name in {t.name for t in function_tools}:
             output = outputs[-1].get("output")
             shown = output if isinstance(output, str) else json.dumps(output, sort_keys=True)
             chained = _next_call(text, set(calls.values()), function_tools) if chain_tools else None
@@ -236,7 +262,7 @@ def _decide(
     earlier = [t for _, t in texts[:-1]]
     for rule in (_answer_name, _answer_preference, _answer_history):
         if (answer := rule(text, earlier)) is not None:
-            return _Decision(answer)
+            return _remember_first(answer, text, set(calls.values()), function_tools)
     # One call per user message at most, so a tool or handoff can never make the run loop spin.
     if not calls:
         for tool in function_tools:

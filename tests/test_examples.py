@@ -308,10 +308,10 @@ def test_preferences_memory_carries_a_note_to_the_next_session_only_for_its_user
     first = section(out, "ada, conversation 1", "ada, conversation 2")
     assert "memory ('users', 'ada'): nothing saved yet" in first
     assert "agent  > The remember tool returned: Saved note note-" in first
-    assert "memory ('users', 'ada'): 1 note(s) stored" in first
+    assert "memory ('users', 'ada'): 2 note(s) stored" in first  # the name, then the note
     second = section(out, "ada, conversation 2", "bob, conversation 1")
     assert "session 'user:ada:chat:2'" in second
-    assert "memory ('users', 'ada'): 1 note(s) loaded" in second
+    assert "memory ('users', 'ada'): 2 note(s) loaded" in second
     recall = second.split("you    > What do you recall about me?\n  agent  > ")[1]
     assert recall.startswith("The recall tool returned:")
     assert note in recall.split("you    >")[0]

@@ -104,3 +104,18 @@ async def test_memory_instructions_carry_the_users_notes(tmp_path: Path) -> None
     assert alice.startswith("Be helpful.\n")
     assert "- likes detailed answers" in alice
     assert bob == "Be helpful."
+
+
+async def test_offline_model_calls_remember_when_it_says_it_will(tmp_path: Path) -> None:
+    """OfflineModel calls remember before "I'll remember that", so the note is stored once."""
+    async with MemoryStore(tmp_path / "m.db", index=None) as store:
+        agent = Agent(name="a", model=OfflineModel(), tools=memory_tools(store, ALICE))
+        result = await Runner.run(agent, "My name is Alice.", run_config=CONFIG)
+        assert result.final_output == "Nice to meet you, Alice! I'll remember that."
+        calls = [i.raw_item for i in result.new_items if i.type == "tool_call_item"]
+        assert [getattr(c, "name", None) for c in calls] == ["remember"]
+        notes = await store.search(ALICE)
+        assert [n.value for n in notes] == [{"text": "My name is Alice."}]
+        plain = Agent(name="b", model=OfflineModel())  # no memory tools: it only says so
+        answer = await Runner.run(plain, "I like green tea.", run_config=CONFIG)
+        assert answer.final_output == "Got it: you like green tea. I'll remember that."
