@@ -75,13 +75,13 @@ def archive_store(store: Store, method: str) -> ArchiveStore:
     """The store as an :class:`~agent_sessions.store.ArchiveStore`, or a clear error.
 
     Raises:
-        StorageError: the store keeps no archive for the rows it reads (a branch layout, or a
-            store of another package).
+        StorageError: the store keeps no archive for the rows it reads (a store of another
+            package, or a subclass laying rows out its own way).
     """
     if not archives_own_rows(store):
         raise StorageError(
-            f"{method}: {type(store).__name__} keeps no archive of its history (advanced "
-            "sessions' branches and stores of other packages have none; see docs/compaction.md)"
+            f"{method}: {type(store).__name__} keeps no archive of its history "
+            "(see docs/compaction.md, 'The archive')"
         )
     return store
 

@@ -517,7 +517,7 @@ class StoreSession(PendingRuns, AsyncClosing, SessionABC):
             ``"prune"``) and when it was archived. Summaries are not among them.
 
         Raises:
-            StorageError: the store keeps no archive (an advanced session's branches).
+            StorageError: the store keeps no archive (one of another package).
         """
         from ._archive import archived_items  # noqa: PLC0415 (kept out of the hot import)
 

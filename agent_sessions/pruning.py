@@ -300,8 +300,8 @@ async def prune_session(
     store = session.store
     if archive and not archives_own_rows(store):
         raise StorageError(
-            f"prune(archive=True): {type(store).__name__} keeps no archive of its history "
-            "(advanced sessions' branches have none); nothing was removed"
+            f"prune(archive=True): {type(store).__name__} keeps no archive of its history; "
+            "nothing was removed"
         )
     session_id = session.session_id
     codec = session._codec  # noqa: SLF001 - the session's own codec; core cannot be imported
@@ -327,7 +327,12 @@ async def prune_session(
             return _report(plan, len(found), session_id, dry_run=dry_run)
         gone = set(plan.removed)
         texts = [text for i, (_, text) in enumerate(found) if i not in gone]
-        if await _settled(swap_store.replace_tail(session_id, found, texts)):
+        if archive and archives_own_rows(store):
+            batch = ArchiveBatch("prune", [found[i][1] for i in plan.removed])
+            swapped = await _settled(store.replace_tail_archiving(session_id, found, texts, batch))
+        else:
+            swapped = await _settled(swap_store.replace_tail(session_id, found, texts))
+        if swapped:
             return _report(plan, len(found), session_id, dry_run=False)
     raise StorageError(
         f"prune on session {session_id!r}: the history kept changing ({_SWAP_TRIES} tries); "

@@ -158,23 +158,31 @@ def test_prune_archive_moves_old_turns_into_the_archive(
 
 
 @pytest.mark.sqlite
-def test_prune_archive_refuses_an_advanced_file(
+def test_prune_archive_on_an_advanced_file_keeps_forks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--archive on a session with branches fails clearly and removes nothing."""
+    """--archive on an advanced file archives the current branch's old turns; a fork keeps its."""
     path = tmp_path / "advanced.db"
 
     async def build() -> None:
         async with AdvancedSQLiteSession(session_id="s", db_path=path) as session:
             for n in range(1, 4):
                 await session.add_items(exchange(n))
+            await session.create_branch_from_turn(3, "fork")
+            await session.switch_to_branch("main")
 
-    async def count() -> int:
+    async def read() -> tuple[list[object], list[object], list[object]]:
         async with AdvancedSQLiteSession(session_id="s", db_path=path) as session:
-            return len(await session.get_items())
+            main_items = [item.get("content") for item in await session.get_items()]
+            fork = [item.get("content") for item in await session.get_items(branch_id="fork")]
+            archived = [entry.item.get("content") for entry in await session.archived_items()]
+            return main_items, fork, archived
 
     asyncio.run(build())
-    status, _, err = run(capsys, "prune", str(path), "--keep-last-turns", "1", "--archive")
-    assert status != 0
-    assert "archive" in err
-    assert asyncio.run(count()) == 6
+    status, _, _ = run(capsys, "prune", str(path), "--keep-last-turns", "1", "--archive")
+    assert status == 0
+    assert asyncio.run(read()) == (
+        ["q3", "a3"],
+        ["q1", "a1", "q2", "a2"],
+        ["q1", "a1", "q2", "a2"],
+    )

@@ -89,9 +89,6 @@ ARCHIVE_CHECKS = (
     "check_uncompact_refuses_a_moved_summary",
 )
 
-NO_ARCHIVE = dict.fromkeys(ARCHIVE_CHECKS, "its store keeps no archive (see docs/compaction.md)")
-"""Advanced sessions (branches) and RedisSession: no ArchiveStore."""
-
 SDK_LACKS = {
     **dict.fromkeys(STATE_CHECKS, "the SDK's sessions keep no per-session state"),
     **dict.fromkeys(ARCHIVE_CHECKS, "the SDK's sessions keep no archive"),
@@ -266,10 +263,6 @@ BACKENDS = {
         SDK_LACKS,
     ),
 }
-
-for _name, _spec in BACKENDS.items():
-    if "advanced" in _name and "sdk" not in _name:
-        _spec.lacks.update(NO_ARCHIVE)
 
 MARKS = {
     "async-sqlite": pytest.mark.sqlite,

@@ -13,10 +13,11 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from ...core import tail_fetch, tail_window
-from ...store import Popped, always
+from ...store import ArchiveBatch, ArchivedRow, Popped, always
 from .._restore import ClearLog, with_mark
+from .archive import add_batch, archived_rows, drop_batch
 from .chain import Chain, UserRow
-from .db import Connection
+from .db import Connection, transaction
 from .sql import MAIN, AdvancedStatements, check_branch_name
 from .types import BranchInfo
 from .write import Writer
@@ -148,6 +149,67 @@ class BranchOps:
             "replace tail",
             session_id,
             lambda conn: self._writer.replace_tail(conn, session_id, expected, texts),
+        )
+
+    # The archive: the session's, whatever the branch (see .archive) ---------------------------
+
+    def _swap_then(
+        self,
+        conn: Connection,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        then: Callable[[Connection], None],
+    ) -> bool:
+        with transaction(conn):  # the swap joins it: one transaction for both
+            if not self._writer.replace_tail(conn, session_id, expected, texts):
+                return False
+            then(conn)
+            return True
+
+    async def archived(self, session_id: str) -> list[ArchivedRow]:
+        """Return the session's archived rows (every branch's), oldest batch first."""
+        tables = self._adv.tables
+        return await self._read_call(
+            "read archive", lambda conn: archived_rows(conn, tables, session_id)
+        )
+
+    async def replace_tail_archiving(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: ArchiveBatch,
+    ) -> bool:
+        """Swap the current branch's newest rows and archive ``batch``, in one transaction."""
+        tables = self._adv.tables
+        return await self._write_call(
+            "compact",
+            session_id,
+            lambda conn: self._swap_then(
+                conn, session_id, expected, texts, lambda c: add_batch(c, tables, session_id, batch)
+            ),
+        )
+
+    async def unarchive(
+        self,
+        session_id: str,
+        expected: Sequence[tuple[int, str]],
+        texts: Sequence[str],
+        batch: int,
+    ) -> bool:
+        """Swap the current branch's newest rows and drop archive ``batch``, at once."""
+        tables = self._adv.tables
+        return await self._write_call(
+            "uncompact",
+            session_id,
+            lambda conn: self._swap_then(
+                conn,
+                session_id,
+                expected,
+                texts,
+                lambda c: drop_batch(c, tables, session_id, batch),
+            ),
         )
 
     def _record(self, conn: Connection, session_id: str) -> tuple[Any, ...] | None:
