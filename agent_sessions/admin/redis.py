@@ -3,25 +3,28 @@
 The sessions are those of :class:`~agent_sessions.RedisSession` and the SDK's ``RedisSession``
 (the same keys). Values are handled as the stored text, never decoded, so encrypted envelopes
 and undecodable values are listed, exported, imported and migrated byte for byte. Exports use
-format version 1 of ``agent_sessions.admin`` (Redis keeps no per-item time, so items carry
-``created_at: null``), which :class:`~agent_sessions.admin.SessionDatabase` imports, and the
-other way round: :func:`copy_between` moves sessions between a SQL database and Redis.
+format version 1 of ``agent_sessions.admin`` (version 3 when sessions have state values or an
+archive; Redis keeps no per-item time, so items carry ``created_at: null``), which
+:class:`~agent_sessions.admin.SessionDatabase` imports, and the other way round:
+:func:`copy_between` moves sessions between a SQL database and Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
+from ..backends.redis.layout import SessionKeys
 from ..errors import SessionClosedError, SessionExistsError, SessionNotFoundError, StorageError
 from .catalogue import SessionInfo
 from .db import canonical_time, parse_time
@@ -41,7 +44,13 @@ _GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 _SNAPSHOT = """
 local values = redis.call('LRANGE', KEYS[2], 0, -1)
 local record = redis.call('HMGET', KEYS[1], 'created_at', 'updated_at')
-return {values, record[1], record[2]}
+local state = {}
+if redis.call('TYPE', KEYS[4])['ok'] == 'hash' then state = redis.call('HGETALL', KEYS[4]) end
+local archive = {}
+if redis.call('TYPE', KEYS[5])['ok'] == 'list' then
+  archive = redis.call('LRANGE', KEYS[5], 0, -1)
+end
+return {values, record[1], record[2], state, archive}
 """
 _SIZE = """
 local total, n = 0, 0
@@ -50,14 +59,23 @@ local record = redis.call('HMGET', KEYS[1], 'created_at', 'updated_at')
 return {n, total, record[1], record[2]}
 """
 _WRITE = """#!lua
--- ARGV: replace ('1'/'0'), session_id, created_at, updated_at, values...
+-- ARGV: replace ('1'/'0'), session_id, created_at, updated_at, n values, the values,
+--       n state pairs, name value ..., then the archive's entries
 local exists = redis.call('EXISTS', KEYS[1], KEYS[2]) > 0
 if exists and ARGV[1] ~= '1' then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[1], 'session_id', ARGV[2], 'created_at', ARGV[3], 'updated_at', ARGV[4])
-for i = 5, #ARGV, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+local function push(key, first, last)
+  for i = first, last, 1000 do
+    redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 999, last)))
+  end
 end
+local values = tonumber(ARGV[5])
+push(KEYS[2], 6, 5 + values)
+local at = 6 + values
+local pairs_ = tonumber(ARGV[at])
+for i = at + 1, at + 2 * pairs_, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+push(KEYS[5], at + 2 * pairs_ + 1, #ARGV)
 return 1
 """
 
@@ -74,6 +92,15 @@ def _moment(seconds: Any) -> datetime | None:
 def _seconds(stamp: str | None, default: int) -> int:
     moment = parse_time(stamp) if stamp is not None else None
     return default if moment is None else int(moment.replace(tzinfo=UTC).timestamp())
+
+
+class _Snapshot(NamedTuple):
+    """One session read at once: its values, record times, state and archive records."""
+
+    texts: list[str]
+    created: Any
+    updated: Any
+    sides: list[dict[str, Any]]
 
 
 class Exportable(Protocol):
@@ -136,13 +163,13 @@ class RedisDatabase:
         if self._closed:
             raise SessionClosedError(f"RedisDatabase.{method}() was called after aclose()")
 
-    def _keys(self, session_id: str) -> tuple[str, str, str]:
-        record = f"{self.key_prefix}:{session_id}"
-        return record, record + _SUFFIX, record + ":counter"
+    def _keys(self, session_id: str) -> tuple[str, ...]:
+        return SessionKeys(self.key_prefix, session_id).all()
 
     async def _eval(self, script: str, session_id: str, *args: Any) -> Any:
         try:
-            return await self._client.eval(script, 3, *self._keys(session_id), *args)
+            keys = self._keys(session_id)
+            return await self._client.eval(script, len(keys), *keys, *args)
         except (aioredis.RedisError, OSError) as exc:
             raise StorageError(f"Redis at {self.location}: {exc}") from exc
 
@@ -193,24 +220,43 @@ class RedisDatabase:
             last_item_at=None,
         )
 
-    async def _snapshot(self, session_id: str) -> tuple[list[str], Any, Any]:
-        values, created, updated = await self._eval(_SNAPSHOT, session_id)
-        texts: list[str] = []
-        for position, raw in enumerate(values, start=1):
+    async def _snapshot(self, session_id: str) -> _Snapshot:
+        values, created, updated, state, archive = await self._eval(_SNAPSHOT, session_id)
+
+        def text(raw: bytes, what: str) -> str:
             try:
-                texts.append(raw.decode("utf-8"))
+                return raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise StorageError(
-                    f"value {position} of session {session_id!r} is not UTF-8 text; it cannot "
-                    "be exported or shown as text"
+                    f"{what} of session {session_id!r} is not UTF-8 text; it cannot be exported "
+                    "or shown as text"
                 ) from None
-        return texts, created, updated
+
+        texts = [text(raw, f"value {i}") for i, raw in enumerate(values, start=1)]
+        names = [text(raw, "a state name") for raw in state[::2]]
+        sides: list[dict[str, Any]] = [
+            {"type": "kv", "name": name, "value": text(raw, f"state {name!r}"), "updated_at": None}
+            for name, raw in sorted(zip(names, state[1::2], strict=True))
+        ]
+        for entry in archive:
+            row = json.loads(entry)
+            sides.append(
+                {
+                    "type": "archived",
+                    "batch": int(row["batch"]),
+                    "kind": row["kind"],
+                    "role": row["role"],
+                    "data": row["text"],
+                    "archived_at": canonical_time(_moment(row["at"])),
+                }
+            )
+        return _Snapshot(texts, created, updated, sides)
 
     async def rows(self, session_id: str) -> list[StoredRow]:
         """A session's stored values, oldest first; ``id`` is the position (1 = oldest)."""
         self._check("rows")
-        texts, _, _ = await self._snapshot(session_id)
-        return [StoredRow(i, text, None) for i, text in enumerate(texts, start=1)]
+        snapshot = await self._snapshot(session_id)
+        return [StoredRow(i, text, None) for i, text in enumerate(snapshot.texts, start=1)]
 
     async def export_jsonl(
         self,
@@ -232,6 +278,7 @@ class RedisDatabase:
         ids = sorted(set(session_ids)) if session_ids is not None else await self.session_ids()
         for sid in ids if session_ids is not None else ():
             await self.session(sid)
+        snapshots = [(sid, await self._snapshot(sid)) for sid in ids]
         started = time.perf_counter()
         target = ExportTarget(Path(destination), None, overwrite=overwrite)
         try:
@@ -239,19 +286,25 @@ class RedisDatabase:
         except FileFailed as failed:
             raise failed.error from None
         total = 0
+        version = 3 if any(snapshot.sides for _, snapshot in snapshots) else 1
         try:
-            await write(out, encode({"format": FORMAT, "version": 1}) + "\n")
-            for sid in ids:
-                texts, created, updated = await self._snapshot(sid)
-                lines = [_session_line(sid, created, updated)]
+            await write(out, encode({"format": FORMAT, "version": version}) + "\n")
+            for sid, snap in snapshots:
+                lines = [_session_line(sid, snap.created, snap.updated)]
                 digest = Digest()
-                for text in texts:
+                for text in snap.texts:
                     digest.add(text)
                     lines.append(encode({"type": "item", "created_at": None, "data": text}))
-                end = {"type": "end", "session_id": sid, "items": len(texts)}
-                lines.append(encode({**end, "sha256": digest.hexdigest()}))
+                for record in snap.sides:
+                    lines.append(encode(record))
+                    digest.add(lines[-1])
+                end: dict[str, Any] = {"type": "end", "session_id": sid, "items": len(snap.texts)}
+                if version > 1:
+                    end["records"] = len(snap.sides)
+                end["sha256"] = digest.hexdigest()
+                lines.append(encode(end))
                 await write(out, "\n".join(lines) + "\n")
-                total += len(texts)
+                total += len(snap.texts)
             footer = {"type": "footer", "sessions": len(ids), "items": total}
             await write(out, encode(footer) + "\n")
             await finish(out, close=True)
@@ -280,7 +333,7 @@ class RedisDatabase:
         path = Path(source)
         started = time.perf_counter()
         scanned = await scan_file(path)
-        trees = [entry.session_id for entry in scanned if entry.records]
+        trees = [entry.session_id for entry in scanned if entry.trees]
         if trees:
             raise ValueError(
                 f"{len(trees)} session(s) have branch trees ({trees[0]!r} first), which a Redis "
@@ -294,16 +347,23 @@ class RedisDatabase:
                 )
         report = TransferReport(0, 0, 0.0)
         now = int(time.time())
-        async for begin, texts in _sessions(path):
+        async for begin, texts, sides in _sessions(path):
             created = _seconds(begin.created_at, now)
-            args = (
+            args: list[object] = [
                 "1" if on_conflict == "replace" else "0",
                 begin.session_id,
                 str(created),
                 str(_seconds(begin.updated_at, created)),
-            )
+                len(texts),
+                *texts,
+            ]
+            state = [record for record in sides if record["type"] == "kv"]
+            args.append(len(state))
+            for record in state:
+                args += (record["name"], record["value"])
+            args += [_archive_entry(record, now) for record in sides if record["type"] != "kv"]
             existed = on_conflict == "replace" and await self._exists(begin.session_id)
-            if not await self._eval(_WRITE, begin.session_id, *args, *texts):
+            if not await self._eval(_WRITE, begin.session_id, *args):
                 report.skipped.append(begin.session_id)
                 continue
             if existed:
@@ -324,7 +384,7 @@ class RedisDatabase:
         )
 
     async def _exists(self, session_id: str) -> bool:
-        record, messages, _ = self._keys(session_id)
+        record, messages = self._keys(session_id)[:2]
         return bool(await self._client.exists(record, messages))
 
 
@@ -339,22 +399,37 @@ def _session_line(session_id: str, created: Any, updated: Any) -> str:
     )
 
 
-async def _sessions(path: Path) -> AsyncIterator[tuple[Begin, list[str]]]:
-    """Each session of a checked export file, with its items' texts."""
+def _archive_entry(record: dict[str, Any], now: int) -> str:
+    """An ``archived`` record as the Redis store keeps it in a session's archive list."""
+    entry = {
+        "batch": record["batch"],
+        "kind": record["kind"],
+        "role": record["role"],
+        "text": record["data"],
+        "at": _seconds(record.get("archived_at"), now),
+    }
+    return json.dumps(entry, separators=(",", ":"))
+
+
+async def _sessions(path: Path) -> AsyncIterator[tuple[Begin, list[str], list[dict[str, Any]]]]:
+    """Each session of a checked export file: its items' texts and its side records."""
     handle = await asyncio.to_thread(path.open, encoding="utf-8")
     try:
         stream = Stream(handle, str(path))
         begin: Begin | None = None
         texts: list[str] = []
+        sides: list[dict[str, Any]] = []
         while (event := await stream.next()) is not None:
             if isinstance(event, Begin):
-                begin, texts = event, []
+                begin, texts, sides = event, [], []
             elif isinstance(event, Item):
                 texts.append(event.data)
             elif isinstance(event, End) and begin is not None:
-                yield begin, texts
-            elif isinstance(event, Tree):  # pragma: no cover - refused before writing
-                raise ValueError("a branch tree cannot be imported into Redis")
+                yield begin, texts, sides
+            elif isinstance(event, Tree):
+                if event.record.get("type") not in ("kv", "archived"):  # pragma: no cover
+                    raise ValueError("a branch tree cannot be imported into Redis")
+                sides.append(event.record)
     finally:
         await asyncio.to_thread(handle.close)
 

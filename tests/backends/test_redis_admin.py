@@ -34,6 +34,11 @@ def msg(text: str) -> Any:
     return {"role": "user", "content": text}
 
 
+def said(text: str) -> Any:
+    """An assistant message."""
+    return {"role": "assistant", "content": text}
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[aioredis.Redis]:
     """A raw client on the test server."""
@@ -160,3 +165,35 @@ async def test_a_value_that_is_not_text_stops_the_export(
         with pytest.raises(StorageError, match="value 1 of session 'bin'"):
             await db.export_jsonl(tmp_path / "out.jsonl")
     assert await asyncio.to_thread(os.listdir, tmp_path) == []
+
+
+async def test_state_and_archive_travel_between_redis_and_sqlite(
+    client: aioredis.Redis, prefixes: list[str], tmp_path: Path
+) -> None:
+    """State values and archived rows go from Redis to SQLite and back with the items."""
+    source, back = prefixes
+    session = RedisSession("kept", redis_client=client, key_prefix=source)
+    await session.add_items([msg("q1"), said("a1"), msg("q2"), said("a2")])
+    await session._write_state("draft", {"text": "half"})  # noqa: SLF001
+    await session.prune(keep_last_turns=1, archive=True)
+    assert [row.text for row in await session.store.archived("kept")] == [  # type: ignore[attr-defined]
+        '{"role":"user","content":"q1"}',
+        '{"role":"assistant","content":"a1"}',
+    ]
+    await session.aclose()
+    path = tmp_path / "kept.db"
+    async with (
+        RedisDatabase(redis_url(), key_prefix=source) as src,
+        SessionDatabase(path, create=True) as dst,
+    ):
+        await copy_between(src, dst)
+    async with SQLiteSession("kept", path) as copied:
+        assert await copied.get_items() == [msg("q2"), said("a2")]
+        assert await copied._read_state("draft") == {"text": "half"}  # noqa: SLF001
+        assert len(await copied.archived_items()) == 2
+    async with SessionDatabase(path) as src, RedisDatabase(redis_url(), key_prefix=back) as dst:
+        await copy_between(src, dst)
+    async with RedisSession("kept", redis_client=client, key_prefix=back) as returned:
+        assert await returned.get_items() == [msg("q2"), said("a2")]
+        assert await returned._read_state("draft") == {"text": "half"}  # noqa: SLF001
+        assert [a.item for a in await returned.archived_items()] == [msg("q1"), said("a1")]
