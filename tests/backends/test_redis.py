@@ -422,3 +422,23 @@ async def test_a_session_named_like_a_counter_key_stays_apart(
     assert await named.get_items() == [msg("n")]
     await y.aclose()
     await named.aclose()
+
+
+def test_without_the_client_the_error_names_the_extra() -> None:
+    """With the redis package missing, agent_sessions.RedisSession names the extra to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import agent_sessions\n"
+        "try:\n"
+        "    agent_sessions.RedisSession\n"
+        "except agent_sessions.MissingDependencyError as exc:\n"
+        "    assert isinstance(exc, ImportError)\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install 'agent-sessions[redis]'" in result.stdout
