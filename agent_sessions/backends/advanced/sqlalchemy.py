@@ -34,11 +34,11 @@ from .db import Connection
 from .flavor import Flavor, flavor_of
 from .ops import BranchOps
 from .pg import PgStatements
+from .renumber import renumber
 from .segments import NO_LIMIT
 from .session import AdvancedSession
 from .sql import MAIN, NO_CUTOFF, AdvancedStatements
 from .tables import create_branch_tables, find_branch_tables
-from .turns import renumber
 from .write import BaseStatements, Schema, Writer
 
 __all__ = ["AdvancedSQLAlchemySession", "AdvancedSQLAlchemyStore"]

@@ -29,8 +29,8 @@ from ..sqlite import SQLiteStore
 from .chain import Chain
 from .db import Connection, snapshot
 from .ops import BranchOps, UsageRow
+from .renumber import renumber
 from .sql import AdvancedStatements
-from .turns import renumber
 from .write import BaseStatements, Schema, Writer, write_batches
 
 __all__ = ["AdvancedSQLiteStore", "UsageRow"]  # UsageRow: where it was first defined

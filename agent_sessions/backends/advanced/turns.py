@@ -3,7 +3,7 @@
 Every structure row stores the turn it belongs to (``user_turn_number``): the number of user
 messages in its branch's visible history up to it. Appends, pops, forks, rewinds and branch
 deletions keep it equal to that rank; a purge (``rewrite`` deleting rows) would shift it, so
-:func:`renumber` gives every row of the session its rank again in the purge's transaction.
+``renumber.renumber`` gives every row of the session its rank again in the purge's transaction.
 The SDK's class numbers a branch's rows from the branch's own maximum, which matches where the
 branch holds its whole history (as the branches it makes do).
 
@@ -19,16 +19,12 @@ renumbering existed, where the gap shows at a boundary) the caller counts instea
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .db import Connection
-from .segments import MAIN, SegmentParams, SegmentStatements
+from .segments import SegmentParams, SegmentStatements
 
-if TYPE_CHECKING:
-    from .chain import Chain
-    from .sql import AdvancedStatements
-
-__all__ = ["find_stored", "renumber", "renumber_branch"]
+__all__ = ["find_stored", "renumber_branch"]
 
 
 def find_stored(
@@ -102,31 +98,3 @@ def renumber_branch(
             if holder == branch and stored != turn:
                 updates.append((turn, turn, int(mid), branch))
     return updates, moved
-
-
-def renumber(conn: Connection, sql: AdvancedStatements, chain: Chain, session_id: str) -> None:
-    """Give every record of the session its turn again, after a purge deleted rows.
-
-    Each branch renumbers its own records (its ancestors' are theirs, and a prefix of a
-    branch's history is its parent's), and its usage rows follow their turns. Runs inside the
-    purge's transaction.
-    """
-    branches = [str(row[0]) for row in conn.execute(sql.branches, {"session": session_id})]
-    if MAIN not in branches:
-        branches.insert(0, MAIN)
-
-    def is_user(text: str) -> bool:
-        return chain.classify_text(text)[0] == "user"
-
-    for branch in branches:
-        head = chain.resolve(conn, session_id, branch)
-        segments = chain.oldest_first(conn, session_id, head)
-        updates, moved = renumber_branch(conn, chain.seg, branch, segments, is_user)
-        if updates:
-            conn.executemany(sql.set_turn, updates)
-        usage = conn.execute(sql.turn_usage, (session_id, branch)).fetchall()
-        for row in sorted(usage, key=lambda row: int(row[0])):
-            new = moved.get(int(row[0]))
-            if new is not None and new != row[0]:  # turns only move down: no collision
-                conn.execute(sql.delete_turn_usage, (session_id, branch, row[0]))
-                conn.execute(sql.put_usage, (session_id, branch, new, *row[1:]))
