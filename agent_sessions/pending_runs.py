@@ -226,6 +226,8 @@ class PendingRuns:
 
         async def _write_state(self, name: str, value: Any) -> None: ...
 
+        async def _update_state(self, name: str, change: Any) -> Any: ...
+
     async def save_pending_run(
         self,
         state: RunState[Any, Any],

@@ -47,6 +47,11 @@ PUBLIC_MODULES = {
         default_token_counter estimate_tokens transcript
     """
     ),
+    "agent_sessions.durable": names(
+        """
+        TOOL_JOURNAL_STATE durable_agent run_durably
+    """
+    ),
     "agent_sessions.pending_runs": names(
         """
         PENDING_RUN_FORMAT PENDING_RUN_STATE PendingApproval PendingRunInfo PendingRuns
@@ -87,8 +92,8 @@ PUBLIC_MODULES = {
     "agent_sessions.core": names(
         """
         MAX_LIMIT MAX_SESSION_ID_LENGTH SessionState StoreSession SuffixStore check_session_id
-        check_state_name is_tail is_user_message read_items resolve_limit run_to_completion tail_fetch
-        tail_window
+        check_state_name is_tail is_user_message read_items resolve_limit run_to_completion
+        tail_fetch tail_window
     """
     ),
     "agent_sessions.encryption": names(
