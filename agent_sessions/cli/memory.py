@@ -56,6 +56,11 @@ def add_parser(commands: Any, db_help: str) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("db", help=db_help)
     common.add_argument("--table", default="agent_memories", metavar="NAME", help="memories table")
+    common.add_argument(
+        "--key-env",
+        metavar="VAR",
+        help="decrypt values with the key in environment variable VAR (never on the command line)",
+    )
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print JSON")
 
@@ -118,7 +123,12 @@ def add_parser(commands: Any, db_help: str) -> None:
 def _open(args: argparse.Namespace, index: str | None = None) -> MemoryDatabase:
     from ..memory.admin import MemoryDatabase  # noqa: PLC0415 - the database stack, on demand
 
-    return MemoryDatabase(args.db, table=args.table, index=index)
+    key = None
+    if args.key_env:
+        key = os.environ.get(args.key_env)
+        if not key:
+            raise ValueError(f"--key-env {args.key_env}: that environment variable is not set")
+    return MemoryDatabase(args.db, table=args.table, index=index, encryption_key=key)
 
 
 def _print(*lines: str) -> None:

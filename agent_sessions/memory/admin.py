@@ -14,14 +14,14 @@ Example:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from .._lifecycle import AsyncClosing
-from ..errors import StorageError
+from ..errors import CorruptItemError, StorageError
 from ..schema import validate_identifier
 from ..serialization import JsonCodec
 from .keys import check_key, decode_namespace, encode_namespace, encode_prefix
@@ -172,6 +172,8 @@ class MemoryDatabase(AsyncClosing):
         table: The memories table.
         index: How :meth:`search` ranks (see :class:`MemoryStore`); keyword search by default.
         clock: The current time in seconds since the epoch (for expiry).
+        encryption_key: The key(s) the store's values are encrypted with; without it an
+            encrypted value shows as unreadable.
 
     Raises:
         FileNotFoundError: the SQLite file does not exist.
@@ -185,10 +187,11 @@ class MemoryDatabase(AsyncClosing):
         table: str = DEFAULT_MEMORY_TABLE,
         index: IndexConfig | str | None = None,
         clock: Callable[[], float] | None = None,
+        encryption_key: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         self.table = validate_identifier(table, "memory table name")
         self._engine: AsyncEngine | None = None
-        options: dict[str, Any] = {"index": index}
+        options: dict[str, Any] = {"index": index, "encryption_key": encryption_key}
         if clock is not None:
             options["clock"] = clock
         if isinstance(target, Path) or "://" not in target:
@@ -235,12 +238,15 @@ class MemoryDatabase(AsyncClosing):
     def _record(self, entry: Entry, now: float) -> MemoryRecord:
         value: dict[str, Any] | None = None
         error = None
+        reader = self.store._reader  # noqa: SLF001 - same package
         try:
-            decoded = _JSON.decode(entry.value)
-        except (ValueError, TypeError, RecursionError) as exc:
+            value = reader.value_of(entry.namespace, entry.key, entry.value)
+        except (ValueError, TypeError, RecursionError, CorruptItemError) as exc:
             error = f"cannot decode the stored value: {exc}"
         else:
-            value = cast(dict[str, Any], decoded)
+            if reader.cipher is None and "__enc__" in value and "ct" in value:
+                error = f"encrypted under key id {value.get('kid')!r}; give its key to read it"
+                value = None
         expires = entry.expires_at
         return MemoryRecord(
             namespace=decode_namespace(entry.namespace),

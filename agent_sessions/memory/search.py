@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..errors import CorruptItemError, CorruptMemoryError
 from ..serialization import JsonCodec, decode_rows, logger
@@ -20,6 +20,9 @@ from .filter import Filter
 from .fulltext import query_terms, term_score
 from .keys import decode_namespace
 from .types import Hint, IndexConfig, MemoryBackend, Row, SearchItem
+
+if TYPE_CHECKING:
+    from .crypt import ValueCipher
 from .vectors import rank, unit
 
 __all__ = ["Page", "Reader", "when"]
@@ -52,16 +55,35 @@ class Reader:
         strict: Raise on an undecodable value instead of skipping it with a warning.
     """
 
-    def __init__(self, backend: MemoryBackend, index: IndexConfig | None, strict: bool) -> None:
+    def __init__(
+        self,
+        backend: MemoryBackend,
+        index: IndexConfig | None,
+        strict: bool,
+        cipher: ValueCipher | None = None,
+    ) -> None:
         self.backend = backend
         self.index = index
         self.strict = strict
+        self.cipher = cipher
+
+    def value_of(self, namespace: str, key: str, stored: str) -> dict[str, Any]:
+        """Decrypt (when the store encrypts) and decode a stored value.
+
+        Raises:
+            CorruptItemError: it cannot be decrypted; ValueError/TypeError: not a JSON object.
+        """
+        text = stored if self.cipher is None else self.cipher.open(namespace, key, stored)
+        value = _CODEC.decode(text)
+        if not isinstance(value, dict):
+            raise TypeError(f"the stored value is a {type(value).__name__}, not an object")
+        return cast(dict[str, Any], value)
 
     def decode(self, row: Row) -> dict[str, Any] | None:
         """The value of a row, or None (with a warning, or an error when strict) if corrupt."""
         try:
-            return cast(dict[str, Any], _CODEC.decode(row.value))
-        except (ValueError, TypeError, RecursionError) as exc:
+            return self.value_of(row.namespace, row.key, row.value)
+        except (ValueError, TypeError, RecursionError, CorruptItemError) as exc:
             where = f"{decode_namespace(row.namespace)!r}/{row.key!r}"
             if self.strict:
                 raise CorruptMemoryError(where, str(exc)) from exc
@@ -139,12 +161,15 @@ class Reader:
         self, pairs: Sequence[tuple[Row, float | None]], match: Filter | None = None
     ) -> list[tuple[int, SearchItem]]:
         """Decode rows into ``(row id, item)``, skipping corrupt rows and filtered-out values."""
-        values: Sequence[dict[str, Any] | None]
-        try:
-            # One tight loop for the usual batch of sound rows; any bad row means a careful pass.
-            decoded = decode_rows([row.value for row, _ in pairs], session_id="", strict=True)
-            values = cast(list[dict[str, Any]], decoded)
-        except CorruptItemError:
+        values: Sequence[dict[str, Any] | None] | None = None
+        if self.cipher is None:
+            try:
+                # One tight loop for the usual batch of sound rows; a bad row: a careful pass.
+                decoded = decode_rows([row.value for row, _ in pairs], session_id="", strict=True)
+                values = cast(list[dict[str, Any]], decoded)
+            except CorruptItemError:
+                pass
+        if values is None:
             values = [self.decode(row) for row, _ in pairs]
         namespaces: dict[str, tuple[str, ...]] = {}
         items: list[tuple[int, SearchItem]] = []

@@ -36,6 +36,8 @@ from .vectors import pack, unit
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from .crypt import ValueCipher
+
 __all__ = ["MemoryStore", "MemoryStoreState"]
 
 
@@ -73,6 +75,13 @@ class MemoryStore(AsyncClosing):
             stored value instead of skipping it with a logged warning.
         clock: Returns the current time in seconds since the epoch (for TTLs and timestamps).
         backend: Use this backend instead of opening ``db_path`` (a custom database).
+        encryption_key: Encrypt every value at rest (AES-256-GCM, keys as
+            ``EncryptedSession`` takes them; a list newest first rotates keys). Namespaces,
+            keys and times stay in plaintext. See docs/memory.md, "Encryption at rest".
+        searchable: With ``encryption_key``, still store what leaks content so the database
+            can search it: each memory's words (the full-text index) and, with an index, its
+            vectors. False (the default) keeps both out: keyword search then decrypts the
+            scope in process, and an explicit index is refused.
 
     Example:
         >>> async def remember_style() -> None:
@@ -91,12 +100,27 @@ class MemoryStore(AsyncClosing):
         strict: bool = False,
         clock: Callable[[], float] = time.time,
         backend: MemoryBackend | None = None,
+        encryption_key: str | bytes | Sequence[str | bytes] | None = None,
+        searchable: bool = False,
     ) -> None:
+        self._cipher: ValueCipher | None = None
+        if encryption_key is not None:
+            from .crypt import ValueCipher  # noqa: PLC0415 - loads the encryption package
+
+            bound = table if backend is None else getattr(backend, "table", table)
+            self._cipher = ValueCipher(encryption_key, str(getattr(bound, "name", bound)))
+            if not searchable:
+                if index not in ("auto", None):
+                    raise ValueError(
+                        "an index stores vectors that leak the values' content; with "
+                        "encryption_key pass searchable=True to keep one, or index=None"
+                    )
+                index = None
         self._index = check_index(resolve_index(index))
         self._owns_embedder = isinstance(index, str) or (
             isinstance(index, dict) and isinstance(index.get("embed"), str)
         )
-        self._words = True
+        self._words = self._cipher is None or searchable
         self.strict = strict
         self._clock = clock
         self._state = MemoryStoreState.OPEN
@@ -109,7 +133,7 @@ class MemoryStore(AsyncClosing):
             label = f"MemoryStore on {getattr(self._backend, 'where', 'an engine')}"
             self._finalizer = weakref.finalize(self, _warn_unclosed, label)
             self._finalizer.atexit = False
-        self._reader = Reader(self._backend, self._index, strict)
+        self._reader = Reader(self._backend, self._index, strict, self._cipher)
 
     @classmethod
     def from_engine(
@@ -121,6 +145,8 @@ class MemoryStore(AsyncClosing):
         create_tables: bool = True,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
+        encryption_key: str | bytes | Sequence[str | bytes] | None = None,
+        searchable: bool = False,
     ) -> MemoryStore:
         """Open a store on an async SQLAlchemy engine, which it never disposes of.
 
@@ -131,13 +157,22 @@ class MemoryStore(AsyncClosing):
             create_tables: Create the table on first use (safe from many processes at once).
             strict: See the class.
             clock: See the class.
+            encryption_key: See the class.
+            searchable: See the class.
         """
         from .sqlalchemy import SQLAlchemyMemoryBackend  # noqa: PLC0415 - lazy backend
 
         backend = SQLAlchemyMemoryBackend(
             engine, table, create_tables=create_tables, owns_engine=False
         )
-        return cls(index=index, strict=strict, clock=clock, backend=backend)
+        return cls(
+            index=index,
+            strict=strict,
+            clock=clock,
+            backend=backend,
+            encryption_key=encryption_key,
+            searchable=searchable,
+        )
 
     @classmethod
     def from_url(
@@ -153,7 +188,7 @@ class MemoryStore(AsyncClosing):
             url: An async SQLAlchemy URL, e.g. ``postgresql+asyncpg://app@db/agents``.
             engine_kwargs: Passed to ``create_async_engine``.
             **kwargs: Passed to :meth:`from_engine` (``table``, ``index``, ``create_tables``,
-                ``strict``, ``clock``).
+                ``strict``, ``clock``, ``encryption_key``, ``searchable``).
 
         Raises:
             ValueError: the URL cannot be parsed or names an unknown driver.
@@ -185,6 +220,11 @@ class MemoryStore(AsyncClosing):
     def index(self) -> IndexConfig | None:
         """The semantic index configuration, or None for keyword search."""
         return self._index
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether values are encrypted at rest (``encryption_key`` was given)."""
+        return self._cipher is not None
 
     @property
     def search_mode(self) -> Literal["semantic", "keyword"]:
@@ -236,6 +276,8 @@ class MemoryStore(AsyncClosing):
         embedding = await self._embed(value, index)
         now = self._clock()
         expires_at = None if seconds is None else now + seconds
+        if self._cipher is not None:
+            text = self._cipher.seal(stored_namespace, key, text, now)
         words = searchable_text(value) if self._words else None
         record = Record(stored_namespace, key, text, now, expires_at, seconds, embedding, words)
         await self._backend.put(record)
@@ -334,7 +376,9 @@ class MemoryStore(AsyncClosing):
         if query is not None and not isinstance(query, str):
             raise TypeError(f"query must be a str or None, got {type(query).__name__}")
         now = self._clock()
-        page = Page(prefix, now, match, limit, offset, filter_hints(filter))
+        # Hints compare stored JSON in SQL: an encrypted value holds none to compare.
+        hints = filter_hints(filter) if self._cipher is None else []
+        page = Page(prefix, now, match, limit, offset, hints)
         found: list[tuple[int, SearchItem]] = []
         if limit == 0:
             pass
