@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -320,3 +322,72 @@ def test_preferences_memory_carries_a_note_to_the_next_session_only_for_its_user
     assert "memory ('users', 'bob'): nothing saved yet" in other
     assert "No notes about the user have been saved yet." in other
     assert "detailed" not in other
+
+
+def _support(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """Start the customer-support example on ``tmp_path``'s file, its tools logged there."""
+    environ = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    environ.update(SUPPORT_TOOL_LOG=str(tmp_path / "tools.log"), **env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "customer_support.py"),
+            str(tmp_path / "s.db"),
+            *args,
+        ],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _support_done(tmp_path: Path, *args: str) -> str:
+    child = _support(tmp_path, *args)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    return out
+
+
+def _kill(child: subprocess.Popen[str], ready: Any) -> None:
+    """SIGKILL ``child`` once ``ready()`` holds."""
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child.kill()
+    child.communicate(timeout=30)
+
+
+def test_customer_support_demo_isolates_compacts_prunes_and_forks(tmp_path: Path) -> None:
+    """Three customers stay apart, a long chat is compacted, an old one pruned, one forked."""
+    out = _support_done(tmp_path, "demo")
+    assert "each remembers only its own customer: True" in out
+    assert "compacted: 24 items -> 9 (first: system)" in out
+    assert "pruned: 2 turns, 8 items removed" in out
+    assert "turn 2: 2 items at" in out
+    assert "['My name is Ada.', 'My name is Ada Lovelace.']" in out
+
+
+def test_customer_support_refund_waits_through_a_kill_and_is_approved(tmp_path: Path) -> None:
+    """A refund paused for approval survives SIGKILL; a new process approves it, once."""
+    child = _support(tmp_path, "refund", "zoe", "--hang")
+    assert child.stdout is not None
+    assert child.stdout.readline().startswith("waiting for approval: refund")
+    _kill(child, lambda: True)
+    out = _support_done(tmp_path, "approve", "zoe")
+    assert "approved: The refund tool returned: refund of purchase 4242 sent" in out
+    assert "history: 4 items: user, function_call, function_call_output, assistant" in out
+    assert "refund=1" in out
+
+
+def test_customer_support_crash_in_a_tool_resumes_without_redoing_lookup(tmp_path: Path) -> None:
+    """Killed inside escalate, the resumed turn finishes and the look-up ran only once."""
+    log = tmp_path / "tools.log"
+    child = _support(tmp_path, "crash", "yan", SUPPORT_SLOW_ESCALATION="1")
+    _kill(child, lambda: log.exists() and "escalate:start" in log.read_text())
+    out = _support_done(tmp_path, "resume", "yan")
+    assert "resumed: The escalate tool returned: case C-7 opened" in out
+    assert "history: 6 items" in out
+    assert "tool runs: lookup=1 refund=0 escalate=1" in out
