@@ -286,19 +286,24 @@ class SQLiteMemoryBackend:
         return list(map(Row._make, rows))
 
     async def fulltext(self, prefix: str, terms: Sequence[Term], now: float) -> list[Row] | None:
-        """Return the live memories under ``prefix`` the FTS5 index matches, best first."""
+        """Return the live memories under ``prefix`` the FTS5 index matches, newest first.
+
+        The scope's rows are read along the namespace index and kept if their id is among the
+        matches: reading a row per match, in every namespace, made a common word 3x slower than
+        a plain scan of one user's 100 memories among 20,000 (measured).
+        """
         fts = fts_table(self.table)
-        columns = ", ".join(f"m.{name}" for name in _COLUMNS.split(", ")[:-1])
         sql = (
-            f"SELECT {columns}, NULL FROM {fts} JOIN {self.table} AS m ON m.id = {fts}.rowid "
-            f"WHERE {fts} MATCH ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE (expires_at IS NULL OR expires_at > ?) "
+            # "+id": read the scope along the namespace index, never a row per match.
+            f"AND +id IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)"
         )
-        params: list[object] = [fts5_query(terms), now]
+        params: list[object] = [now, fts5_query(terms)]
         bounds = prefix_bounds(prefix)
         if bounds is not None:
-            sql += " AND m.namespace >= ? AND m.namespace < ?"
+            sql += " AND namespace >= ? AND namespace < ?"
             params += bounds
-        rows = await self._read("search", sql + f" ORDER BY bm25({fts})", params)
+        rows = await self._read("search", sql + " ORDER BY updated_at DESC, id DESC", params)
         return list(map(Row._make, rows))
 
     async def fetch(self, ids: Sequence[int], now: float) -> list[Row]:
