@@ -11,6 +11,7 @@ from agents import RunHooks
 
 from agent_sessions import PendingRunError, SQLiteSession
 from agent_sessions.durable import TOOL_JOURNAL_STATE, run_durably
+from agent_sessions.testing import Harness
 
 from .child import TWO_TOOLS
 from .kit import (
@@ -62,42 +63,38 @@ def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def test_a_durable_turn_completes_and_leaves_nothing_behind(
-    tmp_path: Path, log: Path
+    harness: Harness, log: Path
 ) -> None:
     """Two checkpointed tools run once each; the checkpoint and the journal are gone afterwards."""
-    async with SQLiteSession("c", tmp_path / "d.db") as session:
-        agent = support_agent(lookup_order, escalate)
-        result = await run_durably(agent, TWO_TOOLS, session=session, run_config=RUN_CONFIG)
-        assert "ticket T-7" in str(result.final_output)
-        items = await session.get_items()
-        assert kinds(items) == TWO_TURN
-        assert_no_duplicates(items)
-        assert executions(log, "lookup_order") == executions(log, "escalate") == 1
-        assert await session.pending_run_info() is None
-        assert await stored(session, TOOL_JOURNAL_STATE) is None
+    session: Any = await harness.session("c")
+    agent = support_agent(lookup_order, escalate)
+    result = await run_durably(agent, TWO_TOOLS, session=session, run_config=RUN_CONFIG)
+    assert "ticket T-7" in str(result.final_output)
+    items = await session.get_items()
+    assert kinds(items) == TWO_TURN
+    assert_no_duplicates(items)
+    assert executions(log, "lookup_order") == executions(log, "escalate") == 1
+    assert await session.pending_run_info() is None
+    assert await stored(session, TOOL_JOURNAL_STATE) is None
 
 
 async def test_a_finished_tool_is_answered_from_the_journal_after_a_crash(
-    tmp_path: Path, log: Path
+    harness: Harness, log: Path
 ) -> None:
     """Crashing after the last tool returned, the resumed turn does not run that tool again."""
-    async with SQLiteSession("c", tmp_path / "d.db") as session:
-        agent = support_agent(lookup_order, escalate)
-        with pytest.raises(Crash):
-            await run_durably(
-                agent,
-                TWO_TOOLS,
-                session=session,
-                run_config=RUN_CONFIG,
-                hooks=CrashAfterEscalation(),
-            )
-        assert executions(log, "escalate") == 1
-        result = await run_durably(agent, None, session=session, run_config=RUN_CONFIG)
-        assert "ticket T-7" in str(result.final_output)
-        assert executions(log, "lookup_order") == executions(log, "escalate") == 1
-        items = await session.get_items()
-        assert kinds(items) == TWO_TURN
-        assert_no_duplicates(items)
+    session: Any = await harness.session("c")
+    agent = support_agent(lookup_order, escalate)
+    with pytest.raises(Crash):
+        await run_durably(
+            agent, TWO_TOOLS, session=session, run_config=RUN_CONFIG, hooks=CrashAfterEscalation()
+        )
+    assert executions(log, "escalate") == 1
+    result = await run_durably(agent, None, session=session, run_config=RUN_CONFIG)
+    assert "ticket T-7" in str(result.final_output)
+    assert executions(log, "lookup_order") == executions(log, "escalate") == 1
+    items = await session.get_items()
+    assert kinds(items) == TWO_TURN
+    assert_no_duplicates(items)
 
 
 async def test_a_tool_that_needs_a_human_still_stops_the_run(tmp_path: Path, log: Path) -> None:
