@@ -29,6 +29,7 @@ MEMORY_CHECKS: list[MemoryCheck] = [
     search.check_filters,
     search.check_filter_paging,
     search.check_keyword_query,
+    search.check_keyword_words_not_keys,
     store.check_ttl_expiry_and_sweep,
     store.check_ttl_refresh,
     search.check_list_namespaces,

@@ -16,6 +16,7 @@ __all__ = [
     "check_filter_paging",
     "check_filters",
     "check_keyword_query",
+    "check_keyword_words_not_keys",
     "check_list_namespaces",
     "check_listing_order_and_paging",
     "check_namespace_isolation",
@@ -114,6 +115,19 @@ async def check_keyword_query(h: MemoryHarness) -> None:
     expect([i.key for i in found] == ["both", "one"], f"keyword ranking {[i.key for i in found]}")
     scores = [i.score for i in found]
     expect(scores[0] is not None and scores[1] is not None, "scores missing")
+
+
+async def check_keyword_words_not_keys(h: MemoryHarness) -> None:
+    """A keyword query skips common words, matches words that start like its own, never keys."""
+    store = await h.store()
+    await store.put(("words",), "style", {"text": "prefers detailed explanations"})
+    await store.put(("words",), "tea", {"note": {"text": "green tea"}})
+    found = await store.search(("words",), query="how should I explain?")
+    expect([i.key for i in found] == ["style"], f"'explain' found {[i.key for i in found]}")
+    keys = [i.key for i in await store.search(("words",), query="note")]
+    expect(keys == [], f"a JSON key matched as a word: {keys}")
+    nested = [i.key for i in await store.search(("words",), query="tea")]
+    expect(nested == ["tea"], f"a nested string was not searched: {nested}")
 
 
 async def check_list_namespaces(h: MemoryHarness) -> None:
