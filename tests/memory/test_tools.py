@@ -25,7 +25,7 @@ async def invoke(tool: FunctionTool, **arguments: str) -> str:
 
 async def test_tools_are_named_function_tools(tmp_path: Path) -> None:
     """Returns remember, recall and forget as SDK FunctionTools with one string parameter."""
-    async with MemoryStore(tmp_path / "m.db") as store:
+    async with MemoryStore(tmp_path / "m.db", index=None) as store:
         tools = memory_tools(store, ALICE)
     assert [t.name for t in tools] == ["remember", "recall", "forget"]
     assert all(isinstance(t, FunctionTool) for t in tools)
@@ -34,7 +34,7 @@ async def test_tools_are_named_function_tools(tmp_path: Path) -> None:
 
 async def test_remember_recall_forget_round_trip(tmp_path: Path) -> None:
     """Stores a note, finds it by its words, and deletes it by the key recall showed."""
-    async with MemoryStore(tmp_path / "m.db") as store:
+    async with MemoryStore(tmp_path / "m.db", index=None) as store:
         remember, recall, forget = memory_tools(store, ALICE)
         saved = await invoke(remember, note="Alice writes her tests with pytest")
         key = saved.split()[2].rstrip(":")
@@ -49,7 +49,7 @@ async def test_remember_recall_forget_round_trip(tmp_path: Path) -> None:
 
 async def test_recall_falls_back_to_the_newest_notes(tmp_path: Path) -> None:
     """Lists the newest notes when no note shares a word with the query."""
-    async with MemoryStore(tmp_path / "m.db") as store:
+    async with MemoryStore(tmp_path / "m.db", index=None) as store:
         remember, recall, _ = memory_tools(store, ALICE)
         await invoke(remember, note="prefers green tea")
         found = await invoke(recall, query="What do you recall about me?")
@@ -59,7 +59,7 @@ async def test_recall_falls_back_to_the_newest_notes(tmp_path: Path) -> None:
 
 async def test_tools_never_leave_their_namespace(tmp_path: Path) -> None:
     """Gives Bob's tools nothing of what Alice's tools stored, whatever the query."""
-    async with MemoryStore(tmp_path / "m.db") as store:
+    async with MemoryStore(tmp_path / "m.db", index=None) as store:
         await invoke(memory_tools(store, ALICE)[0], note="Alice's secret plan")
         _, bob_recall, bob_forget = memory_tools(store, BOB)
         assert "secret" not in await invoke(bob_recall, query="secret plan")
@@ -71,7 +71,7 @@ async def test_tools_never_leave_their_namespace(tmp_path: Path) -> None:
 async def test_offline_agent_remembers_across_sessions(tmp_path: Path) -> None:
     """Calls remember in one session, and recall finds the note in a new session of the user."""
     path = tmp_path / "app.db"
-    async with SQLiteStore(path) as sessions, MemoryStore(path) as store:
+    async with SQLiteStore(path) as sessions, MemoryStore(path, index=None) as store:
         agent = Agent(name="a", model=OfflineModel(), tools=memory_tools(store, ALICE))
         first = await Runner.run(
             agent,
@@ -95,7 +95,7 @@ async def test_offline_agent_remembers_across_sessions(tmp_path: Path) -> None:
 
 async def test_memory_instructions_carry_the_users_notes(tmp_path: Path) -> None:
     """Appends the user's notes to the instructions, and leaves them alone when there are none."""
-    async with MemoryStore(tmp_path / "m.db") as store:
+    async with MemoryStore(tmp_path / "m.db", index=None) as store:
         await store.put(ALICE, "style", {"text": "likes detailed answers"})
         agent = Agent(name="a")
         context = RunContextWrapper(None)
