@@ -30,6 +30,7 @@ from .errors import (
     SessionClosedError,
     StorageError,
 )
+from .metadata import SessionMetadata
 from .pending_runs import PendingRuns
 from .serialization import (
     Codec,
@@ -257,7 +258,7 @@ _REPLACE_TRIES = 20
 """How often ``replace_items`` reads the history again when writers keep changing it."""
 
 
-class StoreSession(PendingRuns, AsyncClosing, SessionABC):
+class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
     """A session of the SDK's protocol over a :class:`~agent_sessions.store.Store`.
 
     Subclasses choose the store; everything a caller sees is defined here once. Every session

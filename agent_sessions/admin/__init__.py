@@ -21,8 +21,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
@@ -34,6 +35,7 @@ from ..errors import (
     SessionNotFoundError,
     VerificationError,
 )
+from ..serialization import JSONValue
 from .advanced import AdvancedView, present_branch_tables, read_advanced, row_branches
 from .base import DatabaseView
 from .branches import BranchSummary, BranchTree, TurnUsageRecord, UsageTotals, read_branch_tree
@@ -50,6 +52,7 @@ from .catalogue import (
     to_info,
 )
 from .files import FileFailed
+from .metadata import matching_sessions, read_metadata
 from .migrate import MigrateReport, copy_sessions
 from .purge import PurgeReport, parse_age, purge_sessions
 from .rows import BATCH, StoredRow, read_rows
@@ -146,8 +149,9 @@ class SessionDatabase(DatabaseView):
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        where: Mapping[str, JSONValue] | None = None,
     ) -> list[SessionInfo]:
-        """List sessions with their size and activity.
+        """List sessions with their size, activity and metadata.
 
         Args:
             session_ids: Only these sessions.
@@ -161,17 +165,34 @@ class SessionDatabase(DatabaseView):
             descending: Largest, newest or last first.
             limit: At most this many sessions.
             offset: Skip this many first (for paging).
+            where: Only sessions whose plaintext metadata has each of these top-level keys
+                equal to the value given (JSON equality). Compared in Python over the metadata
+                rows (one query); encrypted metadata never matches.
 
         Returns:
-            The sessions, in the order asked for.
+            The sessions, in the order asked for, each with its metadata where readable.
+
+        Raises:
+            ValueError: a ``where`` key is empty.
+            TypeError: a ``where`` value is not JSON-compatible.
         """
 
         async def work() -> list[SessionInfo]:
+            wanted: list[str] | None
+            if where:
+                wanted = await matching_sessions(self._db, where)
+                if session_ids is not None:
+                    chosen = set(session_ids)
+                    wanted = [sid for sid in wanted if sid in chosen]
+                if not wanted:
+                    return []
+            else:
+                wanted = None if session_ids is None else list(session_ids)
             filters = await age_filters(
                 self._db,
                 older_than,
                 newer_than,
-                session_ids=session_ids,
+                session_ids=wanted,
                 prefix=prefix,
                 min_items=min_items,
                 min_bytes=min_bytes,
@@ -180,7 +201,16 @@ class SessionDatabase(DatabaseView):
                 self._db, filters, sort=sort, descending=descending, limit=limit, offset=offset
             )
             async with self._db.engine.connect() as conn:
-                return [to_info(row) for row in await conn.execute(query)]
+                infos = [to_info(row) for row in await conn.execute(query)]
+            views = await read_metadata(self._db, [info.session_id for info in infos])
+            return [
+                dataclasses.replace(
+                    info,
+                    metadata_status=views[info.session_id][0],
+                    metadata=views[info.session_id][1],
+                )
+                for info in infos
+            ]
 
         return await self._run("list_sessions", work)
 
@@ -192,14 +222,19 @@ class SessionDatabase(DatabaseView):
         newer_than: timedelta | None = None,
         min_items: int = 0,
         min_bytes: int = 0,
+        where: Mapping[str, JSONValue] | None = None,
     ) -> int:
         """Count the sessions :meth:`list_sessions` would list with the same filters."""
 
         async def work() -> int:
+            wanted = await matching_sessions(self._db, where) if where else None
+            if wanted is not None and not wanted:
+                return 0
             filters = await age_filters(
                 self._db,
                 older_than,
                 newer_than,
+                session_ids=wanted,
                 prefix=prefix,
                 min_items=min_items,
                 min_bytes=min_bytes,

@@ -51,6 +51,9 @@ class SessionInfo:
         updated_at: When its session record was last touched; None if it has no record.
         first_item_at: When its oldest stored row was written; None if it has no rows.
         last_item_at: When its newest stored row was written; None if it has no rows.
+        metadata: Its metadata (``session.update_metadata``) when stored in plaintext.
+        metadata_status: ``none``, ``plain``, ``encrypted`` (sealed by ``EncryptedSession``:
+            not readable here) or ``unreadable`` (not a JSON object).
     """
 
     session_id: str
@@ -60,6 +63,8 @@ class SessionInfo:
     updated_at: datetime | None
     first_item_at: datetime | None
     last_item_at: datetime | None
+    metadata: dict[str, Any] | None = None
+    metadata_status: str = "none"
 
     @property
     def first_activity(self) -> datetime | None:
@@ -84,6 +89,8 @@ class SessionInfo:
             "first_item_at": canonical_time(self.first_item_at),
             "last_item_at": canonical_time(self.last_item_at),
             "last_activity": canonical_time(self.last_activity),
+            "metadata": self.metadata,
+            "metadata_status": self.metadata_status,
         }
 
 

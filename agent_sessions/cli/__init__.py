@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import json
 import os
 import re
 import sys
@@ -48,6 +49,24 @@ def _age(value: str) -> timedelta:
         return parse_age(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _metadata_filter(value: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``ls --where``: VALUE as JSON when it parses (not NaN), else text."""
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(
+            f"invalid filter {value!r}: use KEY=VALUE, such as plan=pro"
+        )
+
+    def refuse(constant: str) -> object:
+        raise ValueError(constant)
+
+    try:
+        parsed: object = json.loads(raw, parse_constant=refuse)
+    except ValueError:
+        parsed = raw
+    return key, parsed
 
 
 def _size(value: str) -> int:
@@ -128,6 +147,14 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     ls.add_argument("--min-size", type=_size, default=0, metavar="SIZE", help="at least (20M)")
     ls.add_argument("--limit", type=_count, default=100, help="list at most N (default 100)")
     ls.add_argument("--offset", type=_whole, default=0, help="skip the first N (paging)")
+    ls.add_argument(
+        "--where",
+        type=_metadata_filter,
+        action="append",
+        metavar="KEY=VALUE",
+        help="only sessions whose metadata has KEY equal to VALUE (JSON if it parses, else "
+        "text); repeatable, all must hold",
+    )
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     show = commands.add_parser(

@@ -67,6 +67,7 @@ async def ls(args: argparse.Namespace) -> int:
         "newer_than": args.newer_than,
         "min_items": args.min_items,
         "min_bytes": args.min_size,
+        "where": dict(args.where or []) or None,
     }
     # Activity, sizes and counts read best largest or newest first; ids alphabetically.
     descending = (args.sort != "id") != args.reverse
@@ -136,6 +137,10 @@ async def show(args: argparse.Namespace) -> int:
         f"session '{one_line(info.session_id)}': {info.items:,} items, {human_bytes(info.bytes)}, "
         f"first activity {when(info.first_activity)}, last activity {when(info.last_activity)}"
     )
+    if info.metadata_status == "plain":
+        _print(f"metadata: {_JSON.encode(info.metadata)}")  # type: ignore[arg-type]
+    elif info.metadata_status != "none":
+        _print(f"metadata: ({info.metadata_status})")
     if len(rows) < info.items:
         _print(f"(the newest {len(rows):,} of {info.items:,} items)")
     if archive.items:

@@ -31,6 +31,7 @@ from ..core import (
     run_to_completion,
 )
 from ..errors import CorruptItemError, SessionClosedError
+from ..metadata import SessionMetadata
 from ..pending_runs import PendingRuns
 from ..pruning import PruneReport
 from ..serialization import (
@@ -75,7 +76,13 @@ Format = Literal["native", "sdk"]
 
 
 class EncryptedSession(
-    KeyManagement, CompactionPassThrough, EncryptedState, PendingRuns, AsyncClosing, SessionABC
+    KeyManagement,
+    CompactionPassThrough,
+    EncryptedState,
+    SessionMetadata,
+    PendingRuns,
+    AsyncClosing,
+    SessionABC,
 ):
     """A drop-in for ``agents.extensions.memory.EncryptedSession``: AES-256-GCM at rest, with TTL.
 

@@ -15,6 +15,7 @@ CORE = {
         "_worker",
         "core",
         "errors",
+        "metadata",
         "offline",
         "pending_runs",
         "pruning",
