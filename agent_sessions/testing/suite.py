@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .archive_checks import ARCHIVE_CHECKS
 from .checks import run_checks
+from .metadata_checks import METADATA_CHECKS
 from .prune_checks import PRUNE_CHECKS
 from .replace_checks import REPLACE_CHECKS
 from .sessions import SESSION_CHECKS, Check, Harness
@@ -16,6 +17,7 @@ CHECKS: list[Check] = [
     *REPLACE_CHECKS,
     *PRUNE_CHECKS,
     *STATE_CHECKS,
+    *METADATA_CHECKS,
     *ARCHIVE_CHECKS,
 ]
 """Every check, in a stable order; each is an async function taking a :class:`Harness`."""

@@ -82,6 +82,13 @@ STATE_CHECKS = (
     "check_state_persists",
 )
 
+METADATA_CHECKS = (
+    "check_metadata_round_trip",
+    "check_metadata_refuses_bad_values",
+    "check_concurrent_metadata_updates",
+    "check_clear_removes_metadata",
+)
+
 ARCHIVE_CHECKS = (
     "check_compaction_is_archived_and_undone",
     "check_prune_archive",
@@ -91,6 +98,7 @@ ARCHIVE_CHECKS = (
 
 SDK_LACKS = {
     **dict.fromkeys(STATE_CHECKS, "the SDK's sessions keep no per-session state"),
+    **dict.fromkeys(METADATA_CHECKS, "the SDK's sessions keep no metadata"),
     **dict.fromkeys(ARCHIVE_CHECKS, "the SDK's sessions keep no archive"),
     **_no_pop_turn("the SDK's sessions have no pop_turn()"),
     **dict.fromkeys(REPLACE_CHECKS, "the SDK's sessions have no replace_items()"),
@@ -248,6 +256,7 @@ BACKENDS = {
             **dict.fromkeys(REPLACE_CHECKS, "replace_items() needs one of our sessions underneath"),
             **dict.fromkeys(PRUNE_CHECKS, "prune() needs one of our sessions underneath"),
             **dict.fromkeys(STATE_CHECKS, "state needs one of our sessions underneath"),
+            **dict.fromkeys(METADATA_CHECKS, "metadata needs one of our sessions underneath"),
             **dict.fromkeys(ARCHIVE_CHECKS, "the archive needs one of our sessions underneath"),
         },
     ),
