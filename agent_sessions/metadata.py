@@ -12,9 +12,10 @@ The object is stored through the session's per-session state storage under the n
 :data:`METADATA_STATE`: an update is merged in one transaction, so concurrent updates of
 different keys (tasks, processes) all land. Values are validated as JSON before anything is
 written. Under ``EncryptedSession`` the object is sealed like the items: it is then not readable
-or filterable by ``SessionDatabase.list_sessions(where=...)`` (listed as encrypted). A session
-whose store keeps no state (``RedisSession`` today) raises
-:class:`~agent_sessions.errors.StorageError`.
+or filterable by ``SessionDatabase.list_sessions(where=...)`` (listed as encrypted). A store
+without per-session state raises :class:`~agent_sessions.errors.StorageError`; under
+``EncryptedSession`` over one of the SDK's classes, a ``TypeError``. ``RedisSession`` keeps
+metadata like the SQL backends (its admin listing does not show it yet).
 
 Public API:
     - :class:`SessionMetadata`: the two methods, mixed into every session class of this package.
@@ -76,7 +77,7 @@ class SessionMetadata:
         Raises:
             CorruptItemError: the stored object is not a JSON object (strict session), or
                 cannot be decoded; it stays stored.
-            StorageError: the session's store keeps no per-session state (Redis).
+            StorageError: the session's store keeps no per-session state.
         """
         value = await self._read_state(METADATA_STATE)
         if value is None:
@@ -102,7 +103,7 @@ class SessionMetadata:
             TypeError: a value is not JSON-compatible; nothing was written.
             ValueError: a key is the reserved ``__enc__``; nothing was written.
             CorruptItemError: the stored object cannot be read; it is not overwritten.
-            StorageError: the session's store keeps no per-session state (Redis).
+            StorageError: the session's store keeps no per-session state.
 
         Example:
             >>> # await session.update_metadata(user="alice", plan="pro")
