@@ -258,7 +258,17 @@ class Database:
             tables, engine = SessionTables(self.names), self._async_engine
             await self.call("create tables", lambda: create_schema(engine, tables))
             return
-        missing = await self.call("open", self._missing_tables)
+        try:
+            missing = await self.call("open", self._missing_tables)
+        except StorageError as exc:
+            cause = exc.__cause__
+            origin = cause.orig if isinstance(cause, DBAPIError) else cause
+            if self.path is not None and isinstance(origin, sqlite3.DatabaseError):
+                # sqlite3 only says "file is not a database": name the file and what it is not.
+                raise StorageError(
+                    f"{self.path} is not a SQLite database ({_reason(origin)})"
+                ) from cause
+            raise
         if missing:
             raise StorageError(
                 f"{self.label} has no table {', '.join(missing)}: is it a session "

@@ -16,6 +16,7 @@ from .transfer import TransferReport
 
 __all__ = [
     "branch_lines",
+    "counted",
     "human_bytes",
     "migrate_lines",
     "purge_lines",
@@ -32,6 +33,17 @@ _KIB = 1024
 _NAMED = 5
 """Sessions named in a message before "and N more"."""
 _SNIPPET = 80
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun in the right number: ``1 session``, ``1,200 sessions``.
+
+    Args:
+        count: How many.
+        noun: The singular noun.
+        plural: The plural when it is not ``noun + "s"``.
+    """
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
 def human_bytes(size: int | None) -> str:
@@ -132,7 +144,7 @@ def purge_lines(report: PurgeReport, location: str) -> list[str]:
     ]
     lines = table(["SESSION", "ITEMS", "SIZE", "LAST ACTIVITY"], rows, {1, 2}) if rows else []
     count = len(report.sessions)
-    what = f"{count:,} session{'s' if count != 1 else ''} ({report.items:,} items, "
+    what = f"{counted(count, 'session')} ({counted(report.items, 'item')}, "
     what += f"{human_bytes(report.bytes)}) last active before {when(report.cutoff)}"
     if report.dry_run:
         lines.append(f"dry run: would purge {what} from {location}; nothing was deleted")
@@ -149,7 +161,8 @@ def migrate_lines(report: MigrateReport, source: str, destination: str) -> list[
     rate = report.items / report.seconds if report.seconds > 0 else 0.0
     lines = [
         f"migrated {source} -> {destination} in {report.seconds:.1f} s: "
-        f"{report.sessions:,} sessions, {report.items:,} items copied ({rate:,.0f} items/s)",
+        f"{counted(report.sessions, 'session')}, {counted(report.items, 'item')} copied "
+        f"({rate:,.0f} items/s)",
         f"  copied {len(report.copied):,}, already identical {len(report.identical):,}, "
         f"redone {len(report.redone):,}, replaced {len(report.replaced):,}, "
         f"conflicts {len(report.conflicts):,}",
@@ -161,13 +174,13 @@ def migrate_lines(report: MigrateReport, source: str, destination: str) -> list[
         extra = len(report.conflicts) - _NAMED
         more = f" and {extra} more" if extra > 0 else ""
         lines.append(
-            f"  {len(report.conflicts)} sessions differ at the destination and were left "
-            f"alone: {shown}{more}; use --replace to overwrite them"
+            f"  {counted(len(report.conflicts), 'session')} differ at the destination and were "
+            f"left alone: {shown}{more}; use --replace to overwrite them"
         )
     if report.trees:
         count = len(report.trees)
         lines.append(
-            f"  branch trees: {count:,} session{'s' if count != 1 else ''} copied with their "
+            f"  branch trees: {counted(count, 'session')} copied with their "
             "branches, usage and current branch (verified too)"
         )
     lines += [f"  note: {note}" for note in report.notes]
@@ -177,7 +190,8 @@ def migrate_lines(report: MigrateReport, source: str, destination: str) -> list[
 def transfer_line(verb: str, report: TransferReport, where: str) -> str:
     """The one-line summary of an export or import."""
     trees = f", {report.trees:,} with branch trees" if report.trees else ""
-    line = f"{verb} {report.sessions:,} sessions ({report.items:,} items{trees}) {where} "
+    line = f"{verb} {counted(report.sessions, 'session')} ({counted(report.items, 'item')}{trees}) "
+    line += f"{where} "
     line += f"in {report.seconds:.1f} s"
     if report.skipped:
         line += f"; skipped {len(report.skipped):,} existing"

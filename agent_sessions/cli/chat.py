@@ -17,6 +17,7 @@ from typing import Any
 from agents import RunConfig, Runner
 
 from ..admin.db import locate
+from ..admin.render import counted
 from ..admin.show import describe_item
 from ..admin.text import one_line, printable
 from ..backends.sqlite import SQLiteSession
@@ -98,7 +99,7 @@ async def _undo(session: StoreSession, out: Out) -> None:
     if not removed:
         out("nothing to undo")
         return
-    out(f"undid the last exchange ({len(removed)} items):")
+    out(f"undid the last exchange ({counted(len(removed), 'item')}):")
     for item in removed:
         out(f"  {_line(item)}")
 
@@ -108,7 +109,7 @@ async def _history(session: StoreSession, out: Out) -> None:
     if not items:
         out("(the conversation is empty)")
         return
-    out(f"history ({len(items)} items):")
+    out(f"history ({counted(len(items), 'item')}):")
     for item in items:
         out(f"  {_line(item)}")
 
@@ -160,7 +161,7 @@ async def run_chat(
         out(
             f"chat '{one_line(session_id)}' in {one_line(locate(target).label)} "
             f"({type(session).__name__}, "
-            f"{count} items, {model} model); /help lists the commands"
+            f"{counted(count, 'item')}, {model} model); /help lists the commands"
         )
         while (line := await _read_line(interactive, out)) is not None:
             text = line.strip()

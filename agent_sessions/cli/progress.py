@@ -67,6 +67,7 @@ class ProgressBar:
         self._last_draw = float("-inf") if self.terminal else self._started
         self._drawn = False
         self._done = self._total = 0
+        self._room: tuple[tuple[int, int], int] | None = None
 
     def __call__(self, done: int, total: int) -> None:
         """Record progress and redraw if it is time to."""
@@ -92,7 +93,14 @@ class ProgressBar:
         if not self.terminal:
             return f"{self.label}: {stats}"
         width = shutil.get_terminal_size((80, 24)).columns
-        room = max(10, min(40, width - len(self.label) - len(stats) - 6))
+        if self._room is None or self._room[0] != (width, total):
+            # Sized once per width and total for the widest stats, so the bar never jumps.
+            widest = f"100.0%  {total:,}/{total:,} {self.unit}  999.9k/s  9:59:59 left"
+            self._room = (
+                (width, total),
+                max(10, min(40, width - len(self.label) - len(widest) - 6)),
+            )
+        room = self._room[1]
         filled = round(room * share)
         return f"{self.label} [{'#' * filled}{'.' * (room - filled)}] {stats}"[: width - 1]
 

@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from ..admin.render import counted
+
 if TYPE_CHECKING:
     from ..admin import SessionDatabase
     from ..core import StoreSession
@@ -109,12 +111,13 @@ def report_lines(reports: dict[str, PruneReport], location: str, *, dry_run: boo
     """The text ``agent-sessions prune`` prints."""
     verb = "would remove" if dry_run else "removed"
     lines = [
-        f"{session_id}: {verb} {r.removed_items} item(s) in {r.removed_turns} turn(s), "
-        f"kept {r.kept_items}" + (f" ({r.kept_unreadable} unreadable)" if r.kept_unreadable else "")
+        f"{session_id}: {verb} {counted(r.removed_items, 'item')} in "
+        f"{counted(r.removed_turns, 'turn')}, kept {r.kept_items:,}"
+        + (f" ({r.kept_unreadable:,} unreadable)" if r.kept_unreadable else "")
         for session_id, r in reports.items()
     ]
     items = sum(r.removed_items for r in reports.values())
-    lines.append(f"{location}: {len(reports)} session(s), {verb} {items} item(s)")
+    lines.append(f"{location}: {counted(len(reports), 'session')}, {verb} {counted(items, 'item')}")
     return lines
 
 

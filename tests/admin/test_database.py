@@ -730,7 +730,7 @@ async def test_a_file_that_is_not_sqlite_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("not a database, just words " * 100)
     async with SessionDatabase(path) as db:
-        with pytest.raises(StorageError, match="not a database"):
+        with pytest.raises(StorageError, match="notes.txt is not a SQLite database"):
             await db.list_sessions()
 
 
@@ -846,6 +846,19 @@ def test_progress_bar_redraws_one_line_on_a_terminal() -> None:
     assert written.endswith("\n")
     assert "100.0%" in written
     assert "1,000/1,000 items" in written
+
+
+def test_progress_bar_keeps_its_width_as_numbers_change() -> None:
+    """On a terminal, the bar itself has the same width at the start, midway and at the end."""
+    now = [0.0]
+    bar = ProgressBar("migrate", stream=_Terminal(), clock=lambda: now[0])
+    widths = set()
+    for done in (0, 7, 4_321, 99_999, 100_000):
+        now[0] += 3.0
+        bar(done, 100_000)
+        drawn = bar.line()
+        widths.add(drawn.index("]") - drawn.index("["))
+    assert len(widths) == 1
 
 
 def test_progress_is_an_occasional_plain_line_off_a_terminal() -> None:

@@ -352,7 +352,7 @@ async def test_purge_dry_run_then_purge(cli: list[str], tmp_path: Path) -> None:
     assert count_rows_sqlite(db, "old") == 1
     purged = run(cli, "purge", str(db), "--older-than", "30d")
     assert purged.returncode == 0, purged.stderr
-    assert "purged 1 session (1 items" in purged.stdout
+    assert "purged 1 session (1 item," in purged.stdout
     assert count_rows_sqlite(db, "old") == 0
     assert count_rows_sqlite(db, "ada") == 5
 
@@ -493,3 +493,30 @@ def wait_for_sessions(path: Path, process: subprocess.Popen[bytes], timeout: flo
             return int(count)
         time.sleep(0.01)
     raise AssertionError("the migrate committed no sessions in time")
+
+
+async def test_counts_of_one_are_singular(cli: list[str], tmp_path: Path) -> None:
+    """Reports of one session and one item say "1 session" and "1 item", never "1 sessions"."""
+    db = tmp_path / "one.db"
+    async with agent_sessions.SQLiteSession("solo", db) as session:
+        await session.add_items([{"role": "user", "content": "hello"}])
+    exported, migrated = run_many(
+        cli,
+        [
+            ["export", str(db), "-o", str(tmp_path / "one.jsonl")],
+            ["migrate", str(db), str(tmp_path / "copy.db")],
+        ],
+    )
+    assert exported.returncode == migrated.returncode == 0, exported.stderr + migrated.stderr
+    assert "exported 1 session (1 item) to" in exported.stdout
+    assert ": 1 session, 1 item copied" in migrated.stdout
+    assert "1 sessions" not in exported.stdout + migrated.stdout
+
+
+def test_a_file_that_is_not_sqlite_says_so(cli: list[str], tmp_path: Path) -> None:
+    """``ls`` on a text file says the file is not a SQLite database, naming it."""
+    notes = tmp_path / "README.md"
+    notes.write_text("# not a database\n" * 200)
+    listed = run(cli, "ls", str(notes))
+    assert listed.returncode == 1
+    assert f"{notes} is not a SQLite database" in listed.stderr

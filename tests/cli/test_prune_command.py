@@ -43,8 +43,8 @@ def test_prune_keeps_the_newest_turns_of_every_session(
     asyncio.run(_fill_plain(path))
     status, out, _ = run(capsys, "prune", str(path), "--keep-last-turns", "2", "--dry-run")
     assert status == 0
-    assert "a: would remove 4 item(s) in 2 turn(s), kept 5" in out
-    assert "b: would remove 0 item(s)" in out
+    assert "a: would remove 4 items in 2 turns, kept 5" in out
+    assert "b: would remove 0 items" in out
 
     async def contents(session_id: str) -> list[object]:
         async with SQLiteSession(session_id, path) as session:
@@ -146,7 +146,7 @@ def test_prune_archive_moves_old_turns_into_the_archive(
     asyncio.run(_fill_plain(path))
     status, out, _ = run(capsys, "prune", str(path), "a", "--keep-last-turns", "1", "--archive")
     assert status == 0
-    assert "removed 6 item(s)" in out
+    assert "removed 6 items" in out
 
     async def read() -> tuple[list[object], list[object]]:
         async with SQLiteSession("a", path) as session:
