@@ -47,6 +47,7 @@ from .catalogue import (
     check_age,
     count,
     listing,
+    says,
     search,
     to_hit,
     to_info,
@@ -328,9 +329,12 @@ class SessionDatabase(DatabaseView):
         return await self._run("advanced", lambda: read_advanced(self._db, session_id))
 
     async def search(self, term: str, *, limit: int = 100) -> list[SearchHit]:
-        """Find stored rows containing ``term`` (case-insensitively) across all sessions.
+        """Find stored rows whose item text contains ``term`` (case-insensitively), all sessions.
 
-        Encrypted rows are not searched: their text is ciphertext.
+        The text is what was said: string values such as content, tool arguments and outputs,
+        not JSON keys or the values of ``type``, ``role``, ``status`` and ids (a search for
+        "role" does not match every message). Encrypted rows are not searched: their text is
+        ciphertext.
 
         Args:
             term: The text to look for; matched as typed and as escaped inside JSON strings.
@@ -340,9 +344,18 @@ class SessionDatabase(DatabaseView):
             raise ValueError("the search term is empty")
 
         async def work() -> list[SearchHit]:
+            hits: list[SearchHit] = []
+            after, page = 0, max(limit, 200)
             async with self._db.engine.connect() as conn:
-                rows = await conn.execute(search(self._db, term, limit))
-                return [to_hit(row) for row in rows]
+                # The SQL match also finds the term in JSON keys ("role"): page on until enough
+                # rows say it in their text.
+                while len(hits) < limit:
+                    rows = list(await conn.execute(search(self._db, term, page, after)))
+                    hits += [to_hit(row) for row in rows if says(str(row[3]), term)]
+                    if len(rows) < page:
+                        break
+                    after = int(rows[-1][1])
+            return hits[:limit]
 
         return await self._run("search", work)
 

@@ -301,11 +301,12 @@ def _escaped(term: str) -> str:
     return _JSON.encode(probe)[5:-2]
 
 
-def search(db: Database, term: str, limit: int) -> Select[Any]:
-    r"""The query for rows containing ``term``, case-insensitively, oldest first.
+def search(db: Database, term: str, limit: int, after_id: int = 0) -> Select[Any]:
+    r"""The query for rows whose stored text contains ``term``, case-insensitively, oldest first.
 
     Rows are stored as ASCII JSON, where "café" is ``caf\u00e9`` and a quote is ``\"``, so
-    the term is looked for both as typed and as it appears inside a JSON string.
+    the term is looked for both as typed and as it appears inside a JSON string. The text
+    includes the JSON keys: :func:`says` then keeps the rows whose item text holds the term.
     """
     m = db.messages
     # Non-ASCII letters are stored escaped, where SQL's lower() cannot fold them: look for the
@@ -314,10 +315,37 @@ def search(db: Database, term: str, limit: int) -> Select[Any]:
     match = or_(*(m.c.message_data.icontains(n, autoescape=True) for n in sorted(needles)))
     return (
         select(m.c.session_id, m.c.id, m.c.created_at, m.c.message_data)
-        .where(match)
+        .where(match, m.c.id > after_id)
         .order_by(m.c.id)
         .limit(limit)
     )
+
+
+_STRUCTURE = frozenset({"type", "role", "status", "id", "call_id"})
+"""Keys whose values name an item's shape or link items, not what was said."""
+
+
+def _texts(value: object, key: str | None = None) -> list[str]:
+    if isinstance(value, str):
+        return [] if key in _STRUCTURE else [value]
+    if isinstance(value, dict):
+        return [text for k, v in value.items() for text in _texts(v, k)]
+    if isinstance(value, list):
+        return [text for v in value for text in _texts(v, key)]
+    return []
+
+
+def says(text: str, term: str) -> bool:
+    """Whether a stored row's item text (its string values, not keys or type names) holds ``term``.
+
+    Case-insensitive. A row that is not a JSON item (an encrypted one) never matches.
+    """
+    try:
+        item = _JSON.decode(text)
+    except ValueError:
+        return False
+    folded = term.casefold()
+    return any(folded in part.casefold() for part in _texts(item))
 
 
 def to_hit(row: Sequence[Any]) -> SearchHit:

@@ -294,6 +294,33 @@ async def test_searches_every_session_case_insensitively(stores: StoreFactory) -
     assert [hit.session_id for hit in literal] == ["c"]
 
 
+@pytest.mark.parametrize("stores", KINDS, indirect=True)
+async def test_search_matches_what_was_said_not_json_keys(stores: StoreFactory) -> None:
+    """A term found only in JSON keys or type names ("role", "output_text") matches no row."""
+    store = await filled(stores)
+    async with store.open() as db:
+        by_key = await db.search("role")
+        by_type = await db.search("output_text")
+        by_text = await db.search("sunny")
+    assert by_key == []
+    assert by_type == []
+    assert by_text
+    assert all("sunny" in hit.text.lower() for hit in by_text)
+
+
+@pytest.mark.parametrize("stores", KINDS, indirect=True)
+async def test_search_pages_past_rows_that_match_only_by_key(stores: StoreFactory) -> None:
+    """The one row that says "role" is found behind 300 rows that hold it only as a key."""
+    store = stores()
+    await store.add("d", [{"role": "user", "content": f"hello {n}"} for n in range(300)])
+    await store.add("d", [{"role": "user", "content": "my role is admin"}])
+    async with store.open() as db:
+        found = await db.search("role", limit=1)
+        sunny = await db.search("hello", limit=2)
+    assert [hit.text for hit in found] == (await store.texts("d"))[-1:]
+    assert [hit.text for hit in sunny] == (await store.texts("d"))[:2]
+
+
 # Statistics ------------------------------------------------------------------------------
 
 
@@ -730,7 +757,7 @@ async def test_a_file_that_is_not_sqlite_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("not a database, just words " * 100)
     async with SessionDatabase(path) as db:
-        with pytest.raises(StorageError, match="notes.txt is not a SQLite database"):
+        with pytest.raises(StorageError, match=r"notes\.txt is not a SQLite database"):
             await db.list_sessions()
 
 
