@@ -61,6 +61,8 @@ async def ls(args: argparse.Namespace) -> int:
 
     if args.older_than or args.newer_than:
         raise ValueError("--older-than and --newer-than are not supported on Redis")
+    if args.where:
+        raise ValueError("--where is not supported on Redis (its listing reads no metadata yet)")
     async with open_redis(args.db) as db:
         infos = [info for info in await db.list_sessions() if _matches(info, args)]
     descending = (args.sort != "id") != args.reverse

@@ -53,3 +53,9 @@ def test_bad_where_is_a_usage_error(db: str, capsys: pytest.CaptureFixture[str])
         main(["ls", db, "--where", "plan"])
     assert exit_info.value.code == 2
     assert "use KEY=VALUE" in capsys.readouterr().err
+
+
+def test_where_on_redis_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a Redis URL --where is refused with a clear error, never silently ignored."""
+    assert main(["ls", "redis://127.0.0.1:6379/0", "--where", "plan=pro"]) == 1
+    assert "--where is not supported on Redis" in capsys.readouterr().err
