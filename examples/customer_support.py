@@ -1,7 +1,11 @@
 """A customer-support agent whose conversations survive restarts, crashes and long histories.
 
-Runs offline on the deterministic OfflineModel unless OPENAI_API_KEY is set. Every command works on
-one SQLite file of ``AdvancedSQLiteSession`` conversations, one per customer:
+Runs offline on the deterministic OfflineModel unless OPENAI_API_KEY is set. With no arguments it
+tours everything in a fresh temporary folder, killing and restarting its own processes:
+
+    python examples/customer_support.py
+
+Every command works on one SQLite file of ``AdvancedSQLiteSession`` conversations, one per customer:
 
     python examples/customer_support.py DB demo              # customers at once, compaction,
                                                              # pruning, turns and a fork
@@ -20,7 +24,9 @@ import argparse
 import asyncio
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -181,15 +187,71 @@ async def command(db: str, what: str, customer: str, hang: bool) -> None:
     await session.aclose()
 
 
+def _child(db: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    """This script again, in a new process, on the same file."""
+    return subprocess.Popen(  # noqa: S603 - this very script, with fixed arguments
+        [sys.executable, __file__, db, *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(child: subprocess.Popen[str]) -> None:
+    out, _ = child.communicate(timeout=300)
+    print("".join(f"  | {line}\n" for line in out.splitlines()), end="")
+    if child.returncode:
+        raise SystemExit(f"the step failed with exit code {child.returncode}")
+
+
+def _kill_when(child: subprocess.Popen[str], ready: Any) -> None:
+    deadline = time.monotonic() + 300
+    while not ready():
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the process to kill ended or hung first")
+        time.sleep(0.05)
+    child.kill()  # SIGKILL: no cleanup, as in a crash or an OOM kill
+    child.wait()
+
+
+def tour() -> None:
+    """Everything, in a fresh temporary folder: the demo, then two kills and restarts."""
+    with tempfile.TemporaryDirectory() as folder:
+        db = str(Path(folder) / "support.db")
+        os.environ["SUPPORT_TOOL_LOG"] = log = str(Path(folder) / "tools.log")
+        asyncio.run(demo(db))
+        print("== a refund waits for approval; its process is killed while it waits")
+        waiting = _child(db, "refund", "zoe", "--hang")
+        assert waiting.stdout is not None
+        print(f"  | {waiting.stdout.readline().rstrip()}")
+        _kill_when(waiting, lambda: True)
+        print("  killed with SIGKILL; a new process loads the pending run and approves it:")
+        _finish(_child(db, "approve", "zoe"))
+        print("== a process is killed inside the escalate tool, after the lookup ran")
+        crashing = _child(db, "crash", "yan", SUPPORT_SLOW_ESCALATION="1")
+        _kill_when(
+            crashing,
+            lambda: "escalate:start" in Path(log).read_text() if Path(log).exists() else False,
+        )
+        print("  killed with SIGKILL; a new process resumes the turn (lookup is not run again):")
+        _finish(_child(db, "resume", "yan"))
+
+
 def main() -> None:
-    """Parse the command line and run one command."""
+    """Parse the command line and run one command (the tour without arguments)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("db")
-    parser.add_argument("command", choices=["demo", "refund", "approve", "crash", "resume"])
+    parser.add_argument("db", nargs="?", help="the SQLite file (omit both for the tour)")
+    parser.add_argument(
+        "command", nargs="?", choices=["demo", "refund", "approve", "crash", "resume"]
+    )
     parser.add_argument("customer", nargs="?", default="zoe")
     parser.add_argument("--hang", action="store_true", help="stay alive after pausing")
     args = parser.parse_args()
-    if args.command == "demo":
+    if args.db is None:
+        tour()
+    elif args.command is None:
+        parser.error("give a command after the database file (or no arguments for the tour)")
+    elif args.command == "demo":
         asyncio.run(demo(args.db))
     else:
         asyncio.run(command(args.db, args.command, args.customer, args.hang))

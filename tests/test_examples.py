@@ -391,3 +391,14 @@ def test_customer_support_crash_in_a_tool_resumes_without_redoing_lookup(tmp_pat
     assert "resumed: The escalate tool returned: case C-7 opened" in out
     assert "history: 6 items" in out
     assert "tool runs: lookup=1 refund=0 escalate=1" in out
+
+
+def test_customer_support_without_arguments_tours_everything() -> None:
+    """With no arguments it runs the demo, then a kill-and-approve and a kill-and-resume."""
+    out = run_example("customer_support.py")
+    assert "each remembers only its own customer: True" in out
+    approved = section(out, "== a refund waits", "== a process is killed")
+    assert "| approved: The refund tool returned: refund of purchase 4242 sent" in approved
+    resumed = section(out, "== a process is killed")
+    assert "| resumed: The escalate tool returned: case C-7 opened" in resumed
+    assert "| tool runs: lookup=1 refund=1 escalate=1" in resumed
