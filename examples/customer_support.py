@@ -216,9 +216,11 @@ def _kill_when(child: subprocess.Popen[str], ready: Any) -> None:
 
 def tour() -> None:
     """Everything, in a fresh temporary folder: the demo, then two kills and restarts."""
+    global LOG  # noqa: PLW0603 - the tour logs its tools in its own folder, children too
     with tempfile.TemporaryDirectory() as folder:
         db = str(Path(folder) / "support.db")
         os.environ["SUPPORT_TOOL_LOG"] = log = str(Path(folder) / "tools.log")
+        LOG = Path(log)
         asyncio.run(demo(db))
         print("== a refund waits for approval; its process is killed while it waits")
         waiting = _child(db, "refund", "zoe", "--hang")
