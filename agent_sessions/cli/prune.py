@@ -15,8 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from ..admin.render import counted
-
 if TYPE_CHECKING:
     from ..admin import SessionDatabase
     from ..core import StoreSession
@@ -109,6 +107,8 @@ async def prune_database(
 
 def report_lines(reports: dict[str, PruneReport], location: str, *, dry_run: bool) -> list[str]:
     """The text ``agent-sessions prune`` prints."""
+    from ..admin.render import counted  # noqa: PLC0415 - the admin package loads on use only
+
     verb = "would remove" if dry_run else "removed"
     lines = [
         f"{session_id}: {verb} {counted(r.removed_items, 'item')} in "
