@@ -20,6 +20,7 @@ from agents.memory.session_settings import SessionSettings
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql import text as sql_text
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from .._lifecycle import AsyncClosing
@@ -603,6 +604,10 @@ def _warn_unclosed(label: str) -> None:
     )
 
 
+PING_TIMEOUT = 5.0
+"""Seconds ``ping()`` waits for its round trip by default."""
+
+
 class SQLAlchemySession(StoreSession):
     """A drop-in for ``agents.extensions.memory.SQLAlchemySession`` over any async engine.
 
@@ -699,3 +704,29 @@ class SQLAlchemySession(StoreSession):
     def engine(self) -> AsyncEngine:
         """The engine this session runs on."""
         return self._sqlalchemy.engine
+
+    async def ping(self, *, within: float = PING_TIMEOUT) -> bool:
+        """Check that the database answers: one ``SELECT 1`` round trip.
+
+        Args:
+            within: Seconds to wait for the connection and the reply.
+
+        Returns:
+            True if the reply came within ``within`` seconds; False if the server could not be
+            reached, refused the connection or did not answer in time. Never raises for an
+            unreachable server.
+
+        Raises:
+            SessionClosedError: the session is closed (a ``RuntimeError``).
+        """
+        self._check_open("ping")
+
+        async def round_trip() -> None:
+            async with self._sqlalchemy.engine.connect() as conn:
+                await conn.execute(sql_text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(round_trip(), within)
+        except (SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError):
+            return False
+        return True

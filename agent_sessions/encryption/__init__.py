@@ -563,6 +563,26 @@ class EncryptedSession(
         """Whether the session is open or closed."""
         return self._state
 
+    async def ping(self) -> bool:
+        """Check that the underlying session's server answers (its own ``ping()``).
+
+        Returns:
+            What the underlying session's ``ping()`` returns: True if its server answered,
+            False if it could not be reached.
+
+        Raises:
+            SessionClosedError: the session is closed (a ``RuntimeError``).
+            TypeError: the underlying session has no ``ping()`` (a SQLite file or any session
+                without a server to check).
+        """
+        self._check_open("ping")
+        ping = getattr(self.underlying_session, "ping", None)
+        if not callable(ping):
+            raise TypeError(
+                f"{type(self.underlying_session).__name__} has no ping(): it has no server to check"
+            )
+        return bool(await ping())
+
     async def __aenter__(self) -> EncryptedSession:
         self._check_open("__aenter__")
         return self
