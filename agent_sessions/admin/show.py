@@ -1,18 +1,24 @@
 """A conversation as an operator reads it: one compact entry per stored row.
 
 Rows are decoded with the package's codec. A row that cannot be decoded is shown as such, with
-the reason, and an ``EncryptedSession`` envelope as encrypted: neither stops the rendering.
+the reason, and an ``EncryptedSession`` envelope as encrypted (with its key id), or as the item
+it holds when :func:`~agent_sessions.admin.sealed.open_rows` opened it, or as undecryptable
+when the given keys did not: none of them stops the rendering.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..serialization import JsonCodec
 from .db import canonical_time
 from .rows import StoredRow
 from .text import one_line, printable
+
+if TYPE_CHECKING:  # the cipher stack loads only when a key is given
+    from .sealed import Opened
 
 __all__ = ["Entry", "describe", "describe_item", "entry_dict", "render_entries"]
 
@@ -79,8 +85,17 @@ def _other(item: dict[str, Any], kind: str) -> Entry:
     return Entry(kind.replace("_", " "), " ".join(shown), item)
 
 
-def describe(text: str) -> Entry:
-    """Describe one stored row."""
+def describe(text: str, opened: Opened | None = None) -> Entry:
+    """Describe one stored row (``opened``: what opening it with keys gave, if tried)."""
+    if opened is not None and opened.kid is not None:
+        if opened.plaintext is not None:
+            return describe(opened.plaintext)
+        if opened.problem is not None:
+            body = f"(key id {opened.kid}: {opened.problem})"
+            return Entry("undecryptable", body, None, opened.problem)
+        body = f"(EncryptedSession envelope, key id {opened.kid}, {len(text)} characters)"
+        envelope: Any = _JSON.decode(text)
+        return Entry("encrypted", body, envelope)
     try:
         decoded: Any = _JSON.decode(text)
     except (ValueError, RecursionError) as exc:
@@ -116,7 +131,11 @@ def _clip(body: str, limit: int | None) -> str:
 
 
 def render_entries(
-    rows: list[StoredRow], branches: dict[int, str], *, limit: int | None
+    rows: list[StoredRow],
+    branches: dict[int, str],
+    *,
+    limit: int | None,
+    opened: Mapping[int, Opened] | None = None,
 ) -> list[str]:
     """Lines for a session's rows: id, time, (branch,) label and text.
 
@@ -124,12 +143,14 @@ def render_entries(
         rows: The rows, oldest first.
         branches: The branch of each row id, for advanced sessions (empty otherwise).
         limit: Clip each text to this many characters; None for all.
+        opened: Encrypted rows as opened (or not) with keys, by row id.
     """
+    opened = opened or {}
     id_width = max((len(str(row.id)) for row in rows), default=1)
     branch_width = max((len(one_line(b)) for b in branches.values()), default=0)
     lines = []
     for row in rows:
-        entry = describe(row.text)
+        entry = describe(row.text, opened.get(row.id))
         when = (canonical_time(row.created_at) or "")[:19]
         branch = f"{one_line(branches.get(row.id, '-')):<{branch_width}}  " if branches else ""
         head = f"#{row.id:<{id_width}}  {when:<19}  {branch}{one_line(entry.label):<11}  "
@@ -140,13 +161,22 @@ def render_entries(
     return lines
 
 
-def entry_dict(row: StoredRow, branch: str | None) -> dict[str, Any]:
-    """A row for ``show --json``: the decoded item, or the stored text and the problem."""
-    entry = describe(row.text)
+def entry_dict(row: StoredRow, branch: str | None, opened: Opened | None = None) -> dict[str, Any]:
+    """A row for ``show --json``: the decoded item, or the stored text and the problem.
+
+    An encrypted row also has its ``key_id``; opened with a key, ``item`` is the decrypted
+    item; not opened by the given keys, it has ``undecryptable`` (the reason) and no data.
+    """
+    entry = describe(row.text, opened)
     found: dict[str, Any] = {"id": row.id, "created_at": canonical_time(row.created_at)}
     if branch is not None:
         found["branch"] = branch
     found["kind"] = entry.label
+    if opened is not None and opened.kid is not None:
+        found["key_id"] = opened.kid
+        if opened.problem is not None:
+            found["undecryptable"] = opened.problem
+            return found
     if entry.item is None:
         found["undecodable"] = entry.problem
         found["data"] = row.text

@@ -162,7 +162,8 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         parents=[tables],
         help="print a conversation: roles, tool calls, outputs",
         description="Print a session's items, oldest first. Rows that cannot be decoded are "
-        "shown as such. For advanced sessions (AdvancedSQLiteSession, "
+        "shown as such; an EncryptedSession's items are counted by key id, or decrypted with "
+        "--key-env. For advanced sessions (AdvancedSQLiteSession, "
         "AdvancedSQLAlchemySession; on SQLite, PostgreSQL or MariaDB), each item's branch, "
         "then the branches (parent, items, user turns, created, the current one starred) and "
         "the token usage per branch and turn.",
@@ -172,6 +173,13 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     show.add_argument("--limit", type=_count, metavar="N", help="only the newest N items")
     show.add_argument("--full", action="store_true", help="do not shorten long texts")
     show.add_argument("--json", action="store_true", help="print JSON (decoded items)")
+    show.add_argument(
+        "--key-env",
+        action="append",
+        metavar="VAR",
+        help="decrypt an EncryptedSession's items with the master key in environment variable "
+        "VAR (never on the command line); repeat for older keys after a rotation, newest first",
+    )
 
     search = commands.add_parser(
         "search",

@@ -7,9 +7,10 @@ progress bars and notes that are not the result go to stderr, so output can be p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..admin import Conflict, SearchHit, SessionDatabase, migrate
 from ..admin.render import (
@@ -28,6 +29,9 @@ from ..admin.text import one_line, printable
 from ..errors import StorageError
 from ..serialization import JsonCodec
 from .progress import ProgressBar
+
+if TYPE_CHECKING:
+    from ..admin.sealed import SealedSummary
 
 __all__ = ["COMMANDS"]
 
@@ -115,20 +119,58 @@ def _memory_store_hint(target: str, error: StorageError) -> None:
         ) from error
 
 
+def _env_keys(names: list[str] | None) -> list[str] | None:
+    """The master keys in the environment variables named by ``--key-env``, newest first."""
+    if not names:
+        return None
+    keys = []
+    for name in names:
+        key = os.environ.get(name)
+        if not key:
+            raise ValueError(f"--key-env {name}: that environment variable is not set")
+        keys.append(key)
+    return keys
+
+
+def _sealed_lines(summary: SealedSummary, keyed: bool) -> list[str]:
+    """The header lines that say how a session's rows are encrypted."""
+    if not summary.encrypted:
+        return []
+    kids = ", ".join(f"{kid} ({n:,})" for kid, n in summary.key_ids.items())
+    lines = [f"encrypted: {summary.encrypted:,} row(s) under key id {kids}"]
+    if not keyed:
+        lines.append("(--key-env VAR decrypts them with the master key in VAR)")
+    elif summary.undecryptable:
+        bad = ", ".join(f"{kid} ({n:,})" for kid, n in summary.undecryptable.items())
+        lines.append(
+            f"undecryptable: {sum(summary.undecryptable.values()):,} row(s) the given key(s) "
+            f"do not open, under key id {bad}"
+        )
+    return lines
+
+
 async def show(args: argparse.Namespace) -> int:
     """Print one conversation."""
+    from ..admin.sealed import open_rows  # noqa: PLC0415 - the cipher stack, on demand
+
+    keys = _env_keys(getattr(args, "key_env", None))
     async with _open(args) as db:
         info = await db.session(args.session_id)
         rows = await db.rows(args.session_id, limit=args.limit)
         branches = await db.row_branches(args.session_id)
         tree = await db.branch_tree(args.session_id)
         archive = await db.archive_size(args.session_id)
+    opened_rows, sealed = open_rows(rows, args.session_id, keys)
+    del keys
+    opened = {item.row.id: item for item in opened_rows}
     if args.json:
         document: dict[str, Any] = {
             "session": info.to_dict(),
-            "items": [entry_dict(row, branches.get(row.id)) for row in rows],
+            "items": [entry_dict(row, branches.get(row.id), opened[row.id]) for row in rows],
             "archived_items": archive.items,
         }
+        if sealed.encrypted:
+            document["encryption"] = sealed.to_dict()
         if tree is not None:
             document.update(tree.to_dict())
         _print_json(document)
@@ -148,7 +190,8 @@ async def show(args: argparse.Namespace) -> int:
             f"archive: {archive.items:,} item(s) from {archive.batches:,} compaction(s) or "
             "prune(s) (archived_items() reads them, uncompact() restores a compaction)"
         )
-    _print("", *render_entries(rows, branches, limit=None if args.full else _CLIP))
+    _print(*_sealed_lines(sealed, keyed=bool(args.key_env)))
+    _print("", *render_entries(rows, branches, limit=None if args.full else _CLIP, opened=opened))
     if tree is not None:
         _print(*branch_lines(tree))
     return 0
