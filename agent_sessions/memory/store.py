@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._lifecycle import AsyncClosing
+from .._lifecycle import AsyncClosing, Closing
 from ..errors import ItemValidationError, MemoryValueError, SessionClosedError
 from ..schema import validate_identifier
 from ..serialization import encode_items
@@ -437,12 +437,43 @@ class MemoryStore(AsyncClosing):
         """Close the store and release its database (idempotent)."""
         if self._state is MemoryStoreState.CLOSED:
             return
+        self._mark_closed()
+        await self._release()
+
+    def close(self) -> Closing:
+        """Close the store; idempotent. Works both called and awaited, as on every session.
+
+        A SQLite store closes at once; a SQLAlchemy one (or a store that owns an embedder to
+        close) starts closing on the running event loop, and awaiting the result waits for it.
+
+        Raises:
+            RuntimeError: the store closes only asynchronously and no event loop is running
+                (await ``aclose()`` inside one).
+        """
+        if self._state is MemoryStoreState.CLOSED:
+            return Closing()
+        now = getattr(self._backend, "close", None)
+        if callable(now) and self._embedder_closer() is None:
+            self._mark_closed()
+            now()
+            return Closing()
+        closing = Closing.start(self._release(), "MemoryStore")
+        self._mark_closed()
+        return closing
+
+    def _mark_closed(self) -> None:
         self._state = MemoryStoreState.CLOSED
         if self._finalizer is not None:
             self._finalizer.detach()
+
+    def _embedder_closer(self) -> Callable[[], Any] | None:
+        close = getattr(self._index and self._index["embed"], "aclose", None)
+        return close if close is not None and self._owns_embedder else None
+
+    async def _release(self) -> None:
         try:
-            close = getattr(self._index and self._index["embed"], "aclose", None)
-            if close is not None and self._owns_embedder:
+            close = self._embedder_closer()
+            if close is not None:
                 await close()
         finally:
             await self._backend.aclose()
