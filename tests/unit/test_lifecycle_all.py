@@ -23,6 +23,7 @@ from agent_sessions import (
 )
 from agent_sessions.errors import SessionClosedError
 from tests.redis_server import redis_url
+from tests.sql_servers import database_url
 
 KEY = Fernet.generate_key().decode()
 
@@ -46,6 +47,15 @@ MAKERS: dict[str, Maker] = {
     "AdvancedSQLAlchemySession": lambda d: AdvancedSQLAlchemySession.from_url(
         "s", url=_aiosqlite(d / "a.db"), create_tables=True
     ),
+    "SQLAlchemySession/postgres": lambda d: SQLAlchemySession.from_url(
+        "s", url=database_url("postgres", d)
+    ),
+    "AdvancedSQLAlchemySession/mariadb": lambda d: AdvancedSQLAlchemySession.from_url(
+        "s", url=database_url("mariadb", d)
+    ),
+    "EncryptedSession/postgres": lambda d: EncryptedSession(
+        "s", SQLAlchemySession.from_url("s", url=database_url("postgres", d)), KEY
+    ),
     "EncryptedSession": lambda d: EncryptedSession("s", SQLiteSession("s", d / "a.db"), KEY),
     "RedisSession": lambda d: RedisSession.from_url("s", url=redis_url()),
     "CompactingSession": lambda d: CompactingSession(
@@ -53,8 +63,11 @@ MAKERS: dict[str, Maker] = {
     ),
     "MemoryStore": lambda d: MemoryStore(d / "m.db"),
 }
+_MARKS = {"RedisSession": pytest.mark.redis}
 CLASSES = [
-    pytest.param(name, marks=pytest.mark.redis) if name == "RedisSession" else name
+    pytest.param(
+        name, marks=_MARKS.get(name, getattr(pytest.mark, name.partition("/")[2] or "sqlite"))
+    )
     for name in MAKERS
 ]
 SYNC_CLOSE = [
