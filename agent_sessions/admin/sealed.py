@@ -6,14 +6,17 @@ by the operator, the way ``EncryptedSession`` derives them for the session: our 
 each key's per-session AES key, the SDK's under its Fernet key. A row no given key opens is
 reported with its key id and the reason, never as data.
 
-Limits, on purpose: rows sealed under a key store's data key (``key_store=``) stay closed,
-since opening them needs the key store as well; and no TTL applies, since the TTL is the
-session object's setting and is not stored.
+Rows sealed under a key store's data key (``key_store=``) open too when the session's data key
+record is given (:func:`data_key_record` reads it from a ``SQLiteKeyStore`` file, read-only),
+unwrapped with the same master keys. No TTL applies: it is the session object's setting, not
+stored.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +27,11 @@ from .rows import StoredRow
 if TYPE_CHECKING:  # the cipher stack (and the SDK) loads only when a key is given
     from ..encryption.crypto import MasterKeyInput, SessionCipher
 
-__all__ = ["Opened", "SealedSummary", "envelope_kid", "open_rows"]
+__all__ = ["Opened", "SealedSummary", "data_key_record", "envelope_kid", "open_rows"]
 
 _JSON = JsonCodec()
 _SDK_KID = "hkdf-v1"  # the key id of the SDK's envelope (encryption.crypto.SDK_KID)
+_KEY_TABLE = "agent_session_keys"  # SQLiteKeyStore's table
 
 
 @dataclass(frozen=True)
@@ -87,14 +91,40 @@ def envelope_kid(text: str) -> str | None:
     return kid if isinstance(kid, str) else "?"
 
 
-def _cipher(session_id: str, keys: MasterKeyInput | Sequence[MasterKeyInput]) -> SessionCipher:
+def data_key_record(path: str, session_id: str) -> str | None:
+    """A session's data key record in a ``SQLiteKeyStore`` file, read-only; None if it has none.
+
+    Raises:
+        ValueError: the file does not exist or is not a key store.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    if not Path(path).is_file():
+        raise ValueError(f"--key-store {path}: no such file")
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    query = f"SELECT record FROM {_KEY_TABLE} WHERE session_id = ?"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            found = conn.execute(query, (session_id,)).fetchone()
+    except sqlite3.Error as exc:
+        raise ValueError(f"--key-store {path}: not a key store file ({exc})") from exc
+    return None if found is None else str(found[0])
+
+
+def _cipher(
+    session_id: str,
+    keys: MasterKeyInput | Sequence[MasterKeyInput],
+    record: str | None,
+) -> SessionCipher:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
 
     from ..encryption.crypto import (  # noqa: PLC0415
         KeyRing,
         SessionCipher,
+        key_id,
         parse_master_keys,
         sdk_kid,
+        wrapped_by,
     )
 
     try:
@@ -102,6 +132,15 @@ def _cipher(session_id: str, keys: MasterKeyInput | Sequence[MasterKeyInput]) ->
     finally:
         del keys  # keep the secret out of tracebacks formatted with locals
     readers = {m.kid: AESGCM(m.session_key(session_id)) for m in masters}
+    if record is not None:
+        wrapper = next((m for m in masters if m.kid == wrapped_by(record)), None)
+        if wrapper is None:
+            raise ValueError(
+                f"the data key of session {session_id!r} is wrapped under master key id "
+                f"{wrapped_by(record)!r}, which none of the given keys is"
+            )
+        data_key = wrapper.unwrap(record, session_id)
+        readers[key_id(data_key, b"data")] = AESGCM(data_key)
     legacy = {sdk_kid(m.kid): m.sdk_fernet(session_id) for m in masters}
     return SessionCipher(session_id, KeyRing(masters[0].kid, readers, legacy))
 
@@ -110,6 +149,7 @@ def open_rows(
     rows: Sequence[StoredRow],
     session_id: str,
     keys: MasterKeyInput | Sequence[MasterKeyInput] | None,
+    data_key: str | None = None,
 ) -> tuple[list[Opened], SealedSummary]:
     """Open a session's encrypted rows with master keys (newest first), read only.
 
@@ -118,14 +158,17 @@ def open_rows(
         session_id: Their session (bound into every ciphertext).
         keys: One master key or a list of them, as ``EncryptedSession`` takes them; None to
             only count the envelopes by key id.
+        data_key: The session's data key record from its key store (see
+            :func:`data_key_record`), unwrapped with ``keys``; None without a key store.
 
     Returns:
         Each row with its plaintext where a key opened it, and the summary.
 
     Raises:
-        ValueError: a key is empty or unusable (before any row is read).
+        ValueError: a key is empty or unusable, or no key unwraps ``data_key``.
+        DecryptionError: ``data_key`` fails authentication (changed, or another session's).
     """
-    cipher = None if keys is None else _cipher(session_id, keys)
+    cipher = None if keys is None else _cipher(session_id, keys, data_key)
     del keys
     summary = SealedSummary()
     opened: list[Opened] = []

@@ -180,6 +180,12 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="decrypt an EncryptedSession's items with the master key in environment variable "
         "VAR (never on the command line); repeat for older keys after a rotation, newest first",
     )
+    show.add_argument(
+        "--key-store",
+        metavar="PATH",
+        help="the SQLiteKeyStore file of a session encrypted with key_store= (read only; "
+        "its data key is unwrapped with the --key-env key)",
+    )
 
     search = commands.add_parser(
         "search",

@@ -151,16 +151,19 @@ def _sealed_lines(summary: SealedSummary, keyed: bool) -> list[str]:
 
 async def show(args: argparse.Namespace) -> int:
     """Print one conversation."""
-    from ..admin.sealed import open_rows  # noqa: PLC0415 - the cipher stack, on demand
+    from ..admin.sealed import data_key_record, open_rows  # noqa: PLC0415 - on demand
 
-    keys = _env_keys(getattr(args, "key_env", None))
+    keys = _env_keys(args.key_env)
+    if args.key_store and not keys:
+        raise ValueError("--key-store needs --key-env: the data key is unwrapped with the key")
+    record = data_key_record(args.key_store, args.session_id) if args.key_store else None
     async with _open(args) as db:
         info = await db.session(args.session_id)
         rows = await db.rows(args.session_id, limit=args.limit)
         branches = await db.row_branches(args.session_id)
         tree = await db.branch_tree(args.session_id)
         archive = await db.archive_size(args.session_id)
-    opened_rows, sealed = open_rows(rows, args.session_id, keys)
+    opened_rows, sealed = open_rows(rows, args.session_id, keys, record)
     del keys
     opened = {item.row.id: item for item in opened_rows}
     if args.json:

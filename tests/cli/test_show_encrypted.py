@@ -171,3 +171,44 @@ def test_sdk_format_rows_decrypt_with_the_same_key(
     assert "under key id hkdf-v1 (1)" in _show(capsys, stored)
     monkeypatch.setenv("SHOW_KEY", KEY)
     assert SECRET in _show(capsys, stored, "--key-env", "SHOW_KEY")
+
+
+def _write_with_key_store(tmp_path: Path) -> tuple[Path, Path]:
+    path, keys = tmp_path / "ks.db", tmp_path / "keys.db"
+
+    async def write() -> None:
+        session = SQLiteSession("s", path)
+        async with EncryptedSession("s", session, KEY, ttl=None, key_store=keys) as encrypted:
+            await encrypted.add_items([{"role": "user", "content": SECRET}])
+
+    asyncio.run(write())
+    return path, keys
+
+
+def test_key_store_rows_open_with_key_store_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows under a key store data key: undecryptable with the key alone, shown with --key-store."""
+    path, keys = _write_with_key_store(tmp_path)
+    before = keys.stat().st_mtime_ns
+    monkeypatch.setenv("SHOW_KEY", KEY)
+    stored = Stored([str(path)])
+    alone = _show(capsys, stored, "--key-env", "SHOW_KEY")
+    assert SECRET not in alone
+    assert "undecryptable: 1 row(s)" in alone
+    assert SECRET in _show(capsys, stored, "--key-env", "SHOW_KEY", "--key-store", str(keys))
+    assert keys.stat().st_mtime_ns == before  # read only
+
+
+def test_key_store_with_a_wrong_key_or_missing_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--key-store with a key that did not wrap the data key, or no such file, fails clearly."""
+    path, keys = _write_with_key_store(tmp_path)
+    monkeypatch.setenv("WRONG", OLD_KEY)
+    assert main(["show", str(path), "s", "--key-env", "WRONG", "--key-store", str(keys)]) == 1
+    assert "none of the given keys is" in capsys.readouterr().err
+    missing = tmp_path / "nope.db"
+    assert main(["show", str(path), "s", "--key-env", "WRONG", "--key-store", str(missing)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert not missing.exists()
