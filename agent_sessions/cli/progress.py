@@ -89,13 +89,16 @@ class ProgressBar:
         share = done / total if total else 1.0
         left = f"{_duration((total - done) / rate)} left" if rate > 0 and done < total else ""
         numbers = f"{done:,}/{total:,} {self.unit}"
-        stats = f"{share:6.1%}  {numbers}  {_count(rate)}/s  {left}".rstrip()
+        took = f"{_duration(elapsed)} elapsed"
+        stats = f"{share:6.1%}  {numbers}  {_count(rate)}/s  {took}  {left}".rstrip()
         if not self.terminal:
             return f"{self.label}: {stats}"
         width = shutil.get_terminal_size((80, 24)).columns
         if self._room is None or self._room[0] != (width, total):
             # Sized once per width and total for the widest stats, so the bar never jumps.
-            widest = f"100.0%  {total:,}/{total:,} {self.unit}  999.9k/s  9:59:59 left"
+            widest = (
+                f"100.0%  {total:,}/{total:,} {self.unit}  999.9k/s  9:59:59 elapsed  9:59:59 left"
+            )
             self._room = (
                 (width, total),
                 max(10, min(40, width - len(self.label) - len(widest) - 6)),

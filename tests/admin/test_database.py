@@ -873,6 +873,7 @@ def test_progress_bar_redraws_one_line_on_a_terminal() -> None:
     assert written.endswith("\n")
     assert "100.0%" in written
     assert "1,000/1,000 items" in written
+    assert "0:03 elapsed" in written
 
 
 def test_progress_bar_keeps_its_width_as_numbers_change() -> None:
