@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,31 +28,6 @@ def run_result(tokens: int) -> Any:
     """What store_run_usage reads of a run result: its usage."""
     usage = Usage(requests=1, input_tokens=tokens, output_tokens=1, total_tokens=tokens + 1)
     return SimpleNamespace(context_wrapper=SimpleNamespace(usage=usage))
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.sqlite),
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def opener(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[str], Any]]:
-    """Opens advanced sessions on one database of each kind."""
-    if request.param == "sqlite":
-        path = tmp_path / "turns.db"
-        yield lambda sid: AdvancedSQLiteSession(session_id=sid, db_path=path)
-        return
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(database_url("postgres", tmp_path))
-    sessions, messages = unique_tables()
-    yield lambda sid: AdvancedSQLAlchemySession(
-        sid, engine=engine, create_tables=True, sessions_table=sessions, messages_table=messages
-    )
-    await drop_tables(engine, sessions, messages)
-    await engine.dispose()
 
 
 async def purge_turns(session: Any, turns: set[int]) -> None:

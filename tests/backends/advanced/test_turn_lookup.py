@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent_sessions import AdvancedSQLAlchemySession, AdvancedSQLiteSession, SQLiteSession
-from tests.sql_servers import database_url, drop_tables, unique_tables
+from agent_sessions import AdvancedSQLiteSession, SQLiteSession
 
 TURNS = 70
 
@@ -18,31 +16,6 @@ TURNS = 70
 def exchange(n: int) -> list[dict[str, str]]:
     """Turn ``n``: a user message and the answer."""
     return [{"role": "user", "content": f"q{n}"}, {"role": "assistant", "content": f"a{n}"}]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.sqlite),
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def opener(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[str], Any]]:
-    """Opens advanced sessions on one database of each kind."""
-    if request.param == "sqlite":
-        path = tmp_path / "turns.db"
-        yield lambda sid: AdvancedSQLiteSession(session_id=sid, db_path=path)
-        return
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(database_url("postgres", tmp_path))
-    sessions, messages = unique_tables()
-    yield lambda sid: AdvancedSQLAlchemySession(
-        sid, engine=engine, create_tables=True, sessions_table=sessions, messages_table=messages
-    )
-    await drop_tables(engine, sessions, messages)
-    await engine.dispose()
 
 
 @pytest.mark.parametrize("turn", [1, 2, 32, 33, 40, 69, 70])
