@@ -53,6 +53,7 @@ __all__ = [
     "MemoryValueError",
     "MissingDependencyError",
     "PendingRunError",
+    "ProvenanceConflictError",
     "SessionClosedError",
     "SessionExistsError",
     "SessionNotFoundError",
@@ -128,6 +129,31 @@ class DecryptionError(CorruptItemError, ValueError):
 
 class UnknownKeyError(DecryptionError):
     """An encrypted row names a key id that is not configured: a wrong, retired or shredded key."""
+
+
+class ProvenanceConflictError(AgentSessionsError, ValueError):
+    """A batch reuses a run id and position already stored for a different item.
+
+    An ``add_items`` that carries a run's provenance is stored once per run id and position: a
+    retry of the same items stores nothing new. Different items at a stored position are not
+    a retry (a run id reused for another run, or a model that answered differently on the
+    retry); they are refused and nothing of the batch is written.
+
+    Attributes:
+        session_id: The session written to.
+        run_id: The run id the batch carries.
+        position: The first position stored with a different item.
+    """
+
+    def __init__(self, session_id: str, run_id: str, position: int) -> None:
+        super().__init__(
+            f"session {session_id[:80]!r}: run {run_id[:80]!r} already stored a different item "
+            f"at position {position}; nothing of the batch was written (a retry must carry "
+            "the same items; use a new run id for a new run)"
+        )
+        self.session_id = session_id
+        self.run_id = run_id
+        self.position = position
 
 
 class StorageError(AgentSessionsError):

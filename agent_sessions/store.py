@@ -28,12 +28,16 @@ __all__ = [
     "ArchiveStore",
     "ArchivedRow",
     "Popped",
+    "ProvenanceStore",
     "RowStore",
+    "RowTag",
     "StateStore",
     "Store",
+    "StoredRecord",
     "Taker",
     "always",
     "archives_own_rows",
+    "tags_own_rows",
 ]
 
 T = TypeVar("T")
@@ -322,3 +326,70 @@ def archives_own_rows(store: object) -> TypeGuard[ArchiveStore]:
         return False
     owner = defining_class(type(store), "replace_tail_archiving")
     return owner is not None and owner is defining_class(type(store), "read")
+
+
+class RowTag(NamedTuple):
+    """Where a row came from, stored beside it by :meth:`ProvenanceStore.append_tagged`."""
+
+    agent_name: str | None
+    """The agent that produced the item; None for the caller's own input."""
+    run_id: str
+    """The run the item belongs to: stable across a retry of the same run."""
+    position: int
+    """The item's place among the run's items on this session (0, 1, ...)."""
+    digest: str
+    """A digest of the item (keyed under encryption): tells a retry from a different item."""
+
+
+class StoredRecord(NamedTuple):
+    """A row as :meth:`ProvenanceStore.records` returns it; provenance None where not recorded."""
+
+    text: str
+    agent_name: str | None
+    run_id: str | None
+    position: int | None
+    created_at: str | None
+    """When the row was written, as the database keeps it (UTC, ISO-like text), or None."""
+
+
+@runtime_checkable
+class ProvenanceStore(Protocol):
+    """A store that records who wrote each row and stores a run's rows once (optional).
+
+    Every store of this package implements it. Rows appended with :meth:`Store.append` (and
+    every row the SDK's classes write) carry no provenance: their tag fields read back None.
+    """
+
+    def append_tagged(
+        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+    ) -> Awaitable[int]:
+        """Append rows with their tags after the newest row, in one transaction.
+
+        A row whose ``(run_id, position)`` is already stored for the session with the same
+        digest is not stored again (a retry); the others are appended in order. Concurrent
+        calls with the same tags, from any task or process, store one copy.
+
+        Returns:
+            How many rows were stored (0: the whole batch was stored before).
+
+        Raises:
+            ProvenanceConflictError: a ``(run_id, position)`` is stored with another digest;
+                nothing was written.
+        """
+        ...
+
+    async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
+        """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""
+        ...
+
+
+def tags_own_rows(store: object) -> TypeGuard[ProvenanceStore]:
+    """Whether ``store`` records provenance for the rows it appends (not a layout it inherited).
+
+    The class that defines ``append_tagged`` must also define ``append``: a subclass that
+    appends differently (branches) does not inherit the capability by accident.
+    """
+    if not isinstance(store, ProvenanceStore):
+        return False
+    owner = defining_class(type(store), "append_tagged")
+    return owner is not None and owner is defining_class(type(store), "append")
