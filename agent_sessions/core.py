@@ -21,6 +21,7 @@ from typing import (
 from agents.items import TResponseInputItem
 from agents.memory import SessionABC
 from agents.memory.session_settings import SessionSettings, coerce_session_settings
+from agents.run_context import RunContextWrapper
 
 from ._lifecycle import AsyncClosing, Closing, run_to_completion
 from .errors import (
@@ -32,6 +33,14 @@ from .errors import (
 )
 from .metadata import SessionMetadata
 from .pending_runs import PendingRuns
+from .provenance import (
+    SessionRecord,
+    current_agent_name,
+    item_digests,
+    read_records,
+    run_ledger,
+    write_tagged,
+)
 from .serialization import (
     Codec,
     JsonCodec,
@@ -47,12 +56,14 @@ from .serialization import (
 from .store import (
     MAX_LIMIT,
     ArchiveBatch,
+    ProvenanceStore,
     StateStore,
     Store,
     SuffixStore,
     archives_own_rows,
     is_user_message,
     swaps_own_rows,
+    tags_own_rows,
 )
 
 if TYPE_CHECKING:
@@ -303,6 +314,7 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
         self._owns_store = owns_store
         self._codec = codec or JsonCodec()
         self._state = SessionState.OPEN
+        self._digest_key: bytes | None = None  # set under encryption: digests are keyed
 
     @property
     def store(self) -> Store:
@@ -321,12 +333,15 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
                 f"{name} is closed: {name}.{method}() was called after the session was closed"
             )
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """Return the session's items, oldest first.
 
         Args:
             limit: Return only the newest ``limit`` items (still oldest first). None means
                 ``session_settings.limit``, and if that is None too, every item.
+            wrapper: The run context the SDK's ``Runner`` passes; not needed to read.
 
         Returns:
             Fresh item dicts; changing them does not change what is stored.
@@ -344,14 +359,55 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
     def _decode(self, texts: list[str]) -> list[TResponseInputItem]:
         return decode_rows(texts, session_id=self.session_id, strict=self.strict, codec=self._codec)
 
-    async def add_items(self, items: Sequence[TResponseInputItem]) -> None:
+    async def get_records(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[SessionRecord]:
+        """Return the session's items with who wrote them, oldest first.
+
+        The same items, order and limit semantics as :meth:`get_items`; each comes with the
+        agent, run, position and time recorded when it was stored (None where not recorded:
+        rows written without a run context, or by the SDK's classes).
+
+        Args:
+            limit: Return only the newest ``limit`` records; None as in :meth:`get_items`.
+            wrapper: The run context the SDK's ``Runner`` passes; not needed to read.
+
+        Raises:
+            InvalidLimitError: ``limit`` is negative or not an int.
+            CorruptItemError: a stored row is undecodable and the session is strict.
+        """
+        self._check_open("get_records")
+        wanted = resolve_limit(limit, self.session_settings)
+        store = self._store
+        if isinstance(store, ProvenanceStore):
+            tagged = store
+            return await read_records(
+                lambda n: tagged.records(self.session_id, n), self._decode_for_pop, wanted
+            )
+        items = await self.get_items(wanted)  # a store that records nothing: items alone
+        return [SessionRecord(item, None, None, None, None) for item in items]
+
+    async def add_items(
+        self,
+        items: Sequence[TResponseInputItem],
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
+    ) -> None:
         """Append items in one transaction: all of them are stored, or none.
 
         Every item is validated before anything is written. A caller cancelled mid-write leaves
         the batch either whole or absent, never in part.
 
+        With a run context (the ``wrapper`` the SDK's ``Runner`` passes, or inside
+        :func:`~agent_sessions.provenance.as_run`), each row records its agent, run, position
+        and time, and a batch already stored for the same run and positions stores nothing new:
+        a retried write is not stored twice. A retry whose items differ from what its run
+        stored (a model that answered differently) keeps both: the new items go after the
+        run's stored ones.
+
         Args:
             items: Items in the SDK's input format (JSON-compatible dicts).
+            wrapper: The run context of the ``Runner`` writing them.
 
         Raises:
             ItemValidationError: an item is not storable; its index is named (a ``TypeError``).
@@ -360,6 +416,13 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
         texts = encode_items(items, self._codec)
         if not texts:
             return
+        ledger = run_ledger(wrapper)
+        if ledger is not None and tags_own_rows(self._store):
+            plain = texts if type(self._codec) is JsonCodec else encode_items(items)
+            digests = item_digests(plain, self._digest_key)
+            tags = ledger.tags(self.session_id, digests, current_agent_name(ledger))
+            await write_tagged(self._store, self.session_id, texts, tags, ledger)
+            return
         # A cancelled caller leaves the batch whole or absent, and settled: the write runs to
         # its end before the cancellation is raised, so a caller that retries cannot store the
         # batch twice.
@@ -367,11 +430,14 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
         if cancelled:
             raise asyncio.CancelledError
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the newest item, or None if there is none.
 
         An undecodable row is never returned and never removed: the newest decodable item is
         popped instead. If the caller is cancelled, the item is either still stored or returned.
+        ``wrapper`` (the ``Runner``'s run context) is accepted and not needed.
         """
         self._check_open("pop_item")
         popped, cancelled = await run_to_completion(
@@ -680,8 +746,11 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
             raise asyncio.CancelledError
         return None if text is None else decode_state(text, session_id=session_id, name=name)
 
-    async def clear_session(self) -> None:
-        """Delete every item of this session, and its session record, in one transaction."""
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
+        """Delete every item of this session, and its session record, in one transaction.
+
+        ``wrapper`` (the ``Runner``'s run context) is accepted and not needed.
+        """
         self._check_open("clear_session")
         await self._store.clear(self.session_id)
 

@@ -18,6 +18,7 @@ answer a misuse also derive from the built-in a caller would expect (``TypeError
     ├── SessionExistsError (ValueError)        an import or migrate would overwrite a session
     ├── ExportFormatError (ValueError)         a file is not a complete, intact export
     ├── PendingRunError (ValueError)           a stored paused run cannot be saved or resumed here
+    ├── ProvenanceConflictError (ValueError)   a run's position is stored with another item
     ├── MissingDependencyError (ImportError)   an optional backend's extra is not installed
     ├── CorruptItemError                       a stored row cannot be decoded (strict reads only)
     │   ├── CorruptMemoryError                 a stored memory row cannot be decoded
@@ -132,12 +133,12 @@ class UnknownKeyError(DecryptionError):
 
 
 class ProvenanceConflictError(AgentSessionsError, ValueError):
-    """A batch reuses a run id and position already stored for a different item.
+    """A tagged batch reuses a run id and position already stored for a different item.
 
-    An ``add_items`` that carries a run's provenance is stored once per run id and position: a
-    retry of the same items stores nothing new. Different items at a stored position are not
-    a retry (a run id reused for another run, or a model that answered differently on the
-    retry); they are refused and nothing of the batch is written.
+    Raised by a store's ``append_tagged`` (see :class:`~agent_sessions.store.ProvenanceStore`),
+    which then writes nothing of the batch. Sessions handle it: the batch is stored again
+    after the run's stored items (a retry that went another way keeps both attempts). A
+    session raises it only if the run's items keep changing under it.
 
     Attributes:
         session_id: The session written to.

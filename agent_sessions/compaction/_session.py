@@ -12,7 +12,9 @@ from agents import Agent, RunConfig, Runner
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionABC
 from agents.memory.session import OpenAIResponsesCompactionArgs
+from agents.run_context import RunContextWrapper
 
+from ..provenance import takes_wrapper
 from ..serialization import logger
 from ..store import MAX_LIMIT
 from ._planning import (
@@ -148,21 +150,40 @@ class CompactingSession(SessionABC):
 
     # The session protocol, delegated.
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """Return the underlying session's items (see ``Session.get_items``)."""
-        return await self.underlying_session.get_items(limit)
+        return cast(list[TResponseInputItem], await self._pass("get_items", limit, wrapper=wrapper))
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Store items in the underlying session (see ``Session.add_items``)."""
-        await self.underlying_session.add_items(items)
+    async def add_items(
+        self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> None:
+        """Store items in the underlying session (see ``Session.add_items``).
 
-    async def pop_item(self) -> TResponseInputItem | None:
+        ``wrapper``, the ``Runner``'s run context, is passed on where the underlying session
+        takes it, so each item records its agent and run there.
+        """
+        await self._pass("add_items", items, wrapper=wrapper)
+
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the newest item of the underlying session."""
-        return await self.underlying_session.pop_item()
+        return cast(TResponseInputItem | None, await self._pass("pop_item", wrapper=wrapper))
 
-    async def clear_session(self) -> None:
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Clear the underlying session."""
-        await self.underlying_session.clear_session()
+        await self._pass("clear_session", wrapper=wrapper)
+
+    async def _pass(
+        self, method: str, *args: Any, wrapper: RunContextWrapper[Any] | None = None
+    ) -> Any:
+        """Call an underlying protocol method, with ``wrapper`` if it takes one."""
+        bound = getattr(self.underlying_session, method)
+        if wrapper is not None and takes_wrapper(bound):
+            return await bound(*args, wrapper=wrapper)
+        return await bound(*args)
 
     async def archived_items(self) -> list[Any]:
         """The items earlier compactions replaced, oldest first (``StoreSession.archived_items``).

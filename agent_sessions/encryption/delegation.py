@@ -31,6 +31,7 @@ from ..core import StoreSession
 if _CompactionSnapshot is not None:
     from ..core import ArchivingSnapshot
 from ..errors import DecryptionError
+from ..provenance import takes_wrapper
 from ..serialization import JsonCodec, SkipRow, logger
 from ..store import RowStore
 from .codec import EnvelopeCodec
@@ -370,18 +371,6 @@ def protocol_is_ours(session: StoreSession) -> bool:
     """Whether every protocol method of ``session`` is this package's (none overridden)."""
     return all(
         getattr(type(session), name).__module__.startswith("agent_sessions.") for name in PROTOCOL
-    )
-
-
-def takes_wrapper(method: object) -> bool:
-    """Whether a session method accepts ``wrapper=`` by keyword (the SDK's opt-in)."""
-    try:
-        parameter = inspect.signature(method).parameters.get("wrapper")  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return parameter is not None and parameter.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        inspect.Parameter.KEYWORD_ONLY,
     )
 
 

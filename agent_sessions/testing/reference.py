@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from ..errors import SessionClosedError
-from ..store import ArchiveBatch, ArchivedRow, Popped, Taker, always
+from ..errors import ProvenanceConflictError, SessionClosedError
+from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
 
 __all__ = ["DictStore"]
 
@@ -26,6 +27,7 @@ class DictStore:
         self._closed = False
         self._state: dict[tuple[str, str], str] = {}
         self._archive: dict[str, list[ArchivedRow]] = {}
+        self._tags: dict[int, tuple[RowTag, str]] = {}  # by row id: kept while the row is
 
     def _session_rows(self, session_id: str) -> list[tuple[int, str]]:
         if self._closed:
@@ -41,6 +43,46 @@ class DictStore:
     async def append(self, session_id: str, texts: Sequence[str]) -> None:
         """Store rows after the newest one."""
         self._session_rows(session_id).extend((next(self._ids), t) for t in texts)
+
+    async def append_tagged(
+        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+    ) -> int:
+        """Store rows with their tags, skipping the ones their run stored before."""
+        rows = self._session_rows(session_id)
+        stored = {
+            (tag.run_id, tag.position): tag.digest
+            for row_id, _ in rows
+            if (tagged := self._tags.get(row_id)) is not None
+            for tag in (tagged[0],)
+        }
+        new: list[tuple[str, RowTag]] = []
+        for text, tag in zip(texts, tags, strict=True):
+            digest = stored.get((tag.run_id, tag.position))
+            if digest is None:
+                new.append((text, tag))
+                stored[tag.run_id, tag.position] = tag.digest
+            elif digest != tag.digest:
+                raise ProvenanceConflictError(session_id, tag.run_id, tag.position)
+        now = datetime.now(UTC).isoformat(sep=" ")
+        for text, tag in new:
+            row_id = next(self._ids)
+            rows.append((row_id, text))
+            self._tags[row_id] = (tag, now)
+        return len(new)
+
+    async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
+        """Return the newest ``limit`` rows with their tags (all if None), oldest first."""
+        rows = self._session_rows(session_id)
+        chosen = rows if limit is None else rows[max(0, len(rows) - limit) :] if limit else []
+        records = []
+        for row_id, text in chosen:
+            tagged = self._tags.get(row_id)
+            if tagged is None:
+                records.append(StoredRecord(text, None, None, None, None))
+            else:
+                tag, at = tagged
+                records.append(StoredRecord(text, tag.agent_name, tag.run_id, tag.position, at))
+        return records
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts."""
@@ -88,7 +130,8 @@ class DictStore:
 
     async def clear(self, session_id: str) -> None:
         """Forget a session."""
-        self._session_rows(session_id)
+        for row_id, _ in self._session_rows(session_id):
+            self._tags.pop(row_id, None)
         self._rows.pop(session_id, None)
         for key in [key for key in self._state if key[0] == session_id]:
             del self._state[key]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import overload
+from typing import Any, overload
 
 from agents.items import TResponseInputItem
 from agents.result import RunResult, RunResultStreaming
+from agents.run_context import RunContextWrapper
 
 from ...core import StoreSession, read_items, resolve_limit
 from ...errors import CorruptItemError
@@ -47,7 +48,11 @@ class AdvancedSession(StoreSession):
     _logger: logging.Logger
 
     async def get_items(
-        self, limit: int | None = None, branch_id: str | None = None
+        self,
+        limit: int | None = None,
+        branch_id: str | None = None,
+        *,
+        wrapper: RunContextWrapper[Any] | None = None,
     ) -> list[TResponseInputItem]:
         """Return a branch's items, oldest first.
 
@@ -55,6 +60,7 @@ class AdvancedSession(StoreSession):
             limit: Return only the newest ``limit`` items (still oldest first). None means
                 ``session_settings.limit``, and if that is None too, every item.
             branch_id: The branch to read; the current branch if None.
+            wrapper: The run context the SDK's ``Runner`` passes; not needed to read.
 
         Returns:
             Fresh item dicts; changing them does not change what is stored.
@@ -76,11 +82,12 @@ class AdvancedSession(StoreSession):
             wanted,
         )
 
-    async def clear_session(self) -> None:
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Clear the current branch; on ``main``, delete the whole session with every branch.
 
         On another branch, its own items and usage are deleted and it stops inheriting, so it
         is left empty while ``main`` and the other branches (its forks included) keep theirs.
+        ``wrapper`` (the ``Runner``'s run context) is accepted and not needed.
         """
         await super().clear_session()
 
