@@ -63,7 +63,7 @@ _WRITE = """#!lua
 --       n state pairs, name value ..., then the archive's entries
 local exists = redis.call('EXISTS', KEYS[1], KEYS[2]) > 0
 if exists and ARGV[1] ~= '1' then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 redis.call('HSET', KEYS[1], 'session_id', ARGV[2], 'created_at', ARGV[3], 'updated_at', ARGV[4])
 local function push(key, first, last)
   for i = first, last, 1000 do

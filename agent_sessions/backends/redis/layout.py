@@ -19,11 +19,13 @@ from . import scripts
 
 __all__ = [
     "APPEND_SCRIPT",
+    "APPEND_TAGGED_SCRIPT",
     "ARCHIVE_SCRIPT",
     "CLEAR_SCRIPT",
     "HASH_BITS",
     "NO_ARCHIVE",
     "READ_SCRIPT",
+    "RECORDS_SCRIPT",
     "RESTORE_SCRIPT",
     "SPLICE_SCRIPT",
     "STATE_SCRIPT",
@@ -99,7 +101,7 @@ def unpack_texts(lens: bytes, blob: bytes) -> list[str]:
 class SessionKeys:
     """The keys of one session: the SDK's three, and ours for per-session state."""
 
-    __slots__ = ("archive", "counter", "messages", "record", "state")
+    __slots__ = ("archive", "counter", "messages", "provenance", "record", "runs", "state")
 
     def __init__(self, key_prefix: str, session_id: str) -> None:
         self.record = f"{key_prefix}:{session_id}"
@@ -109,10 +111,20 @@ class SessionKeys:
         # (a ':state' suffix would be the record of the session whose id ends in ':state').
         self.state = f"{self.record}\x00state"
         self.archive = f"{self.record}\x00archive"
+        self.provenance = f"{self.record}\x00provenance"
+        self.runs = f"{self.record}\x00runs"
 
-    def all(self) -> tuple[str, str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str, str, str]:
         """The keys in the order the scripts take them."""
-        return self.record, self.messages, self.counter, self.state, self.archive
+        return (
+            self.record,
+            self.messages,
+            self.counter,
+            self.state,
+            self.archive,
+            self.provenance,
+            self.runs,
+        )
 
 
 class Script:
@@ -125,6 +137,8 @@ class Script:
 
 READ_SCRIPT = Script(scripts.READ)
 APPEND_SCRIPT = Script(scripts.APPEND)
+APPEND_TAGGED_SCRIPT = Script(scripts.APPEND_TAGGED)
+RECORDS_SCRIPT = Script(scripts.RECORDS)
 TAIL_SCRIPT = Script(scripts.TAIL)
 SPLICE_SCRIPT = Script(scripts.SPLICE)
 RESTORE_SCRIPT = Script(scripts.RESTORE)

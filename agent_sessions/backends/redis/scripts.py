@@ -2,7 +2,10 @@
 
 Every script takes the session's five keys (``KEYS[1]`` the metadata hash, ``KEYS[2]`` the list
 of items, ``KEYS[3]`` the SDK's counter; ours: ``KEYS[4]`` a hash of per-session state values,
-``KEYS[5]`` a list of archived rows, each a JSON object) and first checks their types, so a key
+``KEYS[5]`` a list of archived rows, each a JSON object; ``KEYS[6]`` a hash of provenance, the
+SHA-1 of a row's stored bytes -> ``seconds.micros NUL tag JSON``; ``KEYS[7]`` a hash of the runs'
+rows, ``run_id NUL position`` -> ``digest NUL SHA-1 of the row's bytes``) and first checks their
+types, so a key
 held by another data type (a colliding session id, another application) fails the script before
 it writes.
 Write scripts start with a ``#!lua`` shebang: Redis 7 then refuses the whole script while the
@@ -11,7 +14,18 @@ server is out of memory, instead of failing it halfway through.
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "ARCHIVE", "CLEAR", "READ", "RESTORE", "SPLICE", "STATE", "TAIL"]
+__all__ = [
+    "APPEND",
+    "APPEND_TAGGED",
+    "ARCHIVE",
+    "CLEAR",
+    "READ",
+    "RECORDS",
+    "RESTORE",
+    "SPLICE",
+    "STATE",
+    "TAIL",
+]
 
 # Reads return values packed into two strings (their byte lengths, comma-separated, and their
 # concatenation): redis-py parses a reply element by element in Python, ~20 us each, so one
@@ -44,7 +58,7 @@ end
 -- the record of the session whose id ends in ':counter').
 local counter = redis.call('TYPE', KEYS[3])['ok'] == 'string'
 if wrong(KEYS[1], 'hash') or wrong(KEYS[2], 'list') or wrong(KEYS[4], 'hash')
-    or wrong(KEYS[5], 'list') then
+    or wrong(KEYS[5], 'list') or wrong(KEYS[6], 'hash') or wrong(KEYS[7], 'hash') then
   return redis.error_reply('WRONGTYPE a session key holds another kind of value')
 end
 """
@@ -63,7 +77,7 @@ local function touch(session_id, ttl_ms)
   if ttl_ms ~= '' then
     local at = string.format('%.0f',
       tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ttl_ms))
-    for _, i in ipairs({1, 2, 4, 5}) do redis.call('PEXPIREAT', KEYS[i], at) end
+    for _, i in ipairs({1, 2, 4, 5, 6, 7}) do redis.call('PEXPIREAT', KEYS[i], at) end
     if counter then redis.call('PEXPIREAT', KEYS[3], at) end
   end
 end
@@ -84,6 +98,77 @@ return {redis.call('LLEN', KEYS[2]), redis.call('HGET', KEYS[1], 'created_at')}
 
 Returns the list's new length and the record's ``created_at``.
 """
+
+APPEND_TAGGED = (
+    "#!lua\n"
+    + _TYPES
+    + _PUSH
+    + """
+-- ARGV: session_id, ttl_ms ('' for none), n, then n rows: text, run key, digest, tag JSON
+local n = tonumber(ARGV[3])
+local present = nil
+local function stored(sha)
+  if not present then
+    present = {}
+    for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do present[redis.sha1hex(v)] = true end
+  end
+  return present[sha]
+end
+local rows = {}
+for k = 1, n do
+  local i = 4 + (k - 1) * 4
+  local old = redis.call('HGET', KEYS[7], ARGV[i + 1])
+  local skip = false
+  if old then
+    local sep = string.find(old, '\\0', 1, true)
+    -- a run's row counts as stored while a row with its bytes is in the list (a pop takes it)
+    if sep and stored(string.sub(old, sep + 1)) then
+      if string.sub(old, 1, sep - 1) ~= ARGV[i + 2] then return {-1, k} end
+      skip = true
+    end
+  end
+  if not skip then rows[#rows + 1] = i end
+end
+if #rows == 0 then return {0} end
+local t = redis.call('TIME')
+local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local texts = {}
+for _, i in ipairs(rows) do
+  local sha = redis.sha1hex(ARGV[i])
+  texts[#texts + 1] = ARGV[i]
+  redis.call('HSET', KEYS[7], ARGV[i + 1], ARGV[i + 2] .. '\\0' .. sha)
+  redis.call('HSET', KEYS[6], sha, at .. '\\0' .. ARGV[i + 3])
+end
+push(KEYS[2], texts, 1, #texts)
+touch(ARGV[1], ARGV[2])
+return {#texts, redis.call('LLEN', KEYS[2]), redis.call('HGET', KEYS[1], 'created_at'),
+        texts[#texts]}
+"""
+)
+"""Append the rows of a tagged batch not stored before, with their provenance, atomically.
+
+Returns ``{-1, k}`` if row ``k`` (1-based) reuses a stored run key with another digest (then
+nothing was written), ``{0}`` if every row was stored before, else the count stored, the list's
+new length, the record's ``created_at`` and the newest value.
+"""
+
+RECORDS = (
+    "#!lua flags=no-writes\n"
+    + _TYPES
+    + _PACK
+    + """
+-- ARGV: the first index to return (0 for all, -n for the newest n)
+local values = redis.call('LRANGE', KEYS[2], ARGV[1], -1)
+local tags = {}
+for i = 1, #values do
+  tags[i] = redis.call('HGET', KEYS[6], redis.sha1hex(values[i])) or ''
+end
+local lens, blob = pack(values)
+local tlens, tblob = pack(tags)
+return {lens, blob, tlens, tblob}
+"""
+)
+"""The newest values of the list and each one's provenance ('' for none), packed."""
 
 TAIL = (
     "#!lua flags=no-writes\n"
@@ -239,7 +324,7 @@ CLEAR = (
     "#!lua\n"
     + _TYPES
     + """
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 if counter then redis.call('DEL', KEYS[3]) end
 return 1
 """

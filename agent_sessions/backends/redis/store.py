@@ -27,16 +27,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...errors import SessionClosedError, StorageError
-from ...store import ArchiveBatch, ArchivedRow, Popped, Taker, always
+from ...errors import ProvenanceConflictError, SessionClosedError, StorageError
+from ...store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
 from .._restore import ClearLog, with_mark
 from .layout import (
     APPEND_SCRIPT,
+    APPEND_TAGGED_SCRIPT,
     ARCHIVE_SCRIPT,
     CLEAR_SCRIPT,
     HASH_BITS,
     NO_ARCHIVE,
     READ_SCRIPT,
+    RECORDS_SCRIPT,
     RESTORE_SCRIPT,
     SPLICE_SCRIPT,
     STATE_SCRIPT,
@@ -73,6 +75,21 @@ _STATE_TRIES = 1000
 class _State(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
+
+
+def _record(text: str, raw: bytes) -> StoredRecord:
+    """A row and the provenance the store keeps for its bytes (``b''``: none)."""
+    at, sep, body = raw.partition(b"\x00")
+    if not sep:
+        return StoredRecord(text, None, None, None, None)
+    try:
+        agent, run_id, position = json.loads(body)
+        seconds, _, micros = at.decode("ascii").partition(".")
+        moment = datetime.fromtimestamp(int(seconds), UTC).replace(microsecond=int(micros or 0))
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
+        return StoredRecord(text, None, None, None, None)
+    created = moment.replace(tzinfo=None).isoformat(sep=" ")
+    return StoredRecord(text, agent, run_id, int(position), created)
 
 
 class RedisStore:
@@ -189,6 +206,47 @@ class RedisStore:
             )
         if texts:
             self._remember(session_id, int(total), texts[-1].encode(), created)
+
+    async def append_tagged(
+        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+    ) -> int:
+        """Append the rows of a tagged batch not stored before, in one script (see scripts)."""
+        self._check_open("append_tagged")
+        if len(texts) != len(tags):
+            raise ValueError("append_tagged needs one tag per text")
+        if not texts:
+            return 0
+        args: list[object] = [session_id, self._ttl_arg, len(texts)]
+        for text, tag in zip(texts, tags, strict=True):
+            tag_json = json.dumps([tag.agent_name, tag.run_id, tag.position], ensure_ascii=False)
+            args += (text, f"{tag.run_id}\x00{tag.position}", tag.digest, tag_json)
+        self._tails.pop(session_id, None)
+        with translated("append"):
+            reply = await self._script(
+                APPEND_TAGGED_SCRIPT, self.keys(session_id), args, write=True
+            )
+        count = int(reply[0])
+        if count < 0:
+            tag = tags[int(reply[1]) - 1]
+            raise ProvenanceConflictError(session_id, tag.run_id, tag.position)
+        if count:
+            self._remember(session_id, int(reply[1]), reply[3], reply[2])
+        return count
+
+    async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
+        """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""
+        self._check_open("records")
+        if limit == 0:
+            return []
+        start = 0 if limit is None else -limit
+        with translated("read"):
+            lens, blob, tlens, tblob = await self._script(
+                RECORDS_SCRIPT, self.keys(session_id), (start,), write=False
+            )
+        out: list[StoredRecord] = []
+        for text, raw in zip(unpack_texts(lens, blob), unpack(tlens, tblob), strict=True):
+            out.append(_record(text, raw))
+        return out
 
     def _remember(self, session_id: str, total: int, newest: Any, created: Any) -> None:
         if newest is None or total < 1:
