@@ -29,6 +29,7 @@ from .errors import (
     MemoryValueError,
     MissingDependencyError,
     PendingRunError,
+    ProvenanceConflictError,
     SessionClosedError,
     SessionExistsError,
     SessionNotFoundError,
@@ -52,6 +53,7 @@ if typing.TYPE_CHECKING:
     from .encryption import EncryptedSession, WeakKeyWarning
     from .encryption.keystore import KeyStore, MemoryKeyStore, SQLiteKeyStore
     from .memory import MemoryItem, MemoryStore, SearchItem, memory_tools
+    from .provenance import SessionRecord, as_run
 
 # Every export whose module imports the OpenAI Agents SDK (or a driver) is resolved on first use,
 # so `import agent_sessions` loads neither: the errors, `__version__` and the store protocols
@@ -79,6 +81,8 @@ _LAZY = {
     "AsyncSQLiteSession": "agent_sessions.backends.async_sqlite",
     "RedisSession": "agent_sessions.backends.redis",
     "RedisStore": "agent_sessions.backends.redis",
+    "SessionRecord": "agent_sessions.provenance",
+    "as_run": "agent_sessions.provenance",
 }
 """Exports imported on first use: ``import agent_sessions`` imports neither the SDK nor a driver."""
 
@@ -115,6 +119,7 @@ __all__ = [
     "MissingDependencyError",
     "PendingRunError",
     "Popped",
+    "ProvenanceConflictError",
     "RedisSession",
     "RedisStore",
     "RowStore",
@@ -128,6 +133,7 @@ __all__ = [
     "SessionDatabase",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SessionRecord",
     "SessionState",
     "StorageError",
     "StorageUnavailableError",
@@ -137,6 +143,7 @@ __all__ = [
     "VerificationError",
     "WeakKeyWarning",
     "__version__",
+    "as_run",
     "memory_tools",
 ]
 

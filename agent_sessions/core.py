@@ -283,6 +283,8 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
         strict: Raise :class:`~agent_sessions.errors.CorruptItemError` on an undecodable row
             instead of skipping it with a logged warning.
         codec: How items become stored text; compact JSON by default.
+        digest_key: Key the item digests provenance stores (a retry's fingerprint) with
+            HMAC-SHA-256, so they tell nothing of the items; None: plain SHA-256.
 
     Example:
         >>> from agent_sessions.testing import DictStore
@@ -305,6 +307,7 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
         session_settings: SessionSettings | dict[str, Any] | None = None,
         strict: bool = False,
         codec: Codec | None = None,
+        digest_key: bytes | None = None,
     ) -> None:
         check_session_id(session_id)
         self.session_id = session_id
@@ -314,7 +317,7 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
         self._owns_store = owns_store
         self._codec = codec or JsonCodec()
         self._state = SessionState.OPEN
-        self._digest_key: bytes | None = None  # set under encryption: digests are keyed
+        self._digest_key = digest_key
 
     @property
     def store(self) -> Store:

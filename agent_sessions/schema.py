@@ -155,6 +155,11 @@ class TableNames:
         return derived_name(self.messages, "archive")
 
     @property
+    def run_index(self) -> str:
+        """The unique index that stores a run's item at a position once (schema v4)."""
+        return derived_name(self.messages, "run")
+
+    @property
     def index(self) -> str:
         """Name of the (session_id, id) index, the same name the SDK gives it."""
         return f"idx_{self.messages}_session_id"
@@ -213,7 +218,26 @@ def _v3_state_and_archive(t: TableNames) -> list[str]:
     ]
 
 
-SQLITE_MIGRATIONS: list[Migration] = [_v1_sdk_tables, _v2_exact_keys, _v3_state_and_archive]
+def _v4_provenance(t: TableNames) -> list[str]:
+    # Who wrote each row (issue 19): nullable columns the SDK's classes neither name nor mind,
+    # and a unique key that stores a run's item at a position once (rows without a run: none).
+    m = t.messages
+    return [
+        f"ALTER TABLE {m} ADD COLUMN agent_name TEXT",
+        f"ALTER TABLE {m} ADD COLUMN run_id TEXT",
+        f"ALTER TABLE {m} ADD COLUMN run_position INTEGER",
+        f"ALTER TABLE {m} ADD COLUMN item_digest TEXT",
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {t.run_index} "
+        f"ON {m} (session_id, run_id, run_position) WHERE run_id IS NOT NULL",
+    ]
+
+
+SQLITE_MIGRATIONS: list[Migration] = [
+    _v1_sdk_tables,
+    _v2_exact_keys,
+    _v3_state_and_archive,
+    _v4_provenance,
+]
 """SQLite schema steps; the position of a step is the version it upgrades from.
 
 The numbering is the SQLAlchemy store's (``_sqlalchemy_schema.MIGRATIONS``): a file either

@@ -24,12 +24,12 @@ PUBLIC_MODULES = {
         EncryptedSession ExportFormatError
         InvalidFilterError InvalidIdentifierError InvalidLimitError InvalidNamespaceError
         InvalidSessionIdError ItemValidationError KeyStore MemoryItem MemoryKeyStore MemoryStore
-        MemoryValueError MissingDependencyError PendingRunError Popped RedisSession RedisStore
-        RowStore SQLAlchemySession
+        MemoryValueError MissingDependencyError PendingRunError Popped ProvenanceConflictError
+        RedisSession RedisStore RowStore SQLAlchemySession
         SQLAlchemyStore SQLiteKeyStore SQLiteSession SQLiteStore SearchItem SessionClosedError
-        SessionDatabase SessionExistsError SessionNotFoundError SessionState StorageError
-        StorageUnavailableError Store StoreSession UnknownKeyError VerificationError
-        WeakKeyWarning __version__ memory_tools
+        SessionDatabase SessionExistsError SessionNotFoundError SessionRecord SessionState
+        StorageError StorageUnavailableError Store StoreSession UnknownKeyError VerificationError
+        WeakKeyWarning __version__ as_run memory_tools
     """
     ),
     "agent_sessions.admin": names(
@@ -107,8 +107,8 @@ PUBLIC_MODULES = {
         DecryptionError EmbeddingError ExportFormatError InvalidFilterError
         InvalidIdentifierError InvalidLimitError InvalidNamespaceError InvalidSessionIdError
         ItemValidationError MemoryValueError MissingDependencyError PendingRunError
-        SessionClosedError SessionExistsError SessionNotFoundError StorageError
-        StorageUnavailableError UnknownKeyError VerificationError
+        ProvenanceConflictError SessionClosedError SessionExistsError SessionNotFoundError
+        StorageError StorageUnavailableError UnknownKeyError VerificationError
     """
     ),
     "agent_sessions.memory": names(
@@ -136,8 +136,8 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.store": names(
         """
-        ArchiveBatch ArchiveStore ArchivedRow Popped RowStore StateStore Store Taker always
-        archives_own_rows
+        ArchiveBatch ArchiveStore ArchivedRow Popped ProvenanceStore RowStore RowTag StateStore
+        Store StoredRecord Taker always archives_own_rows tags_own_rows
     """
     ),
     "agent_sessions.testing": names(

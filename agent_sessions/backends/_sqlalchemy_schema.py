@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    inspect,
     select,
     text,
 )
@@ -197,10 +198,45 @@ def _v3_state_and_archive(conn: Connection, tables: SessionTables) -> None:
     )
 
 
+def _v4_provenance(conn: Connection, tables: SessionTables) -> None:
+    # Who wrote each row (issue 19), as SQLite's step 4 (schema.py) adds them: four nullable
+    # columns the SDK's class neither names nor minds, and a unique key on a run's positions.
+    names = tables.names
+    m = names.messages
+    have = {str(column["name"]) for column in inspect(conn).get_columns(m)}
+    on_mysql = _is_mysql(conn)
+    exact = ""
+    if on_mysql:
+        exact = f"VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {binary_collation(conn)}"
+    kinds = {
+        "agent_name": exact or "TEXT",
+        "run_id": exact or "TEXT",
+        "run_position": "INTEGER",
+        "item_digest": "VARCHAR(64)" if on_mysql else "TEXT",
+    }
+    for column, kind in kinds.items():
+        if column not in have:
+            conn.execute(text(f"ALTER TABLE {m} ADD COLUMN {column} {kind}"))
+    if not on_mysql:
+        conn.execute(
+            text(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {names.run_index} "
+                f"ON {m} (session_id, run_id, run_position) WHERE run_id IS NOT NULL"
+            )
+        )
+        return
+    indexes = {str(index["name"]) for index in inspect(conn).get_indexes(m)}
+    if names.run_index not in indexes:  # MariaDB/MySQL: many NULLs allowed, no partial index
+        conn.execute(
+            text(f"CREATE UNIQUE INDEX {names.run_index} ON {m} (session_id, run_id, run_position)")
+        )
+
+
 MIGRATIONS: list[Callable[[Connection, SessionTables], None]] = [
     _v1_tables,
     _v2_exact_keys_and_times,
     _v3_state_and_archive,
+    _v4_provenance,
 ]
 """Schema steps; the position of a step is the version it upgrades from."""
 

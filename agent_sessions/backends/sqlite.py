@@ -22,9 +22,9 @@ from agents.memory.session_settings import SessionSettings
 from .._lifecycle import AsyncClosing, Closing
 from .._worker import ConnectionWorker
 from ..core import MAX_LIMIT, StoreSession, check_session_id, is_tail, tail_fetch, tail_window
-from ..errors import StorageError
+from ..errors import ProvenanceConflictError, StorageError
 from ..schema import TableNames
-from ..store import ArchiveBatch, ArchivedRow, Popped, Taker, always
+from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
 from . import _shared_stores
 from ._group_commit import Batch, GroupCommit
 from ._restore import ClearLog, with_mark
@@ -194,6 +194,39 @@ class SQLiteStore(AsyncClosing):
         caller is told so once the batch is committed.
         """
         return self._commits.append(session_id, texts)
+
+    async def append_tagged(
+        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+    ) -> int:
+        """Append rows with their provenance in one transaction, skipping a run's stored ones.
+
+        See :meth:`agent_sessions.store.ProvenanceStore.append_tagged`. The check and the
+        insert share the write lock, so concurrent retries from any process store one copy.
+        """
+        sql = self._sql
+        rows = list(zip(texts, tags, strict=True))
+
+        def write(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                return _insert_tagged(conn, sql, session_id, rows)
+
+        return await self._call("append", write)
+
+    async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
+        """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""
+        sql = self._sql
+        params: tuple[object, ...]
+        if limit is None:
+            statement, params = sql.records_all, (session_id,)
+        else:
+            statement, params = sql.records_latest, (session_id, min(limit, MAX_LIMIT))
+        found = await self._call("read", lambda conn: conn.execute(statement, params).fetchall())
+        if limit is not None:
+            found.reverse()
+        return [
+            StoredRecord(text, agent, run, position, None if at is None else str(at))
+            for text, agent, run, position, at in found
+        ]
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""
@@ -491,6 +524,34 @@ def _add_batch(
     add_batch(conn, sql, session_id, batch)
 
 
+def _insert_tagged(
+    conn: sqlite3.Connection,
+    sql: _Statements,
+    session_id: str,
+    rows: Sequence[tuple[str, RowTag]],
+) -> int:
+    """Insert the tagged rows their run has not stored yet (inside the caller's transaction)."""
+    if not rows:
+        return 0
+    run_id = rows[0][1].run_id
+    positions = [tag.position for _, tag in rows]
+    stored: dict[int, str] = dict(
+        conn.execute(sql.run_digests, (session_id, run_id, min(positions), max(positions)))
+    )
+    new = []
+    for text, tag in rows:
+        digest = stored.get(tag.position)
+        if digest is None:
+            new.append((session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest))
+            stored[tag.position] = tag.digest
+        elif digest != tag.digest:
+            raise ProvenanceConflictError(session_id, run_id, tag.position)
+    if new:
+        conn.execute(sql.touch_session, (session_id,))
+        conn.executemany(sql.insert_tagged, new)
+    return len(new)
+
+
 class _Statements:
     """The SQL of one pair of tables, formatted once from validated names."""
 
@@ -521,6 +582,21 @@ class _Statements:
         self.touch_session = (
             f"INSERT INTO {s} (session_id) VALUES (?) "
             "ON CONFLICT (session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP"
+        )
+        # Provenance (schema v4): tagged rows get their time in UTC to the millisecond.
+        self.insert_tagged = (
+            f"INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, "
+            "item_digest, created_at) VALUES (?, ?, ?, ?, ?, ?, "
+            "strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+        )
+        self.run_digests = (
+            f"SELECT run_position, item_digest FROM {m} WHERE session_id = ? AND run_id = ? "
+            "AND run_position BETWEEN ? AND ?"
+        )
+        columns = "message_data, agent_name, run_id, run_position, created_at"
+        self.records_all = f"SELECT {columns} FROM {m} WHERE session_id = ? ORDER BY id"
+        self.records_latest = (
+            f"SELECT {columns} FROM {m} WHERE session_id = ? ORDER BY id DESC LIMIT ?"
         )
 
 

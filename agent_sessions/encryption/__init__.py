@@ -204,6 +204,7 @@ class EncryptedSession(
                 owns_store=False,
                 strict=strict,
                 codec=self._codec,
+                digest_key=self._masters[0].digest_key(session_id),
             )
         self._wrapper_ok: bool | None = None  # whether the underlying takes ``wrapper=``
 
@@ -319,7 +320,7 @@ class EncryptedSession(
             return
         await self._ready_to_write(wrapper)
         if self._inner is not None:
-            await self._inner.add_items(items)
+            await self._inner.add_items(items, wrapper=wrapper)
             return
         envelopes = [self._codec.seal(text) for text in texts]
         await self._call("add_items", envelopes, wrapper=wrapper)

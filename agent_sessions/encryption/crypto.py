@@ -147,6 +147,14 @@ class MasterKey:
         """Derive this key's AES-256 key for one session (HKDF, bound to the session id)."""
         return _hkdf(self.secret, b"session/" + _session_bytes(session_id))
 
+    def digest_key(self, session_id: str) -> bytes:
+        """Derive the key that makes a session's item digests secret (HKDF, bound to the id).
+
+        Provenance stores a digest per item to tell a retry from new items; keyed, it tells
+        nothing about the plaintext to whoever reads the database.
+        """
+        return _hkdf(self.secret, b"item-digest/" + _session_bytes(session_id))
+
     def _wrapping(self) -> AESGCM:
         return AESGCM(_hkdf(self.secret, b"data-key-wrap"))
 

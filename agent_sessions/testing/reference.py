@@ -224,6 +224,11 @@ class DictStore:
         """Append a row as-is, bypassing validation (to plant corrupt data in tests)."""
         self._rows.setdefault(session_id, []).append((next(self._ids), text))
 
+    def row_tags(self, session_id: str) -> list[RowTag | None]:
+        """Return the tag of each of a session's rows, oldest first (None: untagged)."""
+        rows = self._rows.get(session_id, [])
+        return [tagged[0] if (tagged := self._tags.get(i)) else None for i, _ in rows]
+
     def count_rows(self, session_id: str) -> int:
         """Count a session's rows, decodable or not."""
         return len(self._rows.get(session_id, []))

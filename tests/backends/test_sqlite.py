@@ -107,7 +107,20 @@ async def test_schema_matches_the_sdk(tmp_path: Path) -> None:
         finally:
             conn.close()
 
-    assert layout(ours_path) == layout(sdk_path)
+    ours, sdk_layout = layout(ours_path), layout(sdk_path)
+    # The SDK's columns, in its order, then our four nullable provenance columns (schema v4).
+    sdk_columns = sdk_layout["agent_messages"]
+    assert ours["agent_messages"][: len(sdk_columns)] == sdk_columns
+    extra = ours["agent_messages"][len(sdk_columns) :]
+    assert [(name, kind, notnull) for _, name, kind, notnull, _, _ in extra] == [
+        ("agent_name", "TEXT", 0),
+        ("run_id", "TEXT", 0),
+        ("run_position", "INTEGER", 0),
+        ("item_digest", "TEXT", 0),
+    ]
+    assert {k: v for k, v in ours.items() if k != "agent_messages"} == {
+        k: v for k, v in sdk_layout.items() if k != "agent_messages"
+    }
 
 
 async def test_durable_by_default_and_faster_on_request(tmp_path: Path) -> None:

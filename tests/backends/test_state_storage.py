@@ -35,7 +35,7 @@ def _version(path: Path) -> int:
 
 def test_both_stores_count_versions_alike() -> None:
     """SQLite's steps and the SQLAlchemy store's are numbered alike: the version table is shared."""
-    assert len(SQLITE_MIGRATIONS) == len(MIGRATIONS) == 3
+    assert len(SQLITE_MIGRATIONS) == len(MIGRATIONS) == 4
 
 
 @pytest.mark.sqlite
@@ -73,7 +73,7 @@ async def test_file_at_sqlalchemy_v2_gains_state_tables(tmp_path: Path) -> None:
     await session._write_state("k", [1])
     assert await session._read_state("k") == [1]
     session.close()
-    assert _version(path) == 3
+    assert _version(path) == len(SQLITE_MIGRATIONS)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # the SDK cannot create them on MariaDB

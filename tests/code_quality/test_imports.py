@@ -18,6 +18,7 @@ CORE = {
         "metadata",
         "offline",
         "pending_runs",
+        "provenance",
         "pruning",
         "schema",
         "serialization",
