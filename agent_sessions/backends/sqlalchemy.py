@@ -13,6 +13,7 @@ import sqlite3
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
 import asyncpg
@@ -25,6 +26,7 @@ from sqlalchemy.util import await_only, greenlet_spawn
 
 from .._lifecycle import AsyncClosing
 from ..core import (
+    MAX_LIMIT,
     StoreSession,
     check_session_id,
     coerce_settings,
@@ -33,9 +35,14 @@ from ..core import (
     tail_fetch,
     tail_window,
 )
-from ..errors import SessionClosedError, StorageError, StorageUnavailableError
+from ..errors import (
+    ProvenanceConflictError,
+    SessionClosedError,
+    StorageError,
+    StorageUnavailableError,
+)
 from ..schema import TableNames
-from ..store import ArchiveBatch, ArchivedRow, Popped, Taker, always
+from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
 from ._restore import ClearLog, with_mark
 from ._sqlalchemy_cache import engine_state
 from ._sqlalchemy_engine import (
@@ -319,6 +326,91 @@ class SQLAlchemyStore(AsyncClosing):
             await conn.execute(self._sql.insert, [{"sid": session_id, "text": t} for t in texts])
 
         await self._write("append", append)
+
+    async def append_tagged(
+        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+    ) -> int:
+        """Append rows with their provenance in one transaction, skipping a run's stored ones.
+
+        See :meth:`agent_sessions.store.ProvenanceStore.append_tagged`. The check and the
+        insert run under the session's write lock, so concurrent retries from any engine or
+        process store one copy (the unique run index backs it).
+        """
+        rows = list(zip(texts, tags, strict=True))
+        if not rows:
+            return 0
+        m = self.tables.names.messages
+        run_id = rows[0][1].run_id
+        positions = [tag.position for _, tag in rows]
+        now: object = datetime.now(UTC).replace(tzinfo=None)
+        if self.engine.dialect.name == "sqlite":
+            now = now.isoformat(sep=" ", timespec="milliseconds")  # type: ignore[attr-defined]
+        look = sql_text(
+            f"SELECT run_position, item_digest FROM {m} WHERE session_id = :sid "
+            "AND run_id = :run AND run_position BETWEEN :low AND :high"
+        )
+        insert = sql_text(
+            f"INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, "
+            "item_digest, created_at) VALUES (:sid, :text, :agent, :run, :position, :digest, :at)"
+        )
+
+        async def append(conn: AsyncConnection) -> int:
+            await self._lock(conn, session_id)
+            found = await conn.execute(
+                look,
+                {"sid": session_id, "run": run_id, "low": min(positions), "high": max(positions)},
+            )
+            stored = {int(position): str(digest) for position, digest in found.all()}
+            new = []
+            for text, tag in rows:
+                digest = stored.get(tag.position)
+                if digest is None:
+                    stored[tag.position] = tag.digest
+                    new.append(
+                        {
+                            "sid": session_id,
+                            "text": text,
+                            "agent": tag.agent_name,
+                            "run": tag.run_id,
+                            "position": tag.position,
+                            "digest": tag.digest,
+                            "at": now,
+                        }
+                    )
+                elif digest != tag.digest:
+                    raise ProvenanceConflictError(session_id, run_id, tag.position)
+            if new:
+                await conn.execute(self._sql.touch_session, {"sid": session_id})
+                await conn.execute(insert, new)
+            return len(new)
+
+        return await self._write("append", append)
+
+    async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
+        """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""
+        m = self.tables.names.messages
+        columns = "message_data, agent_name, run_id, run_position, created_at"
+        params: dict[str, Any] = {"sid": session_id}
+        if limit is None:
+            statement = sql_text(f"SELECT {columns} FROM {m} WHERE session_id = :sid ORDER BY id")
+        else:
+            statement = sql_text(
+                f"SELECT {columns} FROM {m} WHERE session_id = :sid ORDER BY id DESC LIMIT :n"
+            )
+            params["n"] = min(limit, MAX_LIMIT)
+        rows = list(await self._read("read", statement, params))
+        if limit is not None:
+            rows.reverse()
+        return [
+            StoredRecord(
+                str(text),
+                agent,
+                run,
+                None if position is None else int(position),
+                _time_text(at),
+            )
+            for text, agent, run, position, at in rows
+        ]
 
     async def _lock(self, conn: AsyncConnection, session_id: str) -> None:
         """Queue behind the session's other writers, whether or not its row exists yet."""
@@ -730,3 +822,12 @@ class SQLAlchemySession(StoreSession):
         except (SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError):
             return False
         return True
+
+
+def _time_text(value: object) -> str | None:
+    """A stored time as text (naive times are UTC, as our writes store them)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
