@@ -6,9 +6,11 @@ Runs offline on the deterministic OfflineModel unless OPENAI_API_KEY is set:
     python examples/shared_session_handoff.py --url postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 Part 1: a triage agent hands the customer to a billing agent (the SDK's ``handoffs=``) within
-one ``Runner.run``; the next turns go to whichever agent answered last. Part 2: a support agent
-and the billing agent answer in turn through two session objects on one session id, as two
-services would, and each sees everything the other was told. With ``--url`` the conversations
+one ``Runner.run``; the next turns go to whichever agent answered last; then ``get_records()``
+shows which agent said what, in which run. Part 2: a support agent and the billing agent answer
+in turn through two session objects on one session id, as two services would, and each sees
+everything the other was told. Part 3: a job runs under ``as_run(job id)`` and is run again
+(a retry after a timeout): its input is not stored twice. With ``--url`` the conversations
 live in that database (through ``SQLAlchemySession``) under fresh session ids, removed at the end.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 from agents import Agent, HandoffOutputItem, RunConfig, Runner, ToolCallItem, function_tool
 from sqlalchemy.engine import make_url
 
-from agent_sessions import SQLAlchemySession, SQLiteStore, StoreSession
+from agent_sessions import SQLAlchemySession, SQLiteStore, StoreSession, as_run
 from agent_sessions.offline import resolve_model
 
 OpenSession = Callable[[str], StoreSession]
@@ -93,6 +95,34 @@ async def handoff_in_one_run(open_session: OpenSession, session_id: str) -> None
         agent = await turn(agent, session, "What is my name?")
         agent = await turn(agent, session, "Please check invoice 1042.")
         print(f"  {len(await session.get_items())} items on the session")
+        await who_said_what(session)
+
+
+async def who_said_what(session: StoreSession) -> None:
+    """Print each stored item with the agent and run that wrote it (``get_records``)."""
+    print("  who said what (get_records):")
+    runs: dict[str, int] = {}
+    for record in await session.get_records():
+        item = record.item
+        kind = item.get("role") or item.get("type", "?")
+        run = (
+            "-" if record.run_id is None else f"run {runs.setdefault(record.run_id, len(runs) + 1)}"
+        )
+        agent = record.agent_name or "(you)"
+        print(f"    {run:<6} #{record.position!s:<2} {agent:<8} {kind}")
+
+
+async def retried_run(open_session: OpenSession, session_id: str) -> None:
+    """Part 3: one job run twice under its job id (a retry): history gains no duplicate input."""
+    _, billing, _ = build_agents()
+    print(f"\npart 3: a job retried under as_run('refund-7'), on session {session_id!r}")
+    async with open_session(session_id) as session:
+        for attempt in (1, 2):
+            with as_run("refund-7"):
+                await turn(billing, session, "Please check invoice 1042.")
+            items = await session.get_items()
+            users = sum(1 for item in items if item.get("role") == "user")
+            print(f"  after attempt {attempt}: {len(items)} items, {users} user message stored")
 
 
 async def desks_take_turns(open_session: OpenSession, session_id: str) -> None:
@@ -108,7 +138,7 @@ async def desks_take_turns(open_session: OpenSession, session_id: str) -> None:
         print(f"  the support desk sees {seen[0]} items, the billing desk sees {seen[1]}")
 
 
-async def run_both(open_session: OpenSession, ids: tuple[str, str], *, clean_up: bool) -> None:
+async def run_both(open_session: OpenSession, ids: tuple[str, str, str], *, clean_up: bool) -> None:
     """Run both parts; with ``clean_up``, remove the sessions after, else empty them before."""
     if not clean_up:  # a file given again: start both conversations over
         for session_id in ids:
@@ -117,12 +147,13 @@ async def run_both(open_session: OpenSession, ids: tuple[str, str], *, clean_up:
     try:
         await handoff_in_one_run(open_session, ids[0])
         await desks_take_turns(open_session, ids[1])
+        await retried_run(open_session, ids[2])
     finally:
         if clean_up:
             for session_id in ids:
                 async with open_session(session_id) as session:
                     await session.clear_session()
-            print(f"\nremoved sessions {ids[0]!r} and {ids[1]!r} from the database")
+            print(f"\nremoved sessions {', '.join(map(repr, ids))} from the database")
 
 
 async def main(db_path: Path, url: str | None) -> None:
@@ -130,7 +161,7 @@ async def main(db_path: Path, url: str | None) -> None:
     if url is None:
         print(f"backend: SQLiteSession objects from one SQLiteStore on {db_path.name}\n")
         async with SQLiteStore(db_path) as store:
-            await run_both(store.session, ("ticket-1", "ticket-2"), clean_up=False)
+            await run_both(store.session, ("ticket-1", "ticket-2", "job-1"), clean_up=False)
         return
 
     def open_session(session_id: str) -> StoreSession:
@@ -138,7 +169,8 @@ async def main(db_path: Path, url: str | None) -> None:
 
     print(f"backend: SQLAlchemySession on {make_url(url).render_as_string(hide_password=True)}\n")
     tag = uuid.uuid4().hex[:8]  # fresh ids, so runs sharing the database never meet
-    await run_both(open_session, (f"ticket-1-{tag}", f"ticket-2-{tag}"), clean_up=True)
+    ids = (f"ticket-1-{tag}", f"ticket-2-{tag}", f"job-1-{tag}")
+    await run_both(open_session, ids, clean_up=True)
 
 
 def cli() -> None:

@@ -143,6 +143,18 @@ def assert_handoff_transcript(out: str) -> None:
     assert "billing     > The lookup_invoice tool returned: invoice 1043: EUR 19.90, paid" in second
     assert "support     > You have sent 4 messages so far, counting this one." in second
     assert "the support desk sees 10 items, the billing desk sees 10" in second
+    records = section(first, "who said what (get_records):").splitlines()[1:7]
+    assert [line.split()[3:] for line in records] == [
+        ["(you)", "user"],
+        ["triage", "assistant"],
+        ["(you)", "user"],
+        ["triage", "function_call"],
+        ["triage", "function_call_output"],
+        ["billing", "assistant"],
+    ]
+    retried = section(out, "part 3")
+    assert "after attempt 1: 4 items, 1 user message stored" in retried
+    assert "after attempt 2: 7 items, 1 user message stored" in retried
 
 
 def test_shared_session_handoff_to_billing_and_shared_history(tmp_path: Path) -> None:
@@ -159,7 +171,7 @@ def test_shared_session_handoff_on_postgresql() -> None:
     out = run_example("shared_session_handoff.py", "--url", POSTGRES_URL)
     assert f"backend: SQLAlchemySession on {POSTGRES_URL}" in out
     assert_handoff_transcript(out)
-    removed = re.search(r"removed sessions '([^']+)' and '([^']+)' from the database", out)
+    removed = re.search(r"removed sessions '([^']+)', '([^']+)', '([^']+)' from the database", out)
     assert removed is not None, out
     assert asyncio.run(count_postgres_rows(list(removed.groups()))) == (0, 0)
 
