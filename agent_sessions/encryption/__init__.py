@@ -33,6 +33,7 @@ from ..core import (
 from ..errors import CorruptItemError, SessionClosedError
 from ..metadata import SessionMetadata
 from ..pending_runs import PendingRuns
+from ..provenance import SessionRecord
 from ..pruning import PruneReport
 from ..serialization import (
     JsonCodec,
@@ -292,6 +293,21 @@ class EncryptedSession(
 
     def _decode(self, texts: list[str]) -> list[TResponseInputItem]:
         return decode_rows(texts, session_id=self.session_id, strict=self.strict, codec=self._codec)
+
+    async def get_records(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[SessionRecord]:
+        """Return the readable items, decrypted, with who wrote them (``StoreSession.get_records``).
+
+        Over a session of another package, the items come with no provenance.
+        """
+        self._check_open("get_records")
+        wanted = resolve_limit(limit, self.session_settings)
+        await self._keys_ready(writing=False)
+        if self._inner is not None:
+            return await self._inner.get_records(wanted)
+        items = await self.get_items(wanted, wrapper=wrapper)
+        return [SessionRecord(item, None, None, None, None) for item in items]
 
     def _seal_items(self, items: list[TResponseInputItem]) -> list[TResponseInputItem]:
         """Validate and encrypt a batch into envelope items (for a session not of ours)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .archive_checks import ARCHIVE_CHECKS
 from .checks import run_checks
 from .metadata_checks import METADATA_CHECKS
+from .provenance_checks import PROVENANCE_CHECKS
 from .prune_checks import PRUNE_CHECKS
 from .replace_checks import REPLACE_CHECKS
 from .sessions import SESSION_CHECKS, Check, Harness
@@ -19,6 +20,7 @@ CHECKS: list[Check] = [
     *STATE_CHECKS,
     *METADATA_CHECKS,
     *ARCHIVE_CHECKS,
+    *PROVENANCE_CHECKS,
 ]
 """Every check, in a stable order; each is an async function taking a :class:`Harness`."""
 
