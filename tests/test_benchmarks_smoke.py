@@ -132,3 +132,10 @@ def test_quick_advanced_growth_reports_each_measure_and_ratio(tmp_path: Path) ->
     assert set(results) == {"sqlite", "aiosqlite"}
     assert set(results["sqlite"]["read"]["median"]) == {"1000", "4000"}
     assert list(db.iterdir()) == []
+
+
+def test_quick_provenance_benchmark_reports_the_ratio() -> None:
+    """`provenance.py --quick` times chat with and without a run context and prints the ratio."""
+    out = run_benchmark("provenance.py", "--quick")
+    assert "chat with provenance / without on SQLiteSession file: median " in out
+    assert "goal <= 1.15" in out
