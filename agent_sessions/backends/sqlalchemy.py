@@ -9,6 +9,7 @@ ids come out in commit order, and two pops can never claim the same item.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import warnings
 import weakref
@@ -327,6 +328,10 @@ class SQLAlchemyStore(AsyncClosing):
 
         await self._write("append", append)
 
+    @functools.cached_property
+    def _tagged_sql(self) -> _TaggedStatements:
+        return _TaggedStatements(self.tables.names.messages)
+
     async def append_tagged(
         self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
     ) -> int:
@@ -339,20 +344,12 @@ class SQLAlchemyStore(AsyncClosing):
         rows = list(zip(texts, tags, strict=True))
         if not rows:
             return 0
-        m = self.tables.names.messages
         run_id = rows[0][1].run_id
         positions = [tag.position for _, tag in rows]
         now: object = datetime.now(UTC).replace(tzinfo=None)
         if self.engine.dialect.name == "sqlite":
             now = now.isoformat(sep=" ", timespec="milliseconds")  # type: ignore[attr-defined]
-        look = sql_text(
-            f"SELECT run_position, item_digest FROM {m} WHERE session_id = :sid "
-            "AND run_id = :run AND run_position BETWEEN :low AND :high"
-        )
-        insert = sql_text(
-            f"INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, "
-            "item_digest, created_at) VALUES (:sid, :text, :agent, :run, :position, :digest, :at)"
-        )
+        look, insert = self._tagged_sql.look, self._tagged_sql.insert
 
         async def append(conn: AsyncConnection) -> int:
             await self._lock(conn, session_id)
@@ -388,15 +385,10 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
         """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""
-        m = self.tables.names.messages
-        columns = "message_data, agent_name, run_id, run_position, created_at"
         params: dict[str, Any] = {"sid": session_id}
-        if limit is None:
-            statement = sql_text(f"SELECT {columns} FROM {m} WHERE session_id = :sid ORDER BY id")
-        else:
-            statement = sql_text(
-                f"SELECT {columns} FROM {m} WHERE session_id = :sid ORDER BY id DESC LIMIT :n"
-            )
+        statement = self._tagged_sql.records_all
+        if limit is not None:
+            statement = self._tagged_sql.records_latest
             params["n"] = min(limit, MAX_LIMIT)
         rows = list(await self._read("read", statement, params))
         if limit is not None:
@@ -822,6 +814,27 @@ class SQLAlchemySession(StoreSession):
         except (SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError):
             return False
         return True
+
+
+class _TaggedStatements:
+    """The provenance statements of one messages table, made once per store."""
+
+    def __init__(self, m: str) -> None:
+        self.look = sql_text(
+            f"SELECT run_position, item_digest FROM {m} WHERE session_id = :sid "
+            "AND run_id = :run AND run_position BETWEEN :low AND :high"
+        )
+        self.insert = sql_text(
+            f"INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, "
+            "item_digest, created_at) VALUES (:sid, :text, :agent, :run, :position, :digest, :at)"
+        )
+        columns = "message_data, agent_name, run_id, run_position, created_at"
+        self.records_all = sql_text(
+            f"SELECT {columns} FROM {m} WHERE session_id = :sid ORDER BY id"
+        )
+        self.records_latest = sql_text(
+            f"SELECT {columns} FROM {m} WHERE session_id = :sid ORDER BY id DESC LIMIT :n"
+        )
 
 
 def _time_text(value: object) -> str | None:
