@@ -423,8 +423,8 @@ class StoreSession(SessionMetadata, PendingRuns, AsyncClosing, SessionABC):
         if ledger is not None and tags_own_rows(self._store):
             plain = texts if type(self._codec) is JsonCodec else encode_items(items)
             digests = item_digests(plain, self._digest_key)
-            tags = ledger.tags(self.session_id, digests, current_agent_name(ledger))
-            await write_tagged(self._store, self.session_id, texts, tags, ledger)
+            tags, fresh = ledger.tags(self.session_id, digests, current_agent_name(ledger))
+            await write_tagged(self._store, self.session_id, texts, tags, ledger, fresh=fresh)
             return
         # A cancelled caller leaves the batch whole or absent, and settled: the write runs to
         # its end before the cancellation is raised, so a caller that retries cannot store the

@@ -68,21 +68,27 @@ class RunLedger:
     Attributes:
         run_id: The run the rows belong to.
         agent_name: The agent to record when no agent span is current (None: look it up).
+        minted: Whether ``run_id`` was minted here (no other process or attempt knows it).
     """
 
     run_id: str
     agent_name: str | None = None
+    minted: bool = False
     _next: dict[str, int] = field(default_factory=dict)
     _held: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
 
-    def reserve(self, session_id: str, digests: Sequence[str]) -> int:
-        """Return the first position for a batch of items with these digests."""
+    def reserve(self, session_id: str, digests: Sequence[str]) -> tuple[int, bool]:
+        """Return the first position for a batch of items with these digests, and its freshness.
+
+        A batch is fresh when no attempt can have stored anything at its positions (a minted
+        run's positions not handed out before), so a store may insert without looking first.
+        """
         held = self._held.pop(session_id, None)
         if held is not None and held[1] == tuple(digests):
-            return held[0]
+            return held[0], False
         start = self._next.get(session_id, 0)
         self._next[session_id] = start + len(digests)
-        return start
+        return start, self.minted
 
     def hold(self, session_id: str, start: int, digests: Sequence[str]) -> None:
         """Keep a batch's positions for its retry (its ``add_items`` did not return)."""
@@ -92,14 +98,17 @@ class RunLedger:
         """Give later batches positions from ``position`` on (at least)."""
         self._next[session_id] = max(self._next.get(session_id, 0), position)
 
-    def tags(self, session_id: str, digests: Sequence[str], agent_name: str | None) -> list[RowTag]:
-        """Reserve positions for a batch and return one tag per item."""
-        start = self.reserve(session_id, digests)
+    def tags(
+        self, session_id: str, digests: Sequence[str], agent_name: str | None
+    ) -> tuple[list[RowTag], bool]:
+        """Reserve positions for a batch: one tag per item, and whether they are fresh."""
+        start, fresh = self.reserve(session_id, digests)
         run_id = self.run_id
-        return [
+        tags = [
             RowTag(agent_name, run_id, start + offset, digest)
             for offset, digest in enumerate(digests)
         ]
+        return tags, fresh
 
 
 _EXPLICIT: contextvars.ContextVar[RunLedger | None] = contextvars.ContextVar(
@@ -151,7 +160,7 @@ def run_ledger(wrapper: Any) -> RunLedger | None:
     ledger = getattr(wrapper, _LEDGER_ATTRIBUTE, None)
     if isinstance(ledger, RunLedger):
         return ledger
-    ledger = RunLedger(f"run_{uuid.uuid4().hex}")
+    ledger = RunLedger(f"run_{uuid.uuid4().hex}", minted=True)
     with contextlib.suppress(AttributeError, TypeError):  # else: a new run id per call
         setattr(wrapper, _LEDGER_ATTRIBUTE, ledger)
     return ledger
@@ -277,6 +286,8 @@ async def write_tagged(
     texts: Sequence[str],
     tags: Sequence[RowTag],
     ledger: RunLedger,
+    *,
+    fresh: bool = False,
 ) -> int:
     """Append a tagged batch in one transaction; return how many rows were stored.
 
@@ -284,7 +295,8 @@ async def write_tagged(
     where the run stored a different item (a retry that went another way), the batch goes
     after the run's stored items instead, so nothing of either attempt is lost or doubled.
     If the caller is cancelled, the write still settles (whole or absent) and the batch is
-    held for its retry, as when the database fails.
+    held for its retry, as when the database fails. ``fresh`` (see :meth:`RunLedger.reserve`)
+    lets the store skip looking for stored rows of the run.
     """
     original = tags
     settled = False
@@ -292,9 +304,10 @@ async def write_tagged(
         for _ in range(_RELOCATIONS):
             try:
                 stored, cancelled = await run_to_completion(
-                    store.append_tagged(session_id, texts, tags)
+                    store.append_tagged(session_id, texts, tags, fresh=fresh)
                 )
             except ProvenanceConflictError as conflict:
+                fresh = False
                 tags = await _moved_past_run(store, session_id, tags, conflict.position)
                 ledger.skip_to(session_id, tags[-1].position + 1)
                 continue

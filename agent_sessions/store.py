@@ -211,16 +211,35 @@ def defining_class(cls: type, name: str) -> type | None:
     return next((klass for klass in cls.__mro__ if name in klass.__dict__), None)
 
 
+_OWNED: dict[tuple[type, str], bool] = {}
+"""The answers of :func:`_owns` so far, by class and method (they depend on the class only)."""
+
+
+def _owns(cls: type, capability: type, method: str, anchor: str) -> bool:
+    """Whether ``cls`` has ``capability`` from the class that also defines ``anchor``.
+
+    Cached per class, as the check is on hot paths (an ``isinstance`` of a runtime protocol
+    costs about ten microseconds).
+    """
+    known = _OWNED.get((cls, method))
+    if known is None:
+        owner = defining_class(cls, method)
+        known = (
+            issubclass(cls, capability)
+            and owner is not None
+            and owner is defining_class(cls, anchor)
+        )
+        _OWNED[(cls, method)] = known
+    return known
+
+
 def swaps_own_rows(store: object) -> TypeGuard[SuffixStore]:
     """Whether ``store`` can swap rows in one transaction, for the rows it reads.
 
     The class that defines ``replace_tail`` must also define ``read``: a subclass that lays
     rows out differently (branches) does not inherit the capability by accident.
     """
-    if not isinstance(store, SuffixStore):
-        return False
-    owner = defining_class(type(store), "replace_tail")
-    return owner is not None and owner is defining_class(type(store), "read")
+    return _owns(type(store), SuffixStore, "replace_tail", "read")
 
 
 @runtime_checkable
@@ -322,10 +341,7 @@ class ArchiveStore(SuffixStore, Protocol):
 
 def archives_own_rows(store: object) -> TypeGuard[ArchiveStore]:
     """Whether ``store`` archives the rows it reads (not a branch layout it inherited)."""
-    if not isinstance(store, ArchiveStore):
-        return False
-    owner = defining_class(type(store), "replace_tail_archiving")
-    return owner is not None and owner is defining_class(type(store), "read")
+    return _owns(type(store), ArchiveStore, "replace_tail_archiving", "read")
 
 
 class RowTag(NamedTuple):
@@ -361,13 +377,22 @@ class ProvenanceStore(Protocol):
     """
 
     def append_tagged(
-        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        tags: Sequence[RowTag],
+        *,
+        fresh: bool = False,
     ) -> Awaitable[int]:
         """Append rows with their tags after the newest row, in one transaction.
 
         A row whose ``(run_id, position)`` is already stored for the session with the same
         digest is not stored again (a retry); the others are appended in order. Concurrent
         calls with the same tags, from any task or process, store one copy.
+
+        ``fresh`` promises that no row of the run is stored at these positions (the run id was
+        minted in this process and the positions never handed out before): the store may
+        insert without looking, as a plain :meth:`Store.append` does. Ignoring it is correct.
 
         Returns:
             How many rows were stored (0: the whole batch was stored before).
@@ -389,7 +414,4 @@ def tags_own_rows(store: object) -> TypeGuard[ProvenanceStore]:
     The class that defines ``append_tagged`` must also define ``append``: a subclass that
     appends differently (branches) does not inherit the capability by accident.
     """
-    if not isinstance(store, ProvenanceStore):
-        return False
-    owner = defining_class(type(store), "append_tagged")
-    return owner is not None and owner is defining_class(type(store), "append")
+    return _owns(type(store), ProvenanceStore, "append_tagged", "append")

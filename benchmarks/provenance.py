@@ -2,11 +2,11 @@
 
 Usage: ``python benchmarks/provenance.py [--url URL] [--rounds N] [--quick]``
 
-Each round runs the chat workload (per turn ``get_items()`` then ``add_items(4)``) twice on fresh
-sessions of one database: once plainly, once with a ``RunContextWrapper`` per turn, as the SDK's
-``Runner`` passes it (each row then records its agent, run, position and digest, and a run's
-batch is checked against what it stored). The order alternates between rounds; the report is the
-median ratio tagged / plain with the spread. Goal (issue 19): at most 1.15x.
+Each round runs the chat workload (per turn ``get_items()`` then ``add_items(4)``) on two fresh
+sessions of one database, turn for turn: one plainly, one with a ``RunContextWrapper`` per turn,
+as the SDK's ``Runner`` passes it (each row then records its agent, run, position and digest).
+The order alternates between turns; the report is the median ratio tagged / plain over the
+rounds, with the spread. Goal (issue 19): at most 1.15x.
 """
 
 from __future__ import annotations
@@ -26,17 +26,20 @@ from agent_sessions import SQLAlchemySession, SQLiteSession
 from benchmarks.workloads import turn_items
 
 
-async def _chat(session: Any, tagged: bool, turns: int) -> float:
+async def _turn(session: Any, tagged: bool, turn: int) -> float:
     start = time.perf_counter()
-    for turn in range(turns):
-        wrapper = RunContextWrapper(context=None) if tagged else None
-        await session.get_items(wrapper=wrapper)
-        await session.add_items(turn_items(turn), wrapper=wrapper)
-    return (time.perf_counter() - start) / turns
+    wrapper = RunContextWrapper(context=None) if tagged else None
+    await session.get_items(wrapper=wrapper)
+    await session.add_items(turn_items(turn), wrapper=wrapper)
+    return time.perf_counter() - start
 
 
 async def measure(url: str | None, rounds: int, turns: int) -> list[float]:
-    """Ratios tagged / plain, one per round, on a temporary SQLite file or the database at url."""
+    """Ratios tagged / plain, one per round, on a temporary SQLite file or the database at url.
+
+    Each round chats on two fresh sessions of one database side by side, turn for turn (the
+    order alternating), so a disturbance of the machine falls on both alike.
+    """
     folder = Path(tempfile.mkdtemp(prefix="provenance-bench-"))
 
     def open_session() -> Any:
@@ -46,18 +49,21 @@ async def measure(url: str | None, rounds: int, turns: int) -> list[float]:
         return SQLAlchemySession.from_url(session_id, url=url, create_tables=True)
 
     ratios = []
-    for round_number in range(rounds):
-        times: dict[bool, float] = {}
-        order = (False, True) if round_number % 2 == 0 else (True, False)
-        for tagged in order:
-            session = open_session()
-            try:
-                await _chat(session, tagged, 2)  # warm the connection and the statements
-                times[tagged] = await _chat(session, tagged, turns)
+    for _ in range(rounds):
+        sessions = {False: open_session(), True: open_session()}
+        try:
+            for tagged, session in sessions.items():  # warm the connection and the statements
+                await _turn(session, tagged, 0)
+            totals = {False: 0.0, True: 0.0}
+            for turn in range(turns):
+                for tagged in (False, True) if turn % 2 == 0 else (True, False):
+                    totals[tagged] += await _turn(sessions[tagged], tagged, turn)
+            ratios.append(totals[True] / totals[False])
+            for session in sessions.values():
                 await session.clear_session()
-            finally:
+        finally:
+            for session in sessions.values():
                 await session.aclose()
-        ratios.append(times[True] / times[False])
     return ratios
 
 
@@ -68,7 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5 turns")
     args = parser.parse_args()
-    rounds, turns = (2, 5) if args.quick else (args.rounds, 40)
+    rounds, turns = (2, 5) if args.quick else (args.rounds, 100)
     ratios = asyncio.run(measure(args.url, rounds, turns))
     where = args.url or "SQLiteSession file"
     print(

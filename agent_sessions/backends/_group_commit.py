@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .._lifecycle import Settling
 from .._worker import ConnectionWorker, deliver
@@ -22,34 +22,37 @@ from ..errors import SessionClosedError
 __all__ = ["GroupCommit"]
 
 C = TypeVar("C")
+B = TypeVar("B")
+T = TypeVar("T")
 Batch = tuple[str, Sequence[str]]
 """A session id and the stored texts of one ``add_items`` call."""
 
 
-class _Waiting(NamedTuple):
-    batch: Batch
+class _Waiting(NamedTuple, Generic[B]):
+    batch: B
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
+    future: asyncio.Future[Any]
+    result: object
+    """What the future resolves to once the batch is committed."""
 
 
-class GroupCommit(Generic[C]):
+class GroupCommit(Generic[C, B]):
     """Queues batches and writes all queued ones in one transaction on the worker thread.
 
     Args:
         worker: The worker that owns the connection.
-        write: Writes a list of batches in one transaction on that connection, or raises.
+        write: Writes a list of batches (of the store's own shape, :data:`Batch` or richer) in
+            one transaction on that connection, or raises.
     """
 
-    def __init__(
-        self, worker: ConnectionWorker[C], write: Callable[[C, list[Batch]], None]
-    ) -> None:
+    def __init__(self, worker: ConnectionWorker[C], write: Callable[[C, list[B]], None]) -> None:
         self._worker = worker
         # The flush runs on the worker thread, and its callback on the loop, after the batch's
         # caller was answered: they hold the queue only, never the worker, so a store dropped
         # right after a write is collected (and warns) at once.
-        self._queue: _Queue[C] = _Queue(write)
+        self._queue: _Queue[C, B] = _Queue(write)
 
-    def append(self, session_id: str, texts: Sequence[str]) -> asyncio.Future[None]:
+    def append(self, batch: B) -> Settling[None]:
         """Queue one batch, to be written with whatever else is queued; await it to commit.
 
         The future resolves once the batch is committed, and its caller cannot cancel it (see
@@ -60,12 +63,19 @@ class GroupCommit(Generic[C]):
         Raises:
             SessionClosedError: the store is closed.
         """
+        return self._enqueue(batch, None)
+
+    def append_counted(self, batch: B, count: int) -> Settling[int]:
+        """:meth:`append`, with a future that resolves to ``count`` (rows the batch stores)."""
+        return self._enqueue(batch, count)
+
+    def _enqueue(self, batch: B, result: T) -> Settling[T]:
         if self._worker.closed:
             raise SessionClosedError("the store is closed")
         loop = asyncio.get_running_loop()
-        future: Settling[None] = Settling(loop=loop)
+        future: Settling[T] = Settling(loop=loop)
         queue = self._queue
-        queue.waiting.append(_Waiting((session_id, texts), loop, future))
+        queue.waiting.append(_Waiting(batch, loop, future, result))
         # The flush clears the flag before it drains the queue, so a batch queued after the
         # drain always finds the flag clear and queues a flush of its own.
         if not queue.flush_queued:
@@ -74,12 +84,12 @@ class GroupCommit(Generic[C]):
         return future
 
 
-class _Queue(Generic[C]):
+class _Queue(Generic[C, B]):
     """The batches waiting for a flush, and the flush itself."""
 
-    def __init__(self, write: Callable[[C, list[Batch]], None]) -> None:
+    def __init__(self, write: Callable[[C, list[B]], None]) -> None:
         self._write = write
-        self.waiting: deque[_Waiting] = deque()
+        self.waiting: deque[_Waiting[B]] = deque()
         self.flush_queued = False
 
     def flush_failed(self, error: BaseException) -> None:
@@ -96,7 +106,7 @@ class _Queue(Generic[C]):
     def flush(self, conn: C) -> None:
         """Write every queued batch in one transaction, on the worker thread; answer each caller."""
         self.flush_queued = False
-        waiting: list[_Waiting] = []
+        waiting: list[_Waiting[B]] = []
         while self.waiting:
             entry = self.waiting.popleft()
             if not entry.future.cancelled():
@@ -119,7 +129,7 @@ class _Queue(Generic[C]):
         for entry in waiting:
             self._report(entry, None)
 
-    def _write_alone(self, conn: C, entry: _Waiting) -> None:
+    def _write_alone(self, conn: C, entry: _Waiting[B]) -> None:
         try:
             self._write(conn, [entry.batch])
         except Exception as exc:  # noqa: BLE001 - reported to this batch's caller
@@ -128,6 +138,7 @@ class _Queue(Generic[C]):
             self._report(entry, None)
 
     @staticmethod
-    def _report(entry: _Waiting, error: BaseException | None) -> None:
+    def _report(entry: _Waiting[Any], error: BaseException | None) -> None:
         with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-            entry.loop.call_soon_threadsafe(deliver, entry.future, error is None, error)
+            outcome = entry.result if error is None else error
+            entry.loop.call_soon_threadsafe(deliver, entry.future, error is None, outcome)

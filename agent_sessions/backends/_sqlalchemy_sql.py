@@ -149,6 +149,12 @@ class _AiosqliteSQL:
         self.read_latest = (
             f"SELECT message_data FROM {m} WHERE session_id = ? ORDER BY id DESC LIMIT ?"
         )
+        # Provenance (schema v4): tagged rows get their time in UTC to the millisecond.
+        self.insert_tagged = (
+            f"INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, "
+            "item_digest, created_at) VALUES (?, ?, ?, ?, ?, ?, "
+            "strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+        )
 
 
 class _AsyncpgSQL:
@@ -170,6 +176,19 @@ class _AsyncpgSQL:
             f"INSERT INTO {m} (session_id, message_data) "
             f"SELECT touched.session_id, item.data FROM touched, "
             f"unnest($2::text[]) WITH ORDINALITY AS item(data, position) ORDER BY item.position"
+        )
+        # The same for a fresh tagged batch (no stored row of its run to look for): $3 the
+        # run id, then per item its agent, position and digest; the time in UTC.
+        self.append_tagged = (
+            f"WITH touched AS ("
+            f"INSERT INTO {s} (session_id) VALUES ($1) ON CONFLICT (session_id) "
+            f"DO UPDATE SET updated_at = CURRENT_TIMESTAMP RETURNING session_id) "
+            f"INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, "
+            f"item_digest, created_at) "
+            f"SELECT touched.session_id, item.data, item.agent, $3, item.position, item.digest, "
+            f"timezone('UTC', now()) FROM touched, "
+            f"unnest($2::text[], $4::text[], $5::integer[], $6::text[]) WITH ORDINALITY "
+            f"AS item(data, agent, position, digest, n) ORDER BY item.n"
         )
 
 

@@ -333,26 +333,35 @@ class SQLAlchemyStore(AsyncClosing):
         return _TaggedStatements(self.tables.names.messages)
 
     async def append_tagged(
-        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        tags: Sequence[RowTag],
+        *,
+        fresh: bool = False,
     ) -> int:
         """Append rows with their provenance in one transaction, skipping a run's stored ones.
 
         See :meth:`agent_sessions.store.ProvenanceStore.append_tagged`. The check and the
-        insert run under the session's write lock, so concurrent retries from any engine or
-        process store one copy (the unique run index backs it).
+        insert run under the lock of the session's row, so concurrent retries from any engine
+        or process store one copy (the unique run index backs it). A fresh batch has nothing to
+        check: it is written as a plain append is (one statement on PostgreSQL).
         """
         rows = list(zip(texts, tags, strict=True))
         if not rows:
             return 0
+        if fresh:
+            await self._append_fresh(session_id, rows)
+            return len(rows)
         run_id = rows[0][1].run_id
         positions = [tag.position for _, tag in rows]
-        now: object = datetime.now(UTC).replace(tzinfo=None)
-        if self.engine.dialect.name == "sqlite":
-            now = now.isoformat(sep=" ", timespec="milliseconds")  # type: ignore[attr-defined]
         look, insert = self._tagged_sql.look, self._tagged_sql.insert
 
         async def append(conn: AsyncConnection) -> int:
-            await self._lock(conn, session_id)
+            # The upsert locks the session's row, creating it if need be, as a plain append's
+            # does: concurrent retries queue on it. (Locking a missing row with an UPDATE first
+            # would deadlock on InnoDB: both hold a gap lock the other's insert waits on.)
+            await conn.execute(self._sql.touch_session, {"sid": session_id})
             found = await conn.execute(
                 look,
                 {"sid": session_id, "run": run_id, "low": min(positions), "high": max(positions)},
@@ -363,25 +372,76 @@ class SQLAlchemyStore(AsyncClosing):
                 digest = stored.get(tag.position)
                 if digest is None:
                     stored[tag.position] = tag.digest
-                    new.append(
-                        {
-                            "sid": session_id,
-                            "text": text,
-                            "agent": tag.agent_name,
-                            "run": tag.run_id,
-                            "position": tag.position,
-                            "digest": tag.digest,
-                            "at": now,
-                        }
-                    )
+                    new.append((text, tag))
                 elif digest != tag.digest:
                     raise ProvenanceConflictError(session_id, run_id, tag.position)
             if new:
-                await conn.execute(self._sql.touch_session, {"sid": session_id})
-                await conn.execute(insert, new)
+                await conn.execute(insert, self._tagged_params(session_id, new))
             return len(new)
 
         return await self._write("append", append)
+
+    async def _append_fresh(self, session_id: str, rows: list[tuple[str, RowTag]]) -> None:
+        """Append tagged rows none of whose positions its run can have stored."""
+        if self._sql.pg is not None and self._fast_path():
+            sql = self._sql.pg.append_tagged
+            run_id = rows[0][1].run_id
+            texts = [text for text, _ in rows]
+            columns = (
+                [tag.agent_name for _, tag in rows],
+                [tag.position for _, tag in rows],
+                [tag.digest for _, tag in rows],
+            )
+            await self._on_driver(
+                "append", lambda c: c.execute(sql, session_id, texts, run_id, *columns)
+            )
+            return
+        if self._sql.sqlite is not None and self._fast_path():
+            lite = self._sql.sqlite
+            values = [
+                (session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest)
+                for text, tag in rows
+            ]
+
+            async def append_sqlite(driver: Any) -> None:
+                await driver.execute("BEGIN IMMEDIATE")
+                try:
+                    await driver.execute(lite.touch, (session_id,))
+                    await driver.executemany(lite.insert_tagged, values)
+                    await driver.commit()
+                except BaseException:
+                    await driver.rollback()
+                    raise
+
+            await self._on_driver("append", append_sqlite)
+            return
+        params = self._tagged_params(session_id, rows)
+
+        async def append(conn: AsyncConnection) -> None:
+            await conn.execute(self._sql.touch_session, {"sid": session_id})
+            await conn.execute(self._tagged_sql.insert, params)
+
+        await self._write("append", append)
+
+    def _tagged_params(
+        self, session_id: str, rows: Sequence[tuple[str, RowTag]]
+    ) -> list[dict[str, Any]]:
+        """The parameters of the tagged insert, with the time now in UTC."""
+        now: object = datetime.now(UTC).replace(tzinfo=None)
+        if self.engine.dialect.name == "sqlite":
+            now = now.isoformat(sep=" ", timespec="milliseconds")  # type: ignore[attr-defined]
+        return [
+            {
+                "sid": session_id,
+                "text": text,
+                "agent": tag.agent_name,
+                "run": tag.run_id,
+                "position": tag.position,
+                "digest": tag.digest,
+                "at": now,
+            }
+            for text, tag in rows
+        ]
 
     async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
         """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""

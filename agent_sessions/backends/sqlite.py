@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from agents.memory.session_settings import SessionSettings
 
@@ -26,7 +26,7 @@ from ..errors import ProvenanceConflictError, StorageError
 from ..schema import TableNames
 from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
 from . import _shared_stores
-from ._group_commit import Batch, GroupCommit
+from ._group_commit import GroupCommit
 from ._restore import ClearLog, with_mark
 from ._shared_stores import Lease
 from ._sqlite_connection import (
@@ -71,18 +71,43 @@ def guarded(
     return guarded
 
 
+class _Batch(NamedTuple):
+    """One ``add_items`` call queued for the group commit; ``tags`` for a fresh tagged batch."""
+
+    session_id: str
+    texts: Sequence[str]
+    tags: Sequence[RowTag] | None = None
+
+
 def _write_batches(
-    sql: _Statements, busy_timeout: float, what: str, conn: sqlite3.Connection, batches: list[Batch]
+    sql: _Statements,
+    busy_timeout: float,
+    what: str,
+    conn: sqlite3.Connection,
+    batches: list[_Batch],
 ) -> None:
     """Write several sessions' batches in one transaction (the group commit's writer)."""
 
     def write(conn: sqlite3.Connection) -> None:
         with transaction(conn):
-            for session_id, texts in batches:
+            for session_id, texts, tags in batches:
                 conn.execute(sql.touch_session, (session_id,))
-                conn.executemany(sql.insert, [(session_id, text) for text in texts])
+                if tags is None:
+                    conn.executemany(sql.insert, [(session_id, text) for text in texts])
+                else:
+                    conn.executemany(sql.insert_tagged, _tagged_rows(session_id, texts, tags))
 
     guarded(write, busy_timeout, what)(conn)
+
+
+def _tagged_rows(
+    session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+) -> list[tuple[str, str, str | None, str, int, str]]:
+    """The parameters of ``insert_tagged`` for a batch."""
+    return [
+        (session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest)
+        for text, tag in zip(texts, tags, strict=True)
+    ]
 
 
 class SQLiteStore(AsyncClosing):
@@ -193,18 +218,28 @@ class SQLiteStore(AsyncClosing):
         once and the returned future cannot be cancelled (it is a ``Settling``): a cancelled
         caller is told so once the batch is committed.
         """
-        return self._commits.append(session_id, texts)
+        return self._commits.append(_Batch(session_id, texts))
 
-    async def append_tagged(
-        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
-    ) -> int:
+    def append_tagged(
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        tags: Sequence[RowTag],
+        *,
+        fresh: bool = False,
+    ) -> Awaitable[int]:
         """Append rows with their provenance in one transaction, skipping a run's stored ones.
 
         See :meth:`agent_sessions.store.ProvenanceStore.append_tagged`. The check and the
         insert share the write lock, so concurrent retries from any process store one copy.
+        A fresh batch has nothing to check: it joins the group commit as a plain one does.
         """
+        if fresh:
+            return self._commits.append_counted(_Batch(session_id, texts, tags), len(texts))
+        return self._append_checked(session_id, list(zip(texts, tags, strict=True)))
+
+    async def _append_checked(self, session_id: str, rows: list[tuple[str, RowTag]]) -> int:
         sql = self._sql
-        rows = list(zip(texts, tags, strict=True))
 
         def write(conn: sqlite3.Connection) -> int:
             with transaction(conn):
@@ -538,18 +573,19 @@ def _insert_tagged(
     stored: dict[int, str] = dict(
         conn.execute(sql.run_digests, (session_id, run_id, min(positions), max(positions)))
     )
-    new = []
+    new_texts, new_tags = [], []
     for text, tag in rows:
         digest = stored.get(tag.position)
         if digest is None:
-            new.append((session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest))
+            new_texts.append(text)
+            new_tags.append(tag)
             stored[tag.position] = tag.digest
         elif digest != tag.digest:
             raise ProvenanceConflictError(session_id, run_id, tag.position)
-    if new:
+    if new_texts:
         conn.execute(sql.touch_session, (session_id,))
-        conn.executemany(sql.insert_tagged, new)
-    return len(new)
+        conn.executemany(sql.insert_tagged, _tagged_rows(session_id, new_texts, new_tags))
+    return len(new_texts)
 
 
 class _Statements:

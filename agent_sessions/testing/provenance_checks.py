@@ -10,6 +10,7 @@ classes) are skipped by capability.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from agents.run_context import RunContextWrapper
@@ -70,6 +71,26 @@ async def check_retried_batch_is_stored_once(h: Harness) -> None:
     _expect(got == batch, f"concurrent retries stored {len(got)} items, not {len(batch)}")
 
 
+async def check_cancelled_write_is_stored_once_when_retried(h: Harness) -> None:
+    """A run's write cancelled mid-flight settles, and its retry (same wrapper) adds nothing."""
+    session = _records(await h.session("prov-cancel"))
+    wrapper = RunContextWrapper(context=None)
+    batch = [message("once"), message("twice?", "assistant")]
+    write = asyncio.ensure_future(session.add_items(batch, wrapper=wrapper))
+    await asyncio.sleep(0)  # the write has started
+    write.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await write
+    stored = await session.get_items()
+    _expect(stored in ([], batch), f"a cancelled write left {len(stored)} of {len(batch)} items")
+    await session.add_items(batch, wrapper=wrapper)  # the caller's retry
+    await session.add_items([message("next")], wrapper=wrapper)
+    got = await session.get_items()
+    _expect(got == [*batch, message("next")], f"after the retry: {got!r}")
+    positions = [r.position for r in await session.get_records()]
+    _expect(positions == [0, 1, 2], f"positions after the retry: {positions!r}")
+
+
 async def check_untagged_rows_carry_no_provenance(h: Harness) -> None:
     """Rows written without a run context read back with None provenance, limits as get_items."""
     session = _records(await h.session("prov-plain"))
@@ -87,6 +108,7 @@ async def check_untagged_rows_carry_no_provenance(h: Harness) -> None:
 PROVENANCE_CHECKS = [
     check_run_context_is_recorded,
     check_retried_batch_is_stored_once,
+    check_cancelled_write_is_stored_once_when_retried,
     check_untagged_rows_carry_no_provenance,
 ]
 """Every provenance check, in a stable order."""

@@ -45,9 +45,17 @@ class DictStore:
         self._session_rows(session_id).extend((next(self._ids), t) for t in texts)
 
     async def append_tagged(
-        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        tags: Sequence[RowTag],
+        *,
+        fresh: bool = False,
     ) -> int:
-        """Store rows with their tags, skipping the ones their run stored before."""
+        """Store rows with their tags, skipping the ones their run stored before.
+
+        ``fresh`` is accepted and not needed: the check costs no extra round trip here.
+        """
         rows = self._session_rows(session_id)
         stored = {
             (tag.run_id, tag.position): tag.digest

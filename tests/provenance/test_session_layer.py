@@ -22,7 +22,7 @@ from agent_sessions import EncryptedSession, SQLiteSession
 from agent_sessions.compaction import CompactingSession
 from agent_sessions.core import StoreSession
 from agent_sessions.offline import OfflineModel
-from agent_sessions.provenance import as_run
+from agent_sessions.provenance import as_run, run_ledger
 from agent_sessions.testing import DictStore
 from tests.encryption_kit import new_key
 
@@ -76,10 +76,12 @@ class SlowStore(DictStore):
         """Append."""
         await super().append(session_id, texts)
 
-    async def append_tagged(self, session_id: str, texts: Any, tags: Any) -> int:
+    async def append_tagged(
+        self, session_id: str, texts: Any, tags: Any, *, fresh: bool = False
+    ) -> int:
         """Append tagged."""
         await asyncio.sleep(0.05)
-        return await super().append_tagged(session_id, texts, tags)
+        return await super().append_tagged(session_id, texts, tags, fresh=fresh)
 
 
 async def summarize(summary_input: list[Any]) -> list[Any]:
@@ -251,3 +253,17 @@ async def test_encrypted_digests_are_keyed_and_retries_still_dedup() -> None:
     assert "secret text" not in raw[0][1]
     records = await inner.get_records()
     assert records[0].run_id == "r"
+
+
+def test_only_a_minted_runs_new_positions_are_fresh() -> None:
+    """A store may skip the lookup only where no attempt can have stored the run's rows."""
+    minted = run_ledger(RunContextWrapper(context=None))
+    assert minted is not None
+    assert minted.reserve("s", ["a", "b"]) == (0, True)
+    minted.hold("s", 0, ["a", "b"])  # that write raised: its retry may find it stored
+    assert minted.reserve("s", ["a", "b"]) == (0, False)
+    assert minted.reserve("s", ["c"]) == (2, True)
+    assert minted.reserve("other", ["c"]) == (0, True)
+    with as_run("job-7") as given:  # another process may have run job-7 before
+        assert given.reserve("s", ["a"]) == (0, False)
+        assert given.reserve("s", ["b"]) == (1, False)

@@ -157,7 +157,7 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
         self._appending += 1
         try:
             if grouped:
-                await self._commits.append(session_id, texts)
+                await self._commits.append((session_id, texts))
             else:
                 batch = [(session_id, texts)]
                 await self._write_call(

@@ -208,9 +208,17 @@ class RedisStore:
             self._remember(session_id, int(total), texts[-1].encode(), created)
 
     async def append_tagged(
-        self, session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        tags: Sequence[RowTag],
+        *,
+        fresh: bool = False,
     ) -> int:
-        """Append the rows of a tagged batch not stored before, in one script (see scripts)."""
+        """Append the rows of a tagged batch not stored before, in one script (see scripts).
+
+        ``fresh`` is accepted and not needed: the check costs no extra round trip here.
+        """
         self._check_open("append_tagged")
         if len(texts) != len(tags):
             raise ValueError("append_tagged needs one tag per text")
