@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -24,8 +25,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
-from ..backends.redis.layout import SessionKeys
+from ..backends.redis.layout import SessionKeys, parse_provenance, provenance_value
 from ..errors import SessionClosedError, SessionExistsError, SessionNotFoundError, StorageError
+from ..store import RowTag
 from .catalogue import SessionInfo
 from .db import canonical_time, parse_time
 from .files import ExportTarget, FileFailed, finish, write
@@ -50,7 +52,12 @@ local archive = {}
 if redis.call('TYPE', KEYS[5])['ok'] == 'list' then
   archive = redis.call('LRANGE', KEYS[5], 0, -1)
 end
-return {values, record[1], record[2], state, archive}
+local tags, runs = {}, {}
+if redis.call('TYPE', KEYS[6])['ok'] == 'hash' then
+  for i = 1, #values do tags[i] = redis.call('HGET', KEYS[6], redis.sha1hex(values[i])) or '' end
+end
+if redis.call('TYPE', KEYS[7])['ok'] == 'hash' then runs = redis.call('HGETALL', KEYS[7]) end
+return {values, record[1], record[2], state, archive, tags, runs}
 """
 _SIZE = """
 local total, n = 0, 0
@@ -101,6 +108,41 @@ class _Snapshot(NamedTuple):
     created: Any
     updated: Any
     sides: list[dict[str, Any]]
+    tags: list[RowTag | None]
+    """Each value's provenance (None: untagged), see :func:`_tags`."""
+    times: list[str | None]
+    """When each tagged value was written (naive UTC text); None for the others."""
+
+
+def _tags(
+    values: list[bytes], raw_tags: list[bytes], runs: list[bytes]
+) -> tuple[list[RowTag | None], list[str | None]]:
+    """Each value's provenance, as the store keeps it per distinct bytes.
+
+    The store keys provenance by a value's SHA-1, so equal values share one entry. A run's
+    position belongs to one row: the newest value with those bytes that the run's entry
+    names; older equal values read as untagged here.
+    """
+    digests: dict[bytes, tuple[str, bytes]] = {}
+    for key, entry in zip(runs[::2], runs[1::2], strict=True):
+        digest, _, sha = entry.partition(b"\x00")
+        digests[key] = (digest.decode("ascii", "replace"), sha)
+    tags: list[RowTag | None] = [None] * len(values)
+    times: list[str | None] = [None] * len(values)
+    claimed: set[bytes] = set()
+    for index in range(len(raw_tags) - 1, -1, -1):
+        agent, run_id, position, created = parse_provenance(raw_tags[index])
+        if run_id is None or position is None:
+            continue
+        key = f"{run_id}\x00{position}".encode()
+        found = digests.get(key)
+        sha = hashlib.sha1(values[index]).hexdigest().encode()  # noqa: S324 - the store's key
+        if key in claimed or found is None or found[1] != sha:
+            continue
+        claimed.add(key)
+        tags[index] = RowTag(agent, run_id, position, found[0])
+        times[index] = created
+    return tags, times
 
 
 class Exportable(Protocol):
@@ -221,7 +263,9 @@ class RedisDatabase:
         )
 
     async def _snapshot(self, session_id: str) -> _Snapshot:
-        values, created, updated, state, archive = await self._eval(_SNAPSHOT, session_id)
+        values, created, updated, state, archive, raw_tags, runs = await self._eval(
+            _SNAPSHOT, session_id
+        )
 
         def text(raw: bytes, what: str) -> str:
             try:
@@ -250,13 +294,19 @@ class RedisDatabase:
                     "archived_at": canonical_time(_moment(row["at"])),
                 }
             )
-        return _Snapshot(texts, created, updated, sides)
+        tags, times = _tags(values, raw_tags, runs)
+        return _Snapshot(texts, created, updated, sides, tags, times)
 
     async def rows(self, session_id: str) -> list[StoredRow]:
         """A session's stored values, oldest first; ``id`` is the position (1 = oldest)."""
         self._check("rows")
-        snapshot = await self._snapshot(session_id)
-        return [StoredRow(i, text, None) for i, text in enumerate(snapshot.texts, start=1)]
+        snap = await self._snapshot(session_id)
+        return [
+            StoredRow(i, text, at, tag)
+            for i, (text, at, tag) in enumerate(
+                zip(snap.texts, snap.times, snap.tags, strict=True), start=1
+            )
+        ]
 
     async def export_jsonl(
         self,
