@@ -26,7 +26,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from sqlalchemy import Select
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import (
     ExportFormatError,
@@ -40,6 +43,7 @@ from .advanced import AdvancedView, present_branch_tables, read_advanced, row_br
 from .base import DatabaseView
 from .branches import BranchSummary, BranchTree, TurnUsageRecord, UsageTotals, read_branch_tree
 from .catalogue import (
+    Filters,
     SearchHit,
     SessionInfo,
     SortKey,
@@ -53,7 +57,8 @@ from .catalogue import (
     to_info,
 )
 from .files import FileFailed
-from .metadata import matching_sessions, read_metadata
+from .filters import malformed_json, split_where
+from .metadata import check_where, matching_sessions, read_metadata
 from .migrate import MigrateReport, copy_sessions
 from .purge import PurgeReport, parse_age, purge_sessions
 from .rows import BATCH, StoredRow, read_rows
@@ -151,6 +156,7 @@ class SessionDatabase(DatabaseView):
         limit: int | None = None,
         offset: int = 0,
         where: Mapping[str, JSONValue] | None = None,
+        agent: str | None = None,
     ) -> list[SessionInfo]:
         """List sessions with their size, activity and metadata.
 
@@ -167,8 +173,11 @@ class SessionDatabase(DatabaseView):
             limit: At most this many sessions.
             offset: Skip this many first (for paging).
             where: Only sessions whose plaintext metadata has each of these top-level keys
-                equal to the value given (JSON equality). Compared in Python over the metadata
-                rows (one query); encrypted metadata never matches.
+                equal to the value given (JSON equality: ``1 == 1.0``, ``True != 1``).
+                Compared in SQL with the dialect's JSON functions where it has them (see
+                ``docs/cli.md``), else in Python; encrypted metadata never matches.
+            agent: Only sessions with at least one item this agent wrote (provenance,
+                schema version 4); combines with every other filter.
 
         Returns:
             The sessions, in the order asked for, each with its metadata where readable.
@@ -179,30 +188,23 @@ class SessionDatabase(DatabaseView):
         """
 
         async def work() -> list[SessionInfo]:
-            wanted: list[str] | None
-            if where:
-                wanted = await matching_sessions(self._db, where)
-                if session_ids is not None:
-                    chosen = set(session_ids)
-                    wanted = [sid for sid in wanted if sid in chosen]
-                if not wanted:
-                    return []
-            else:
-                wanted = None if session_ids is None else list(session_ids)
-            filters = await age_filters(
-                self._db,
+            def build(filters: Filters) -> Select[Any]:
+                return listing(
+                    self._db, filters, sort=sort, descending=descending, limit=limit, offset=offset
+                )
+
+            rows = await self._select(
+                build,
                 older_than,
                 newer_than,
-                session_ids=wanted,
+                session_ids=session_ids,
+                where=where,
+                agent=agent,
                 prefix=prefix,
                 min_items=min_items,
                 min_bytes=min_bytes,
             )
-            query = listing(
-                self._db, filters, sort=sort, descending=descending, limit=limit, offset=offset
-            )
-            async with self._db.engine.connect() as conn:
-                infos = [to_info(row) for row in await conn.execute(query)]
+            infos = [to_info(row) for row in rows]
             views = await read_metadata(self._db, [info.session_id for info in infos])
             return [
                 dataclasses.replace(
@@ -224,26 +226,74 @@ class SessionDatabase(DatabaseView):
         min_items: int = 0,
         min_bytes: int = 0,
         where: Mapping[str, JSONValue] | None = None,
+        agent: str | None = None,
     ) -> int:
         """Count the sessions :meth:`list_sessions` would list with the same filters."""
 
         async def work() -> int:
-            wanted = await matching_sessions(self._db, where) if where else None
-            if wanted is not None and not wanted:
-                return 0
+            rows = await self._select(
+                lambda filters: count(self._db, filters),
+                older_than,
+                newer_than,
+                session_ids=None,
+                where=where,
+                agent=agent,
+                prefix=prefix,
+                min_items=min_items,
+                min_bytes=min_bytes,
+            )
+            return int(rows[0][0]) if rows else 0
+
+        return await self._run("count_sessions", work)
+
+    async def _select(
+        self,
+        build: Callable[[Filters], Select[Any]],
+        older_than: timedelta | None,
+        newer_than: timedelta | None,
+        *,
+        session_ids: Sequence[str] | None,
+        where: Mapping[str, JSONValue] | None,
+        agent: str | None,
+        **rest: Any,
+    ) -> list[Any]:
+        """The rows of a listing (or count) query; none when a metadata filter rules all out.
+
+        The metadata filter goes to SQL where the dialect compares JSON (:mod:`.filters`).
+        On PostgreSQL a metadata row that is not JSON fails the cast: the filter is then
+        compared in Python, with the same outcome.
+        """
+        if where:
+            check_where(where)
+        for in_python in (False, True):
+            sql_where, python_where = ({}, dict(where or {}))
+            if where and not in_python:
+                sql_where, python_where = split_where(self._db, where)
+            wanted = None if session_ids is None else list(session_ids)
+            if where and self._db.names.state not in await self._db.table_names():
+                return []  # no state table: no session has metadata
+            if python_where:
+                chosen = None if wanted is None else set(wanted)
+                matched = await matching_sessions(self._db, python_where)
+                wanted = [sid for sid in matched if chosen is None or sid in chosen]
+                if not wanted:
+                    return []
             filters = await age_filters(
                 self._db,
                 older_than,
                 newer_than,
                 session_ids=wanted,
-                prefix=prefix,
-                min_items=min_items,
-                min_bytes=min_bytes,
+                where=sql_where or None,
+                agent=agent,
+                **rest,
             )
-            async with self._db.engine.connect() as conn:
-                return int((await conn.execute(count(self._db, filters))).scalar_one())
-
-        return await self._run("count_sessions", work)
+            try:
+                async with self._db.engine.connect() as conn:
+                    return list(await conn.execute(build(filters)))
+            except DBAPIError as exc:
+                if in_python or not sql_where or not malformed_json(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def session(self, session_id: str) -> SessionInfo:
         """Return one session's catalogue entry.

@@ -13,25 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
-from ..backends.redis.layout import SessionKeys, parse_provenance, provenance_value
+from ..backends.redis.layout import SessionKeys, parse_provenance
 from ..errors import SessionClosedError, SessionExistsError, SessionNotFoundError, StorageError
+from ..metadata import METADATA_STATE
+from ..serialization import JSONValue
 from ..store import RowTag
 from .catalogue import SessionInfo
 from .db import canonical_time, parse_time
 from .files import ExportTarget, FileFailed, finish, write
 from .jsonl import FORMAT, Begin, End, Item, Stream, Tree, encode, scan_file
+from .metadata import check_where, matches, view
 from .rows import Digest, StoredRow
 from .transfer import Conflict, TransferReport
 
@@ -237,10 +241,55 @@ class RedisDatabase:
             raise StorageError(f"Redis at {self.location}: {exc}") from exc
         return sorted(found)
 
-    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
-        """Each session with its item count, stored bytes and record times, by id."""
-        ids = await self.session_ids()
-        return [await self.session(sid) for sid in ids[:limit]]
+    async def list_sessions(
+        self,
+        *,
+        limit: int | None = None,
+        where: Mapping[str, JSONValue] | None = None,
+        agent: str | None = None,
+    ) -> list[SessionInfo]:
+        """Each session with its item count, stored bytes, record times and metadata, by id.
+
+        Args:
+            limit: At most this many sessions.
+            where: Only sessions whose plaintext metadata has each of these top-level keys
+                equal to the value given (JSON equality, as ``SessionDatabase``'s).
+            agent: Only sessions with at least one item this agent wrote.
+
+        Raises:
+            ValueError: a ``where`` key is empty.
+            TypeError: a ``where`` value is not JSON-compatible.
+        """
+        if where:
+            check_where(where)
+        found: list[SessionInfo] = []
+        for sid in await self.session_ids():
+            if limit is not None and len(found) >= limit:
+                break
+            stored = await self._metadata(sid)
+            if where and not matches(stored, where):
+                continue
+            if agent is not None:
+                tags = (await self._snapshot(sid)).tags
+                if not any(tag is not None and tag.agent_name == agent for tag in tags):
+                    continue
+            status, value = view(stored)
+            info = await self.session(sid)
+            found.append(dataclasses.replace(info, metadata_status=status, metadata=value))
+        return found
+
+    async def _metadata(self, session_id: str) -> str | None:
+        """The session's stored metadata text (``session.update_metadata``), or None."""
+        key = SessionKeys(self.key_prefix, session_id).state
+        try:
+            if await self._client.type(key) not in (b"hash", "hash"):
+                return None
+            raw: Any = await self._client.hget(key, METADATA_STATE)
+        except (aioredis.RedisError, OSError) as exc:
+            raise StorageError(f"Redis at {self.location}: {exc}") from exc
+        if raw is None:
+            return None
+        return raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
 
     async def session(self, session_id: str) -> SessionInfo:
         """One session's entry.
