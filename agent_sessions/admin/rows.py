@@ -25,6 +25,7 @@ __all__ = [
     "delete_session",
     "digest_of",
     "existing",
+    "has_tagged_rows",
     "insert_rows",
     "insert_session",
     "read_rows",
@@ -238,6 +239,15 @@ async def existing(db: Database, conn: Connection, session_ids: Sequence[str]) -
         )
         found.update(str(row[0]) for row in await conn.execute(query))
     return found
+
+
+async def has_tagged_rows(db: Database, conn: Connection) -> bool:
+    """Whether any row of the messages table was written in a run (has provenance)."""
+    if not db.provenance:
+        return False
+    m = db.tagged_messages
+    query = select(m.c.id).where(m.c.run_id.is_not(None)).limit(1)
+    return (await conn.execute(query)).first() is not None
 
 
 async def digest_of(db: Database, conn: Connection, session_id: str) -> Digest:
