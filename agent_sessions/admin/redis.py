@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
-from ..backends.redis.layout import SessionKeys, parse_provenance
+from ..backends.redis.layout import SessionKeys, parse_provenance, provenance_value
 from ..errors import SessionClosedError, SessionExistsError, SessionNotFoundError, StorageError
 from ..metadata import METADATA_STATE
 from ..serialization import JSONValue
@@ -34,7 +34,19 @@ from ..store import RowTag
 from .catalogue import SessionInfo
 from .db import canonical_time, parse_time
 from .files import ExportTarget, FileFailed, finish, write
-from .jsonl import FORMAT, Begin, End, Item, Stream, Tree, encode, scan_file
+from .jsonl import (
+    FORMAT,
+    PROVENANCE,
+    Begin,
+    End,
+    Item,
+    Stream,
+    Tree,
+    add_item,
+    encode,
+    item_record,
+    scan_file,
+)
 from .metadata import check_where, matches, view
 from .rows import Digest, StoredRow
 from .transfer import Conflict, TransferReport
@@ -71,7 +83,8 @@ return {n, total, record[1], record[2]}
 """
 _WRITE = """#!lua
 -- ARGV: replace ('1'/'0'), session_id, created_at, updated_at, n values, the values,
---       n state pairs, name value ..., then the archive's entries
+--       n state pairs, name value ..., n provenance pairs, SHA-1 value ...,
+--       n run pairs, run key value ..., then the archive's entries
 local exists = redis.call('EXISTS', KEYS[1], KEYS[2]) > 0
 if exists and ARGV[1] ~= '1' then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
@@ -84,9 +97,12 @@ end
 local values = tonumber(ARGV[5])
 push(KEYS[2], 6, 5 + values)
 local at = 6 + values
-local pairs_ = tonumber(ARGV[at])
-for i = at + 1, at + 2 * pairs_, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-push(KEYS[5], at + 2 * pairs_ + 1, #ARGV)
+for _, key in ipairs({KEYS[4], KEYS[6], KEYS[7]}) do
+  local pairs_ = tonumber(ARGV[at])
+  for i = at + 1, at + 2 * pairs_, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+  at = at + 2 * pairs_ + 1
+end
+push(KEYS[5], at, #ARGV)
 return 1
 """
 
@@ -385,15 +401,18 @@ class RedisDatabase:
         except FileFailed as failed:
             raise failed.error from None
         total = 0
-        version = 3 if any(snapshot.sides for _, snapshot in snapshots) else 1
+        if any(tag is not None for _, snap in snapshots for tag in snap.tags):
+            version = PROVENANCE
+        else:
+            version = 3 if any(snapshot.sides for _, snapshot in snapshots) else 1
         try:
             await write(out, encode({"format": FORMAT, "version": version}) + "\n")
             for sid, snap in snapshots:
                 lines = [_session_line(sid, snap.created, snap.updated)]
                 digest = Digest()
-                for text in snap.texts:
-                    digest.add(text)
-                    lines.append(encode({"type": "item", "created_at": None, "data": text}))
+                for text, at, tag in zip(snap.texts, snap.times, snap.tags, strict=True):
+                    add_item(digest, text, tag)
+                    lines.append(encode(item_record(text, at, tag)))
                 for record in snap.sides:
                     lines.append(encode(record))
                     digest.add(lines[-1])
@@ -446,7 +465,8 @@ class RedisDatabase:
                 )
         report = TransferReport(0, 0, 0.0)
         now = int(time.time())
-        async for begin, texts, sides in _sessions(path):
+        async for begin, items, sides in _sessions(path):
+            texts = [item.data for item in items]
             created = _seconds(begin.created_at, now)
             args: list[object] = [
                 "1" if on_conflict == "replace" else "0",
@@ -460,6 +480,7 @@ class RedisDatabase:
             args.append(len(state))
             for record in state:
                 args += (record["name"], record["value"])
+            args += _provenance_args(items, now)
             args += [_archive_entry(record, now) for record in sides if record["type"] != "kv"]
             existed = on_conflict == "replace" and await self._exists(begin.session_id)
             if not await self._eval(_WRITE, begin.session_id, *args):
@@ -510,21 +531,47 @@ def _archive_entry(record: dict[str, Any], now: int) -> str:
     return json.dumps(entry, separators=(",", ":"))
 
 
-async def _sessions(path: Path) -> AsyncIterator[tuple[Begin, list[str], list[dict[str, Any]]]]:
-    """Each session of a checked export file: its items' texts and its side records."""
+def _provenance_args(items: list[Item], now: int) -> list[object]:
+    """The provenance part of a write: the two hashes' pairs, as the store keeps them.
+
+    The provenance hash is keyed by a value's SHA-1 (equal values share one entry, as in the
+    store); the runs hash maps ``run_id NUL position`` to ``digest NUL SHA-1``. An item without
+    a time gets the import's.
+    """
+    provenance: dict[str, str] = {}
+    runs: dict[str, str] = {}
+    for item in items:
+        tag = item.tag
+        if tag is None:
+            continue
+        sha = hashlib.sha1(item.data.encode("utf-8")).hexdigest()  # noqa: S324 - the store's key
+        moment = parse_time(item.created_at) or datetime.fromtimestamp(now, UTC)
+        provenance[sha] = provenance_value(tag.agent_name, tag.run_id, tag.position, moment)
+        runs[f"{tag.run_id}\x00{tag.position}"] = f"{tag.digest}\x00{sha}"
+    args: list[object] = [len(provenance)]
+    for field_, value in provenance.items():
+        args += (field_, value)
+    args.append(len(runs))
+    for field_, value in runs.items():
+        args += (field_, value)
+    return args
+
+
+async def _sessions(path: Path) -> AsyncIterator[tuple[Begin, list[Item], list[dict[str, Any]]]]:
+    """Each session of a checked export file: its items and its side records."""
     handle = await asyncio.to_thread(path.open, encoding="utf-8")
     try:
         stream = Stream(handle, str(path))
         begin: Begin | None = None
-        texts: list[str] = []
+        items: list[Item] = []
         sides: list[dict[str, Any]] = []
         while (event := await stream.next()) is not None:
             if isinstance(event, Begin):
-                begin, texts, sides = event, [], []
+                begin, items, sides = event, [], []
             elif isinstance(event, Item):
-                texts.append(event.data)
+                items.append(event)
             elif isinstance(event, End) and begin is not None:
-                yield begin, texts, sides
+                yield begin, items, sides
             elif isinstance(event, Tree):
                 if event.record.get("type") not in ("kv", "archived"):  # pragma: no cover
                     raise ValueError("a branch tree cannot be imported into Redis")

@@ -28,6 +28,7 @@ __all__ = [
     "has_tagged_rows",
     "insert_rows",
     "insert_session",
+    "provenance_of",
     "read_rows",
 ]
 
@@ -256,6 +257,14 @@ async def digest_of(db: Database, conn: Connection, session_id: str) -> Digest:
     async for rows in read_rows(db, conn, session_id):
         digest.add_all(row.text for row in rows)
     return digest
+
+
+async def provenance_of(db: Database, conn: Connection, session_id: str) -> list[RowTag | None]:
+    """Each of a session's rows' provenance as stored now, oldest first (None: untagged)."""
+    found: list[RowTag | None] = []
+    async for rows in read_rows(db, conn, session_id):
+        found.extend(row.tag for row in rows)
+    return found
 
 
 async def count_rows(db: Database, conn: Connection, session_id: str) -> int:
