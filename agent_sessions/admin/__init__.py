@@ -106,9 +106,10 @@ __all__ = [
 EXPORT_FORMAT = FORMAT
 """The ``format`` named in the first line of every export file."""
 EXPORT_VERSION = VERSION
-"""The newest export format version this module writes and reads (2: with branch trees).
+"""The newest export format version this module writes and reads (4: items' provenance).
 
-A database without branch tables is exported as version 1, which has no tree records."""
+A database is exported in the lowest version that holds it: 1 (items), 2 (branch trees), 3
+(state values and archives), 4 (items written in a run, with their agent and run)."""
 ProgressCallback = Callable[[int, int], None]
 """Called with ``(items done, items in all)`` as long work advances."""
 
@@ -266,7 +267,8 @@ class SessionDatabase(DatabaseView):
         if where:
             check_where(where)
         for in_python in (False, True):
-            sql_where, python_where = ({}, dict(where or {}))
+            sql_where: dict[str, Any] = {}
+            python_where: dict[str, Any] = dict(where or {})
             if where and not in_python:
                 sql_where, python_where = split_where(self._db, where)
             wanted = None if session_ids is None else list(session_ids)
@@ -454,7 +456,9 @@ class SessionDatabase(DatabaseView):
 
         A database with branch tables is exported as format version 2: each session's items,
         then its branch tree, read in one snapshot. One whose sessions hold state values or
-        archived rows is version 3 (those follow the tree). Any other is version 1.
+        archived rows is version 3 (those follow the tree). One with items written in a run
+        is version 4: those items carry their agent, run, position and digest. Any other is
+        version 1.
 
         A file is written to a temporary file created exclusively (random name, mode 0600)
         in its directory and renamed when complete, so a failed export never leaves a file
@@ -498,7 +502,9 @@ class SessionDatabase(DatabaseView):
 
         The whole file is checked first (structure, per-session counts and SHA-256, totals),
         and nothing is written unless it is intact. A format version 2 file's branch trees
-        get the branch tables they need if the database lacks them.
+        get the branch tables they need if the database lacks them; a version 4 file's
+        items get their provenance (the database needs schema version 4: open it with
+        ``create=True``, or once with a session of this package).
 
         Args:
             source: The export file.
@@ -554,7 +560,8 @@ async def migrate(
     left alone, unless ``replace``. An advanced session's branch tree (its branches, the
     branch of each item, usage, reserved branch ids, clear generation and current branch) is
     copied with its items, in the same transaction, and verified too; the destination gets the
-    branch tables if it lacks them.
+    branch tables if it lacks them. Each item's provenance (agent, run, position, digest)
+    is copied and verified too.
 
     Args:
         source: Where the sessions are.

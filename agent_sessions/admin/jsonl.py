@@ -310,12 +310,12 @@ class _Checker:
         if not run_id:
             raise ExportFormatError(f"{where}: 'run_id' is empty")
         position = cast(int, _whole(record, "run_position", where, _MAX_TURN))
-        key = ("run", (run_id, position))
-        if key in self.keys:
+        run_key: tuple[str, Any] = ("run", (run_id, position))
+        if run_key in self.keys:
             raise ExportFormatError(
                 f"{where}: run {run_id!r} has two items at position {position} in the session"
             )
-        self.keys.add(key)
+        self.keys.add(run_key)
         return RowTag(agent, run_id, position, digest)
 
     def _expected(self) -> str:
