@@ -41,7 +41,6 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
 from ..metadata import METADATA_STATE, RESERVED_KEY
@@ -120,6 +119,9 @@ def _sqlite(value_column: Any, where: Mapping[str, Any]) -> ColumnElement[bool]:
 
 
 def _postgresql(value_column: Any, where: Mapping[str, Any]) -> ColumnElement[bool]:
+    # Imported here: a listing of a SQLite file never loads the PostgreSQL dialect.
+    from sqlalchemy.dialects.postgresql import JSONB  # noqa: PLC0415
+
     document = cast(value_column, JSONB)
     terms: list[ColumnElement[bool]] = [
         func.jsonb_typeof(document) == "object",
