@@ -134,13 +134,21 @@ async def test_export_is_version_4_and_round_trips_to_sqlite(source: Path, tmp_p
     assert await sqlite_records(copy) == await sqlite_records(source)
 
 
-@pytest.mark.postgres
-async def test_export_import_sqlite_to_postgres_keeps_records(source: Path, tmp_path: Path) -> None:
-    """An export of a SQLite file imported into PostgreSQL gives the same get_records."""
-    out = tmp_path / "out.jsonl"
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+async def test_export_import_sqlite_to_a_server_keeps_records(
+    source: Path, tmp_path: Path, kind: str
+) -> None:
+    """An export of a SQLite file imported into PostgreSQL or MariaDB gives equal get_records."""
+    out, back = tmp_path / "out.jsonl", tmp_path / "back.jsonl"
     async with SessionDatabase(source) as db:
         await db.export_jsonl(out)
-    url = database_url("postgres", tmp_path)
+    url = database_url(kind, tmp_path)
     sessions, messages = unique_tables()
     engine = create_async_engine(url)
     try:
@@ -149,6 +157,9 @@ async def test_export_import_sqlite_to_postgres_keeps_records(source: Path, tmp_
         ) as db:
             await db.import_jsonl(out)
             assert [i.session_id for i in await db.list_sessions(agent="billing")] == ["t1"]
+            assert await db.count_sessions(agent="triage", where={"plan": "pro"}) == 1
+            await db.export_jsonl(back)
+        assert back.read_bytes() == out.read_bytes()
         expected = await sqlite_records(source)
         for sid, records in expected.items():
             session = SQLAlchemySession(

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 
-from agent_sessions import EncryptedSession, SQLiteSession, as_run
+from agent_sessions import EncryptedSession, RedisSession, SQLiteSession, as_run
 from agent_sessions.cli import main
+from tests.redis_server import REDIS_URL, drop_prefix, redis_url, unique_prefix
 
 KEY = Fernet.generate_key().decode()
 
@@ -110,3 +112,33 @@ def test_ls_agent_filters_and_combines_with_where(
     assert listed("--agent", "triage", "--where", "plan=pro") == (["t1"], 1)
     assert listed("--agent", "vault", "--where", "plan=pro") == ([], 0)
     assert listed("--agent", "nobody") == ([], 0)
+
+
+async def _redis_session(prefix: str) -> None:
+    client = aioredis.from_url(redis_url())
+    session = RedisSession("r", redis_client=client, key_prefix=prefix)
+    await session.add_items([message("user", "plain")])
+    with as_run("job-r", agent_name="triage"):
+        await session.add_items([message("assistant", "tagged")])
+    await client.aclose()
+
+
+async def _drop(prefix: str) -> None:
+    client = aioredis.from_url(redis_url())
+    await drop_prefix(client, prefix)
+    await client.aclose()
+
+
+@pytest.mark.redis
+def test_show_on_redis_prints_agents(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a Redis URL show prints the agent column and the run line too."""
+    prefix = unique_prefix()
+    asyncio.run(_redis_session(prefix))
+    try:
+        lines = _lines(capsys, "show", f"{REDIS_URL}?key_prefix={prefix}", "r")
+        rows = [line for line in lines if line.startswith("#")]
+        assert "run job-r:" in lines
+        assert "triage" in rows[1]
+        assert rows[0].split()[1] == "-"  # no time, no agent: Redis keeps none for it
+    finally:
+        asyncio.run(_drop(prefix))
