@@ -4,9 +4,10 @@ The sessions are those of :class:`~agent_sessions.RedisSession` and the SDK's ``
 (the same keys). Values are handled as the stored text, never decoded, so encrypted envelopes
 and undecodable values are listed, exported, imported and migrated byte for byte. Exports use
 format version 1 of ``agent_sessions.admin`` (version 3 when sessions have state values or an
-archive; Redis keeps no per-item time, so items carry ``created_at: null``), which
-:class:`~agent_sessions.admin.SessionDatabase` imports, and the other way round:
-:func:`copy_between` moves sessions between a SQL database and Redis.
+archive, 4 when items were written in a run: they carry their agent, run, position, digest and
+the time of their provenance entry; Redis keeps no time for other items, which carry
+``created_at: null``), which :class:`~agent_sessions.admin.SessionDatabase` imports, and the
+other way round: :func:`copy_between` moves sessions between a SQL database and Redis.
 """
 
 from __future__ import annotations
@@ -380,7 +381,7 @@ class RedisDatabase:
         *,
         overwrite: bool = False,
     ) -> TransferReport:
-        """Export sessions (all if None) to a new JSON Lines file, format version 1.
+        """Export sessions (all if None) to a new JSON Lines file (format version 1, 3 or 4).
 
         Each session is read in one snapshot. The file is written under a temporary name and
         renamed when complete.
@@ -438,9 +439,11 @@ class RedisDatabase:
     async def import_jsonl(
         self, source: str | os.PathLike[str], *, on_conflict: Conflict = "error"
     ) -> TransferReport:
-        """Import an export file (format 1, or 2 without branch trees), a session per script.
+        """Import an export file (any version, without branch trees), a session per script.
 
-        The whole file is checked first; nothing is written unless it is intact.
+        The whole file is checked first; nothing is written unless it is intact. Items with
+        provenance (format version 4) get it in the session's provenance and runs hashes, so
+        ``get_records()`` returns it.
 
         Raises:
             ExportFormatError: the file is not a complete, intact export.
