@@ -26,7 +26,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from sqlalchemy import Select
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import (
     ExportFormatError,
@@ -40,6 +43,7 @@ from .advanced import AdvancedView, present_branch_tables, read_advanced, row_br
 from .base import DatabaseView
 from .branches import BranchSummary, BranchTree, TurnUsageRecord, UsageTotals, read_branch_tree
 from .catalogue import (
+    Filters,
     SearchHit,
     SessionInfo,
     SortKey,
@@ -53,7 +57,8 @@ from .catalogue import (
     to_info,
 )
 from .files import FileFailed
-from .metadata import matching_sessions, read_metadata
+from .filters import malformed_json, split_where
+from .metadata import check_where, matching_sessions, read_metadata
 from .migrate import MigrateReport, copy_sessions
 from .purge import PurgeReport, parse_age, purge_sessions
 from .rows import BATCH, StoredRow, read_rows
@@ -101,9 +106,10 @@ __all__ = [
 EXPORT_FORMAT = FORMAT
 """The ``format`` named in the first line of every export file."""
 EXPORT_VERSION = VERSION
-"""The newest export format version this module writes and reads (2: with branch trees).
+"""The newest export format version this module writes and reads (4: items' provenance).
 
-A database without branch tables is exported as version 1, which has no tree records."""
+A database is exported in the lowest version that holds it: 1 (items), 2 (branch trees), 3
+(state values and archives), 4 (items written in a run, with their agent and run)."""
 ProgressCallback = Callable[[int, int], None]
 """Called with ``(items done, items in all)`` as long work advances."""
 
@@ -151,6 +157,7 @@ class SessionDatabase(DatabaseView):
         limit: int | None = None,
         offset: int = 0,
         where: Mapping[str, JSONValue] | None = None,
+        agent: str | None = None,
     ) -> list[SessionInfo]:
         """List sessions with their size, activity and metadata.
 
@@ -167,8 +174,11 @@ class SessionDatabase(DatabaseView):
             limit: At most this many sessions.
             offset: Skip this many first (for paging).
             where: Only sessions whose plaintext metadata has each of these top-level keys
-                equal to the value given (JSON equality). Compared in Python over the metadata
-                rows (one query); encrypted metadata never matches.
+                equal to the value given (JSON equality: ``1 == 1.0``, ``True != 1``).
+                Compared in SQL with the dialect's JSON functions where it has them (see
+                ``docs/cli.md``), else in Python; encrypted metadata never matches.
+            agent: Only sessions with at least one item this agent wrote (provenance,
+                schema version 4); combines with every other filter.
 
         Returns:
             The sessions, in the order asked for, each with its metadata where readable.
@@ -179,30 +189,23 @@ class SessionDatabase(DatabaseView):
         """
 
         async def work() -> list[SessionInfo]:
-            wanted: list[str] | None
-            if where:
-                wanted = await matching_sessions(self._db, where)
-                if session_ids is not None:
-                    chosen = set(session_ids)
-                    wanted = [sid for sid in wanted if sid in chosen]
-                if not wanted:
-                    return []
-            else:
-                wanted = None if session_ids is None else list(session_ids)
-            filters = await age_filters(
-                self._db,
+            def build(filters: Filters) -> Select[Any]:
+                return listing(
+                    self._db, filters, sort=sort, descending=descending, limit=limit, offset=offset
+                )
+
+            rows = await self._select(
+                build,
                 older_than,
                 newer_than,
-                session_ids=wanted,
+                session_ids=session_ids,
+                where=where,
+                agent=agent,
                 prefix=prefix,
                 min_items=min_items,
                 min_bytes=min_bytes,
             )
-            query = listing(
-                self._db, filters, sort=sort, descending=descending, limit=limit, offset=offset
-            )
-            async with self._db.engine.connect() as conn:
-                infos = [to_info(row) for row in await conn.execute(query)]
+            infos = [to_info(row) for row in rows]
             views = await read_metadata(self._db, [info.session_id for info in infos])
             return [
                 dataclasses.replace(
@@ -224,26 +227,75 @@ class SessionDatabase(DatabaseView):
         min_items: int = 0,
         min_bytes: int = 0,
         where: Mapping[str, JSONValue] | None = None,
+        agent: str | None = None,
     ) -> int:
         """Count the sessions :meth:`list_sessions` would list with the same filters."""
 
         async def work() -> int:
-            wanted = await matching_sessions(self._db, where) if where else None
-            if wanted is not None and not wanted:
-                return 0
+            rows = await self._select(
+                lambda filters: count(self._db, filters),
+                older_than,
+                newer_than,
+                session_ids=None,
+                where=where,
+                agent=agent,
+                prefix=prefix,
+                min_items=min_items,
+                min_bytes=min_bytes,
+            )
+            return int(rows[0][0]) if rows else 0
+
+        return await self._run("count_sessions", work)
+
+    async def _select(
+        self,
+        build: Callable[[Filters], Select[Any]],
+        older_than: timedelta | None,
+        newer_than: timedelta | None,
+        *,
+        session_ids: Sequence[str] | None,
+        where: Mapping[str, JSONValue] | None,
+        agent: str | None,
+        **rest: Any,
+    ) -> list[Any]:
+        """The rows of a listing (or count) query; none when a metadata filter rules all out.
+
+        The metadata filter goes to SQL where the dialect compares JSON (:mod:`.filters`).
+        On PostgreSQL a metadata row that is not JSON fails the cast: the filter is then
+        compared in Python, with the same outcome.
+        """
+        if where:
+            check_where(where)
+        for in_python in (False, True):
+            sql_where: dict[str, Any] = {}
+            python_where: dict[str, Any] = dict(where or {})
+            if where and not in_python:
+                sql_where, python_where = split_where(self._db, where)
+            wanted = None if session_ids is None else list(session_ids)
+            if where and self._db.names.state not in await self._db.table_names():
+                return []  # no state table: no session has metadata
+            if python_where:
+                chosen = None if wanted is None else set(wanted)
+                matched = await matching_sessions(self._db, python_where)
+                wanted = [sid for sid in matched if chosen is None or sid in chosen]
+                if not wanted:
+                    return []
             filters = await age_filters(
                 self._db,
                 older_than,
                 newer_than,
                 session_ids=wanted,
-                prefix=prefix,
-                min_items=min_items,
-                min_bytes=min_bytes,
+                where=sql_where or None,
+                agent=agent,
+                **rest,
             )
-            async with self._db.engine.connect() as conn:
-                return int((await conn.execute(count(self._db, filters))).scalar_one())
-
-        return await self._run("count_sessions", work)
+            try:
+                async with self._db.engine.connect() as conn:
+                    return list(await conn.execute(build(filters)))
+            except DBAPIError as exc:
+                if in_python or not sql_where or not malformed_json(exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def session(self, session_id: str) -> SessionInfo:
         """Return one session's catalogue entry.
@@ -404,7 +456,9 @@ class SessionDatabase(DatabaseView):
 
         A database with branch tables is exported as format version 2: each session's items,
         then its branch tree, read in one snapshot. One whose sessions hold state values or
-        archived rows is version 3 (those follow the tree). Any other is version 1.
+        archived rows is version 3 (those follow the tree). One with items written in a run
+        is version 4: those items carry their agent, run, position and digest. Any other is
+        version 1.
 
         A file is written to a temporary file created exclusively (random name, mode 0600)
         in its directory and renamed when complete, so a failed export never leaves a file
@@ -448,7 +502,9 @@ class SessionDatabase(DatabaseView):
 
         The whole file is checked first (structure, per-session counts and SHA-256, totals),
         and nothing is written unless it is intact. A format version 2 file's branch trees
-        get the branch tables they need if the database lacks them.
+        get the branch tables they need if the database lacks them; a version 4 file's
+        items get their provenance (the database needs schema version 4: open it with
+        ``create=True``, or once with a session of this package).
 
         Args:
             source: The export file.
@@ -504,7 +560,8 @@ async def migrate(
     left alone, unless ``replace``. An advanced session's branch tree (its branches, the
     branch of each item, usage, reserved branch ids, clear generation and current branch) is
     copied with its items, in the same transaction, and verified too; the destination gets the
-    branch tables if it lacks them.
+    branch tables if it lacks them. Each item's provenance (agent, run, position, digest)
+    is copied and verified too.
 
     Args:
         source: Where the sessions are.

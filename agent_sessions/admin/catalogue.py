@@ -7,7 +7,7 @@ cannot be decoded: they are stored, and they take space.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 
 from ..serialization import JsonCodec
 from .db import Database, canonical_time, parse_time
+from .filters import agent_condition, where_condition
 
 __all__ = [
     "MAX_AGE",
@@ -121,6 +122,10 @@ class Filters:
     active_since: datetime | None = None
     min_items: int = 0
     min_bytes: int = 0
+    agent: str | None = None
+    """Only sessions with a row this agent wrote."""
+    where: Mapping[str, Any] | None = None
+    """Only sessions whose metadata matches, compared in SQL (see :mod:`.filters`)."""
 
 
 MAX_AGE = timedelta(days=36525)
@@ -231,6 +236,10 @@ class _Columns:
             self.conditions.append(self.items >= filters.min_items)
         if filters.min_bytes > 0:
             self.conditions.append(self.bytes >= filters.min_bytes)
+        if filters.agent is not None:
+            self.conditions.append(agent_condition(db, self.session_id, filters.agent))
+        if filters.where:
+            self.conditions.append(where_condition(db, self.session_id, filters.where))
 
     def select(self) -> Select[Any]:
         return (

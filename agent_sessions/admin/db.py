@@ -44,13 +44,23 @@ from .engine import Connection, Engine, ThreadEngine
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["Database", "Location", "Stamp", "canonical_time", "locate", "parse_time"]
+__all__ = [
+    "PROVENANCE_COLUMNS",
+    "Database",
+    "Location",
+    "Stamp",
+    "canonical_time",
+    "locate",
+    "parse_time",
+]
 
 T = TypeVar("T")
 Stamp = datetime | str | None
 """A timestamp as a database returns it: a datetime, SQLite text, or NULL."""
 
 _CONNECT_TIMEOUT = 10
+PROVENANCE_COLUMNS = frozenset({"agent_name", "run_id", "run_position", "item_digest"})
+"""The messages table's provenance columns (schema version 4, docs/schema.md)."""
 _ORIGIN_PREFIX = re.compile(r"^<class '[\w.]+'>: ")  # asyncpg errors as SQLAlchemy wraps them
 
 
@@ -195,6 +205,18 @@ class Database:
             Column("message_data", Text),
             Column("created_at", stamp),
         )
+        self.tagged_messages = Table(
+            tables.messages,
+            MetaData(),
+            Column("id", Integer, primary_key=True),
+            Column("session_id", String),
+            Column("message_data", Text),
+            Column("created_at", stamp),
+            *(Column(name, String) for name in ("agent_name", "run_id", "item_digest")),
+            Column("run_position", Integer),
+        )
+        self.provenance = False
+        """Whether the messages table has the provenance columns (schema v4); set when ready."""
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
@@ -257,6 +279,7 @@ class Database:
 
             tables, engine = SessionTables(self.names), self._async_engine
             await self.call("create tables", lambda: create_schema(engine, tables))
+            self.provenance = await self.call("open", self._has_provenance)
             return
         try:
             missing = await self.call("open", self._missing_tables)
@@ -274,6 +297,16 @@ class Database:
                 f"{self.label} has no table {', '.join(missing)}: is it a session "
                 "database? (--sessions-table/--messages-table name other tables)"
             )
+        self.provenance = await self.call("open", self._has_provenance)
+
+    async def _has_provenance(self) -> bool:
+        """Whether the messages table has all four provenance columns (schema version 4)."""
+        table = self.names.messages
+        async with self.engine.connect() as conn:
+            names = await conn.run_sync(
+                lambda c: {column["name"] for column in inspect(c).get_columns(table)}
+            )
+        return names >= PROVENANCE_COLUMNS
 
     async def _missing_tables(self) -> list[str]:
         present = await self.table_names()

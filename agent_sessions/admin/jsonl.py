@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, TextIO, cast
 
 from ..errors import ExportFormatError
 from ..serialization import JsonCodec
+from ..store import RowTag
 from .db import parse_time
 from .files import file_error
 from .rows import BATCH, Digest
@@ -31,14 +32,17 @@ __all__ = [
     "Scanned",
     "Stream",
     "Tree",
+    "add_item",
     "encode",
+    "item_record",
+    "provenance_fields",
     "scan_file",
 ]
 
 FORMAT = "agent-sessions-export"
-VERSION = 3
-"""The newest format version: 1 (items only), 2 (items, then each session's branch tree) or 3
-(then each session's state values and archived rows)."""
+VERSION = 4
+"""The newest format version: 1 (items only), 2 (items, then each session's branch tree), 3
+(then each session's state values and archived rows) or 4 (items with their provenance)."""
 
 _JSON = JsonCodec()
 _TREE_KINDS = ("branch", "record", "usage", "state")
@@ -50,6 +54,10 @@ _SIDE_KINDS = ("kv", "archived")
 _SIDES = 3
 """The first format version with state values and archived rows."""
 _ALL_KINDS = _TREE_KINDS + _SIDE_KINDS
+PROVENANCE = 4
+"""The first format version whose items may carry their provenance."""
+_MAX_NAME = 255  # the agent_name and run_id columns on MariaDB
+_MAX_DIGEST = 64  # the item_digest column on MariaDB: a SHA-256 or HMAC in hex
 _MAX_TURN = 2**31 - 1  # turn columns are 32-bit integers on a server
 _MAX_WHOLE = 2**63 - 1
 _MAX_TYPE = 64  # a server's message_type column
@@ -69,10 +77,37 @@ class Begin(NamedTuple):
 
 
 class Item(NamedTuple):
-    """One stored row of the session."""
+    """One stored row of the session, and its provenance (format version 4) if it has one."""
 
     data: str
     created_at: str | None
+    tag: RowTag | None = None
+
+
+def item_record(data: str, created_at: str | None, tag: RowTag | None) -> dict[str, Any]:
+    """An item's record: its time, its provenance (tagged rows, version 4) and its text."""
+    record: dict[str, Any] = {"type": "item", "created_at": created_at}
+    if tag is not None:
+        record.update(provenance_fields(tag))
+    record["data"] = data
+    return record
+
+
+def provenance_fields(tag: RowTag) -> dict[str, Any]:
+    """A tag as an item record's fields; also what the session's checksum covers of it."""
+    return {
+        "agent_name": tag.agent_name,
+        "run_id": tag.run_id,
+        "run_position": tag.position,
+        "item_digest": tag.digest,
+    }
+
+
+def add_item(digest: Digest, data: str, tag: RowTag | None) -> None:
+    """Add an item to a session's checksum: its text, then its provenance if it has one."""
+    digest.add(data)
+    if tag is not None:
+        digest.add(encode(provenance_fields(tag)))
 
 
 class Tree(NamedTuple):
@@ -235,9 +270,10 @@ class _Checker:
             return self._begin(record, where)
         if self.current is not None and kind == "item" and self.phase < 0:
             data = _text(record, "data", where)
-            self.digest.add(data)
+            tag = self._tag(record, where) if self.version >= PROVENANCE else None
+            add_item(self.digest, data, tag)
             self.items += 1
-            return Item(data, _stamp(record, "created_at", where))
+            return Item(data, _stamp(record, "created_at", where), tag)
         if self.current is not None and kind in _TREE_KINDS and self.version >= _TREES:
             return self._tree(record, str(kind), where)
         if self.current is not None and kind in _SIDE_KINDS and self.version >= _SIDES:
@@ -250,6 +286,37 @@ class _Checker:
             self.finished = True
             return None
         raise ExportFormatError(f"{where}: found {kind!r}, expected {self._expected()}")
+
+    def _tag(self, record: dict[str, Any], where: str) -> RowTag | None:
+        """An item's provenance: all of run, position and digest, or none of them."""
+        fields = ("run_id", "run_position", "item_digest")
+        if all(record.get(key) is None for key in (*fields, "agent_name")):
+            return None
+        if any(record.get(key) is None for key in fields):
+            raise ExportFormatError(
+                f"{where}: an item's provenance needs 'run_id', 'run_position' and "
+                "'item_digest' (or none of them, and no 'agent_name')"
+            )
+        agent = _text(record, "agent_name", where, null=True)
+        run_id = _text(record, "run_id", where)
+        digest = _text(record, "item_digest", where)
+        for key, value, most in (
+            ("agent_name", agent, _MAX_NAME),
+            ("run_id", run_id, _MAX_NAME),
+            ("item_digest", digest, _MAX_DIGEST),
+        ):
+            if value is not None and len(value) > most:
+                raise ExportFormatError(f"{where}: {key!r} is longer than {most} characters")
+        if not run_id:
+            raise ExportFormatError(f"{where}: 'run_id' is empty")
+        position = cast(int, _whole(record, "run_position", where, _MAX_TURN))
+        run_key: tuple[str, Any] = ("run", (run_id, position))
+        if run_key in self.keys:
+            raise ExportFormatError(
+                f"{where}: run {run_id!r} has two items at position {position} in the session"
+            )
+        self.keys.add(run_key)
+        return RowTag(agent, run_id, position, digest)
 
     def _expected(self) -> str:
         if self.current is None:

@@ -2,10 +2,11 @@
 
 A session's metadata (``session.update_metadata``) is one row of the state table, under the
 name :data:`~agent_sessions.metadata.METADATA_STATE`, holding a JSON object. The filter of
-``list_sessions(where=...)`` compares top-level keys for equality in Python, after one query
-that reads only the metadata rows of the pair (every database alike; no JSON functions of the
-dialect). Metadata sealed by ``EncryptedSession`` is listed as encrypted and never matches a
-filter; a row that is not a JSON object is listed as unreadable and never matches either.
+``list_sessions(where=...)`` compares top-level keys for equality in SQL where the dialect can
+(:mod:`.filters`); here is the Python comparison that defines it and serves the rest, after one
+query that reads only the metadata rows of the pair. Metadata sealed by ``EncryptedSession``
+is listed as encrypted and never matches a filter; a row that is not a JSON object is listed
+as unreadable and never matches either.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from sqlalchemy import text
 from ..metadata import METADATA_STATE, RESERVED_KEY
 from .db import Database
 
-__all__ = ["MetadataStatus", "MetadataView", "matching_sessions", "read_metadata"]
+__all__ = [
+    "MetadataStatus",
+    "MetadataView",
+    "check_where",
+    "matches",
+    "matching_sessions",
+    "read_metadata",
+    "view",
+]
 
 MetadataStatus = Literal["none", "plain", "encrypted", "unreadable"]
 """What a listing knows of a session's metadata: none stored, readable, sealed, or broken."""
@@ -101,14 +110,15 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def matches(stored: str | None, where: Mapping[str, Any]) -> bool:
+    """Whether stored metadata is plaintext with every ``key == value`` of ``where``."""
+    status, value = view(stored)
+    if status != "plain" or value is None:
+        return False
+    return all(k in value and _equal(value[k], v) for k, v in where.items())
+
+
 async def matching_sessions(db: Database, where: Mapping[str, Any]) -> list[str]:
     """The ids of sessions whose plaintext metadata has every ``key == value`` of ``where``."""
     check_where(where)
-    found = []
-    for sid, stored in await _rows(db, None):
-        status, value = view(stored)
-        if status != "plain" or value is None:
-            continue
-        if all(k in value and _equal(value[k], v) for k, v in where.items()):
-            found.append(sid)
-    return found
+    return [sid for sid, stored in await _rows(db, None) if matches(stored, where)]

@@ -10,6 +10,10 @@ therefore leaves whole sessions or nothing of a session, and running it again re
   copied again;
 - any other difference is a conflict, left alone and reported, unless ``replace`` is set.
 
+Each row's provenance (agent, run, position and digest; schema version 4) is copied with it and
+verified too: a session whose rows are at the destination without it (copied before provenance
+was) is copied again; one whose rows there have other provenance is a conflict.
+
 An advanced session's branch tree (:mod:`.tree`) is read in the same source snapshot as its
 rows, written in the same destination transaction under the new ids, read back and compared
 too (every field but the times, which not every database keeps to the microsecond). A session
@@ -27,6 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ..errors import VerificationError
+from ..store import RowTag
 from .catalogue import SessionInfo
 from .db import Database
 from .engine import Connection
@@ -40,6 +45,7 @@ from .rows import (
     existing,
     insert_rows,
     insert_session,
+    provenance_of,
     read_rows,
 )
 from .side import delete_side, present_side_tables, side_records, write_side
@@ -164,25 +170,46 @@ async def _source_rows(
         yield rows
 
 
+def _provenance_state(
+    tags: list[RowTag | None], there: list[RowTag | None], *, same_rows: bool
+) -> _State | None:
+    """What the rows' provenance says of a copy (None: nothing; the texts decide).
+
+    Rows copied before provenance was (untagged at the destination) are copied again, with it.
+    """
+    untagged_there = all(tag is None for tag in there)
+    if tags[: len(there)] != there and not untagged_there:
+        return "different"
+    if same_rows and tags != there:
+        return "partial"
+    return None
+
+
 async def _compare(src: Database, dst: Database, session_id: str, trees: _Trees) -> _State:
     """How a session at the destination relates to the source's."""
     async with dst.engine.connect() as conn:
         there = await digest_of(dst, conn, session_id)
+        there_tags = await provenance_of(dst, conn, session_id)
         there_records = await trees.destination(dst, conn, session_id)
         there_side = await trees.side(dst, conn, session_id, trees.dst_side)
     source, prefix = Digest(), Digest() if there.count == 0 else None
     ids: list[int] = []
+    tags: list[RowTag | None] = []
     async with _reading(src, snapshot=trees.src is not None) as conn:
         async for rows in _source_rows(src, conn, session_id):
             for row in rows:
                 source.add(row.text)
                 ids.append(row.id)
+                tags.append(row.tag)
                 if source.count == there.count:
                     prefix = source.copy()
         source_records = await trees.source(src, conn, session_id, ids)
         source_side = await trees.side(src, conn, session_id, trees.src_side)
     if source_side != there_side:
         return "partial" if source == there else "different"
+    moved = _provenance_state(tags, there_tags, same_rows=source == there)
+    if moved is not None:
+        return moved
     if source == there and (
         tree_digest(source_records) == tree_digest(there_records)
         or (not source_records and _never_branched(there_records))  # both read as main's
@@ -213,6 +240,7 @@ async def _copy(
     """
     sid = info.session_id
     source, ids = Digest(), list[int]()
+    tags: list[RowTag | None] = []
     records: list[dict[str, Any]] = []
     async with _reading(src, snapshot=trees.src is not None) as reading, dst.writing() as conn:
         if present:
@@ -226,7 +254,9 @@ async def _copy(
         async for rows in _source_rows(src, reading, sid, batch):
             source.add_all(row.text for row in rows)
             ids.extend(row.id for row in rows)
-            await insert_rows(dst, conn, sid, [(r.text, r.created_at) for r in rows], now)
+            tags.extend(row.tag for row in rows)
+            texts = [(r.text, r.created_at) for r in rows]
+            await insert_rows(dst, conn, sid, texts, now, tags=[r.tag for r in rows])
             advance(len(rows))
         if trees.src is not None and trees.dst is not None:
             tree = trees.src
@@ -251,6 +281,11 @@ async def _copy(
                 f"session {sid!r} reads back from {dst.label} as {copied.count} items "
                 f"(sha256 {copied.hexdigest()[:12]}) but {source.count} were read from "
                 f"{src.label} (sha256 {source.hexdigest()[:12]}); it was rolled back"
+            )
+        if await provenance_of(dst, conn, sid) != tags:
+            raise VerificationError(
+                f"the provenance (agent, run, position, digest) of session {sid!r}'s items "
+                f"reads back from {dst.label} unlike {src.label}'s; it was rolled back"
             )
         expected = tree_digest(records)
         written = tree_digest(await trees.destination(dst, conn, sid))

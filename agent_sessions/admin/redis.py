@@ -4,32 +4,51 @@ The sessions are those of :class:`~agent_sessions.RedisSession` and the SDK's ``
 (the same keys). Values are handled as the stored text, never decoded, so encrypted envelopes
 and undecodable values are listed, exported, imported and migrated byte for byte. Exports use
 format version 1 of ``agent_sessions.admin`` (version 3 when sessions have state values or an
-archive; Redis keeps no per-item time, so items carry ``created_at: null``), which
-:class:`~agent_sessions.admin.SessionDatabase` imports, and the other way round:
-:func:`copy_between` moves sessions between a SQL database and Redis.
+archive, 4 when items were written in a run: they carry their agent, run, position, digest and
+the time of their provenance entry; Redis keeps no time for other items, which carry
+``created_at: null``), which :class:`~agent_sessions.admin.SessionDatabase` imports, and the
+other way round: :func:`copy_between` moves sessions between a SQL database and Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
-from ..backends.redis.layout import SessionKeys
+from ..backends.redis.layout import SessionKeys, parse_provenance, provenance_value
 from ..errors import SessionClosedError, SessionExistsError, SessionNotFoundError, StorageError
+from ..metadata import METADATA_STATE
+from ..serialization import JSONValue
+from ..store import RowTag
 from .catalogue import SessionInfo
 from .db import canonical_time, parse_time
 from .files import ExportTarget, FileFailed, finish, write
-from .jsonl import FORMAT, Begin, End, Item, Stream, Tree, encode, scan_file
+from .jsonl import (
+    FORMAT,
+    PROVENANCE,
+    Begin,
+    End,
+    Item,
+    Stream,
+    Tree,
+    add_item,
+    encode,
+    item_record,
+    scan_file,
+)
+from .metadata import check_where, matches, view
 from .rows import Digest, StoredRow
 from .transfer import Conflict, TransferReport
 
@@ -50,7 +69,12 @@ local archive = {}
 if redis.call('TYPE', KEYS[5])['ok'] == 'list' then
   archive = redis.call('LRANGE', KEYS[5], 0, -1)
 end
-return {values, record[1], record[2], state, archive}
+local tags, runs = {}, {}
+if redis.call('TYPE', KEYS[6])['ok'] == 'hash' then
+  for i = 1, #values do tags[i] = redis.call('HGET', KEYS[6], redis.sha1hex(values[i])) or '' end
+end
+if redis.call('TYPE', KEYS[7])['ok'] == 'hash' then runs = redis.call('HGETALL', KEYS[7]) end
+return {values, record[1], record[2], state, archive, tags, runs}
 """
 _SIZE = """
 local total, n = 0, 0
@@ -60,7 +84,8 @@ return {n, total, record[1], record[2]}
 """
 _WRITE = """#!lua
 -- ARGV: replace ('1'/'0'), session_id, created_at, updated_at, n values, the values,
---       n state pairs, name value ..., then the archive's entries
+--       n state pairs, name value ..., n provenance pairs, SHA-1 value ...,
+--       n run pairs, run key value ..., then the archive's entries
 local exists = redis.call('EXISTS', KEYS[1], KEYS[2]) > 0
 if exists and ARGV[1] ~= '1' then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
@@ -73,9 +98,12 @@ end
 local values = tonumber(ARGV[5])
 push(KEYS[2], 6, 5 + values)
 local at = 6 + values
-local pairs_ = tonumber(ARGV[at])
-for i = at + 1, at + 2 * pairs_, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-push(KEYS[5], at + 2 * pairs_ + 1, #ARGV)
+for _, key in ipairs({KEYS[4], KEYS[6], KEYS[7]}) do
+  local pairs_ = tonumber(ARGV[at])
+  for i = at + 1, at + 2 * pairs_, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+  at = at + 2 * pairs_ + 1
+end
+push(KEYS[5], at, #ARGV)
 return 1
 """
 
@@ -101,6 +129,41 @@ class _Snapshot(NamedTuple):
     created: Any
     updated: Any
     sides: list[dict[str, Any]]
+    tags: list[RowTag | None]
+    """Each value's provenance (None: untagged), see :func:`_tags`."""
+    times: list[str | None]
+    """When each tagged value was written (naive UTC text); None for the others."""
+
+
+def _tags(
+    values: list[bytes], raw_tags: list[bytes], runs: list[bytes]
+) -> tuple[list[RowTag | None], list[str | None]]:
+    """Each value's provenance, as the store keeps it per distinct bytes.
+
+    The store keys provenance by a value's SHA-1, so equal values share one entry. A run's
+    position belongs to one row: the newest value with those bytes that the run's entry
+    names; older equal values read as untagged here.
+    """
+    digests: dict[bytes, tuple[str, bytes]] = {}
+    for key, entry in zip(runs[::2], runs[1::2], strict=True):
+        digest, _, sha = entry.partition(b"\x00")
+        digests[key] = (digest.decode("ascii", "replace"), sha)
+    tags: list[RowTag | None] = [None] * len(values)
+    times: list[str | None] = [None] * len(values)
+    claimed: set[bytes] = set()
+    for index in range(len(raw_tags) - 1, -1, -1):
+        agent, run_id, position, created = parse_provenance(raw_tags[index])
+        if run_id is None or position is None:
+            continue
+        key = f"{run_id}\x00{position}".encode()
+        found = digests.get(key)
+        sha = hashlib.sha1(values[index]).hexdigest().encode()  # noqa: S324 - the store's key
+        if key in claimed or found is None or found[1] != sha:
+            continue
+        claimed.add(key)
+        tags[index] = RowTag(agent, run_id, position, found[0])
+        times[index] = created
+    return tags, times
 
 
 class Exportable(Protocol):
@@ -195,10 +258,55 @@ class RedisDatabase:
             raise StorageError(f"Redis at {self.location}: {exc}") from exc
         return sorted(found)
 
-    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
-        """Each session with its item count, stored bytes and record times, by id."""
-        ids = await self.session_ids()
-        return [await self.session(sid) for sid in ids[:limit]]
+    async def list_sessions(
+        self,
+        *,
+        limit: int | None = None,
+        where: Mapping[str, JSONValue] | None = None,
+        agent: str | None = None,
+    ) -> list[SessionInfo]:
+        """Each session with its item count, stored bytes, record times and metadata, by id.
+
+        Args:
+            limit: At most this many sessions.
+            where: Only sessions whose plaintext metadata has each of these top-level keys
+                equal to the value given (JSON equality, as ``SessionDatabase``'s).
+            agent: Only sessions with at least one item this agent wrote.
+
+        Raises:
+            ValueError: a ``where`` key is empty.
+            TypeError: a ``where`` value is not JSON-compatible.
+        """
+        if where:
+            check_where(where)
+        found: list[SessionInfo] = []
+        for sid in await self.session_ids():
+            if limit is not None and len(found) >= limit:
+                break
+            stored = await self._metadata(sid)
+            if where and not matches(stored, where):
+                continue
+            if agent is not None:
+                tags = (await self._snapshot(sid)).tags
+                if not any(tag is not None and tag.agent_name == agent for tag in tags):
+                    continue
+            status, value = view(stored)
+            info = await self.session(sid)
+            found.append(dataclasses.replace(info, metadata_status=status, metadata=value))
+        return found
+
+    async def _metadata(self, session_id: str) -> str | None:
+        """The session's stored metadata text (``session.update_metadata``), or None."""
+        key = SessionKeys(self.key_prefix, session_id).state
+        try:
+            if await self._client.type(key) not in (b"hash", "hash"):
+                return None
+            raw: Any = await self._client.hget(key, METADATA_STATE)
+        except (aioredis.RedisError, OSError) as exc:
+            raise StorageError(f"Redis at {self.location}: {exc}") from exc
+        if raw is None:
+            return None
+        return raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
 
     async def session(self, session_id: str) -> SessionInfo:
         """One session's entry.
@@ -221,7 +329,9 @@ class RedisDatabase:
         )
 
     async def _snapshot(self, session_id: str) -> _Snapshot:
-        values, created, updated, state, archive = await self._eval(_SNAPSHOT, session_id)
+        values, created, updated, state, archive, raw_tags, runs = await self._eval(
+            _SNAPSHOT, session_id
+        )
 
         def text(raw: bytes, what: str) -> str:
             try:
@@ -250,13 +360,19 @@ class RedisDatabase:
                     "archived_at": canonical_time(_moment(row["at"])),
                 }
             )
-        return _Snapshot(texts, created, updated, sides)
+        tags, times = _tags(values, raw_tags, runs)
+        return _Snapshot(texts, created, updated, sides, tags, times)
 
     async def rows(self, session_id: str) -> list[StoredRow]:
         """A session's stored values, oldest first; ``id`` is the position (1 = oldest)."""
         self._check("rows")
-        snapshot = await self._snapshot(session_id)
-        return [StoredRow(i, text, None) for i, text in enumerate(snapshot.texts, start=1)]
+        snap = await self._snapshot(session_id)
+        return [
+            StoredRow(i, text, at, tag)
+            for i, (text, at, tag) in enumerate(
+                zip(snap.texts, snap.times, snap.tags, strict=True), start=1
+            )
+        ]
 
     async def export_jsonl(
         self,
@@ -265,7 +381,7 @@ class RedisDatabase:
         *,
         overwrite: bool = False,
     ) -> TransferReport:
-        """Export sessions (all if None) to a new JSON Lines file, format version 1.
+        """Export sessions (all if None) to a new JSON Lines file (format version 1, 3 or 4).
 
         Each session is read in one snapshot. The file is written under a temporary name and
         renamed when complete.
@@ -286,15 +402,18 @@ class RedisDatabase:
         except FileFailed as failed:
             raise failed.error from None
         total = 0
-        version = 3 if any(snapshot.sides for _, snapshot in snapshots) else 1
+        if any(tag is not None for _, snap in snapshots for tag in snap.tags):
+            version = PROVENANCE
+        else:
+            version = 3 if any(snapshot.sides for _, snapshot in snapshots) else 1
         try:
             await write(out, encode({"format": FORMAT, "version": version}) + "\n")
             for sid, snap in snapshots:
                 lines = [_session_line(sid, snap.created, snap.updated)]
                 digest = Digest()
-                for text in snap.texts:
-                    digest.add(text)
-                    lines.append(encode({"type": "item", "created_at": None, "data": text}))
+                for text, at, tag in zip(snap.texts, snap.times, snap.tags, strict=True):
+                    add_item(digest, text, tag)
+                    lines.append(encode(item_record(text, at, tag)))
                 for record in snap.sides:
                     lines.append(encode(record))
                     digest.add(lines[-1])
@@ -320,9 +439,11 @@ class RedisDatabase:
     async def import_jsonl(
         self, source: str | os.PathLike[str], *, on_conflict: Conflict = "error"
     ) -> TransferReport:
-        """Import an export file (format 1, or 2 without branch trees), a session per script.
+        """Import an export file (any version, without branch trees), a session per script.
 
-        The whole file is checked first; nothing is written unless it is intact.
+        The whole file is checked first; nothing is written unless it is intact. Items with
+        provenance (format version 4) get it in the session's provenance and runs hashes, so
+        ``get_records()`` returns it.
 
         Raises:
             ExportFormatError: the file is not a complete, intact export.
@@ -347,7 +468,8 @@ class RedisDatabase:
                 )
         report = TransferReport(0, 0, 0.0)
         now = int(time.time())
-        async for begin, texts, sides in _sessions(path):
+        async for begin, items, sides in _sessions(path):
+            texts = [item.data for item in items]
             created = _seconds(begin.created_at, now)
             args: list[object] = [
                 "1" if on_conflict == "replace" else "0",
@@ -361,6 +483,7 @@ class RedisDatabase:
             args.append(len(state))
             for record in state:
                 args += (record["name"], record["value"])
+            args += _provenance_args(items, now)
             args += [_archive_entry(record, now) for record in sides if record["type"] != "kv"]
             existed = on_conflict == "replace" and await self._exists(begin.session_id)
             if not await self._eval(_WRITE, begin.session_id, *args):
@@ -411,21 +534,47 @@ def _archive_entry(record: dict[str, Any], now: int) -> str:
     return json.dumps(entry, separators=(",", ":"))
 
 
-async def _sessions(path: Path) -> AsyncIterator[tuple[Begin, list[str], list[dict[str, Any]]]]:
-    """Each session of a checked export file: its items' texts and its side records."""
+def _provenance_args(items: list[Item], now: int) -> list[object]:
+    """The provenance part of a write: the two hashes' pairs, as the store keeps them.
+
+    The provenance hash is keyed by a value's SHA-1 (equal values share one entry, as in the
+    store); the runs hash maps ``run_id NUL position`` to ``digest NUL SHA-1``. An item without
+    a time gets the import's.
+    """
+    provenance: dict[str, str] = {}
+    runs: dict[str, str] = {}
+    for item in items:
+        tag = item.tag
+        if tag is None:
+            continue
+        sha = hashlib.sha1(item.data.encode("utf-8")).hexdigest()  # noqa: S324 - the store's key
+        moment = parse_time(item.created_at) or datetime.fromtimestamp(now, UTC)
+        provenance[sha] = provenance_value(tag.agent_name, tag.run_id, tag.position, moment)
+        runs[f"{tag.run_id}\x00{tag.position}"] = f"{tag.digest}\x00{sha}"
+    args: list[object] = [len(provenance)]
+    for field_, value in provenance.items():
+        args += (field_, value)
+    args.append(len(runs))
+    for field_, value in runs.items():
+        args += (field_, value)
+    return args
+
+
+async def _sessions(path: Path) -> AsyncIterator[tuple[Begin, list[Item], list[dict[str, Any]]]]:
+    """Each session of a checked export file: its items and its side records."""
     handle = await asyncio.to_thread(path.open, encoding="utf-8")
     try:
         stream = Stream(handle, str(path))
         begin: Begin | None = None
-        texts: list[str] = []
+        items: list[Item] = []
         sides: list[dict[str, Any]] = []
         while (event := await stream.next()) is not None:
             if isinstance(event, Begin):
-                begin, texts, sides = event, [], []
+                begin, items, sides = event, [], []
             elif isinstance(event, Item):
-                texts.append(event.data)
+                items.append(event)
             elif isinstance(event, End) and begin is not None:
-                yield begin, texts, sides
+                yield begin, items, sides
             elif isinstance(event, Tree):
                 if event.record.get("type") not in ("kv", "archived"):  # pragma: no cover
                     raise ValueError("a branch tree cannot be imported into Redis")

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Integer, bindparam, delete, func, insert, select
 
+from ..errors import StorageError
+from ..store import RowTag
 from .db import Database, Stamp
 from .engine import Connection
 
@@ -23,8 +25,10 @@ __all__ = [
     "delete_session",
     "digest_of",
     "existing",
+    "has_tagged_rows",
     "insert_rows",
     "insert_session",
+    "provenance_of",
     "read_rows",
 ]
 
@@ -39,11 +43,26 @@ class StoredRow(NamedTuple):
         id: The row's id (insertion order across the database).
         text: The stored text (JSON, an encrypted envelope, or anything at all).
         created_at: When it was written.
+        tag: Who wrote it (agent, run, position, digest), or None for an untagged row or a
+            database without the provenance columns.
     """
 
     id: int
     text: str
     created_at: Stamp
+    tag: RowTag | None = None
+
+
+def _tag(agent: Any, run_id: Any, position: Any, digest: Any) -> RowTag | None:
+    """A row's provenance columns as a tag; None unless the row was written in a run."""
+    if run_id is None or position is None:
+        return None
+    return RowTag(
+        None if agent is None else str(agent),
+        str(run_id),
+        int(position),
+        "" if digest is None else str(digest),
+    )
 
 
 class Digest:
@@ -105,7 +124,7 @@ async def read_rows(
         batch: Rows per batch.
         newest: Only the newest this many rows (still oldest first).
     """
-    m = db.messages
+    m = db.tagged_messages if db.provenance else db.messages
     after = -1
     if newest is not None:
         # The id just below the newest N rows, so the ranges below start there.
@@ -118,15 +137,21 @@ async def read_rows(
         )
         found = (await conn.execute(edge)).scalar()
         after = -1 if found is None else int(found)
+    columns = [m.c.id, m.c.message_data, m.c.created_at]
+    if db.provenance:
+        columns += [m.c.agent_name, m.c.run_id, m.c.run_position, m.c.item_digest]
     query = (
-        select(m.c.id, m.c.message_data, m.c.created_at)
+        select(*columns)
         .where(m.c.session_id == session_id, m.c.id > bindparam("after", type_=Integer))
         .order_by(m.c.id)
         .limit(batch)
     )
     while True:
         rows = [
-            StoredRow(int(i), str(t), c) for i, t, c in await conn.execute(query, {"after": after})
+            StoredRow(int(found[0]), str(found[1]), found[2], _tag(*found[3:]))
+            if db.provenance
+            else StoredRow(int(found[0]), str(found[1]), found[2])
+            for found in await conn.execute(query, {"after": after})
         ]
         if not rows:
             return
@@ -152,21 +177,46 @@ async def insert_rows(
     session_id: str,
     rows: Sequence[tuple[str, Stamp]],
     default_time: datetime,
+    *,
+    tags: Sequence[RowTag | None] = (),
 ) -> None:
-    """Append rows (text and time) to a session in one executemany, keeping their order."""
+    """Append rows (text and time) to a session in one executemany, keeping their order.
+
+    Args:
+        db: The database.
+        conn: The caller's transaction.
+        session_id: The session.
+        rows: Each row's text and time.
+        default_time: The time of rows without one.
+        tags: Each row's provenance (None: untagged), in the order of ``rows``; empty for none.
+
+    Raises:
+        StorageError: rows have provenance and the messages table has no columns for it.
+    """
     if not rows:
         return
-    await conn.execute(
-        insert(db.messages),
-        [
-            {
-                "session_id": session_id,
-                "message_data": data,
-                "created_at": db.stamp_value(stamp, default_time),
-            }
-            for data, stamp in rows
-        ],
-    )
+    tagged = [tag for tag in tags if tag is not None]
+    if tagged and not db.provenance:
+        raise StorageError(
+            f"{db.label} has no provenance columns in {db.names.messages} for the rows' agent "
+            "and run: open it once with a session of agent_sessions (schema version 4) first"
+        )
+    values: list[dict[str, Any]] = [
+        {
+            "session_id": session_id,
+            "message_data": data,
+            "created_at": db.stamp_value(stamp, default_time),
+        }
+        for data, stamp in rows
+    ]
+    if db.provenance:
+        padded = [*tags, *([None] * (len(rows) - len(tags)))]
+        for value, tag in zip(values, padded, strict=True):
+            value["agent_name"] = None if tag is None else tag.agent_name
+            value["run_id"] = None if tag is None else tag.run_id
+            value["run_position"] = None if tag is None else tag.position
+            value["item_digest"] = None if tag is None else tag.digest
+    await conn.execute(insert(db.tagged_messages if db.provenance else db.messages), values)
 
 
 async def delete_session(db: Database, conn: Connection, session_id: str) -> int:
@@ -192,12 +242,29 @@ async def existing(db: Database, conn: Connection, session_ids: Sequence[str]) -
     return found
 
 
+async def has_tagged_rows(db: Database, conn: Connection) -> bool:
+    """Whether any row of the messages table was written in a run (has provenance)."""
+    if not db.provenance:
+        return False
+    m = db.tagged_messages
+    query = select(m.c.id).where(m.c.run_id.is_not(None)).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def digest_of(db: Database, conn: Connection, session_id: str) -> Digest:
     """The digest of a session's rows as stored now."""
     digest = Digest()
     async for rows in read_rows(db, conn, session_id):
         digest.add_all(row.text for row in rows)
     return digest
+
+
+async def provenance_of(db: Database, conn: Connection, session_id: str) -> list[RowTag | None]:
+    """Each of a session's rows' provenance as stored now, oldest first (None: untagged)."""
+    found: list[RowTag | None] = []
+    async for rows in read_rows(db, conn, session_id):
+        found.extend(row.tag for row in rows)
+    return found
 
 
 async def count_rows(db: Database, conn: Connection, session_id: str) -> int:

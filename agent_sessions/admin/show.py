@@ -137,7 +137,11 @@ def render_entries(
     limit: int | None,
     opened: Mapping[int, Opened] | None = None,
 ) -> list[str]:
-    """Lines for a session's rows: id, time, (branch,) label and text.
+    """Lines for a session's rows: id, time, (branch,) (agent,) label and text.
+
+    When any row carries provenance, each row shows the agent that wrote it (``-`` for the
+    caller's input and for untagged rows), and a ``run ...`` line precedes the first row of
+    each run. An encrypted row's agent is shown too: it is stored in clear.
 
     Args:
         rows: The rows, oldest first.
@@ -148,12 +152,19 @@ def render_entries(
     opened = opened or {}
     id_width = max((len(str(row.id)) for row in rows), default=1)
     branch_width = max((len(one_line(b)) for b in branches.values()), default=0)
+    tagged = any(row.tag is not None for row in rows)
+    agent_width = max((len(_agent(row)) for row in rows), default=1)
     lines = []
+    run: str | None = None
     for row in rows:
         entry = describe(row.text, opened.get(row.id))
         when = (canonical_time(row.created_at) or "")[:19]
         branch = f"{one_line(branches.get(row.id, '-')):<{branch_width}}  " if branches else ""
-        head = f"#{row.id:<{id_width}}  {when:<19}  {branch}{one_line(entry.label):<11}  "
+        agent = f"{_agent(row):<{agent_width}}  " if tagged else ""
+        if row.tag is not None and row.tag.run_id != run:
+            run = row.tag.run_id
+            lines.append(f"run {one_line(run)}:")
+        head = f"#{row.id:<{id_width}}  {when:<19}  {branch}{agent}{one_line(entry.label):<11}  "
         # Split on newlines only: every other separator is escaped, never obeyed.
         body = _LINE_BREAK.split(printable(_clip(entry.body, limit)))
         lines.append(head + body[0])
@@ -161,16 +172,28 @@ def render_entries(
     return lines
 
 
+def _agent(row: StoredRow) -> str:
+    """The agent column of a row: its agent's name, or ``-`` (input, or no provenance)."""
+    if row.tag is None or row.tag.agent_name is None:
+        return "-"
+    return one_line(row.tag.agent_name)
+
+
 def entry_dict(row: StoredRow, branch: str | None, opened: Opened | None = None) -> dict[str, Any]:
     """A row for ``show --json``: the decoded item, or the stored text and the problem.
 
     An encrypted row also has its ``key_id``; opened with a key, ``item`` is the decrypted
     item; not opened by the given keys, it has ``undecryptable`` (the reason) and no data.
+    A row written in a run has its ``agent_name``, ``run_id`` and ``run_position``.
     """
     entry = describe(row.text, opened)
     found: dict[str, Any] = {"id": row.id, "created_at": canonical_time(row.created_at)}
     if branch is not None:
         found["branch"] = branch
+    if row.tag is not None:
+        found["agent_name"] = row.tag.agent_name
+        found["run_id"] = row.tag.run_id
+        found["run_position"] = row.tag.position
     found["kind"] = entry.label
     if opened is not None and opened.kid is not None:
         found["key_id"] = opened.kid

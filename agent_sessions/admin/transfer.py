@@ -55,6 +55,24 @@ A database whose sessions hold state values or archived rows is exported as vers
 session's tree records come its ``kv`` records (state values, by name, stored text unchanged)
 and ``archived`` records (the archive's rows, batch by batch), counted and checksummed with the
 others; see :mod:`agent_sessions.admin.side`. Otherwise a file is version 1 or 2 as before.
+
+Format version 4
+----------------
+
+A database with rows written in a run (provenance, schema version 4) is exported as version 4:
+a tagged item's record carries its agent, run, position in the run and digest, before its
+text::
+
+    {"type":"item","created_at":"2025-01-02 10:00:00.123000","agent_name":"triage",
+     "run_id":"job-42","run_position":0,"item_digest":"9f86d0...","data":"{...}"}
+
+``agent_name`` is null for the caller's input; an untagged item's record is as in version 1.
+The digest is copied as stored (an HMAC under ``EncryptedSession``: it cannot be recomputed
+without the key). The session's ``sha256`` covers each tagged item's provenance after its text,
+so an edited agent or run is refused; a run's position appears once per session. Version 4
+files may hold trees and side records as versions 2 and 3 do. Importing one writes the
+provenance into the destination's columns, so ``get_records()`` there returns what it returned
+at the source; files of versions 1 to 3 import as before, untagged.
 """
 
 from __future__ import annotations
@@ -68,13 +86,36 @@ from pathlib import Path
 from typing import Any, Literal, TextIO, cast
 
 from ..errors import SessionExistsError, VerificationError
+from ..store import RowTag
 from .catalogue import SessionInfo
 from .db import Database, canonical_time
 from .engine import Connection
 from .files import ExportTarget, finish, write
-from .jsonl import FORMAT, VERSION, Begin, End, Item, Scanned, Stream, Tree, encode, scan_file
+from .jsonl import (
+    FORMAT,
+    PROVENANCE,
+    VERSION,
+    Begin,
+    End,
+    Item,
+    Scanned,
+    Stream,
+    Tree,
+    add_item,
+    encode,
+    item_record,
+    scan_file,
+)
 from .records import read_tree, tree_records, write_tree
-from .rows import BATCH, Digest, delete_session, existing, insert_rows, insert_session
+from .rows import (
+    BATCH,
+    Digest,
+    delete_session,
+    existing,
+    has_tagged_rows,
+    insert_rows,
+    insert_session,
+)
 from .rows import read_rows as stored_rows
 from .side import (
     SIDE_KINDS,
@@ -106,8 +147,8 @@ __all__ = [
     "scan_file",
 ]
 
-_TREE_VERSION = 2
-"""The format version of a database with branch tables and no state or archive rows."""
+_SIDE_VERSION = 3
+"""The format version of a database with state or archive rows and no provenance."""
 
 Conflict = Literal["error", "skip", "replace"]
 """What an import does with a session that already exists: refuse, keep it, or replace it."""
@@ -152,8 +193,10 @@ class _Export:
         progress: ProgressCallback | None,
         *,
         side: list[str],
+        version: int,
     ) -> None:
         self.db, self.out, self.tree, self.side = db, out, tree, side
+        self.version = version
         self.total, self.done, self.trees = total, 0, 0
         self.progress = progress
 
@@ -173,18 +216,17 @@ class _Export:
         ]
         async for rows in stored_rows(self.db, conn, info.session_id):
             for row in rows:
-                digest.add(row.text)
+                tag = row.tag if self.version >= PROVENANCE else None
+                add_item(digest, row.text, tag)
                 ids.append(row.id)
-                item = {"type": "item", "created_at": canonical_time(row.created_at)}
-                item["data"] = row.text
-                lines.append(_line(item))
+                lines.append(_line(item_record(row.text, canonical_time(row.created_at), tag)))
             await write(self.out, "".join(lines))
             lines.clear()
             self.done += len(rows)
             if self.progress is not None:
                 self.progress(self.done, max(self.total, self.done))
         end: dict[str, Any] = {"type": "end", "session_id": info.session_id, "items": len(ids)}
-        if self.tree is not None or self.side:
+        if self.version > 1:
             records: list[dict[str, Any]] = []
             if self.tree is not None:
                 records = tree_records(await read_tree(self.tree, conn, info.session_id), ids)
@@ -215,8 +257,10 @@ async def export_to(
     async with db.engine.connect() as conn:
         if not await has_side_rows(db, conn, side):
             side = []  # no state, no archive: the file is version 1 or 2, as before
-    version = VERSION if side else 1 if tree is None else _TREE_VERSION
-    export = _Export(db, out, tree, sum(info.items for info in infos), progress, side=side)
+        tagged = await has_tagged_rows(db, conn)
+    version = PROVENANCE if tagged else _SIDE_VERSION if side else 1 if tree is None else 2
+    total = sum(info.items for info in infos)
+    export = _Export(db, out, tree, total, progress, side=side, version=version)
     await write(out, _line({"format": FORMAT, "version": version}))
     if tree is None:
         async with db.engine.connect() as conn:
@@ -338,19 +382,22 @@ class _SessionWriter:
             updated = db.stamp_value(self.begin.updated_at, self.now)
             await insert_session(db, conn, sid, created, updated)
             pending: list[tuple[str, str | None]] = []
+            tags: list[RowTag | None] = []
             while True:
                 event = await stream.next()
                 if type(event) is Item:
                     pending.append((event.data, event.created_at))
+                    tags.append(event.tag)
                     if len(pending) < BATCH:
                         continue
                 elif type(event) is Tree:
                     kind = event.record["type"]
                     (sides if kind in SIDE_KINDS else records).append(event.record)
                     continue
-                await insert_rows(db, conn, sid, pending, self.now)
+                await insert_rows(db, conn, sid, pending, self.now, tags=tags)
                 count += len(pending)
                 pending.clear()
+                tags.clear()
                 if type(event) is End or event is None:
                     break
             if records and self.tree is not None:

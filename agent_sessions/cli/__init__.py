@@ -155,6 +155,11 @@ def _add_read_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="only sessions whose metadata has KEY equal to VALUE (JSON if it parses, else "
         "text); repeatable, all must hold",
     )
+    ls.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="only sessions with at least one item agent NAME wrote (provenance)",
+    )
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     show = commands.add_parser(

@@ -72,6 +72,7 @@ async def ls(args: argparse.Namespace) -> int:
         "min_items": args.min_items,
         "min_bytes": args.min_size,
         "where": dict(args.where or []) or None,
+        "agent": args.agent,
     }
     # Activity, sizes and counts read best largest or newest first; ids alphabetically.
     descending = (args.sort != "id") != args.reverse

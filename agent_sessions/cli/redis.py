@@ -56,15 +56,17 @@ def _matches(info: SessionInfo, args: argparse.Namespace) -> bool:
 
 
 async def ls(args: argparse.Namespace) -> int:
-    """List a Redis server's sessions under the prefix (age filters are not supported)."""
+    """List a Redis server's sessions under the prefix (age filters are not supported).
+
+    ``--where`` and ``--agent`` are compared in Python, session by session.
+    """
     from ..admin.render import session_table  # noqa: PLC0415
 
     if args.older_than or args.newer_than:
         raise ValueError("--older-than and --newer-than are not supported on Redis")
-    if args.where:
-        raise ValueError("--where is not supported on Redis (its listing reads no metadata yet)")
     async with open_redis(args.db) as db:
-        infos = [info for info in await db.list_sessions() if _matches(info, args)]
+        listed = await db.list_sessions(where=dict(args.where or []) or None, agent=args.agent)
+        infos = [info for info in listed if _matches(info, args)]
     descending = (args.sort != "id") != args.reverse
     infos.sort(key=_SORTS[args.sort], reverse=descending)
     total = len(infos)

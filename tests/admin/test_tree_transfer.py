@@ -147,7 +147,7 @@ async def test_the_export_of_an_advanced_file_is_version_2(tmp_path: Path) -> No
         await db.export_jsonl(tmp_path / "out.jsonl")
     found = records(tmp_path / "out.jsonl")
     assert found[0] == {"format": "agent-sessions-export", "version": 2}  # no state, no archive
-    assert EXPORT_VERSION == 3
+    assert EXPORT_VERSION == 4
     start = next(i for i, r in enumerate(found) if r.get("session_id") == TREE)
     session = found[
         start : next(i for i, r in enumerate(found) if r.get("type") == "end" and i > start) + 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from agent_sessions import SQLiteSession
+from agent_sessions import RedisSession, SQLiteSession, as_run
 from agent_sessions.cli import main
+from tests.redis_server import REDIS_URL, drop_prefix, redis_url, unique_prefix
 
 
 @pytest.fixture
@@ -55,7 +58,44 @@ def test_bad_where_is_a_usage_error(db: str, capsys: pytest.CaptureFixture[str])
     assert "use KEY=VALUE" in capsys.readouterr().err
 
 
-def test_where_on_redis_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    """On a Redis URL --where is refused with a clear error, never silently ignored."""
-    assert main(["ls", "redis://127.0.0.1:6379/0", "--where", "plan=pro"]) == 1
-    assert "--where is not supported on Redis" in capsys.readouterr().err
+async def _redis_sessions(prefix: str) -> None:
+    """Sessions a (pro, triage), b (free, triage) and c (pro, no agent) under ``prefix``."""
+    client = aioredis.from_url(redis_url())
+    try:
+        sessions = (("a", "pro", "triage"), ("b", "free", "triage"), ("c", "pro", None))
+        for sid, plan, agent in sessions:
+            session = RedisSession(sid, redis_client=client, key_prefix=prefix)
+            if agent is None:
+                await session.add_items([{"role": "user", "content": "hi"}])
+            else:
+                with as_run(f"run-{sid}", agent_name=agent):
+                    await session.add_items([{"role": "user", "content": "hi"}])
+            await session.update_metadata(plan=plan)
+    finally:
+        await client.aclose()
+
+
+async def _drop(prefix: str) -> None:
+    client = aioredis.from_url(redis_url())
+    await drop_prefix(client, prefix)
+    await client.aclose()
+
+
+def test_where_and_agent_on_redis(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a Redis URL --where and --agent filter the listing, alone and together."""
+    prefix = unique_prefix()
+    asyncio.run(_redis_sessions(prefix))
+    url = f"{REDIS_URL}?key_prefix={prefix}"
+
+    def listed(*args: str) -> list[str]:
+        assert main(["ls", url, *args, "--json", "--sort", "id"]) == 0
+        document = json.loads(capsys.readouterr().out)
+        return [entry["session_id"] for entry in document["sessions"]]
+
+    try:
+        assert listed("--where", "plan=pro") == ["a", "c"]
+        assert listed("--agent", "triage") == ["a", "b"]
+        assert listed("--agent", "triage", "--where", "plan=pro") == ["a"]
+        assert listed("--agent", "nobody") == []
+    finally:
+        asyncio.run(_drop(prefix))

@@ -6,8 +6,10 @@ See :mod:`.store` for the layout itself and why a row's id is its position and i
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -36,6 +38,8 @@ __all__ = [
     "archive_args",
     "as_text",
     "batch_args",
+    "parse_provenance",
+    "provenance_value",
     "row_id",
     "row_position",
     "sha1hex",
@@ -96,6 +100,37 @@ def unpack_texts(lens: bytes, blob: bytes) -> list[str]:
         texts.append(text[position : position + length])
         position += length
     return texts
+
+
+Provenance = tuple[str | None, str | None, int | None, str | None]
+"""A row's agent, run id, position and time (naive UTC text); all None when untagged."""
+_UNTAGGED: Provenance = (None, None, None, None)
+
+
+def parse_provenance(raw: bytes) -> Provenance:
+    """A value of a session's provenance hash (``seconds.micros NUL tag JSON``), parsed.
+
+    Anything else (``b''``: the row has none; a damaged value) reads as untagged.
+    """
+    at, sep, body = raw.partition(b"\x00")
+    if not sep:
+        return _UNTAGGED
+    try:
+        agent, run_id, position = json.loads(body)
+        seconds, _, micros = at.decode("ascii").partition(".")
+        moment = datetime.fromtimestamp(int(seconds), UTC).replace(microsecond=int(micros or 0))
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
+        return _UNTAGGED
+    created = moment.replace(tzinfo=None).isoformat(sep=" ")
+    return agent, run_id, int(position), created
+
+
+def provenance_value(agent_name: str | None, run_id: str, position: int, moment: datetime) -> str:
+    """The provenance hash's value for a row tagged so, written at ``moment`` (UTC)."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    seconds = int(aware.replace(microsecond=0).timestamp())
+    tag = json.dumps([agent_name, run_id, position], ensure_ascii=False)
+    return f"{seconds}.{aware.microsecond:06d}\x00{tag}"
 
 
 class SessionKeys:

@@ -49,6 +49,7 @@ from .layout import (
     archive_args,
     as_text,
     batch_args,
+    parse_provenance,
     row_id,
     row_position,
     sha1hex,
@@ -79,17 +80,7 @@ class _State(enum.Enum):
 
 def _record(text: str, raw: bytes) -> StoredRecord:
     """A row and the provenance the store keeps for its bytes (``b''``: none)."""
-    at, sep, body = raw.partition(b"\x00")
-    if not sep:
-        return StoredRecord(text, None, None, None, None)
-    try:
-        agent, run_id, position = json.loads(body)
-        seconds, _, micros = at.decode("ascii").partition(".")
-        moment = datetime.fromtimestamp(int(seconds), UTC).replace(microsecond=int(micros or 0))
-    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
-        return StoredRecord(text, None, None, None, None)
-    created = moment.replace(tzinfo=None).isoformat(sep=" ")
-    return StoredRecord(text, agent, run_id, int(position), created)
+    return StoredRecord(text, *parse_provenance(raw))
 
 
 class RedisStore:
