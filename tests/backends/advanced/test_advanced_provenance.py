@@ -262,3 +262,26 @@ async def test_tables_the_sdk_made_upgrade_for_tagged_advanced_writes(
             ("importer", "r1", 0),
         ]
         assert await sdk.get_items() == await ours.get_items()
+
+
+async def test_a_pop_on_a_fork_hides_an_inherited_item_and_its_retry_stays_away(
+    backend: Backend,
+) -> None:
+    """An inherited item popped on a fork stays its parent's; its run's retry stores nothing."""
+    answer = message("answer", "assistant")
+    async with backend.open("pop") as session:
+        with as_run("job"):
+            await session.add_items([message("question"), answer])
+        await session.add_items([message("later")])
+        await session.create_branch_from_turn(2, "fork")  # inherits the job's two items
+        assert await session.pop_item() == answer
+        with as_run("job"):
+            await session.add_items([message("question"), answer])
+        assert await session.get_items() == [message("question")]
+        await session.switch_to_branch("main")
+        assert await session.get_items() == [message("question"), answer, message("later")]
+        assert await session.pop_item() == message("later")
+        assert await session.pop_item() == answer  # main's own: deleted (the fork hid it)
+        with as_run("job"):  # so its retry stores it again
+            await session.add_items([message("question"), answer])
+        assert provenance(await session.get_records()) == [(None, "job", 0), (None, "job", 1)]
