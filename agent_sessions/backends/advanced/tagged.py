@@ -75,7 +75,8 @@ class TaggedWriter:
     Args:
         sql: The provenance statements.
         touch_session: The session upsert (``?``: the session id).
-        append: The branch-aware append the rows go through (``Writer.append``).
+        append: The branch-aware append the rows go through (``Writer.append``, which leaves
+            the session upsert to a caller that gives the inserter).
     """
 
     def __init__(self, sql: TaggedStatements, touch_session: str, append: Append) -> None:

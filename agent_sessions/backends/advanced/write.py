@@ -143,9 +143,11 @@ class Writer:
         """Store rows on the current branch with their structure rows (inside a transaction).
 
         ``insert`` stores the message rows and returns their ids (a tagged append's, with
-        provenance); the plain INSERT by default.
+        provenance); the plain INSERT by default. A caller that gives ``insert`` has upserted
+        the session row in the transaction already.
         """
-        conn.execute(self.base.touch_session, (session_id,))
+        if insert is None:
+            conn.execute(self.base.touch_session, (session_id,))
         head = self.chain.head(conn, session_id)
         if not head.recorded:  # the session's first write, or its branch was just deleted
             conn.execute(self.sql.ensure_main, (session_id, MAIN))
