@@ -144,9 +144,14 @@ class ProvenanceConflictError(AgentSessionsError, ValueError):
         session_id: The session written to.
         run_id: The run id the batch carries.
         position: The first position stored with a different item.
+        run_end: The position after every item the run stored in the session, if the store
+            knows it (a branched session's run may hold items the current branch does not
+            show); None otherwise.
     """
 
-    def __init__(self, session_id: str, run_id: str, position: int) -> None:
+    def __init__(
+        self, session_id: str, run_id: str, position: int, *, run_end: int | None = None
+    ) -> None:
         super().__init__(
             f"session {session_id[:80]!r}: run {run_id[:80]!r} already stored a different item "
             f"at position {position}; nothing of the batch was written (a retry must carry "
@@ -155,6 +160,7 @@ class ProvenanceConflictError(AgentSessionsError, ValueError):
         self.session_id = session_id
         self.run_id = run_id
         self.position = position
+        self.run_end = run_end
 
 
 class StorageError(AgentSessionsError):

@@ -308,7 +308,7 @@ async def write_tagged(
                 )
             except ProvenanceConflictError as conflict:
                 fresh = False
-                tags = await _moved_past_run(store, session_id, tags, conflict.position)
+                tags = await _moved_past_run(store, session_id, tags, conflict)
                 ledger.skip_to(session_id, tags[-1].position + 1)
                 continue
             settled = not cancelled
@@ -322,15 +322,20 @@ async def write_tagged(
 
 
 async def _moved_past_run(
-    store: ProvenanceStore, session_id: str, tags: Sequence[RowTag], conflict: int
+    store: ProvenanceStore,
+    session_id: str,
+    tags: Sequence[RowTag],
+    refused: ProvenanceConflictError,
 ) -> list[RowTag]:
-    """The tags with every position from ``conflict`` on moved after the run's stored rows."""
-    run_id = tags[0].run_id
+    """The tags with every position from the conflict on moved after the run's stored rows."""
+    run_id, conflict = tags[0].run_id, refused.position
     stored = [
         record.position
         for record in await store.records(session_id, None)
         if record.run_id == run_id and record.position is not None
     ]
+    if refused.run_end is not None:  # the run's rows beyond those records show (branches)
+        stored.append(refused.run_end - 1)
     after = max([*stored, *(tag.position for tag in tags)]) + 1
     logger.info(
         "session %r: run %r stored different items from position %d; the new ones go after "

@@ -103,18 +103,8 @@ PROVENANCE_CHECKS = (
     "check_untagged_rows_carry_no_provenance",
 )
 
-NO_PROVENANCE = frozenset(
-    {
-        "advanced",
-        "advanced-sqlalchemy-sqlite",
-        "advanced-sqlalchemy-postgres",
-        "advanced-sqlalchemy-mariadb",
-        "encrypted-advanced",
-        "encrypted-advanced-sqlalchemy-postgres",
-        "encrypted-over-sdk-sqlite",
-    }
-)
-"""Backends that do not record provenance yet: the advanced layout, and the SDK's session below."""
+NO_PROVENANCE = frozenset({"encrypted-over-sdk-sqlite"})
+"""Backends that do not record provenance: an encrypted session over the SDK's session."""
 
 SDK_LACKS = {
     **dict.fromkeys(STATE_CHECKS, "the SDK's sessions keep no per-session state"),
@@ -337,7 +327,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if check_name in spec.lacks:
         pytest.skip(spec.lacks[check_name])
     if check_name in PROVENANCE_CHECKS and request.param in NO_PROVENANCE:
-        pytest.skip("this backend does not record provenance yet (issue 19)")
+        pytest.skip("the SDK's session below records no provenance (issue 19)")
     harness = spec.build(tmp_path)
     yield harness
     await harness.close_all()

@@ -14,7 +14,7 @@ and is called inside one transaction, a write or a read one, so a walk sees one 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ...serialization import Codec
 from .db import Connection, snapshot
@@ -192,6 +192,26 @@ class Chain:
             if limit is not None and len(texts) >= limit:
                 break
         return texts
+
+    def records(
+        self, conn: Connection, session_id: str, head: Head, limit: int | None
+    ) -> list[tuple[Any, ...]]:
+        """Return the newest ``limit`` visible rows with their provenance, newest first.
+
+        Each is ``(id, text, agent_name, run_id, run_position, created_at)``; an inherited row
+        keeps the provenance it was stored with.
+        """
+        found: list[tuple[Any, ...]] = []
+        for branch, upper in self.segments(conn, session_id, head):
+            want = NO_LIMIT if limit is None else limit - len(found)
+            statement = self.seg.records.on(branch)
+            found.extend(
+                tuple(row)
+                for row in conn.execute(statement, _params(session_id, upper, want, branch))
+            )
+            if limit is not None and len(found) >= limit:
+                break
+        return found
 
     def read_texts(
         self, conn: Connection, session_id: str, branch: str | None, limit: int | None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from ...core import tail_fetch, tail_window
-from ...store import ArchiveBatch, ArchivedRow, Popped, always
+from ...store import ArchiveBatch, ArchivedRow, Popped, StoredRecord, always
 from .._restore import ClearLog, with_mark
 from .archive import add_batch, archived_rows, drop_batch
 from .chain import Chain, UserRow
@@ -93,6 +93,30 @@ class BranchOps:
             return texts
 
         return await self._read_call("read", read, snapshot=False)
+
+    async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
+        """Return the current branch's newest ``limit`` rows with their provenance, oldest first.
+
+        The rows :meth:`read` returns, in its order; an item inherited from a parent branch
+        keeps the provenance it was stored with.
+        """
+
+        def records(conn: Connection) -> list[StoredRecord]:
+            head = self._chain.head(conn, session_id)
+            found = self._chain.records(conn, session_id, head, limit)
+            found.reverse()
+            return [
+                StoredRecord(
+                    str(text),
+                    agent,
+                    run,
+                    None if position is None else int(position),
+                    None if at is None else str(at),
+                )
+                for _id, text, agent, run, position, at in found
+            ]
+
+        return await self._read_call("read", records)
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove the current branch's newest decodable item; hide it if it is inherited.

@@ -86,6 +86,11 @@ class SegmentStatements:
         """Whole rows with their metadata, newest first."""
         self.texts = both("m.message_data", "ORDER BY {id} DESC LIMIT :limit")
         """Stored texts only, newest first: what ``get_items`` needs."""
+        self.records = both(
+            "{id}, m.message_data, m.agent_name, m.run_id, m.run_position, m.created_at",
+            "ORDER BY {id} DESC LIMIT :limit",
+        )
+        """Texts with their provenance (schema v4), newest first: what ``get_records`` needs."""
         self.newest_turn = both("s.user_turn_number", "ORDER BY {id} DESC LIMIT 1")
         """The stored turn of the newest row (NULL for a row with no record), if there is one."""
         self.sizes = both(

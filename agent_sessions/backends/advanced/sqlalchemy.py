@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...schema import TableNames
 from ...serialization import Codec, JsonCodec
+from ...store import RowTag
 from .._restore import ClearLog
 from .._sqlalchemy_schema import begin_sqlite, create_schema
 from ..sqlalchemy import SQLAlchemySession, SQLAlchemyStore
@@ -39,6 +40,7 @@ from .segments import NO_LIMIT
 from .session import AdvancedSession
 from .sql import MAIN, NO_CUTOFF, AdvancedStatements
 from .tables import create_branch_tables, find_branch_tables
+from .tagged import TaggedStatements, TaggedWriter, now_value
 from .write import BaseStatements, Schema, Writer
 
 __all__ = ["AdvancedSQLAlchemySession", "AdvancedSQLAlchemyStore"]
@@ -108,6 +110,11 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         self._writer = Writer(self._adv, base, self._chain, Schema(self._adv, self._classify))
         self._record_sql = f"SELECT created_at FROM {self._names.sessions} WHERE session_id = ?"
         self._clears = ClearLog()
+        self._tagged = TaggedWriter(
+            TaggedStatements(self._names.messages, self._flavor),
+            base.touch_session,
+            self._writer.append,
+        )
         self._found = False  # whether the statements point at this database's branch tables
         self._snapshots = engine
         self._pg: PgStatements | None = None
@@ -236,6 +243,31 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
                 return
         batch = [(session_id, texts)]
         await self._write_call("append", session_id, lambda conn: self._writer.write(conn, batch))
+
+    async def append_tagged(
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        tags: Sequence[RowTag],
+        *,
+        fresh: bool = False,
+    ) -> int:
+        """Store rows with their provenance on the current branch, skipping a run's stored ones.
+
+        See :meth:`agent_sessions.store.ProvenanceStore.append_tagged`; a run's position is
+        stored once per session, whichever branch holds it (:mod:`.tagged`). The portable
+        transaction does it on every database (PostgreSQL's one-statement append is for
+        untagged rows): its first statement, the session upsert, takes the session row's lock,
+        so concurrent retries from any engine or process store one copy.
+        """
+        rows = list(zip(texts, tags, strict=True))
+        tagged = self._tagged
+        now = now_value(self._flavor)
+        return await self._write_call(
+            "append",
+            session_id,
+            lambda conn: tagged.write(conn, session_id, rows, now, fresh=fresh),
+        )
 
     async def rewrite(self, session_id: str, changes: Mapping[int, str | None]) -> int:
         """Replace rows' text, or delete rows (None) with their branch records, in one transaction.

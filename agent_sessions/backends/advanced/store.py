@@ -23,14 +23,17 @@ from typing import TypeVar
 
 from ...schema import TableNames
 from ...serialization import Codec, JsonCodec
+from ...store import RowTag
 from .._group_commit import GroupCommit
 from .._sqlite_connection import MEMORY
 from ..sqlite import SQLiteStore
 from .chain import Chain
 from .db import Connection, snapshot
+from .flavor import SQLITE
 from .ops import BranchOps, UsageRow
 from .renumber import renumber
 from .sql import AdvancedStatements
+from .tagged import TaggedStatements, TaggedWriter, now_value
 from .write import BaseStatements, Schema, Writer, write_batches
 
 __all__ = ["AdvancedSQLiteStore", "UsageRow"]  # UsageRow: where it was first defined
@@ -81,6 +84,9 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
         )
         self._writer = Writer(self._adv, base, self._chain, self._schema)
         self._record_sql = self._sql.record
+        self._tagged = TaggedWriter(
+            TaggedStatements(tables.messages, SQLITE), self._sql.touch_session, self._writer.append
+        )
         self._commits = GroupCommit(
             self._worker,
             partial(write_batches, self._writer, busy_timeout, f"SQLite append on {self._where}"),
@@ -165,6 +171,30 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
                 )
         finally:
             self._appending -= 1
+
+    async def append_tagged(
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        tags: Sequence[RowTag],
+        *,
+        fresh: bool = False,
+    ) -> int:
+        """Store rows with their provenance on the current branch, skipping a run's stored ones.
+
+        See :meth:`agent_sessions.store.ProvenanceStore.append_tagged`; a run's position is
+        stored once per session, whichever branch holds it (:mod:`.tagged`). The check and the
+        insert share the file's write lock, so concurrent retries from any process store one
+        copy.
+        """
+        rows = list(zip(texts, tags, strict=True))
+        tagged = self._tagged
+        now = now_value(SQLITE)
+        return await self._write_call(
+            "append",
+            session_id,
+            lambda conn: tagged.write(conn, session_id, rows, now, fresh=fresh),
+        )
 
     def _forget_rows(self, conn: sqlite3.Connection, row_ids: list[int]) -> None:
         """Drop the structure rows of rows ``rewrite`` deleted (a purge), in its transaction.

@@ -29,12 +29,16 @@ from .sql import (
     set_schema_version,
 )
 
-__all__ = ["BaseStatements", "Schema", "Writer", "write_batches"]
+__all__ = ["BaseStatements", "Inserter", "Schema", "Writer", "write_batches"]
 
 T = TypeVar("T")
 
 _ROWS_PER_INSERT = 1000
 """Rows per multi-row INSERT: PostgreSQL takes at most 32,767 parameters in one statement."""
+
+
+Inserter = Callable[[Connection, str, Sequence[str]], list[int]]
+"""Inserts a session's message rows in order and returns their ids."""
 
 
 class BaseStatements(NamedTuple):
@@ -129,16 +133,29 @@ class Writer:
         self.chain = chain
         self.schema = schema
 
-    def append(self, conn: Connection, session_id: str, texts: Sequence[str]) -> None:
-        """Store rows on the current branch with their structure rows (inside a transaction)."""
-        conn.execute(self.base.touch_session, (session_id,))
+    def append(
+        self,
+        conn: Connection,
+        session_id: str,
+        texts: Sequence[str],
+        insert: Inserter | None = None,
+    ) -> None:
+        """Store rows on the current branch with their structure rows (inside a transaction).
+
+        ``insert`` stores the message rows and returns their ids (a tagged append's, with
+        provenance); the plain INSERT by default. A caller that gives ``insert`` has upserted
+        the session row in the transaction already.
+        """
+        if insert is None:
+            conn.execute(self.base.touch_session, (session_id,))
         head = self.chain.head(conn, session_id)
         if not head.recorded:  # the session's first write, or its branch was just deleted
             conn.execute(self.sql.ensure_main, (session_id, MAIN))
         turn = self.chain.turn_now(conn, session_id, head)
         (sequence,) = conn.execute(self.sql.next_sequence, (session_id,)).fetchone()
         records = []
-        for text, row_id in zip(texts, self._insert(conn, session_id, texts), strict=True):
+        ids = (insert or self._insert)(conn, session_id, texts)
+        for text, row_id in zip(texts, ids, strict=True):
             kind, tool = self.chain.classify_text(text)
             turn += kind == "user"
             sequence += 1
