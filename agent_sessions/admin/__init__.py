@@ -503,8 +503,8 @@ class SessionDatabase(DatabaseView):
         The whole file is checked first (structure, per-session counts and SHA-256, totals),
         and nothing is written unless it is intact. A format version 2 file's branch trees
         get the branch tables they need if the database lacks them; a version 4 file's
-        items get their provenance (the database needs schema version 4: open it with
-        ``create=True``, or once with a session of this package).
+        items get their provenance (a database without its columns is first upgraded to
+        schema version 4, as a session of this package upgrades it on opening it).
 
         Args:
             source: The export file.

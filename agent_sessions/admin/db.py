@@ -299,6 +299,29 @@ class Database:
             )
         self.provenance = await self.call("open", self._has_provenance)
 
+    async def upgrade_schema(self) -> None:
+        """Bring the tables to this package's newest schema version (state, archive, provenance).
+
+        The upgrade is the one a session of this package makes on opening the database (the
+        ordered migrations, safe against concurrent openers); the SDK's classes still read it.
+        An import or migrate runs it when what it writes needs tables or columns the
+        destination lacks (an SDK-made database, say).
+        """
+        if self.path is not None:
+            from ..backends.sqlite import SQLiteStore  # noqa: PLC0415 - only an upgrade loads it
+
+            store = SQLiteStore(self.path, tables=self.names)
+            try:
+                await store.records("", 0)  # the first call waits for the open, which migrates
+            finally:
+                await store.aclose()
+        else:
+            from ..backends._sqlalchemy_schema import SessionTables, create_schema  # noqa: PLC0415
+
+            engine, tables = self.async_engine(), SessionTables(self.names)
+            await self.call("upgrade", lambda: create_schema(engine, tables))
+        self.provenance = await self.call("open", self._has_provenance)
+
     async def _has_provenance(self) -> bool:
         """Whether the messages table has all four provenance columns (schema version 4)."""
         table = self.names.messages

@@ -137,6 +137,8 @@ class Scanned(NamedTuple):
     records: int
     trees: int = 0
     """How many of the records are branch-tree records (the others: state and archive)."""
+    tagged: int = 0
+    """How many of the items carry provenance (format version 4)."""
 
 
 def _stamp(record: dict[str, Any], key: str, where: str) -> str | None:
@@ -418,12 +420,16 @@ def _events(lines: Iterable[str], name: str) -> Iterator[Event]:
 
 def _scan(path: Path) -> list[Scanned]:
     """Check a whole export before anything is written; return its sessions and sizes."""
+    scanned, tagged = [], 0
     with path.open(encoding="utf-8", newline="\n") as handle:
-        return [
-            Scanned(e.session_id, e.items, e.records, e.trees)
-            for e in _events(handle, str(path))
-            if type(e) is End
-        ]
+        for event in _events(handle, str(path)):
+            if type(event) is Item:
+                tagged += event.tag is not None
+            elif type(event) is End:
+                scanned.append(Scanned(event.session_id, event.items, event.records, event.trees))
+                scanned[-1] = scanned[-1]._replace(tagged=tagged)
+                tagged = 0
+    return scanned
 
 
 async def scan_file(path: Path) -> list[Scanned]:

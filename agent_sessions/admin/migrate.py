@@ -335,6 +335,12 @@ async def copy_sessions(
     trees = _Trees(source_tree, destination_tree)
     trees.src_side = await src.call("read", lambda: present_side_tables(src))
     trees.dst_side = await present_side_tables(dst)
+    # Rows with provenance, or state and archive rows, need the newest schema at the destination.
+    if infos and (
+        (src.provenance and not dst.provenance) or len(trees.dst_side) < len(trees.src_side)
+    ):
+        await dst.upgrade_schema()
+        trees.dst_side = await present_side_tables(dst)
     copied_trees: list[str] = []
     copied: list[str] = []
     identical: list[str] = []

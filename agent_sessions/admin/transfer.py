@@ -333,9 +333,16 @@ async def import_from(
         raise SessionExistsError(sorted(found), db.label, hint)
     tree = await find_tree(db)
     side = await present_side_tables(db)
-    wanted = any(s.trees for s in sessions if s.session_id not in found or on_conflict != "skip")
-    if wanted and not complete(tree):
+    writes = [s for s in sessions if s.session_id not in found or on_conflict != "skip"]
+    if any(s.trees for s in writes) and not complete(tree):
         tree = await ensure_tree(db)
+    side_missing = any(s.records > s.trees for s in writes) and set(side) != {
+        db.names.state,
+        db.names.archive,
+    }
+    if (any(s.tagged for s in writes) and not db.provenance) or side_missing:
+        await db.upgrade_schema()
+        side = await present_side_tables(db)
     total, done, items, written, trees = sum(s.items for s in sessions), 0, 0, 0, 0
     skipped: list[str] = []
     with path.open(encoding="utf-8", newline="\n") as handle:

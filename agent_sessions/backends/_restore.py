@@ -12,7 +12,14 @@ from typing import Any, NamedTuple, TypeVar
 
 from ..store import Popped
 
-__all__ = ["ClearLog", "RestoreMark", "with_mark"]
+__all__ = [
+    "ClearLog",
+    "Provenance",
+    "RestoreMark",
+    "provenance_of",
+    "with_mark",
+    "with_provenance",
+]
 
 T = TypeVar("T")
 
@@ -29,9 +36,27 @@ class RestoreMark(NamedTuple):
 
 
 class _Marked(Popped[T]):
-    """A popped row with the :class:`RestoreMark` of its pop."""
+    """A popped row with the :class:`RestoreMark` of its pop, and its provenance if tagged."""
 
     mark: RestoreMark
+    provenance: Provenance | None = None
+
+
+Provenance = tuple[Any, ...]
+"""A tagged row's schema v4 values, as a pop read them: agent, run, position, digest, time."""
+
+
+def with_provenance(taken: list[Popped[T]], found: dict[int, Provenance]) -> list[Popped[T]]:
+    """Attach to marked popped rows the provenance a pop read (by row id), so a restore keeps it."""
+    for row in taken:
+        if row.row_id in found:
+            row.provenance = found[row.row_id]  # type: ignore[attr-defined]
+    return taken
+
+
+def provenance_of(popped: Popped[Any]) -> Provenance | None:
+    """The provenance a popped row was stored with (None: untagged, or not read by its pop)."""
+    return getattr(popped, "provenance", None)
 
 
 def with_mark(taken: list[Popped[T]], mark: RestoreMark) -> list[Popped[T]]:

@@ -44,7 +44,7 @@ from ..errors import (
 )
 from ..schema import TableNames
 from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
-from ._restore import ClearLog, with_mark
+from ._restore import ClearLog, Provenance, provenance_of, with_mark, with_provenance
 from ._sqlalchemy_cache import engine_state
 from ._sqlalchemy_engine import (
     SESSION_POOL,
@@ -330,7 +330,7 @@ class SQLAlchemyStore(AsyncClosing):
 
     @functools.cached_property
     def _tagged_sql(self) -> _TaggedStatements:
-        return _TaggedStatements(self.tables.names.messages)
+        return _TaggedStatements(self.tables.names.messages, self.engine.dialect.name)
 
     async def append_tagged(
         self,
@@ -485,18 +485,20 @@ class SQLAlchemyStore(AsyncClosing):
             record = (await conn.execute(self._sql.record, {"sid": session_id})).first()
             mark = self._clears.mark(session_id, None if record is None else record[0])
             taker = Taker(decode, stop)
-            statement, batch = self._sql.newest, 1
+            tagged: dict[int, Provenance] = {}
+            statement, batch = self._tagged_sql.pop_newest, 1
             params: dict[str, object] = {"sid": session_id, "n": batch}
             while True:
                 rows = (await conn.execute(statement, params)).all()
-                if any(taker.feed(row_id, text) for row_id, text in rows) or len(rows) < batch:
+                tagged.update((row[0], tuple(row[2:])) for row in rows if row[3] is not None)
+                if any(taker.feed(row[0], row[1]) for row in rows) or len(rows) < batch:
                     break
-                statement, batch = self._sql.older, min(batch * 4, 256)
+                statement, batch = self._tagged_sql.pop_older, min(batch * 4, 256)
                 params = {"sid": session_id, "before": rows[-1][0], "n": batch}
             taken = taker.result()
             if taken:
                 await conn.execute(self._sql.delete_row, [{"id": p.row_id} for p in taken])
-            return with_mark(taken, mark)
+            return with_provenance(with_mark(taken, mark), tagged)
 
         return await self._write("pop", pop_through)
 
@@ -513,14 +515,23 @@ class SQLAlchemyStore(AsyncClosing):
             await self._lock(conn, session_id)
             record = (await conn.execute(self._sql.record, {"sid": session_id})).first()
             current = None if record is None else record[0]
-            rows = [
-                {"id": p.row_id, "sid": session_id, "text": p.text}
-                for p in popped
-                if self._clears.may_restore(p, current)
-            ]
-            if rows:
-                await conn.execute(self._sql.touch_session, {"sid": session_id})
-                await conn.execute(self._sql.insert_at, rows)
+            back = [p for p in popped if self._clears.may_restore(p, current)]
+            if not back:
+                return
+            await conn.execute(self._sql.touch_session, {"sid": session_id})
+            plain, tagged = [], []
+            for p in back:
+                row: dict[str, object] = {"id": p.row_id, "sid": session_id, "text": p.text}
+                tags = provenance_of(p)
+                if tags is None:
+                    plain.append(row)
+                else:
+                    keys = ("agent", "run", "position", "digest", "at")
+                    tagged.append(row | dict(zip(keys, tags, strict=True)))
+            if plain:
+                await conn.execute(self._sql.insert_at, plain)
+            if tagged:
+                await conn.execute(self._tagged_sql.insert_at, tagged)
 
         await self._write("restore", restore)
 
@@ -879,7 +890,24 @@ class SQLAlchemySession(StoreSession):
 class _TaggedStatements:
     """The provenance statements of one messages table, made once per store."""
 
-    def __init__(self, m: str) -> None:
+    def __init__(self, m: str, dialect: str) -> None:
+        # A pop reads the rows' provenance too, so that a restore puts it back; a restored row
+        # its run stored again meanwhile (a retry) stays out, so the history keeps one copy.
+        pop = (
+            "SELECT id, message_data, agent_name, run_id, run_position, item_digest, created_at "
+            f"FROM {m} WHERE session_id = :sid"
+        )
+        order = " ORDER BY id DESC LIMIT :n"
+        self.pop_newest = sql_text(pop + order)
+        self.pop_older = sql_text(pop + " AND id < :before" + order)
+        verb, tolerant = "INSERT", " ON CONFLICT DO NOTHING"
+        if dialect in ("mysql", "mariadb"):
+            verb, tolerant = "INSERT IGNORE", ""
+        self.insert_at = sql_text(
+            f"{verb} INTO {m} (id, session_id, message_data, agent_name, run_id, run_position, "
+            "item_digest, created_at) VALUES (:id, :sid, :text, :agent, :run, :position, :digest, "
+            f":at){tolerant}"
+        )
         self.look = sql_text(
             f"SELECT run_position, item_digest FROM {m} WHERE session_id = :sid "
             "AND run_id = :run AND run_position BETWEEN :low AND :high"

@@ -27,7 +27,7 @@ from ..schema import TableNames
 from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
 from . import _shared_stores
 from ._group_commit import GroupCommit
-from ._restore import ClearLog, with_mark
+from ._restore import ClearLog, Provenance, provenance_of, with_mark, with_provenance
 from ._shared_stores import Lease
 from ._sqlite_connection import (
     MEMORY,
@@ -275,20 +275,23 @@ class SQLiteStore(AsyncClosing):
 
         def pop_through(conn: sqlite3.Connection) -> list[Popped[T]]:
             taker = Taker(decode, stop)
+            tagged: dict[int, Provenance] = {}
             with transaction(conn):
                 before, batch = -1, 1
                 while True:
                     rows = conn.execute(
-                        self._sql.tail, (session_id, before, before, batch)
+                        self._sql.pop_tail, (session_id, before, before, batch)
                     ).fetchall()
-                    if any(taker.feed(i, text) for i, text in rows) or len(rows) < batch:
+                    tagged.update((row[0], row[2:]) for row in rows if row[3] is not None)
+                    if any(taker.feed(row[0], row[1]) for row in rows) or len(rows) < batch:
                         break
                     before, batch = rows[-1][0], min(batch * 4, 256)
                 taken = taker.result()
                 if not taken:
                     return []
                 conn.executemany(self._sql.delete_row, [(p.row_id,) for p in taken])
-                return self.mark_popped(conn, session_id, session_id, taken)
+                marked = self.mark_popped(conn, session_id, session_id, taken)
+                return with_provenance(marked, tagged)
 
         return await self._call("pop", pop_through)
 
@@ -330,14 +333,19 @@ class SQLiteStore(AsyncClosing):
 
         def restore(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                rows = [
-                    (p.row_id, session_id, p.text)
-                    for p in popped
-                    if self.restorable(conn, session_id, p)
-                ]
-                if rows:
-                    conn.execute(self._sql.touch_only, (session_id,))
-                    conn.executemany(self._sql.insert_at, rows)
+                back = [p for p in popped if self.restorable(conn, session_id, p)]
+                if not back:
+                    return
+                conn.execute(self._sql.touch_only, (session_id,))
+                plain, tagged = [], []
+                for p in back:
+                    tags = provenance_of(p)
+                    if tags is None:
+                        plain.append((p.row_id, session_id, p.text))
+                    else:
+                        tagged.append((p.row_id, session_id, p.text, *tags))
+                conn.executemany(self._sql.insert_at, plain)
+                conn.executemany(self._sql.insert_at_tagged, tagged)
 
         await self._call("restore", restore)
 
@@ -606,6 +614,16 @@ class _Statements:
         self.insert_at = (
             f"INSERT INTO {m} (id, session_id, message_data) VALUES (?, ?, ?) "
             "ON CONFLICT (id) DO NOTHING"
+        )
+        # A pop reads the rows' provenance too, so that a restore puts it back. A restored row
+        # its run stored again meanwhile (a retry) stays out: the history keeps one copy.
+        self.pop_tail = (
+            f"SELECT id, message_data, agent_name, run_id, run_position, item_digest, created_at "
+            f"FROM {m} WHERE session_id = ? AND (? < 0 OR id < ?) ORDER BY id DESC LIMIT ?"
+        )
+        self.insert_at_tagged = (
+            f"INSERT INTO {m} (id, session_id, message_data, agent_name, run_id, run_position, "
+            "item_digest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
         )
         self.record = f"SELECT rowid, created_at FROM {s} WHERE session_id = ?"
         self.touch_only = f"UPDATE {s} SET updated_at = CURRENT_TIMESTAMP WHERE session_id = ?"

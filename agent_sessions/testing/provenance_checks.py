@@ -91,6 +91,27 @@ async def check_cancelled_write_is_stored_once_when_retried(h: Harness) -> None:
     _expect(positions == [0, 1, 2], f"positions after the retry: {positions!r}")
 
 
+async def check_cancelled_pop_keeps_provenance(h: Harness) -> None:
+    """An item a cancelled pop_item puts back keeps the agent, run and position it had."""
+    session = _records(await h.session("prov-pop"))
+    with as_run("pop-run", agent_name="writer"):
+        await session.add_items([message(f"m{i}") for i in range(30)])
+    before = {
+        r.item["content"]: (r.agent_name, r.run_id, r.position) for r in await session.get_records()
+    }
+    for attempt in range(20):
+        task = asyncio.ensure_future(session.pop_item())
+        for _ in range(attempt % 5):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    for record in await session.get_records():
+        kept = (record.agent_name, record.run_id, record.position)
+        was = before[record.item["content"]]
+        _expect(kept == was, f"{record.item['content']} came back as {kept!r}, was {was!r}")
+
+
 async def check_untagged_rows_carry_no_provenance(h: Harness) -> None:
     """Rows written without a run context read back with None provenance, limits as get_items."""
     session = _records(await h.session("prov-plain"))
@@ -109,6 +130,7 @@ PROVENANCE_CHECKS = [
     check_run_context_is_recorded,
     check_retried_batch_is_stored_once,
     check_cancelled_write_is_stored_once_when_retried,
+    check_cancelled_pop_keeps_provenance,
     check_untagged_rows_carry_no_provenance,
 ]
 """Every provenance check, in a stable order."""

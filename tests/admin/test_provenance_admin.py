@@ -323,3 +323,52 @@ async def test_encrypted_provenance_round_trips_with_its_hmac(tmp_path: Path) ->
         with as_run("job-9", agent_name="vault"):  # a retry: the imported digests tell it
             await session.add_items([message("user", "secret"), message("assistant", "kept")])
         assert len(await session.get_items()) == 2
+
+
+async def sdk_file(path: Path) -> None:
+    """A file the SDK's SQLiteSession made: its tables, without the provenance columns."""
+    from agents.memory import SQLiteSession as SdkSQLiteSession
+
+    sdk = SdkSQLiteSession("sdk-own", path)
+    try:
+        await sdk.add_items([message("user", "from the SDK")])
+    finally:
+        sdk.close()
+
+
+def has_provenance_columns(path: Path) -> bool:
+    """Whether the file's messages table has the run id column (schema v4)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(agent_messages)")}
+    return "run_id" in columns
+
+
+async def test_import_and_migrate_upgrade_an_sdk_file_to_keep_provenance(
+    source: Path, tmp_path: Path
+) -> None:
+    """An SDK-made destination gets the provenance columns first; the SDK still reads it."""
+    from agents.memory import SQLiteSession as SdkSQLiteSession
+
+    out = tmp_path / "out.jsonl"
+    async with SessionDatabase(source) as db:
+        await db.export_jsonl(out)
+    expected = await sqlite_records(source)
+    for how in ("import", "migrate"):
+        copy = tmp_path / f"{how}.db"
+        await sdk_file(copy)
+        assert not has_provenance_columns(copy)
+        if how == "import":
+            async with SessionDatabase(copy) as db:
+                await db.import_jsonl(out)
+        else:
+            async with SessionDatabase(source) as src, SessionDatabase(copy) as dst:
+                await migrate(src, dst)
+        assert has_provenance_columns(copy)
+        assert await sqlite_records(copy) == expected, how
+        sdk = SdkSQLiteSession("t1", copy)
+        try:
+            assert await sdk.get_items() == [r.item for r in expected["t1"]]
+        finally:
+            sdk.close()

@@ -139,15 +139,23 @@ async def test_a_tree_survives_export_and_import_and_exports_the_same_bytes(
     assert (imported.sessions, imported.trees) == (2, 1)
 
 
-async def test_the_export_of_an_advanced_file_is_version_2(tmp_path: Path) -> None:
-    """Lists branches, records, usage and state after each session's items, items by index."""
+async def test_the_export_of_an_advanced_file_lists_its_tree_and_provenance(
+    tmp_path: Path,
+) -> None:
+    """Lists branches, records, usage and state after each session's items, items by index.
+
+    The tree was written by ``Runner.run``, so its items carry provenance: version 4.
+    """
     source = tmp_path / "source.db"
     await advanced_file(source)
     async with SessionDatabase(source) as db:
         await db.export_jsonl(tmp_path / "out.jsonl")
     found = records(tmp_path / "out.jsonl")
-    assert found[0] == {"format": "agent-sessions-export", "version": 2}  # no state, no archive
+    assert found[0] == {"format": "agent-sessions-export", "version": 4}
     assert EXPORT_VERSION == 4
+    tagged = [r for r in found if r.get("type") == "item" and r.get("run_id")]
+    assert tagged
+    assert all(r["agent_name"] in (None, "assistant") for r in tagged), tagged[:2]
     start = next(i for i, r in enumerate(found) if r.get("session_id") == TREE)
     session = found[
         start : next(i for i, r in enumerate(found) if r.get("type") == "end" and i > start) + 1

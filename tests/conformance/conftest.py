@@ -100,6 +100,7 @@ PROVENANCE_CHECKS = (
     "check_run_context_is_recorded",
     "check_retried_batch_is_stored_once",
     "check_cancelled_write_is_stored_once_when_retried",
+    "check_cancelled_pop_keeps_provenance",
     "check_untagged_rows_carry_no_provenance",
 )
 

@@ -359,6 +359,18 @@ class AdvancedStatements:
             "WHERE message_id = ? AND branch_id = ?"
         )
         self.has_row = f"SELECT 1 FROM {m} WHERE id = ?"
+        # What a pop reads of a row it deletes so that a restore puts its provenance back.
+        self.row_provenance = (
+            f"SELECT agent_name, run_id, run_position, item_digest, created_at FROM {m} "
+            "WHERE id = ? AND run_id IS NOT NULL"
+        )
+        self.insert_at_tagged = (
+            f"INSERT INTO {m} (id, session_id, message_data, agent_name, run_id, run_position, "
+            "item_digest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.has_run_position = (
+            f"SELECT 1 FROM {m} WHERE session_id = ? AND run_id = ? AND run_position = ?"
+        )
         self.has_structure = f"SELECT 1 FROM {st} WHERE message_id = ? AND branch_id = ?"
         self.delete_structure_any = f"DELETE FROM {st} WHERE message_id = ? AND branch_id = ?"
         self.delete_forgotten = f"DELETE FROM {st} WHERE message_id = ?"

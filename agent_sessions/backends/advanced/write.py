@@ -104,14 +104,19 @@ class _Undo(NamedTuple):
 
 
 class _BranchPopped(Popped[T]):
-    """A :class:`Popped` that carries its own undo record, so restore needs no memory."""
+    """A :class:`Popped` that carries its own undo record, so restore needs no memory.
+
+    ``provenance`` holds the schema v4 values of a tagged row the pop deleted.
+    """
 
     undo: _Undo
+    provenance: tuple[Any, ...] | None = None
 
 
-def _popped(taken: Popped[T], undo: _Undo) -> Popped[T]:
+def _popped(taken: Popped[T], undo: _Undo, provenance: tuple[Any, ...] | None) -> Popped[T]:
     popped = _BranchPopped(*taken)
     popped.undo = undo
+    popped.provenance = provenance
     return popped
 
 
@@ -217,7 +222,10 @@ class Writer:
             # Inherited rows stay for the parent: the branch stops inheriting from the lowest.
             inherited = [p.row_id for p in taken if seen[p.row_id].branch_id != head.branch]
             cut = min(inherited, default=0)
-            popped = [_popped(p, self._take(conn, head, seen[p.row_id], cut)) for p in taken]
+            popped = [
+                _popped(p, *self._take_keeping_provenance(conn, head, seen[p.row_id], cut))
+                for p in taken
+            ]
             if inherited:
                 conn.execute(self.sql.set_cutoff, (cut, session_id, head.branch))
             left = self.chain.turn_now(conn, session_id, self.chain.head(conn, session_id))
@@ -286,6 +294,16 @@ class Writer:
             conn.execute(self.sql.set_cutoff, (low, session_id, fork))
         return rows
 
+    def _take_keeping_provenance(
+        self, conn: Connection, head: Head, row: Row, cut: int
+    ) -> tuple[_Undo, tuple[Any, ...] | None]:
+        """:meth:`_take`, with the provenance of an own row read first (a restore needs it)."""
+        provenance = None
+        if row.branch_id == head.branch:
+            found = conn.execute(self.sql.row_provenance, (row.id,)).fetchone()
+            provenance = None if found is None else tuple(found)
+        return self._take(conn, head, row, cut), provenance
+
     def _take(self, conn: Connection, head: Head, row: Row, cut: int) -> _Undo:
         """Remove an own row; return how to undo taking it (an inherited row needs ``cut``)."""
         if row.branch_id != head.branch:
@@ -344,8 +362,19 @@ class Writer:
             if conn.execute(self.sql.has_structure, held).fetchone() is not None:
                 return
         if not present:
-            conn.execute(self.base.touch_session, (session_id,))
-            conn.execute(self.base.insert_at, (popped.row_id, session_id, popped.text))
+            provenance = popped.provenance if isinstance(popped, _BranchPopped) else None
+            if provenance is None:
+                conn.execute(self.base.touch_session, (session_id,))
+                conn.execute(self.base.insert_at, (popped.row_id, session_id, popped.text))
+            else:
+                _, run_id, position, _, _ = provenance
+                again = (session_id, run_id, position)
+                if conn.execute(self.sql.has_run_position, again).fetchone() is not None:
+                    return  # its run's retry stored it again meanwhile: one copy is kept
+                conn.execute(self.base.touch_session, (session_id,))
+                conn.execute(
+                    self.sql.insert_at_tagged, (popped.row_id, session_id, popped.text, *provenance)
+                )
         if undo.meta is not None:
             kind, seq, turn, tool = undo.meta
             conn.execute(
