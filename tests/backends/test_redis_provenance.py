@@ -132,3 +132,21 @@ async def test_ttl_expires_provenance_keys(client: aioredis.Redis) -> None:
         assert 0 < await client.pttl(keys.runs) <= 60_000
     finally:
         await drop_prefix(client, prefix)
+
+
+async def test_a_rewritten_row_keeps_its_provenance_and_its_run_still_dedups(
+    store: RedisStore,
+) -> None:
+    """Rewriting a tagged row (re-encryption) moves its tag to the new bytes, and the run's key."""
+    texts = [item("a"), item("b")]
+    await store.append_tagged("s", texts, tags("r1", texts))
+    rows = await store.rows("s")
+    assert await store.rewrite("s", {rows[0][0]: item("a, sealed anew")}) == 1
+    records = await store.records("s", None)
+    assert [r.text for r in records] == [item("a, sealed anew"), item("b")]
+    assert [(r.agent_name, r.run_id, r.position) for r in records] == [
+        ("bot", "r1", 0),
+        ("bot", "r1", 1),
+    ]
+    assert await store.append_tagged("s", texts, tags("r1", texts)) == 0  # the retry: stored
+    assert len(await store.records("s", None)) == 2

@@ -257,8 +257,9 @@ SPLICE = (
     + _ARCHIVE
     + """
 -- ARGV: total, start, m, sha1 of items start..total (m of them), ttl_ms, refresh,
---       session_id, n, then n pairs: 'k' position (keep that item) or 't' text (new item),
---       then the archive's arguments (see archive())
+--       session_id, n, then n pairs: 'k' position (keep that item), 't' text (new item) or
+--       'r<position>' text (that item rewritten: its provenance goes with it), then the
+--       archive's arguments (see archive())
 local total = tonumber(ARGV[1])
 local start = tonumber(ARGV[2])
 local m = tonumber(ARGV[3])
@@ -270,11 +271,32 @@ for i = 1, m do
   if redis.sha1hex(old[i]) ~= ARGV[3 + i] then return 0 end
 end
 local out = {}
+local moved = nil
 local i = m + 8
 for _ = 1, tonumber(ARGV[m + 7]) do
-  if ARGV[i] == 'k' then out[#out + 1] = old[tonumber(ARGV[i + 1]) - start + 1]
-  else out[#out + 1] = ARGV[i + 1] end
+  local op = ARGV[i]
+  if op == 'k' then out[#out + 1] = old[tonumber(ARGV[i + 1]) - start + 1]
+  else
+    out[#out + 1] = ARGV[i + 1]
+    if string.sub(op, 1, 1) == 'r' then
+      local was = redis.sha1hex(old[tonumber(string.sub(op, 2)) - start + 1])
+      local tag = redis.call('HGET', KEYS[6], was)
+      if tag then
+        moved = moved or {}
+        moved[was] = redis.sha1hex(ARGV[i + 1])
+        redis.call('HSET', KEYS[6], moved[was], tag)
+      end
+    end
+  end
   i = i + 2
+end
+if moved then  -- the runs' rows now have the new bytes
+  local runs = redis.call('HGETALL', KEYS[7])
+  for j = 1, #runs, 2 do
+    local sep = string.find(runs[j + 1], '\0', 1, true)
+    local now = sep and moved[string.sub(runs[j + 1], sep + 1)]
+    if now then redis.call('HSET', KEYS[7], runs[j], string.sub(runs[j + 1], 1, sep) .. now) end
+  end
 end
 swap(start, out)
 archive(i)

@@ -542,8 +542,8 @@ class RedisStore:
                     continue
                 changed += 1
                 text = changes[rid]
-                if text is not None:
-                    out.append(("t", text))
+                if text is not None:  # the row's provenance follows it to its new bytes
+                    out.append((f"r{position}", text))
             if not changed:
                 if archive[0]:
                     await self._archive_only(session_id, archive)
