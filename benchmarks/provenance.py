@@ -1,6 +1,6 @@
 """The cost of provenance: chat with a run context (tagged rows) vs chat without, interleaved.
 
-Usage: ``python benchmarks/provenance.py [--url URL] [--rounds N] [--quick]``
+Usage: ``python benchmarks/provenance.py [--url URL] [--advanced] [--rounds N] [--quick]``
 
 Each round runs the chat workload (per turn ``get_items()`` then ``add_items(4)``) on two fresh
 sessions of one database, turn for turn: one plainly, one with a ``RunContextWrapper`` per turn,
@@ -22,7 +22,12 @@ from typing import Any
 
 from agents.run_context import RunContextWrapper
 
-from agent_sessions import SQLAlchemySession, SQLiteSession
+from agent_sessions import (
+    AdvancedSQLAlchemySession,
+    AdvancedSQLiteSession,
+    SQLAlchemySession,
+    SQLiteSession,
+)
 from benchmarks.workloads import turn_items
 
 
@@ -34,8 +39,12 @@ async def _turn(session: Any, tagged: bool, turn: int) -> float:
     return time.perf_counter() - start
 
 
-async def measure(url: str | None, rounds: int, turns: int) -> list[float]:
+async def measure(
+    url: str | None, rounds: int, turns: int, *, advanced: bool = False
+) -> list[float]:
     """Ratios tagged / plain, one per round, on a temporary SQLite file or the database at url.
+
+    ``advanced``: the branching sessions (``AdvancedSQLiteSession``, ``AdvancedSQLAlchemySession``).
 
     Each round chats on two fresh sessions of one database side by side, turn for turn (the
     order alternating), so a disturbance of the machine falls on both alike.
@@ -45,8 +54,13 @@ async def measure(url: str | None, rounds: int, turns: int) -> list[float]:
     def open_session() -> Any:
         session_id = f"bench-{uuid.uuid4().hex}"
         if url is None:
+            if advanced:
+                return AdvancedSQLiteSession(
+                    session_id=session_id, db_path=folder / "chat.db", create_tables=True
+                )
             return SQLiteSession(session_id, folder / "chat.db")
-        return SQLAlchemySession.from_url(session_id, url=url, create_tables=True)
+        kind = AdvancedSQLAlchemySession if advanced else SQLAlchemySession
+        return kind.from_url(session_id, url=url, create_tables=True)
 
     ratios = []
     for _ in range(rounds):
@@ -73,10 +87,14 @@ def main() -> None:
     parser.add_argument("--url", help="an async SQLAlchemy URL (default: a SQLite file)")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5 turns")
+    parser.add_argument("--advanced", action="store_true", help="the branching sessions")
     args = parser.parse_args()
     rounds, turns = (2, 5) if args.quick else (args.rounds, 100)
-    ratios = asyncio.run(measure(args.url, rounds, turns))
-    where = args.url or "SQLiteSession file"
+    ratios = asyncio.run(measure(args.url, rounds, turns, advanced=args.advanced))
+    kind = "Advanced" if args.advanced else ""
+    where = args.url or f"{kind}SQLiteSession file"
+    if args.advanced and args.url:
+        where = f"AdvancedSQLAlchemySession on {args.url}"
     print(
         f"chat with provenance / without on {where}: median {statistics.median(ratios):.2f}x "
         f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {rounds} interleaved rounds; goal <= 1.15)"
