@@ -9,6 +9,7 @@ validation: it moves stored text in and out, each mutation in one transaction. E
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -38,6 +39,8 @@ __all__ = [
     "always",
     "archives_own_rows",
     "tags_own_rows",
+    "time_text",
+    "unstored",
 ]
 
 T = TypeVar("T")
@@ -366,6 +369,48 @@ class StoredRecord(NamedTuple):
     position: int | None
     created_at: str | None
     """When the row was written, as the database keeps it (UTC, ISO-like text), or None."""
+
+    @classmethod
+    def from_columns(
+        cls, text: object, agent: Any, run: Any, position: Any, at: object
+    ) -> StoredRecord:
+        """A record from a SQL row's columns, as drivers return them (times: see ``time_text``)."""
+        return cls(
+            str(text),
+            agent,
+            run,
+            None if position is None else int(position),
+            time_text(at),
+        )
+
+
+def time_text(value: object) -> str | None:
+    """A stored time as text (naive datetimes are UTC, as tagged writes store them)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def unstored(
+    rows: Sequence[tuple[str, RowTag]], stored: dict[int, str]
+) -> tuple[list[tuple[str, RowTag]], RowTag | None]:
+    """The tagged rows whose positions the run has not stored, given its stored digests.
+
+    Returns:
+        The rows to insert, and the first tag whose position the run stored with another
+        digest (then nothing must be written; None if there is none).
+    """
+    new: list[tuple[str, RowTag]] = []
+    for text, tag in rows:
+        digest = stored.get(tag.position)
+        if digest is None:
+            stored[tag.position] = tag.digest
+            new.append((text, tag))
+        elif digest != tag.digest:
+            return [], tag
+    return new, None
 
 
 @runtime_checkable

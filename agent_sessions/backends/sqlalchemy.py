@@ -15,6 +15,7 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Self, TypeVar
 
 import asyncpg
@@ -43,7 +44,16 @@ from ..errors import (
     StorageUnavailableError,
 )
 from ..schema import TableNames
-from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
+from ..store import (
+    ArchiveBatch,
+    ArchivedRow,
+    Popped,
+    RowTag,
+    StoredRecord,
+    Taker,
+    always,
+    unstored,
+)
 from ._restore import ClearLog, Provenance, provenance_of, with_mark, with_provenance
 from ._sqlalchemy_cache import engine_state
 from ._sqlalchemy_engine import (
@@ -307,19 +317,9 @@ class SQLAlchemyStore(AsyncClosing):
 
         if self._sql.sqlite is not None and self._fast_path():
             lite, rows = self._sql.sqlite, [(session_id, text) for text in texts]
-
-            async def append_sqlite(driver: Any) -> None:
-                # The write lock first, so writers queue on the busy timeout, never deadlock.
-                await driver.execute("BEGIN IMMEDIATE")
-                try:
-                    await driver.execute(lite.touch, (session_id,))
-                    await driver.executemany(lite.insert, rows)
-                    await driver.commit()
-                except BaseException:
-                    await driver.rollback()
-                    raise
-
-            await self._on_driver("append", append_sqlite)
+            await self._on_driver(
+                "append", partial(_append_sqlite, lite.touch, lite.insert, session_id, rows)
+            )
             return
 
         async def append(conn: AsyncConnection) -> None:
@@ -367,14 +367,9 @@ class SQLAlchemyStore(AsyncClosing):
                 {"sid": session_id, "run": run_id, "low": min(positions), "high": max(positions)},
             )
             stored = {int(position): str(digest) for position, digest in found.all()}
-            new = []
-            for text, tag in rows:
-                digest = stored.get(tag.position)
-                if digest is None:
-                    stored[tag.position] = tag.digest
-                    new.append((text, tag))
-                elif digest != tag.digest:
-                    raise ProvenanceConflictError(session_id, run_id, tag.position)
+            new, refused = unstored(rows, stored)
+            if refused is not None:
+                raise ProvenanceConflictError(session_id, run_id, refused.position)
             if new:
                 await conn.execute(insert, self._tagged_params(session_id, new))
             return len(new)
@@ -402,18 +397,8 @@ class SQLAlchemyStore(AsyncClosing):
                 (session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest)
                 for text, tag in rows
             ]
-
-            async def append_sqlite(driver: Any) -> None:
-                await driver.execute("BEGIN IMMEDIATE")
-                try:
-                    await driver.execute(lite.touch, (session_id,))
-                    await driver.executemany(lite.insert_tagged, values)
-                    await driver.commit()
-                except BaseException:
-                    await driver.rollback()
-                    raise
-
-            await self._on_driver("append", append_sqlite)
+            write = partial(_append_sqlite, lite.touch, lite.insert_tagged, session_id, values)
+            await self._on_driver("append", write)
             return
         params = self._tagged_params(session_id, rows)
 
@@ -453,16 +438,7 @@ class SQLAlchemyStore(AsyncClosing):
         rows = list(await self._read("read", statement, params))
         if limit is not None:
             rows.reverse()
-        return [
-            StoredRecord(
-                str(text),
-                agent,
-                run,
-                None if position is None else int(position),
-                _time_text(at),
-            )
-            for text, agent, run, position, at in rows
-        ]
+        return [StoredRecord.from_columns(*row) for row in rows]
 
     async def _lock(self, conn: AsyncConnection, session_id: str) -> None:
         """Queue behind the session's other writers, whether or not its row exists yet."""
@@ -887,6 +863,23 @@ class SQLAlchemySession(StoreSession):
         return True
 
 
+async def _append_sqlite(
+    touch: str, insert: str, session_id: str, rows: list[tuple[Any, ...]], driver: Any
+) -> None:
+    """Touch the session and insert rows in one aiosqlite transaction (the driver fast path).
+
+    The write lock first, so writers queue on the busy timeout and never deadlock.
+    """
+    await driver.execute("BEGIN IMMEDIATE")
+    try:
+        await driver.execute(touch, (session_id,))
+        await driver.executemany(insert, rows)
+        await driver.commit()
+    except BaseException:
+        await driver.rollback()
+        raise
+
+
 class _TaggedStatements:
     """The provenance statements of one messages table, made once per store."""
 
@@ -923,12 +916,3 @@ class _TaggedStatements:
         self.records_latest = sql_text(
             f"SELECT {columns} FROM {m} WHERE session_id = :sid ORDER BY id DESC LIMIT :n"
         )
-
-
-def _time_text(value: object) -> str | None:
-    """A stored time as text (naive times are UTC, as our writes store them)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    return str(value)

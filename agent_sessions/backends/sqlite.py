@@ -24,7 +24,16 @@ from .._worker import ConnectionWorker
 from ..core import MAX_LIMIT, StoreSession, check_session_id, is_tail, tail_fetch, tail_window
 from ..errors import ProvenanceConflictError, StorageError
 from ..schema import TableNames
-from ..store import ArchiveBatch, ArchivedRow, Popped, RowTag, StoredRecord, Taker, always
+from ..store import (
+    ArchiveBatch,
+    ArchivedRow,
+    Popped,
+    RowTag,
+    StoredRecord,
+    Taker,
+    always,
+    unstored,
+)
 from . import _shared_stores
 from ._group_commit import GroupCommit
 from ._restore import ClearLog, Provenance, provenance_of, with_mark, with_provenance
@@ -258,10 +267,7 @@ class SQLiteStore(AsyncClosing):
         found = await self._call("read", lambda conn: conn.execute(statement, params).fetchall())
         if limit is not None:
             found.reverse()
-        return [
-            StoredRecord(text, agent, run, position, None if at is None else str(at))
-            for text, agent, run, position, at in found
-        ]
+        return [StoredRecord.from_columns(*row) for row in found]
 
     async def pop(self, session_id: str, decode: Callable[[str], T | None]) -> Popped[T] | None:
         """Remove and return the newest row ``decode`` accepts; others stay stored."""
@@ -581,19 +587,14 @@ def _insert_tagged(
     stored: dict[int, str] = dict(
         conn.execute(sql.run_digests, (session_id, run_id, min(positions), max(positions)))
     )
-    new_texts, new_tags = [], []
-    for text, tag in rows:
-        digest = stored.get(tag.position)
-        if digest is None:
-            new_texts.append(text)
-            new_tags.append(tag)
-            stored[tag.position] = tag.digest
-        elif digest != tag.digest:
-            raise ProvenanceConflictError(session_id, run_id, tag.position)
-    if new_texts:
+    new, refused = unstored(rows, stored)
+    if refused is not None:
+        raise ProvenanceConflictError(session_id, run_id, refused.position)
+    if new:
         conn.execute(sql.touch_session, (session_id,))
-        conn.executemany(sql.insert_tagged, _tagged_rows(session_id, new_texts, new_tags))
-    return len(new_texts)
+        texts, tags = zip(*new, strict=True)
+        conn.executemany(sql.insert_tagged, _tagged_rows(session_id, texts, tags))
+    return len(new)
 
 
 class _Statements:

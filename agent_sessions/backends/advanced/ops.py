@@ -105,16 +105,7 @@ class BranchOps:
             head = self._chain.head(conn, session_id)
             found = self._chain.records(conn, session_id, head, limit)
             found.reverse()
-            return [
-                StoredRecord(
-                    str(text),
-                    agent,
-                    run,
-                    None if position is None else int(position),
-                    None if at is None else str(at),
-                )
-                for _id, text, agent, run, position, at in found
-            ]
+            return [StoredRecord.from_columns(*row[1:]) for row in found]
 
         return await self._read_call("read", records)
 

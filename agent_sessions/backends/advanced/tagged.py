@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from ...errors import ProvenanceConflictError
-from ...store import RowTag
+from ...store import RowTag, unstored
 from .db import Connection, transaction
 from .flavor import Flavor
 from .write import Inserter
@@ -120,17 +120,12 @@ class TaggedWriter:
                 ).fetchall()
             )
             stored = {int(position): str(digest) for position, digest in found}
-            new: list[tuple[str, RowTag]] = []
-            for text, tag in rows:
-                digest = stored.get(tag.position)
-                if digest is None:
-                    stored[tag.position] = tag.digest
-                    new.append((text, tag))
-                elif digest != tag.digest:
-                    (end,) = conn.execute(sql.run_end, (session_id, run_id)).fetchone()
-                    raise ProvenanceConflictError(
-                        session_id, run_id, tag.position, run_end=int(end) + 1
-                    )
+            new, refused = unstored(rows, stored)
+            if refused is not None:
+                (end,) = conn.execute(sql.run_end, (session_id, run_id)).fetchone()
+                raise ProvenanceConflictError(
+                    session_id, run_id, refused.position, run_end=int(end) + 1
+                )
             if not new:
                 return 0
 
