@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -285,3 +286,43 @@ async def test_a_pop_on_a_fork_hides_an_inherited_item_and_its_retry_stays_away(
         with as_run("job"):  # so its retry stores it again
             await session.add_items([message("question"), answer])
         assert provenance(await session.get_records()) == [(None, "job", 0), (None, "job", 1)]
+
+
+def _retry_job(path: str, start: Any) -> None:
+    """One process's attempt at job-9 on the advanced file, once ``start`` is set."""
+
+    async def main() -> None:
+        async with AdvancedSQLiteSession(session_id="s", db_path=path, create_tables=True) as s:
+            start.wait()
+            with as_run("job-9", agent_name="worker"):
+                await s.add_items([message("ask"), message("answer", "assistant")])
+
+    asyncio.run(main())
+
+
+@pytest.mark.sqlite
+def test_two_processes_retrying_a_run_on_an_advanced_file_store_one_copy(
+    tmp_path: Path,
+) -> None:
+    """Two processes retrying the same run at the same moment leave each item once."""
+    path = str(tmp_path / "race.db")
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [context.Process(target=_retry_job, args=(path, start)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+
+    async def read() -> list[Any]:
+        async with AdvancedSQLiteSession(session_id="s", db_path=path) as session:
+            return await session.get_records()
+
+    records = asyncio.run(read())
+    assert [r.item for r in records] == [message("ask"), message("answer", "assistant")]
+    assert [(r.run_id, r.position, r.agent_name) for r in records] == [
+        ("job-9", 0, "worker"),
+        ("job-9", 1, "worker"),
+    ]
