@@ -134,6 +134,27 @@ SELECT count(*) FROM records"""
         messages up to each ``$5`` on the current branch; returns how many it stored (0: the
         caller runs the portable path)."""
 
+        plain_rows = f"""rows AS (
+    INSERT INTO {m} (session_id, message_data)
+    SELECT o.session_id, item.data FROM owner o,
+        unnest($2::text[]) WITH ORDINALITY AS item(data, position)
+    ORDER BY item.position RETURNING id
+),"""
+        tagged_rows = f"""rows AS (
+    INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, item_digest,
+        created_at)
+    SELECT o.session_id, item.data, item.agent, $6, item.run_position, item.digest,
+        timezone('UTC', now()) FROM owner o,
+        unnest($2::text[], $7::text[], $8::integer[], $9::text[])
+        WITH ORDINALITY AS item(data, agent, run_position, digest, position)
+    ORDER BY item.position RETURNING id
+),"""
+        if plain_rows not in self.append:  # pragma: no cover - a guard for later edits
+            raise AssertionError("the append statement's rows part changed: update tagged_rows")
+        self.append_tagged = self.append.replace(plain_rows, tagged_rows)
+        """:attr:`append` for a fresh tagged batch (no stored row of its run to look for):
+        ``$6`` the run id, then per item ``$7`` its agent, ``$8`` position, ``$9`` digest."""
+
     def segment(self, sql: str) -> str:
         """Return a segment statement in asyncpg's form, made once per statement.
 

@@ -228,21 +228,25 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         """
         pg = self._pg
         if pg is not None and texts and self._fast_path():
-            kinds, tools, users, seen = [], [], [], 0
-            for text in texts:
-                kind, tool = self._chain.classify_text(text)
-                seen += kind == "user"
-                kinds.append(kind)
-                tools.append(tool)
-                users.append(seen)
-            rows = list(texts)
+            rows, shape = list(texts), self._turn_shape(texts)
             stored = await self._on_driver(
-                "append", lambda c: c.fetchval(pg.append, session_id, rows, kinds, tools, users)
+                "append", lambda c: c.fetchval(pg.append, session_id, rows, *shape)
             )
             if stored == len(rows):
                 return
         batch = [(session_id, texts)]
         await self._write_call("append", session_id, lambda conn: self._writer.write(conn, batch))
+
+    def _turn_shape(self, texts: Sequence[str]) -> tuple[list[str], list[str | None], list[int]]:
+        """Each text's item type and tool name, and the user messages up to it (PG append)."""
+        kinds, tools, users, seen = [], [], [], 0
+        for text in texts:
+            kind, tool = self._chain.classify_text(text)
+            seen += kind == "user"
+            kinds.append(kind)
+            tools.append(tool)
+            users.append(seen)
+        return kinds, tools, users
 
     async def append_tagged(
         self,
@@ -256,11 +260,27 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
 
         See :meth:`agent_sessions.store.ProvenanceStore.append_tagged`; a run's position is
         stored once per session, whichever branch holds it (:mod:`.tagged`). The portable
-        transaction does it on every database (PostgreSQL's one-statement append is for
-        untagged rows): its first statement, the session upsert, takes the session row's lock,
-        so concurrent retries from any engine or process store one copy.
+        transaction checks it on every database: its first statement, the session upsert,
+        takes the session row's lock, so concurrent retries from any engine or process store
+        one copy. A fresh batch (nothing of its run can be stored) has nothing to check: on
+        PostgreSQL it is the one-statement append of :mod:`.pg`, with its provenance.
         """
         rows = list(zip(texts, tags, strict=True))
+        pg = self._pg
+        if fresh and pg is not None and rows and self._fast_path():
+            texts, shape = list(texts), self._turn_shape(texts)
+            run = (
+                tags[0].run_id,
+                [tag.agent_name for tag in tags],
+                [tag.position for tag in tags],
+                [tag.digest for tag in tags],
+            )
+            stored = await self._on_driver(
+                "append",
+                lambda c: c.fetchval(pg.append_tagged, session_id, texts, *shape, *run),
+            )
+            if stored == len(rows):
+                return len(rows)
         tagged = self._tagged
         now = now_value(self._flavor)
         return await self._write_call(
