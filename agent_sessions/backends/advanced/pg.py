@@ -70,6 +70,9 @@ class PgStatements:
         )
         """The newest ``$2`` texts of session ``$1``, newest first, if it has no branch but
         ``main`` (one NULL if it has no rows); no row if it has other branches."""
+        # The newest turn of main is a LATERAL aggregate over each newest row's own records
+        # (the (message_id, branch_id) index): asyncpg runs a generic plan after five calls, and
+        # one made on nearly empty tables joined the rows to every record of main instead.
         self.append = f"""
 WITH snap AS (SELECT xmin::text AS version FROM {sessions} WHERE session_id = $1),
 head AS (
