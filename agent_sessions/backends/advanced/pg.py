@@ -70,6 +70,9 @@ class PgStatements:
         )
         """The newest ``$2`` texts of session ``$1``, newest first, if it has no branch but
         ``main`` (one NULL if it has no rows); no row if it has other branches."""
+        # The newest turn of main is a LATERAL aggregate over each newest row's own records
+        # (the (message_id, branch_id) index): asyncpg runs a generic plan after five calls, and
+        # one made on nearly empty tables joined the rows to every record of main instead.
         self.append = f"""
 WITH snap AS (SELECT xmin::text AS version FROM {sessions} WHERE session_id = $1),
 head AS (
@@ -82,10 +85,11 @@ head AS (
 ),
 base AS (
     SELECT h.branch, CASE WHEN h.branch = '{MAIN}' THEN coalesce((
-        SELECT coalesce(s.user_turn_number, -1) FROM {m} r
-        LEFT JOIN {st} s ON s.message_id = r.id AND s.branch_id = '{MAIN}'
-        WHERE r.session_id = $1 AND (s.id IS NOT NULL
-            OR NOT EXISTS (SELECT 1 FROM {st} x WHERE x.message_id = r.id))
+        SELECT coalesce(k.turn, -1) FROM {m} r
+        CROSS JOIN LATERAL (SELECT count(*) AS records, bool_or(s.branch_id = '{MAIN}') AS mine,
+            min(s.user_turn_number) FILTER (WHERE s.branch_id = '{MAIN}') AS turn
+            FROM {st} s WHERE s.message_id = r.id) k
+        WHERE r.session_id = $1 AND (k.mine OR k.records = 0)
         ORDER BY r.id DESC LIMIT 1), 0)
     ELSE (SELECT coalesce(s.user_turn_number, -1) FROM {st} s
         WHERE s.session_id = $1 AND s.branch_id = h.branch

@@ -70,7 +70,9 @@ def _tables(
         Column("tool_name", row),
         Column("created_at", TIMESTAMP(timezone=False), server_default=now),
         Index(f"idx_{st}_session_seq", "session_id", "sequence_number"),
-        Index(f"idx_{st}_branch_seq", "session_id", "branch_id", "sequence_number"),
+        # No (session_id, branch_id, sequence_number) index, which SQLite files have: only the
+        # SDK's queries use it, and they never run on a server; a branch's rows are found by
+        # the (session_id, branch_id, message_id) index. Tables made before keep theirs.
         # Turn first: a planner without statistics (a table that just grew) might otherwise
         # take it for the branch's walks in id order, which share the (session, branch) prefix.
         Index(f"idx_{st}_turn", "session_id", "user_turn_number", "branch_id"),
