@@ -15,6 +15,7 @@ from typing import Any
 
 from raw_sqlite import RawSession
 
+from agent_sessions.backends._sqlite_connection import migrate
 from agent_sessions.backends.advanced.chain import Chain
 from agent_sessions.backends.advanced.sql import AdvancedStatements
 from agent_sessions.backends.advanced.write import BaseStatements, Schema, Writer
@@ -50,6 +51,7 @@ class RawAdvancedSession(RawSession):
 
     def __init__(self, session_id: str, db_path: str) -> None:
         super().__init__(session_id, db_path)
+        migrate(self.conn, TableNames(_S, _M))  # the columns our stores add (provenance: v4)
         sql = AdvancedStatements(TableNames(_S, _M))
         self._chain = Chain(sql, JsonCodec())
         schema = Schema(sql, self._chain.classify_text)

@@ -43,6 +43,7 @@ __all__ = [
     "close_connections",
     "create_owner_only",
     "file_identity",
+    "migrate",
     "open_connection",
     "open_worker_connection",
     "retry_busy",
@@ -231,7 +232,8 @@ def _schema_version(conn: sqlite3.Connection, tables: TableNames) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _migrate(conn: sqlite3.Connection, tables: TableNames) -> None:
+def migrate(conn: sqlite3.Connection, tables: TableNames) -> None:
+    """Bring a file's tables to the newest schema version, once, under the write lock."""
     if _schema_version(conn, tables) >= len(SQLITE_MIGRATIONS):
         return
     with transaction(conn):
@@ -254,7 +256,7 @@ def _configure(conn: sqlite3.Connection, path: str, durable: bool, tables: Table
     if path != MEMORY:
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-    _migrate(conn, tables)
+    migrate(conn, tables)
 
 
 class ReaderSlot:
