@@ -18,6 +18,7 @@ from .errors import InvalidIdentifierError
 __all__ = [
     "DEFAULT_MESSAGES_TABLE",
     "DEFAULT_SESSIONS_TABLE",
+    "PROVENANCE_COLUMNS",
     "RESERVED_WORDS",
     "SQLITE_MIGRATIONS",
     "VERSION_TABLE",
@@ -216,6 +217,10 @@ def _v3_state_and_archive(t: TableNames) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {derived_name(t.archive, 'session')} "
         f"ON {t.archive} (session_id, batch, id)",
     ]
+
+
+PROVENANCE_COLUMNS = frozenset({"agent_name", "run_id", "run_position", "item_digest"})
+"""The messages table's provenance columns (schema version 4, docs/schema.md)."""
 
 
 def _v4_provenance(t: TableNames) -> list[str]:

@@ -124,8 +124,8 @@ PUBLIC_MODULES = {
     ),
     "agent_sessions.schema": names(
         """
-        DEFAULT_MESSAGES_TABLE DEFAULT_SESSIONS_TABLE RESERVED_WORDS SQLITE_MIGRATIONS
-        TableNames VERSION_TABLE derived_name validate_identifier
+        DEFAULT_MESSAGES_TABLE DEFAULT_SESSIONS_TABLE PROVENANCE_COLUMNS RESERVED_WORDS
+        SQLITE_MIGRATIONS TableNames VERSION_TABLE derived_name validate_identifier
     """
     ),
     "agent_sessions.serialization": names(
@@ -137,7 +137,7 @@ PUBLIC_MODULES = {
     "agent_sessions.store": names(
         """
         ArchiveBatch ArchiveStore ArchivedRow Popped ProvenanceStore RowStore RowTag StateStore
-        Store StoredRecord Taker always archives_own_rows tags_own_rows
+        Store StoredRecord Taker always archives_own_rows tags_own_rows time_text unstored
     """
     ),
     "agent_sessions.testing": names(

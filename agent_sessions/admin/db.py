@@ -38,7 +38,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from ..backends._sqlalchemy_engine import ASYNC_DRIVERS as _ASYNC_DRIVERS  # the one mapping
 from ..backends._sqlalchemy_engine import asyncpg_errors, engine_from_url, redact, use_wal
 from ..errors import AgentSessionsError, StorageError, StorageUnavailableError
-from ..schema import TableNames
+from ..schema import PROVENANCE_COLUMNS, TableNames
 from .engine import Connection, Engine, ThreadEngine
 
 if TYPE_CHECKING:
@@ -59,8 +59,6 @@ Stamp = datetime | str | None
 """A timestamp as a database returns it: a datetime, SQLite text, or NULL."""
 
 _CONNECT_TIMEOUT = 10
-PROVENANCE_COLUMNS = frozenset({"agent_name", "run_id", "run_position", "item_digest"})
-"""The messages table's provenance columns (schema version 4, docs/schema.md)."""
 _ORIGIN_PREFIX = re.compile(r"^<class '[\w.]+'>: ")  # asyncpg errors as SQLAlchemy wraps them
 
 

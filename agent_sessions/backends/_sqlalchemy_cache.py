@@ -36,6 +36,8 @@ class EngineState:
         self.where = engine.url.render_as_string(hide_password=True)
         self.ready: set[Hashable] = set()
         """The table pairs (or an advanced store's key) whose schema was created or checked."""
+        self.provenance: dict[TableNames, bool] = {}
+        """Whether a pair's messages table has the provenance columns (schema v4), once looked."""
         self._built: dict[TableNames, tuple[SessionTables, Statements]] = {}
         self._locks: dict[TableNames, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
         self._autocommit: AsyncEngine | None = None

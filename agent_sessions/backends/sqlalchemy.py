@@ -20,6 +20,7 @@ from typing import Any, Self, TypeVar
 
 import asyncpg
 from agents.memory.session_settings import SessionSettings
+from sqlalchemy import inspect as sql_inspect
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
@@ -43,7 +44,8 @@ from ..errors import (
     StorageError,
     StorageUnavailableError,
 )
-from ..schema import TableNames
+from ..schema import PROVENANCE_COLUMNS, TableNames
+from ..serialization import logger
 from ..store import (
     ArchiveBatch,
     ArchivedRow,
@@ -128,6 +130,7 @@ class SQLAlchemyStore(AsyncClosing):
                     self._guard("create tables", self._create_schema)
                 )
                 self._state.ready.add(self._schema_key)
+                self._state.provenance[self._names] = True  # the newest schema has them
                 if cancelled:
                     raise asyncio.CancelledError
 
@@ -139,6 +142,36 @@ class SQLAlchemyStore(AsyncClosing):
     async def _create_schema(self) -> None:
         """Create or upgrade this store's tables (under ``create_schema``'s lock)."""
         await create_schema(self.engine, self.tables)
+
+    async def _has_provenance(self) -> bool:
+        """Whether the messages table has the provenance columns (schema v4); looked up once.
+
+        Tables this package created or upgraded have them. Tables the SDK made, used with
+        ``create_tables=False``, may not: then rows are stored and read without provenance
+        (logged once) rather than failing, as the schema is not ours to change.
+        """
+        known = self._state.provenance.get(self._names)
+        if known is None:
+            table = self._names.messages
+
+            async def look() -> bool:
+                async with self.engine.connect() as conn:
+                    columns = await conn.run_sync(
+                        lambda c: {column["name"] for column in sql_inspect(c).get_columns(table)}
+                    )
+                return columns >= PROVENANCE_COLUMNS
+
+            known = await self._call("open", look)
+            self._state.provenance[self._names] = known
+            if not known:
+                logger.info(
+                    "%s: table %s has no provenance columns (made by the SDK?): rows are stored "
+                    "without agent and run; create_tables=True or `agent-sessions migrate` adds "
+                    "them",
+                    self._where,
+                    table,
+                )
+        return known
 
     async def _call(self, operation: str, run: Callable[[], Awaitable[T]]) -> T:
         """Check the schema if needed, then run one database call through :meth:`_guard`.
@@ -214,6 +247,7 @@ class SQLAlchemyStore(AsyncClosing):
     def _raise_if_no_tables(self, operation: str, exc: BaseException) -> None:
         if is_missing_table(exc):
             self._state.ready.discard(self._schema_key)  # dropped since they were checked
+            self._state.provenance.pop(self._names, None)
             names = self.tables.names
             raise _NoTablesError(
                 f"{operation} on {self._where} failed: no tables ({names.sessions}, "
@@ -350,6 +384,9 @@ class SQLAlchemyStore(AsyncClosing):
         rows = list(zip(texts, tags, strict=True))
         if not rows:
             return 0
+        if not await self._has_provenance():
+            await self.append(session_id, texts)
+            return len(rows)
         if fresh:
             await self._append_fresh(session_id, rows)
             return len(rows)
@@ -430,6 +467,11 @@ class SQLAlchemyStore(AsyncClosing):
 
     async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
         """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""
+        if not await self._has_provenance():
+            return [
+                StoredRecord(text, None, None, None, None)
+                for text in await self.read(session_id, limit)
+            ]
         params: dict[str, Any] = {"sid": session_id}
         statement = self._tagged_sql.records_all
         if limit is not None:
@@ -455,6 +497,7 @@ class SQLAlchemyStore(AsyncClosing):
         self, session_id: str, decode: Callable[[str], T | None], stop: Callable[[T], bool]
     ) -> list[Popped[T]]:
         """Remove the newest rows down to the first item ``stop`` accepts, in one transaction."""
+        tagged_sql = self._tagged_sql if await self._has_provenance() else None
 
         async def pop_through(conn: AsyncConnection) -> list[Popped[T]]:
             await self._lock(conn, session_id)
@@ -462,14 +505,20 @@ class SQLAlchemyStore(AsyncClosing):
             mark = self._clears.mark(session_id, None if record is None else record[0])
             taker = Taker(decode, stop)
             tagged: dict[int, Provenance] = {}
-            statement, batch = self._tagged_sql.pop_newest, 1
+            newest, older = (
+                (self._sql.newest, self._sql.older)
+                if tagged_sql is None
+                else (tagged_sql.pop_newest, tagged_sql.pop_older)
+            )
+            statement, batch = newest, 1
             params: dict[str, object] = {"sid": session_id, "n": batch}
             while True:
                 rows = (await conn.execute(statement, params)).all()
-                tagged.update((row[0], tuple(row[2:])) for row in rows if row[3] is not None)
+                if tagged_sql is not None:
+                    tagged.update((row[0], tuple(row[2:])) for row in rows if row[3] is not None)
                 if any(taker.feed(row[0], row[1]) for row in rows) or len(rows) < batch:
                     break
-                statement, batch = self._tagged_sql.pop_older, min(batch * 4, 256)
+                statement, batch = older, min(batch * 4, 256)
                 params = {"sid": session_id, "before": rows[-1][0], "n": batch}
             taken = taker.result()
             if taken:

@@ -88,3 +88,33 @@ async def test_two_engines_retrying_at_once_store_one_copy(
     await asyncio.gather(write(), write(), write())
     async with open_session("race", engine, tables) as session:
         assert await session.get_items() == batch
+
+
+@pytest.mark.parametrize("url", KINDS[:2], indirect=True)
+async def test_on_sdk_tables_left_as_they_are_runs_store_without_provenance(
+    engine: AsyncEngine, tables: tuple[str, str]
+) -> None:
+    """With create_tables=False on tables the SDK made, a Runner run works, untagged."""
+    sdk = SDKSQLAlchemySession(
+        "ticket",
+        engine=engine,
+        create_tables=True,
+        sessions_table=tables[0],
+        messages_table=tables[1],
+    )
+    await sdk.add_items([message("from the SDK")])
+    triage, _ = desks()
+    ours = SQLAlchemySession(
+        "ticket", engine=engine, sessions_table=tables[0], messages_table=tables[1]
+    )
+    async with ours as session:
+        await Runner.run(
+            triage, "Hello there.", session=session, run_config=RunConfig(tracing_disabled=True)
+        )
+        records = await session.get_records()
+        assert [r.item for r in records] == await sdk.get_items()
+        assert len(records) > 1
+        assert {(r.agent_name, r.run_id) for r in records} == {(None, None)}
+        popped = await session.pop_item()
+        assert popped == records[-1].item
+        assert await sdk.get_items() == [r.item for r in records[:-1]]

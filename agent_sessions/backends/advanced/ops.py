@@ -94,12 +94,19 @@ class BranchOps:
 
         return await self._read_call("read", read, snapshot=False)
 
+    async def _keeps_provenance(self) -> bool:
+        """Whether the messages table has the provenance columns (a server's may lack them)."""
+        return True
+
     async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
         """Return the current branch's newest ``limit`` rows with their provenance, oldest first.
 
         The rows :meth:`read` returns, in its order; an item inherited from a parent branch
         keeps the provenance it was stored with.
         """
+        if not await self._keeps_provenance():
+            texts = await self.read(session_id, limit)
+            return [StoredRecord(text, None, None, None, None) for text in texts]
 
         def records(conn: Connection) -> list[StoredRecord]:
             head = self._chain.head(conn, session_id)
@@ -125,9 +132,10 @@ class BranchOps:
         Own items are deleted and inherited ones hidden, all in one transaction; forks that
         inherit them take their own records of them first, so they keep them.
         """
+        keep = await self._keeps_provenance()
 
         def pop_through(conn: Connection) -> list[Popped[T]]:
-            taken = self._writer.pop_through(conn, session_id, decode, stop)
+            taken = self._writer.pop_through(conn, session_id, decode, stop, provenance=keep)
             if not taken:
                 return taken
             branch = self._chain.head(conn, session_id).branch

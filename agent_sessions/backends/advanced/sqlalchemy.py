@@ -237,6 +237,9 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         batch = [(session_id, texts)]
         await self._write_call("append", session_id, lambda conn: self._writer.write(conn, batch))
 
+    async def _keeps_provenance(self) -> bool:
+        return await self._has_provenance()
+
     def _turn_shape(self, texts: Sequence[str]) -> tuple[list[str], list[str | None], list[int]]:
         """Each text's item type and tool name, and the user messages up to it (PG append)."""
         kinds, tools, users, seen = [], [], [], 0
@@ -266,6 +269,9 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         PostgreSQL it is the one-statement append of :mod:`.pg`, with its provenance.
         """
         rows = list(zip(texts, tags, strict=True))
+        if not await self._has_provenance():
+            await self.append(session_id, texts)
+            return len(rows)
         pg = self._pg
         if fresh and pg is not None and rows and self._fast_path():
             texts, shape = list(texts), self._turn_shape(texts)

@@ -195,8 +195,13 @@ class Writer:
         session_id: str,
         decode: Callable[[str], T | None],
         stop: Callable[[T], bool],
+        *,
+        provenance: bool = True,
     ) -> list[Popped[T]]:
         """Remove the current branch's newest items down to the first ``stop`` accepts.
+
+        ``provenance``: the table has the provenance columns (their values are kept for a
+        restore).
 
         Own rows lose their structure row (and the message goes once no branch holds it);
         inherited ones are hidden by lowering the branch's cutoff. Forks made from the part
@@ -223,7 +228,9 @@ class Writer:
             inherited = [p.row_id for p in taken if seen[p.row_id].branch_id != head.branch]
             cut = min(inherited, default=0)
             popped = [
-                _popped(p, *self._take_keeping_provenance(conn, head, seen[p.row_id], cut))
+                _popped(
+                    p, *self._take_keeping_provenance(conn, head, seen[p.row_id], cut, provenance)
+                )
                 for p in taken
             ]
             if inherited:
@@ -295,11 +302,14 @@ class Writer:
         return rows
 
     def _take_keeping_provenance(
-        self, conn: Connection, head: Head, row: Row, cut: int
+        self, conn: Connection, head: Head, row: Row, cut: int, columns: bool
     ) -> tuple[_Undo, tuple[Any, ...] | None]:
-        """:meth:`_take`, with the provenance of an own row read first (a restore needs it)."""
+        """:meth:`_take`, with the provenance of an own row read first (a restore needs it).
+
+        ``columns``: whether the table has the provenance columns at all.
+        """
         provenance = None
-        if row.branch_id == head.branch:
+        if columns and row.branch_id == head.branch:
             found = conn.execute(self.sql.row_provenance, (row.id,)).fetchone()
             provenance = None if found is None else tuple(found)
         return self._take(conn, head, row, cut), provenance

@@ -326,3 +326,37 @@ def test_two_processes_retrying_a_run_on_an_advanced_file_store_one_copy(
         ("job-9", 0, "worker"),
         ("job-9", 1, "worker"),
     ]
+
+
+@pytest.mark.parametrize("url", KINDS[:2], indirect=True)
+async def test_tables_without_the_provenance_columns_left_as_they_are_still_serve(
+    engine: AsyncEngine, tables: tuple[str, str]
+) -> None:
+    """Tables of an older version used with create_tables=False: runs work, untagged."""
+    sessions, messages = tables
+    first = AdvancedSQLAlchemySession(
+        session_id="t",
+        engine=engine,
+        sessions_table=sessions,
+        messages_table=messages,
+        create_tables=True,
+    )
+    await first.add_items([message("before")])
+    async with engine.begin() as conn:  # as an earlier version made them
+        await conn.execute(text(f"DROP INDEX IF EXISTS {messages}_run"))
+        for column in ("agent_name", "run_id", "run_position", "item_digest"):
+            await conn.execute(text(f"ALTER TABLE {messages} DROP COLUMN {column}"))
+    other = create_async_engine(engine.url)
+    try:
+        session = AdvancedSQLAlchemySession(
+            session_id="t", engine=other, sessions_table=sessions, messages_table=messages
+        )
+        triage, _ = desks()
+        await Runner.run(triage, "Hello there.", session=session, run_config=NO_TRACE)
+        records = await session.get_records()
+        assert [r.item for r in records] == await session.get_items()
+        assert {(r.agent_name, r.run_id) for r in records} == {(None, None)}
+        assert await session.pop_item() == records[-1].item
+        assert len(await session.get_items()) == len(records) - 1
+    finally:
+        await other.dispose()
