@@ -38,6 +38,14 @@ def message(role: str, content: str) -> Any:
 
 async def fill(path: Path) -> None:
     """t1: an untagged item, then runs by triage and billing; t2: untagged; t3: an input run."""
+    await fill_two(path)
+    async with SQLiteSession("t3", path) as session:
+        with as_run("job-3"):
+            await session.add_items([message("user", "input only")])
+
+
+async def fill_two(path: Path) -> None:
+    """t1: an untagged item, then runs by triage and billing; t2: untagged (both plan=pro)."""
     async with SQLiteSession("t1", path) as session:
         await session.add_items([message("user", "plain")])
         with as_run("job-1", agent_name="triage"):
@@ -48,9 +56,6 @@ async def fill(path: Path) -> None:
     async with SQLiteSession("t2", path) as session:
         await session.add_items([message("user", "untagged")])
         await session.update_metadata(plan="pro")
-    async with SQLiteSession("t3", path) as session:
-        with as_run("job-3"):
-            await session.add_items([message("user", "input only")])
 
 
 def shape(records: list[SessionRecord], *, times: bool = True) -> list[tuple[Any, ...]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,27 +12,14 @@ from cryptography.fernet import Fernet
 
 from agent_sessions import EncryptedSession, RedisSession, SQLiteSession, as_run
 from agent_sessions.cli import main
+from tests.admin.test_provenance_admin import fill_two, message
 from tests.redis_server import REDIS_URL, drop_prefix, redis_url, unique_prefix
 
 KEY = Fernet.generate_key().decode()
 
 
-def message(role: str, content: str) -> Any:
-    """One message item."""
-    return {"role": role, "content": content}
-
-
 async def _fill(path: Path) -> None:
-    async with SQLiteSession("t1", path) as session:
-        await session.add_items([message("user", "plain")])
-        with as_run("job-1", agent_name="triage"):
-            await session.add_items([message("user", "hi"), message("assistant", "hello")])
-        with as_run("job-2", agent_name="billing"):
-            await session.add_items([message("assistant", "refund")])
-        await session.update_metadata(plan="pro")
-    async with SQLiteSession("t2", path) as session:
-        await session.add_items([message("user", "untagged")])
-        await session.update_metadata(plan="pro")
+    await fill_two(path)
     secret = SQLiteSession("t3", path)
     async with EncryptedSession("t3", secret, KEY, ttl=None) as encrypted:
         with as_run("job-3", agent_name="vault"):

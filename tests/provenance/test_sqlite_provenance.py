@@ -69,19 +69,24 @@ def _append_same_tags(path: str, start: Any) -> None:
     asyncio.run(main())
 
 
-def test_two_processes_retrying_at_once_store_one_copy(tmp_path: Path) -> None:
-    """Two processes appending the same tags at the same moment leave one row."""
-    path = str(tmp_path / "race.db")
-    sqlite3.connect(path).close()
+def run_together(target: Any, path: str, processes: int = 2) -> None:
+    """Run ``target(path, start)`` in spawned processes released at once; each must succeed."""
     context = multiprocessing.get_context("spawn")
     start = context.Event()
-    workers = [context.Process(target=_append_same_tags, args=(path, start)) for _ in range(2)]
+    workers = [context.Process(target=target, args=(path, start)) for _ in range(processes)]
     for worker in workers:
         worker.start()
     start.set()
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
+
+
+def test_two_processes_retrying_at_once_store_one_copy(tmp_path: Path) -> None:
+    """Two processes appending the same tags at the same moment leave one row."""
+    path = str(tmp_path / "race.db")
+    sqlite3.connect(path).close()
+    run_together(_append_same_tags, path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM agent_messages").fetchone() == (1,)
 

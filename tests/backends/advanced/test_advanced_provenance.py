@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from agent_sessions.errors import ProvenanceConflictError
 from agent_sessions.provenance import as_run
 from agent_sessions.store import RowTag, tags_own_rows
 from tests.provenance.test_session_layer import desks, message
+from tests.provenance.test_sqlite_provenance import run_together
 from tests.sql_servers import KINDS, database_url, drop_tables, unique_tables
 
 NO_TRACE = RunConfig(tracing_disabled=True)
@@ -306,15 +306,7 @@ def test_two_processes_retrying_a_run_on_an_advanced_file_store_one_copy(
 ) -> None:
     """Two processes retrying the same run at the same moment leave each item once."""
     path = str(tmp_path / "race.db")
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    workers = [context.Process(target=_retry_job, args=(path, start)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+    run_together(_retry_job, path)
 
     async def read() -> list[Any]:
         async with AdvancedSQLiteSession(session_id="s", db_path=path) as session:
