@@ -154,15 +154,20 @@ class SQLAlchemyStore(AsyncClosing):
         if known is None:
             table = self._names.messages
 
-            async def look() -> bool:
-                async with self.engine.connect() as conn:
-                    columns = await conn.run_sync(
-                        lambda c: {column["name"] for column in sql_inspect(c).get_columns(table)}
-                    )
-                return columns >= PROVENANCE_COLUMNS
+            def columns(conn: Any) -> set[str] | None:
+                inspector = sql_inspect(conn)
+                if not inspector.has_table(table):
+                    return None
+                return {column["name"] for column in inspector.get_columns(table)}
 
-            known = await self._call("open", look)
-            self._state.provenance[self._names] = known
+            async def look() -> set[str] | None:
+                async with self.engine.connect() as conn:
+                    return await conn.run_sync(columns)
+
+            found = await self._call("open", look)
+            if found is None:  # no table: the call itself will say so (and how to make it)
+                return True
+            known = self._state.provenance[self._names] = found >= PROVENANCE_COLUMNS
             if not known:
                 logger.info(
                     "%s: table %s has no provenance columns (made by the SDK?): rows are stored "
