@@ -9,7 +9,7 @@ validation: it moves stored text in and out, each mutation in one transaction. E
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -38,6 +38,9 @@ __all__ = [
     "Taker",
     "always",
     "archives_own_rows",
+    "tag_columns",
+    "tag_time",
+    "tagged_values",
     "tags_own_rows",
     "time_text",
     "unstored",
@@ -391,6 +394,34 @@ def time_text(value: object) -> str | None:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     return str(value)
+
+
+def tag_time(*, as_text: bool) -> object:
+    """The time a tagged row records: now in UTC, as the database takes it.
+
+    ``as_text``: SQLite's form, text to the millisecond; else a naive UTC ``datetime``.
+    """
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.isoformat(sep=" ", timespec="milliseconds") if as_text else now
+
+
+def tag_columns(tags: Sequence[RowTag]) -> tuple[list[str | None], list[int], list[str]]:
+    """The tags' agents, positions and digests, one list each (for array parameters)."""
+    return (
+        [tag.agent_name for tag in tags],
+        [tag.position for tag in tags],
+        [tag.digest for tag in tags],
+    )
+
+
+def tagged_values(
+    session_id: str, rows: Sequence[tuple[str, RowTag]]
+) -> list[tuple[str, str, str | None, str, int, str]]:
+    """Each tagged row as ``(session, text, agent, run, position, digest)`` parameters."""
+    return [
+        (session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest)
+        for text, tag in rows
+    ]
 
 
 def unstored(

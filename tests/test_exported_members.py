@@ -137,7 +137,8 @@ PUBLIC_MODULES = {
     "agent_sessions.store": names(
         """
         ArchiveBatch ArchiveStore ArchivedRow Popped ProvenanceStore RowStore RowTag StateStore
-        Store StoredRecord Taker always archives_own_rows tags_own_rows time_text unstored
+        Store StoredRecord Taker always archives_own_rows tag_columns tag_time tagged_values
+        tags_own_rows time_text unstored
     """
     ),
     "agent_sessions.testing": names(

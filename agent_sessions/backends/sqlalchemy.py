@@ -14,7 +14,6 @@ import sqlite3
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Self, TypeVar
 
@@ -54,6 +53,9 @@ from ..store import (
     StoredRecord,
     Taker,
     always,
+    tag_columns,
+    tag_time,
+    tagged_values,
     unstored,
 )
 from ._restore import ClearLog, Provenance, provenance_of, with_mark, with_provenance
@@ -424,21 +426,14 @@ class SQLAlchemyStore(AsyncClosing):
             sql = self._sql.pg.append_tagged
             run_id = rows[0][1].run_id
             texts = [text for text, _ in rows]
-            columns = (
-                [tag.agent_name for _, tag in rows],
-                [tag.position for _, tag in rows],
-                [tag.digest for _, tag in rows],
-            )
+            columns = tag_columns([tag for _, tag in rows])
             await self._on_driver(
                 "append", lambda c: c.execute(sql, session_id, texts, run_id, *columns)
             )
             return
         if self._sql.sqlite is not None and self._fast_path():
             lite = self._sql.sqlite
-            values = [
-                (session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest)
-                for text, tag in rows
-            ]
+            values = tagged_values(session_id, rows)
             write = partial(_append_sqlite, lite.touch, lite.insert_tagged, session_id, values)
             await self._on_driver("append", write)
             return
@@ -454,21 +449,10 @@ class SQLAlchemyStore(AsyncClosing):
         self, session_id: str, rows: Sequence[tuple[str, RowTag]]
     ) -> list[dict[str, Any]]:
         """The parameters of the tagged insert, with the time now in UTC."""
-        now: object = datetime.now(UTC).replace(tzinfo=None)
-        if self.engine.dialect.name == "sqlite":
-            now = now.isoformat(sep=" ", timespec="milliseconds")  # type: ignore[attr-defined]
-        return [
-            {
-                "sid": session_id,
-                "text": text,
-                "agent": tag.agent_name,
-                "run": tag.run_id,
-                "position": tag.position,
-                "digest": tag.digest,
-                "at": now,
-            }
-            for text, tag in rows
-        ]
+        now = tag_time(as_text=self.engine.dialect.name == "sqlite")
+        keys = ("sid", "text", "agent", "run", "position", "digest")
+        values = tagged_values(session_id, rows)
+        return [dict(zip(keys, row, strict=True), at=now) for row in values]
 
     async def records(self, session_id: str, limit: int | None) -> list[StoredRecord]:
         """Return the newest ``limit`` rows with their provenance (all if None), oldest first."""

@@ -32,6 +32,7 @@ from ..store import (
     StoredRecord,
     Taker,
     always,
+    tagged_values,
     unstored,
 )
 from . import _shared_stores
@@ -104,19 +105,10 @@ def _write_batches(
                 if tags is None:
                     conn.executemany(sql.insert, [(session_id, text) for text in texts])
                 else:
-                    conn.executemany(sql.insert_tagged, _tagged_rows(session_id, texts, tags))
+                    rows = tagged_values(session_id, list(zip(texts, tags, strict=True)))
+                    conn.executemany(sql.insert_tagged, rows)
 
     guarded(write, busy_timeout, what)(conn)
-
-
-def _tagged_rows(
-    session_id: str, texts: Sequence[str], tags: Sequence[RowTag]
-) -> list[tuple[str, str, str | None, str, int, str]]:
-    """The parameters of ``insert_tagged`` for a batch."""
-    return [
-        (session_id, text, tag.agent_name, tag.run_id, tag.position, tag.digest)
-        for text, tag in zip(texts, tags, strict=True)
-    ]
 
 
 class SQLiteStore(AsyncClosing):
@@ -592,8 +584,7 @@ def _insert_tagged(
         raise ProvenanceConflictError(session_id, run_id, refused.position)
     if new:
         conn.execute(sql.touch_session, (session_id,))
-        texts, tags = zip(*new, strict=True)
-        conn.executemany(sql.insert_tagged, _tagged_rows(session_id, texts, tags))
+        conn.executemany(sql.insert_tagged, tagged_values(session_id, new))
     return len(new)
 
 

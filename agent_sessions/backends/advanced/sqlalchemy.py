@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...schema import TableNames
 from ...serialization import Codec, JsonCodec
-from ...store import RowTag
+from ...store import RowTag, tag_columns, tag_time
 from .._restore import ClearLog
 from .._sqlalchemy_schema import begin_sqlite, create_schema
 from ..sqlalchemy import SQLAlchemySession, SQLAlchemyStore
@@ -40,7 +40,7 @@ from .segments import NO_LIMIT
 from .session import AdvancedSession
 from .sql import MAIN, NO_CUTOFF, AdvancedStatements
 from .tables import create_branch_tables, find_branch_tables
-from .tagged import TaggedStatements, TaggedWriter, now_value
+from .tagged import TaggedStatements, TaggedWriter
 from .write import BaseStatements, Schema, Writer
 
 __all__ = ["AdvancedSQLAlchemySession", "AdvancedSQLAlchemyStore"]
@@ -275,12 +275,7 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         pg = self._pg
         if fresh and pg is not None and rows and self._fast_path():
             texts, shape = list(texts), self._turn_shape(texts)
-            run = (
-                tags[0].run_id,
-                [tag.agent_name for tag in tags],
-                [tag.position for tag in tags],
-                [tag.digest for tag in tags],
-            )
+            run = (tags[0].run_id, *tag_columns(tags))
             stored = await self._on_driver(
                 "append",
                 lambda c: c.fetchval(pg.append_tagged, session_id, texts, *shape, *run),
@@ -288,7 +283,7 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
             if stored == len(rows):
                 return len(rows)
         tagged = self._tagged
-        now = now_value(self._flavor)
+        now = tag_time(as_text=self._flavor.name == "sqlite")
         return await self._write_call(
             "append",
             session_id,

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from ...schema import TableNames
 from ...serialization import Codec, JsonCodec
-from ...store import RowTag
+from ...store import RowTag, tag_time
 from .._group_commit import GroupCommit
 from .._sqlite_connection import MEMORY
 from ..sqlite import SQLiteStore
@@ -33,7 +33,7 @@ from .flavor import SQLITE
 from .ops import BranchOps, UsageRow
 from .renumber import renumber
 from .sql import AdvancedStatements
-from .tagged import TaggedStatements, TaggedWriter, now_value
+from .tagged import TaggedStatements, TaggedWriter
 from .write import BaseStatements, Schema, Writer, write_batches
 
 __all__ = ["AdvancedSQLiteStore", "UsageRow"]  # UsageRow: where it was first defined
@@ -189,7 +189,7 @@ class AdvancedSQLiteStore(BranchOps, SQLiteStore):
         """
         rows = list(zip(texts, tags, strict=True))
         tagged = self._tagged
-        now = now_value(SQLITE)
+        now = tag_time(as_text=True)
         return await self._write_call(
             "append",
             session_id,

@@ -12,7 +12,6 @@ the session row's, which the session upsert takes as the first statement.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
 from ...errors import ProvenanceConflictError
 from ...store import RowTag, unstored
@@ -20,7 +19,7 @@ from .db import Connection, transaction
 from .flavor import Flavor
 from .write import Inserter
 
-__all__ = ["TaggedStatements", "TaggedWriter", "now_value"]
+__all__ = ["TaggedStatements", "TaggedWriter"]
 
 _ROWS_PER_INSERT = 1000
 """Rows per multi-row INSERT on PostgreSQL: 7,000 parameters, within its 32,767."""
@@ -52,17 +51,6 @@ class TaggedStatements:
         """An INSERT of ``n`` tagged rows that returns their ids (PostgreSQL's)."""
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
         return f"INSERT INTO {self.messages} ({_COLUMNS}) VALUES {values} RETURNING id"
-
-
-def now_value(flavor: Flavor) -> object:
-    """The time a tagged row records, in UTC to the millisecond, as the database takes it.
-
-    SQLite keeps text (the plain store's form); a server takes a naive UTC ``datetime``.
-    """
-    now = datetime.now(UTC).replace(tzinfo=None)
-    if flavor.name == "sqlite":
-        return now.isoformat(sep=" ", timespec="milliseconds")
-    return now
 
 
 Append = Callable[[Connection, str, Sequence[str], Inserter], None]
