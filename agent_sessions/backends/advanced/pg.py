@@ -8,7 +8,12 @@ head, the newest turn, the next sequence number, the rows, their structure rows,
   three index probes that no other branch exists; a read of ``main`` when there are others is
   the portable path's one statement; both are sent by asyncpg itself;
 - the append is one statement: it reads the head, the newest turn and the newest sequence
-  number, takes the session row's lock, and inserts the rows and their structure rows.
+  number, takes the session row's lock, and inserts the rows and their structure rows;
+- the next append of the session by the same store skips those three lookups: it starts from
+  the :class:`Known` state the last one returned (branch, turn, sequence number, the session
+  row's version and the newest row id), and stores nothing unless the session row is still
+  that version and its newest row still that row, so any write in between (ours, the SDK's,
+  another process's) sends it back to the lookups.
 
 One statement sees one snapshot, taken before it waits for any lock, so what it read may be
 stale by the time it holds the session row: a writer that committed in between would be missed
@@ -28,10 +33,16 @@ session wrote (its turn is counted).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from .sql import MAIN, AdvancedStatements
 
-__all__ = ["PgStatements"]
+__all__ = ["Known", "KnownStates", "PgStatements"]
+
+_KEPT = 1024
+"""Sessions whose :class:`Known` state one store keeps (the most recently appended)."""
 
 _NAMED = re.compile(r"(?<![:\w]):(session|below|limit|branch)\b")
 _POSITION = {"session": "$1", "below": "$2", "limit": "$3", "branch": "$4"}
@@ -73,7 +84,7 @@ class PgStatements:
         # The newest turn of main is a LATERAL aggregate over each newest row's own records
         # (the (message_id, branch_id) index): asyncpg runs a generic plan after five calls, and
         # one made on nearly empty tables joined the rows to every record of main instead.
-        self.append = f"""
+        found = f"""
 WITH snap AS (SELECT xmin::text AS version FROM {sessions} WHERE session_id = $1),
 head AS (
     SELECT CASE WHEN c.branch_id IS NULL OR c.branch_id = '{MAIN}' THEN '{MAIN}'
@@ -101,26 +112,52 @@ locked AS (
     UPDATE {sessions} SET updated_at = CURRENT_TIMESTAMP
     WHERE session_id = $1 AND xmin::text = (SELECT version FROM snap)
     AND (SELECT turn FROM base) >= 0
-    RETURNING session_id
+    RETURNING session_id, xmin::text AS version
 ),
 created AS (
     INSERT INTO {sessions} (session_id) SELECT $1
     WHERE NOT EXISTS (SELECT 1 FROM snap) AND (SELECT turn FROM base) >= 0
-    ON CONFLICT (session_id) DO NOTHING RETURNING session_id
+    ON CONFLICT (session_id) DO NOTHING RETURNING session_id, xmin::text AS version
 ),
-owner AS (SELECT session_id FROM locked UNION ALL SELECT session_id FROM created),
+owner AS (SELECT * FROM locked UNION ALL SELECT * FROM created),
 main_row AS (
     INSERT INTO {br} (session_id, branch_id, parent_id, inherit_below)
     SELECT o.session_id, '{MAIN}', NULL, 0 FROM owner o, base b WHERE b.branch = '{MAIN}'
     AND NOT EXISTS (SELECT 1 FROM {br} x WHERE x.session_id = $1 AND x.branch_id = '{MAIN}')
     ON CONFLICT (session_id, branch_id) DO NOTHING
-),
+),"""
+        # The state an append of this process left is still the session's if nobody wrote
+        # since: the session row is the version that append made (every writer changes it)
+        # and its newest row is the one that append stored (a pop that does not touch the
+        # session row, such as the SDK's, deletes the newest row). Then the branch, turn and
+        # sequence number need no lookup: they are five parameters after the batch's own
+        # (branch, turn, sequence number, version, newest row id).
+        known = """
+WITH base AS (SELECT ${0}::text AS branch, ${1}::int AS turn, ${2}::bigint AS seq),
+owner AS (
+    UPDATE {sessions} SET updated_at = CURRENT_TIMESTAMP
+    WHERE session_id = $1 AND xmin::text = ${3}::text
+    AND (SELECT max(id) FROM {m} WHERE session_id = $1) = ${4}::bigint
+    RETURNING session_id, xmin::text AS version
+),"""
+        rows = f"""
 rows AS (
     INSERT INTO {m} (session_id, message_data)
     SELECT o.session_id, item.data FROM owner o,
         unnest($2::text[]) WITH ORDINALITY AS item(data, position)
     ORDER BY item.position RETURNING id
-),
+),"""
+        tagged_rows = f"""
+rows AS (
+    INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, item_digest,
+        created_at)
+    SELECT o.session_id, item.data, item.agent, $6, item.run_position, item.digest,
+        timezone('UTC', now()) FROM owner o,
+        unnest($2::text[], $7::text[], $8::integer[], $9::text[])
+        WITH ORDINALITY AS item(data, agent, run_position, digest, position)
+    ORDER BY item.position RETURNING id
+),"""
+        records = f"""
 numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS position FROM rows),
 records AS (
     INSERT INTO {st} (session_id, message_id, branch_id, message_type, sequence_number,
@@ -133,31 +170,25 @@ records AS (
     CROSS JOIN base b
     RETURNING 1
 )
-SELECT count(*) FROM records"""
-        """Store ``$2`` (texts) with their types ``$3``, tool names ``$4`` and the user
-        messages up to each ``$5`` on the current branch; returns how many it stored (0: the
-        caller runs the portable path)."""
+SELECT (SELECT count(*) FROM records), (SELECT version FROM owner),
+    (SELECT max(id) FROM rows), b.branch, b.turn, b.seq FROM base b"""
 
-        plain_rows = f"""rows AS (
-    INSERT INTO {m} (session_id, message_data)
-    SELECT o.session_id, item.data FROM owner o,
-        unnest($2::text[]) WITH ORDINALITY AS item(data, position)
-    ORDER BY item.position RETURNING id
-),"""
-        tagged_rows = f"""rows AS (
-    INSERT INTO {m} (session_id, message_data, agent_name, run_id, run_position, item_digest,
-        created_at)
-    SELECT o.session_id, item.data, item.agent, $6, item.run_position, item.digest,
-        timezone('UTC', now()) FROM owner o,
-        unnest($2::text[], $7::text[], $8::integer[], $9::text[])
-        WITH ORDINALITY AS item(data, agent, run_position, digest, position)
-    ORDER BY item.position RETURNING id
-),"""
-        if plain_rows not in self.append:  # pragma: no cover - a guard for later edits
-            raise AssertionError("the append statement's rows part changed: update tagged_rows")
-        self.append_tagged = self.append.replace(plain_rows, tagged_rows)
+        def after(first: int) -> str:
+            return known.format(*range(first, first + 5), sessions=sessions, m=m)
+
+        self.append = found + rows + records
+        """Store ``$2`` (texts) with their types ``$3``, tool names ``$4`` and the user
+        messages up to each ``$5`` on the current branch. Returns one row: how many it stored
+        (0: the caller runs the portable path), the session row's version and the newest row
+        id it left, and the branch, turn and sequence number it appended after."""
+        self.append_tagged = found + tagged_rows + records
         """:attr:`append` for a fresh tagged batch (no stored row of its run to look for):
         ``$6`` the run id, then per item ``$7`` its agent, ``$8`` position, ``$9`` digest."""
+        self.append_known = after(6) + rows + records
+        """:attr:`append` after a :class:`Known` state, given as ``$6`` to ``$10``; stores
+        nothing if the session changed since."""
+        self.append_known_tagged = after(10) + tagged_rows + records
+        """:attr:`append_tagged` after a :class:`Known` state, given as ``$10`` to ``$14``."""
 
     def segment(self, sql: str) -> str:
         """Return a segment statement in asyncpg's form, made once per statement.
@@ -168,3 +199,66 @@ SELECT count(*) FROM records"""
         if found is None:
             found = self._driver[sql] = _numbered(sql)
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """The state one append left a session in, for the next append to start from.
+
+    It is only a hint: :attr:`PgStatements.append_known` checks against the session row's
+    version and newest row id that nobody wrote since, and stores nothing otherwise.
+    """
+
+    branch: str
+    """The branch the rows went to."""
+    turn: int
+    """Its turn number after them."""
+    seq: int
+    """The session's newest sequence number after them."""
+    version: str
+    """The session row's ``xmin`` that the append left."""
+    last_id: int
+    """The id of the newest row it stored."""
+
+    def params(self) -> tuple[str, int, int, str, int]:
+        """The five parameters of :attr:`PgStatements.append_known`, in order."""
+        return self.branch, self.turn, self.seq, self.version, self.last_id
+
+    @classmethod
+    def after(cls, result: Sequence[Any], users: int) -> Known | None:
+        """The state an append's result row describes, or None if it stored nothing.
+
+        ``users`` is how many user messages the batch held.
+        """
+        stored, version, last_id, branch, turn, seq = result
+        if not stored or version is None or last_id is None:
+            return None
+        return cls(branch, int(turn) + users, int(seq) + int(stored), version, int(last_id))
+
+
+class KnownStates:
+    """The :class:`Known` states of a store's most recently appended sessions (bounded)."""
+
+    def __init__(self, kept: int = _KEPT) -> None:
+        self._states: dict[str, Known] = {}
+        self._kept = kept
+
+    def take(self, session_id: str) -> Known | None:
+        """Remove and return a session's state: a concurrent append of it starts afresh."""
+        return self._states.pop(session_id, None)
+
+    def keep(self, session_id: str, known: Known | None) -> None:
+        """Remember a session's state (forget it if None)."""
+        self._states.pop(session_id, None)
+        if known is None:
+            return
+        if len(self._states) >= self._kept:
+            del self._states[next(iter(self._states))]
+        self._states[session_id] = known
+
+    def forget(self, session_id: str) -> None:
+        """Forget a session's state ("" forgets every session's) after another kind of write."""
+        if session_id:
+            self._states.pop(session_id, None)
+        else:
+            self._states.clear()

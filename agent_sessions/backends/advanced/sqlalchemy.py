@@ -34,7 +34,7 @@ from .chain import Chain
 from .db import Connection
 from .flavor import Flavor, flavor_of
 from .ops import BranchOps
-from .pg import PgStatements
+from .pg import Known, KnownStates, PgStatements
 from .renumber import renumber
 from .segments import NO_LIMIT
 from .session import AdvancedSession
@@ -121,6 +121,7 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         if self._flavor.name == "postgresql":
             self._snapshots = engine.execution_options(isolation_level="REPEATABLE READ")
             self._pg = PgStatements(self._adv, self._names.sessions)
+        self._known = KnownStates()
 
     def _classify(self, text: str) -> tuple[str, str | None]:
         return self._chain.classify_text(text)
@@ -148,6 +149,7 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         self, operation: str, session_id: str, call: Callable[[Connection], T]
     ) -> T:
         """Run ``call`` in one write transaction that holds the session's lock."""
+        self._known.forget(session_id)  # it changes the session: the next append looks up
 
         async def work(conn: AsyncConnection) -> T:
             await self._find_tables(conn)
@@ -228,14 +230,39 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         """
         pg = self._pg
         if pg is not None and texts and self._fast_path():
-            rows, shape = list(texts), self._turn_shape(texts)
-            stored = await self._on_driver(
-                "append", lambda c: c.fetchval(pg.append, session_id, rows, *shape)
-            )
-            if stored == len(rows):
+            rows = list(texts)
+            if await self._append_fast(session_id, rows, pg.append_known, pg.append, ()):
                 return
         batch = [(session_id, texts)]
         await self._write_call("append", session_id, lambda conn: self._writer.write(conn, batch))
+
+    async def _append_fast(
+        self,
+        session_id: str,
+        texts: list[str],
+        after_known: str,
+        found: str,
+        extra: tuple[Any, ...],
+    ) -> bool:
+        """Try PostgreSQL's one-statement append; False if the portable path must run.
+
+        With the state this store's last append of the session left (see :class:`.pg.Known`)
+        it runs ``after_known``, which needs no lookup; if the session changed since, or with
+        no state, ``found``, which looks the state up. ``extra`` follows the batch's own
+        parameters (a tagged batch's provenance).
+        """
+        kinds, tools, users = self._turn_shape(texts)
+        shape = (session_id, texts, kinds, tools, users, *extra)
+        known = self._known.take(session_id)
+        result: Any = None
+        if known is not None:
+            result = await self._on_driver(
+                "append", lambda c: c.fetchrow(after_known, *shape, *known.params())
+            )
+        if result is None or not result[0]:
+            result = await self._on_driver("append", lambda c: c.fetchrow(found, *shape))
+        self._known.keep(session_id, Known.after(result, users[-1]))
+        return bool(result[0] == len(texts))
 
     async def _keeps_provenance(self) -> bool:
         return await self._has_provenance()
@@ -274,13 +301,9 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
             return len(rows)
         pg = self._pg
         if fresh and pg is not None and rows and self._fast_path():
-            texts, shape = list(texts), self._turn_shape(texts)
             run = (tags[0].run_id, *tag_columns(tags))
-            stored = await self._on_driver(
-                "append",
-                lambda c: c.fetchval(pg.append_tagged, session_id, texts, *shape, *run),
-            )
-            if stored == len(rows):
+            after_known, found = pg.append_known_tagged, pg.append_tagged
+            if await self._append_fast(session_id, list(texts), after_known, found, run):
                 return len(rows)
         tagged = self._tagged
         now = tag_time(as_text=self._flavor.name == "sqlite")

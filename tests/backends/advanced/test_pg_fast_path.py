@@ -189,3 +189,116 @@ async def test_read_of_main_with_a_branch_elsewhere_shows_mains_rows_only(pg: Pg
         "w1-a1",
     ]
     await session.close()
+
+
+# An append starts from the state this process's last append of the session left (no lookup),
+# after checking that nobody wrote since: each test changes the session between two appends
+# in a way that state cannot know of, and the next append must still number it right.
+
+
+async def test_a_pop_by_the_sdks_session_between_appends_renumbers_the_next_turn(
+    pg: Pg,
+) -> None:
+    """The SDK's pop deletes the newest row without touching the session row."""
+    from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
+
+    sid = uuid.uuid4().hex
+    session = pg.open(sid)
+    await session.add_items(turn(0, 0))
+    await session.add_items(turn(0, 1))
+    sdk = SDKSQLAlchemySession(
+        sid, engine=pg.engines[0], sessions_table=pg.sessions, messages_table=pg.messages
+    )
+    assert await sdk.pop_item() == {"role": "assistant", "content": "w0-a1"}
+    assert await sdk.pop_item() == {"role": "user", "content": "w0-q1"}
+    await session.add_items(turn(0, 2))
+    records = await pg.records(sid)
+    assert [(kind, stored) for _, _, kind, _, stored in records] == [
+        ("user", 1),
+        ("assistant", 1),
+        ("user", 2),
+        ("assistant", 2),
+    ]
+    sequences = [seq for *_, seq, _turn in records]
+    assert sequences == sorted(set(sequences))
+    turns = await session.get_conversation_turns()
+    assert [(t["turn"], t["content"]) for t in turns] == [(1, "w0-q0"), (2, "w0-q2")]
+
+
+async def test_a_row_written_without_the_session_row_is_counted_by_the_next_append(
+    pg: Pg,
+) -> None:
+    """A row another tool inserted (session row untouched) is the newest row: the state is stale."""
+    sid = uuid.uuid4().hex
+    session = pg.open(sid)
+    await session.add_items(turn(0, 0))
+    await session.add_items(turn(0, 1))
+    async with pg.engines[1].begin() as conn:
+        await conn.execute(
+            text(f"INSERT INTO {pg.messages} (session_id, message_data) VALUES (:sid, :data)"),
+            {"sid": sid, "data": '{"role": "user", "content": "tool q"}'},
+        )
+    await session.add_items(turn(0, 2))
+    turns = await session.get_conversation_turns()
+    assert [(t["turn"], t["content"]) for t in turns] == [
+        (1, "w0-q0"),
+        (2, "w0-q1"),
+        (3, "tool q"),
+        (4, "w0-q2"),
+    ]
+    assert [stored for *_, stored in await pg.records(sid)][-2:] == [4, 4]
+
+
+async def test_an_append_after_another_server_switched_branch_lands_on_that_branch(
+    pg: Pg,
+) -> None:
+    """The current branch is the session's, not the process's: a switch elsewhere is seen."""
+    sid = uuid.uuid4().hex
+    writer, brancher = pg.open(sid, 0), pg.open(sid, 1)
+    await writer.add_items(turn(0, 0))
+    await writer.add_items(turn(0, 1))
+    await brancher.create_branch_from_turn(2, "fork")
+    await writer.add_items(turn(0, 2))
+    assert [i["content"] for i in await brancher.get_items(branch_id="fork")] == [
+        "w0-q0",
+        "w0-a0",
+        "w0-q2",
+        "w0-a2",
+    ]
+    assert len(await brancher.get_items(branch_id="main")) == 4
+    fork = [r for r in await pg.records(sid) if r[1] == "fork"]
+    assert [stored for *_, stored in fork] == [2, 2]
+    await brancher.switch_to_branch("main")
+    await writer.add_items(turn(0, 3))
+    assert [t["turn"] for t in await writer.get_conversation_turns()] == [1, 2, 3]
+    await writer.close()
+    await brancher.close()
+
+
+async def test_tagged_appends_start_from_the_last_state_and_see_a_pop(pg: Pg) -> None:
+    """The fresh tagged append (a run's own items) keeps the same state and the same check."""
+    from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
+
+    from agent_sessions.store import RowTag
+
+    sid = uuid.uuid4().hex
+    session = pg.open(sid)
+    await session.get_items()  # tables
+    store = session.store
+
+    def tagged(run: str, n: int) -> tuple[list[str], list[RowTag]]:
+        texts = [f'{{"role": "user", "content": "{run}-q{n}"}}', '{"role": "assistant"}']
+        return texts, [RowTag("agent", run, i, f"d{i}") for i in range(2)]
+
+    for n in range(3):
+        assert await store.append_tagged(sid, *tagged(f"run{n}", n), fresh=True) == 2
+    sdk = SDKSQLAlchemySession(
+        sid, engine=pg.engines[0], sessions_table=pg.sessions, messages_table=pg.messages
+    )
+    await sdk.pop_item()
+    await sdk.pop_item()
+    assert await store.append_tagged(sid, *tagged("run3", 3), fresh=True) == 2
+    records = await session.get_records()
+    assert [r.run_id for r in records] == ["run0", "run0", "run1", "run1", "run3", "run3"]
+    assert [t["turn"] for t in await session.get_conversation_turns()] == [1, 2, 3]
+    assert [stored for *_, stored in await pg.records(sid)] == [1, 1, 2, 2, 3, 3]
