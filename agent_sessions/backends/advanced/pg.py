@@ -68,19 +68,29 @@ class PgStatements:
         # No branch but main, none of ours (a branch row) nor another class's (a structure row
         # on another branch; two index ranges, as `<>` would scan the session's records):
         # then main's history is every row of the session, read as the plain store reads it.
-        self.read_linear = (
-            "SELECT r.message_data FROM (SELECT 1 AS one) o LEFT JOIN LATERAL "
-            f"(SELECT id, message_data FROM {m} WHERE session_id = $1 ORDER BY id DESC LIMIT $2)"
-            f" r ON true WHERE NOT EXISTS (SELECT 1 FROM {br} b WHERE b.session_id = $1 "
+        only_main = (
+            f"NOT EXISTS (SELECT 1 FROM {br} b WHERE b.session_id = $1 "
             f"AND b.branch_id <> '{MAIN}') "
             f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1 "
             f"AND x.branch_id < '{MAIN}') "
             f"AND NOT EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1 "
-            f"AND x.branch_id > '{MAIN}') "
-            "ORDER BY r.id DESC"
+            f"AND x.branch_id > '{MAIN}')"
         )
+        newest = (
+            "SELECT r.message_data FROM (SELECT 1 AS one) o LEFT JOIN LATERAL "
+            f"(SELECT id, message_data FROM {m} WHERE session_id = $1 ORDER BY id DESC LIMIT $2)"
+            " r ON true WHERE "
+        )
+        self.read_linear = f"{newest}{only_main} ORDER BY r.id DESC"
         """The newest ``$2`` texts of session ``$1``, newest first, if it has no branch but
         ``main`` (one NULL if it has no rows); no row if it has other branches."""
+        self.read_known = (
+            f"{newest}(SELECT xmin::text FROM {sessions} WHERE session_id = $1) = $3 "
+            "ORDER BY r.id DESC"
+        )
+        """:attr:`read_linear` for a session that had only ``main`` at the session row's version
+        ``$3`` (a :class:`Known` state): every write that adds a branch changes that row, so the
+        version alone proves it still has; no row if the version differs."""
         # The newest turn of main is a LATERAL aggregate over each newest row's own records
         # (the (message_id, branch_id) index): asyncpg runs a generic plan after five calls, and
         # one made on nearly empty tables joined the rows to every record of main instead.
@@ -105,7 +115,8 @@ base AS (
     ELSE (SELECT coalesce(s.user_turn_number, -1) FROM {st} s
         WHERE s.session_id = $1 AND s.branch_id = h.branch
         ORDER BY s.message_id DESC LIMIT 1) END AS turn,
-    (SELECT coalesce(max(q.sequence_number), 0) FROM {st} q WHERE q.session_id = $1) AS seq
+    (SELECT coalesce(max(q.sequence_number), 0) FROM {st} q WHERE q.session_id = $1) AS seq,
+    h.branch = '{MAIN}' AND {only_main} AS linear
     FROM head h
 ),
 locked AS (
@@ -130,10 +141,11 @@ main_row AS (
         # since: the session row is the version that append made (every writer changes it)
         # and its newest row is the one that append stored (a pop that does not touch the
         # session row, such as the SDK's, deletes the newest row). Then the branch, turn and
-        # sequence number need no lookup: they are five parameters after the batch's own
-        # (branch, turn, sequence number, version, newest row id).
+        # sequence number need no lookup: they are six parameters after the batch's own
+        # (branch, turn, sequence number, version, newest row id, whether only main exists).
         known = """
-WITH base AS (SELECT ${0}::text AS branch, ${1}::int AS turn, ${2}::bigint AS seq),
+WITH base AS (SELECT ${0}::text AS branch, ${1}::int AS turn, ${2}::bigint AS seq,
+    ${5}::boolean AS linear),
 owner AS (
     UPDATE {sessions} SET updated_at = CURRENT_TIMESTAMP
     WHERE session_id = $1 AND xmin::text = ${3}::text
@@ -171,24 +183,25 @@ records AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM records), (SELECT version FROM owner),
-    (SELECT max(id) FROM rows), b.branch, b.turn, b.seq FROM base b"""
+    (SELECT max(id) FROM rows), b.branch, b.turn, b.seq, b.linear FROM base b"""
 
         def after(first: int) -> str:
-            return known.format(*range(first, first + 5), sessions=sessions, m=m)
+            return known.format(*range(first, first + 6), sessions=sessions, m=m)
 
         self.append = found + rows + records
         """Store ``$2`` (texts) with their types ``$3``, tool names ``$4`` and the user
         messages up to each ``$5`` on the current branch. Returns one row: how many it stored
         (0: the caller runs the portable path), the session row's version and the newest row
-        id it left, and the branch, turn and sequence number it appended after."""
+        id it left, and the branch, turn and sequence number it appended after, and whether the
+        session has no branch but ``main``."""
         self.append_tagged = found + tagged_rows + records
         """:attr:`append` for a fresh tagged batch (no stored row of its run to look for):
         ``$6`` the run id, then per item ``$7`` its agent, ``$8`` position, ``$9`` digest."""
         self.append_known = after(6) + rows + records
-        """:attr:`append` after a :class:`Known` state, given as ``$6`` to ``$10``; stores
+        """:attr:`append` after a :class:`Known` state, given as ``$6`` to ``$11``; stores
         nothing if the session changed since."""
         self.append_known_tagged = after(10) + tagged_rows + records
-        """:attr:`append_tagged` after a :class:`Known` state, given as ``$10`` to ``$14``."""
+        """:attr:`append_tagged` after a :class:`Known` state, given as ``$10`` to ``$15``."""
 
     def segment(self, sql: str) -> str:
         """Return a segment statement in asyncpg's form, made once per statement.
@@ -219,10 +232,13 @@ class Known:
     """The session row's ``xmin`` that the append left."""
     last_id: int
     """The id of the newest row it stored."""
+    linear: bool
+    """Whether the session had no branch but ``main`` (then :attr:`PgStatements.read_known`
+    reads it)."""
 
-    def params(self) -> tuple[str, int, int, str, int]:
-        """The five parameters of :attr:`PgStatements.append_known`, in order."""
-        return self.branch, self.turn, self.seq, self.version, self.last_id
+    def params(self) -> tuple[str, int, int, str, int, bool]:
+        """The six parameters of :attr:`PgStatements.append_known`, in order."""
+        return self.branch, self.turn, self.seq, self.version, self.last_id, self.linear
 
     @classmethod
     def after(cls, result: Sequence[Any], users: int) -> Known | None:
@@ -230,10 +246,11 @@ class Known:
 
         ``users`` is how many user messages the batch held.
         """
-        stored, version, last_id, branch, turn, seq = result
+        stored, version, last_id, branch, turn, seq, linear = result
         if not stored or version is None or last_id is None:
             return None
-        return cls(branch, int(turn) + users, int(seq) + int(stored), version, int(last_id))
+        count = int(stored)
+        return cls(branch, int(turn) + users, int(seq) + count, version, int(last_id), linear)
 
 
 class KnownStates:
@@ -242,6 +259,10 @@ class KnownStates:
     def __init__(self, kept: int = _KEPT) -> None:
         self._states: dict[str, Known] = {}
         self._kept = kept
+
+    def peek(self, session_id: str) -> Known | None:
+        """A session's state, left in place (for a read)."""
+        return self._states.get(session_id)
 
     def take(self, session_id: str) -> Known | None:
         """Remove and return a session's state: a concurrent append of it starts afresh."""

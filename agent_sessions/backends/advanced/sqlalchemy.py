@@ -198,9 +198,18 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
         if pg is None or not self._fast_path():
             return await super().read_branch(session_id, branch, limit)
         found: list[str] | None = None
+        want = NO_LIMIT if limit is None else limit
+        known = self._known.peek(session_id)
+        if known is not None and known.linear and branch in (None, MAIN):
+            rows = await self._on_driver(
+                "read", lambda c: c.fetch(pg.read_known, session_id, want, known.version)
+            )
+            if rows:  # still the version our last append left, with only main
+                found = [row[0] for row in rows if row[0] is not None]
+                found.reverse()
+                return found
         statement = self._chain.main_statement(session_id, branch)
         if statement is not None:
-            want = NO_LIMIT if limit is None else limit
             rows = await self._on_driver(
                 "read", lambda c: c.fetch(pg.read_linear, session_id, want)
             )

@@ -302,3 +302,32 @@ async def test_tagged_appends_start_from_the_last_state_and_see_a_pop(pg: Pg) ->
     assert [r.run_id for r in records] == ["run0", "run0", "run1", "run1", "run3", "run3"]
     assert [t["turn"] for t in await session.get_conversation_turns()] == [1, 2, 3]
     assert [stored for *_, stored in await pg.records(sid)] == [1, 1, 2, 2, 3, 3]
+
+
+async def test_a_read_after_another_server_branched_skips_the_forks_rows(pg: Pg) -> None:
+    """A read that starts from the last append's state (only main) sees a fork made since."""
+    sid = uuid.uuid4().hex
+    writer, brancher = pg.open(sid, 0), pg.open(sid, 1)
+    await writer.add_items(turn(0, 0))
+    await writer.add_items(turn(0, 1))
+    assert len(await writer.get_items()) == 4
+    await brancher.create_branch_from_turn(2, "fork")
+    await brancher.add_items(turn(1, 1))
+    assert [i["content"] for i in await writer.get_items()] == [
+        "w0-q0",
+        "w0-a0",
+        "w1-q1",
+        "w1-a1",
+    ]
+    await brancher.switch_to_branch("main")
+    assert [i["content"] for i in await writer.get_items()] == [
+        "w0-q0",
+        "w0-a0",
+        "w0-q1",
+        "w0-a1",
+    ]
+    await writer.add_items(turn(0, 2))
+    assert len(await writer.get_items()) == 6
+    assert len(await brancher.get_items(branch_id="fork")) == 4
+    await writer.close()
+    await brancher.close()
