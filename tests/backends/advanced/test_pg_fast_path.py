@@ -331,3 +331,25 @@ async def test_a_read_after_another_server_branched_skips_the_forks_rows(pg: Pg)
     assert len(await brancher.get_items(branch_id="fork")) == 4
     await writer.close()
     await brancher.close()
+
+
+async def test_the_sdks_clear_of_a_session_takes_its_branch_records_with_it(pg: Pg) -> None:
+    """Deleting the session row (the SDK's clear) deletes the messages and so their records."""
+    from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
+
+    sid, other = uuid.uuid4().hex, uuid.uuid4().hex
+    session, kept = pg.open(sid), pg.open(other)
+    await session.add_items(turn(0, 0) + turn(0, 1))
+    await session.create_branch_from_turn(2, "fork")
+    await session.add_items(turn(1, 1))
+    await kept.add_items(turn(2, 0))
+    sdk = SDKSQLAlchemySession(
+        sid, engine=pg.engines[1], sessions_table=pg.sessions, messages_table=pg.messages
+    )
+    await sdk.clear_session()
+    assert await pg.records(sid) == []
+    assert len(await pg.records(other)) == 2
+    fresh = pg.open(sid, 1)
+    await fresh.add_items(turn(3, 0))
+    assert [t["turn"] for t in await fresh.get_conversation_turns()] == [1]
+    assert [i["content"] for i in await fresh.get_items()] == ["w3-q0", "w3-a0"]
