@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -34,6 +35,24 @@ class Pg:
             sessions_table=self.sessions,
             messages_table=self.messages,
         )
+
+    def sdk(self, session_id: str, server: int = 0) -> Any:
+        """The SDK's own ``SQLAlchemySession`` on the same tables."""
+        from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
+
+        return SDKSQLAlchemySession(
+            session_id,
+            engine=self.engines[server],
+            sessions_table=self.sessions,
+            messages_table=self.messages,
+        )
+
+    async def two_turns(self, session_id: str) -> AdvancedSQLAlchemySession:
+        """An advanced session on engine 0 that appended two turns (so it keeps a state)."""
+        session = self.open(session_id)
+        await session.add_items(turn(0, 0))
+        await session.add_items(turn(0, 1))
+        return session
 
     async def records(self, session_id: str) -> list[tuple[int, str, str, int, int]]:
         """The session's structure rows: message id, branch, type, sequence and turn."""
@@ -200,15 +219,9 @@ async def test_a_pop_by_the_sdks_session_between_appends_renumbers_the_next_turn
     pg: Pg,
 ) -> None:
     """The SDK's pop deletes the newest row without touching the session row."""
-    from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
-
     sid = uuid.uuid4().hex
-    session = pg.open(sid)
-    await session.add_items(turn(0, 0))
-    await session.add_items(turn(0, 1))
-    sdk = SDKSQLAlchemySession(
-        sid, engine=pg.engines[0], sessions_table=pg.sessions, messages_table=pg.messages
-    )
+    session = await pg.two_turns(sid)
+    sdk = pg.sdk(sid)
     assert await sdk.pop_item() == {"role": "assistant", "content": "w0-a1"}
     assert await sdk.pop_item() == {"role": "user", "content": "w0-q1"}
     await session.add_items(turn(0, 2))
@@ -230,9 +243,7 @@ async def test_a_row_written_without_the_session_row_is_counted_by_the_next_appe
 ) -> None:
     """A row another tool inserted (session row untouched) is the newest row: the state is stale."""
     sid = uuid.uuid4().hex
-    session = pg.open(sid)
-    await session.add_items(turn(0, 0))
-    await session.add_items(turn(0, 1))
+    session = await pg.two_turns(sid)
     async with pg.engines[1].begin() as conn:
         await conn.execute(
             text(f"INSERT INTO {pg.messages} (session_id, message_data) VALUES (:sid, :data)"),
@@ -254,9 +265,7 @@ async def test_an_append_after_another_server_switched_branch_lands_on_that_bran
 ) -> None:
     """The current branch is the session's, not the process's: a switch elsewhere is seen."""
     sid = uuid.uuid4().hex
-    writer, brancher = pg.open(sid, 0), pg.open(sid, 1)
-    await writer.add_items(turn(0, 0))
-    await writer.add_items(turn(0, 1))
+    writer, brancher = await pg.two_turns(sid), pg.open(sid, 1)
     await brancher.create_branch_from_turn(2, "fork")
     await writer.add_items(turn(0, 2))
     assert [i["content"] for i in await brancher.get_items(branch_id="fork")] == [
@@ -277,8 +286,6 @@ async def test_an_append_after_another_server_switched_branch_lands_on_that_bran
 
 async def test_tagged_appends_start_from_the_last_state_and_see_a_pop(pg: Pg) -> None:
     """The fresh tagged append (a run's own items) keeps the same state and the same check."""
-    from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
-
     from agent_sessions.store import RowTag
 
     sid = uuid.uuid4().hex
@@ -292,9 +299,7 @@ async def test_tagged_appends_start_from_the_last_state_and_see_a_pop(pg: Pg) ->
 
     for n in range(3):
         assert await store.append_tagged(sid, *tagged(f"run{n}", n), fresh=True) == 2
-    sdk = SDKSQLAlchemySession(
-        sid, engine=pg.engines[0], sessions_table=pg.sessions, messages_table=pg.messages
-    )
+    sdk = pg.sdk(sid)
     await sdk.pop_item()
     await sdk.pop_item()
     assert await store.append_tagged(sid, *tagged("run3", 3), fresh=True) == 2
@@ -307,9 +312,7 @@ async def test_tagged_appends_start_from_the_last_state_and_see_a_pop(pg: Pg) ->
 async def test_a_read_after_another_server_branched_skips_the_forks_rows(pg: Pg) -> None:
     """A read that starts from the last append's state (only main) sees a fork made since."""
     sid = uuid.uuid4().hex
-    writer, brancher = pg.open(sid, 0), pg.open(sid, 1)
-    await writer.add_items(turn(0, 0))
-    await writer.add_items(turn(0, 1))
+    writer, brancher = await pg.two_turns(sid), pg.open(sid, 1)
     assert len(await writer.get_items()) == 4
     await brancher.create_branch_from_turn(2, "fork")
     await brancher.add_items(turn(1, 1))
@@ -335,18 +338,13 @@ async def test_a_read_after_another_server_branched_skips_the_forks_rows(pg: Pg)
 
 async def test_the_sdks_clear_of_a_session_takes_its_branch_records_with_it(pg: Pg) -> None:
     """Deleting the session row (the SDK's clear) deletes the messages and so their records."""
-    from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
-
     sid, other = uuid.uuid4().hex, uuid.uuid4().hex
     session, kept = pg.open(sid), pg.open(other)
     await session.add_items(turn(0, 0) + turn(0, 1))
     await session.create_branch_from_turn(2, "fork")
     await session.add_items(turn(1, 1))
     await kept.add_items(turn(2, 0))
-    sdk = SDKSQLAlchemySession(
-        sid, engine=pg.engines[1], sessions_table=pg.sessions, messages_table=pg.messages
-    )
-    await sdk.clear_session()
+    await pg.sdk(sid, 1).clear_session()
     assert await pg.records(sid) == []
     assert len(await pg.records(other)) == 2
     fresh = pg.open(sid, 1)
