@@ -85,12 +85,14 @@ class PgStatements:
         """The newest ``$2`` texts of session ``$1``, newest first, if it has no branch but
         ``main`` (one NULL if it has no rows); no row if it has other branches."""
         self.read_known = (
-            f"{newest}(SELECT xmin::text FROM {sessions} WHERE session_id = $1) = $3 "
-            "ORDER BY r.id DESC"
+            f"SELECT message_data FROM {m} WHERE session_id = $1 AND "
+            f"(SELECT xmin::text FROM {sessions} WHERE session_id = $1) = $3 "
+            "ORDER BY id DESC LIMIT $2"
         )
         """:attr:`read_linear` for a session that had only ``main`` at the session row's version
         ``$3`` (a :class:`Known` state): every write that adds a branch changes that row, so the
-        version alone proves it still has; no row if the version differs."""
+        version alone proves it still has. No row if the version differs (or if the session
+        has no rows: the caller then asks :attr:`read_linear`, which tells the two apart)."""
         # The newest turn of main is a LATERAL aggregate over each newest row's own records
         # (the (message_id, branch_id) index): asyncpg runs a generic plan after five calls, and
         # one made on nearly empty tables joined the rows to every record of main instead.

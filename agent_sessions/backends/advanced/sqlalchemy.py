@@ -205,7 +205,7 @@ class AdvancedSQLAlchemyStore(BranchOps, SQLAlchemyStore):
                 "read", lambda c: c.fetch(pg.read_known, session_id, want, known.version)
             )
             if rows:  # still the version our last append left, with only main
-                found = [row[0] for row in rows if row[0] is not None]
+                found = [row[0] for row in rows]
                 found.reverse()
                 return found
         statement = self._chain.main_statement(session_id, branch)

@@ -351,3 +351,16 @@ async def test_the_sdks_clear_of_a_session_takes_its_branch_records_with_it(pg: 
     await fresh.add_items(turn(3, 0))
     assert [t["turn"] for t in await fresh.get_conversation_turns()] == [1]
     assert [i["content"] for i in await fresh.get_items()] == ["w3-q0", "w3-a0"]
+
+
+async def test_a_session_the_sdk_emptied_reads_empty_and_starts_again_at_turn_one(pg: Pg) -> None:
+    """With every row popped behind its back, the kept state's read finds nothing and asks again."""
+    sid = uuid.uuid4().hex
+    session = await pg.two_turns(sid)
+    sdk = pg.sdk(sid)
+    for _ in range(4):
+        assert await sdk.pop_item() is not None
+    assert await session.get_items() == []
+    await session.add_items(turn(0, 2))
+    assert [i["content"] for i in await session.get_items()] == ["w0-q2", "w0-a2"]
+    assert [t["turn"] for t in await session.get_conversation_turns()] == [1]
