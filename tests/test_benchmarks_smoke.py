@@ -139,3 +139,12 @@ def test_quick_provenance_benchmark_reports_the_ratio() -> None:
     out = run_benchmark("provenance.py", "--quick")
     assert "chat with provenance / without on SQLiteSession file: median " in out
     assert "goal <= 1.15" in out
+
+
+def test_quick_advanced_chat_benchmark_reports_the_ratio_and_its_halves() -> None:
+    """`advanced_chat.py --quick` chats on both classes turn for turn and prints ours/plain."""
+    out = run_benchmark("advanced_chat.py", "--quick")
+    assert "chat ours/plain (advanced vs plain, turn for turn) on a SQLite file: median " in out
+    assert "2 rounds of 2 x 5 turns; goal >= 0.77)" in out
+    assert "per turn, median ms: advanced read " in out
+    assert "; plain read " in out
