@@ -364,3 +364,45 @@ async def test_a_session_the_sdk_emptied_reads_empty_and_starts_again_at_turn_on
     await session.add_items(turn(0, 2))
     assert [i["content"] for i in await session.get_items()] == ["w0-q2", "w0-a2"]
     assert [t["turn"] for t in await session.get_conversation_turns()] == [1]
+
+
+async def test_tables_with_the_older_foreign_key_get_the_trigger_and_delete_records_once(
+    pg: Pg,
+) -> None:
+    """Tables made before keep the key from records to items; the trigger joins it, harmlessly."""
+    sid = uuid.uuid4().hex
+    session = await pg.two_turns(sid)
+    st, m = f"{pg.messages}_structure", pg.messages
+    async with pg.engines[1].begin() as conn:
+        await conn.execute(text(f"DROP TRIGGER agent_sessions_forget ON {m}"))
+        await conn.execute(
+            text(
+                f"ALTER TABLE {st} ADD CONSTRAINT {st}_message_fk FOREIGN KEY (message_id) "
+                f"REFERENCES {m} (id) ON DELETE CASCADE"
+            )
+        )
+    reopened = create_async_engine(pg.url)
+    try:
+        again = AdvancedSQLAlchemySession(
+            sid,
+            engine=reopened,
+            create_tables=True,
+            sessions_table=pg.sessions,
+            messages_table=pg.messages,
+        )
+        await again.add_items(turn(0, 2))
+        async with reopened.connect() as conn:
+            triggers = await conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_trigger WHERE tgname = 'agent_sessions_forget' "
+                    "AND tgrelid = CAST(:m AS regclass)"
+                ),
+                {"m": m},
+            )
+            assert triggers.scalar() == 1
+        assert await pg.sdk(sid).pop_item() == {"role": "assistant", "content": "w0-a2"}
+        assert len(await pg.records(sid)) == 5
+        await again.close()
+    finally:
+        await reopened.dispose()
+    await session.close()
