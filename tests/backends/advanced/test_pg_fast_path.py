@@ -406,3 +406,35 @@ async def test_tables_with_the_older_foreign_key_get_the_trigger_and_delete_reco
     finally:
         await reopened.dispose()
     await session.close()
+
+
+async def test_the_check_for_a_branch_name_probes_the_branch_index_in_a_generic_plan(
+    pg: Pg,
+) -> None:
+    """Every branch creation asks whether its new name has records: one index probe, not a scan.
+
+    With a table whose records are nearly all ``main``'s (copy-free branches add none), the
+    generic plan asyncpg runs after five calls once read a whole index in ``message_id`` order
+    for a name nobody uses. The plan must bound the (session, branch, message) index.
+    """
+    sid = uuid.uuid4().hex
+    session = pg.open(sid)
+    for n in range(0, 400, 100):
+        await session.add_items([item for k in range(n, n + 100) for item in turn(0, k)])
+    await session.create_branch_from_turn(3, "fork")
+    st = f"{pg.messages}_structure"
+    sql = session.store._adv.has_structure_branch.replace("?", "$1", 1).replace("?", "$2", 1)
+    async with pg.engines[1].connect() as conn:
+        await conn.execute(text(f"ANALYZE {st}"))
+        await conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+        await conn.execute(text(f"PREPARE probe(text, text) AS {sql}"))
+        plans = {}
+        for name in ("nobody-uses-this", "fork", "main"):
+            rows = await conn.execute(text(f"EXPLAIN EXECUTE probe('{sid}', '{name}')"))
+            plans[name] = "\n".join(str(row[0]) for row in rows)
+        found = await conn.execute(text(f"EXECUTE probe('{sid}', 'nobody-uses-this')"))
+        assert found.first() is None
+    for plan in plans.values():
+        assert f"idx_{st}_branch_message" in plan, plan
+        assert "Seq Scan" not in plan, plan
+    await session.close()
