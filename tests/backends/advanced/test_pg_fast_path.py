@@ -13,6 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_sessions import AdvancedSQLAlchemySession, SQLAlchemySession
+from agent_sessions.backends.advanced.flavor import flavor_of
+from agent_sessions.backends.advanced.sql import AdvancedStatements
+from agent_sessions.schema import TableNames
 from tests.sql_servers import database_url, drop_tables, unique_tables
 
 pytestmark = pytest.mark.postgres
@@ -423,7 +426,9 @@ async def test_the_check_for_a_branch_name_probes_the_branch_index_in_a_generic_
         await session.add_items([item for k in range(n, n + 100) for item in turn(0, k)])
     await session.create_branch_from_turn(3, "fork")
     st = f"{pg.messages}_structure"
-    sql = session.store._adv.has_structure_branch.replace("?", "$1", 1).replace("?", "$2", 1)
+    statements = AdvancedStatements(TableNames(pg.sessions, pg.messages), flavor_of("postgresql"))
+    statements.bind(shared=False)
+    sql = statements.has_structure_branch.replace("?", "$1", 1).replace("?", "$2", 1)
     async with pg.engines[1].connect() as conn:
         await conn.execute(text(f"ANALYZE {st}"))
         await conn.execute(text("SET plan_cache_mode = force_generic_plan"))
