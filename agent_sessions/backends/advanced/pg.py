@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .segments import off_main
 from .sql import MAIN, AdvancedStatements
 
 __all__ = ["Known", "KnownStates", "PgStatements"]
@@ -102,7 +103,7 @@ head AS (
     SELECT CASE WHEN c.branch_id IS NULL OR c.branch_id = '{MAIN}' THEN '{MAIN}'
         WHEN EXISTS (SELECT 1 FROM {br} b WHERE b.session_id = $1 AND b.branch_id = c.branch_id)
             OR EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = $1
-                       AND x.branch_id = c.branch_id) THEN c.branch_id
+                       AND x.branch_id = c.branch_id AND {off_main("x")}) THEN c.branch_id
         ELSE '{MAIN}' END AS branch
     FROM (SELECT 1 AS one) o LEFT JOIN {cur} c ON c.session_id = $1
 ),

@@ -15,13 +15,35 @@ from __future__ import annotations
 
 from typing import NamedTuple, TypedDict
 
-__all__ = ["MAIN", "NO_CUTOFF", "NO_LIMIT", "Segment", "SegmentParams", "SegmentStatements"]
+__all__ = [
+    "MAIN",
+    "NO_CUTOFF",
+    "NO_LIMIT",
+    "Segment",
+    "SegmentParams",
+    "SegmentStatements",
+    "off_main",
+]
 
 MAIN = "main"
+
 NO_CUTOFF = 2**63 - 1
 """An id no row reaches: a segment with this cutoff is not cut."""
 NO_LIMIT = 2**62
 """A ``:limit`` no segment reaches: every row (not -1, which only SQLite reads as "all")."""
+
+
+def off_main(alias: str) -> str:
+    """A condition that a structure row ``alias`` is not ``main``'s, as two index ranges.
+
+    An existence probe for one branch other than ``main`` adds it: PostgreSQL's generic plan
+    estimates ``branch_id = $n`` from the table's statistics, where nearly every record is
+    ``main``'s (copy-free branches add none), as "every row", and then reads a whole index in
+    ``message_id`` order for a branch without records (8 ms at 100k items). The ranges around
+    ``main`` bound the (session_id, branch_id, message_id) index instead; the result is the
+    same for any branch but ``main``.
+    """
+    return f"({alias}.branch_id < '{MAIN}' OR {alias}.branch_id > '{MAIN}')"
 
 
 class SegmentParams(TypedDict):

@@ -22,7 +22,7 @@ from ...errors import InvalidIdentifierError
 from ...schema import VERSION_TABLE, TableNames, validate_identifier
 from .db import Connection
 from .flavor import SQLITE, Flavor
-from .segments import MAIN, NO_CUTOFF, SegmentStatements
+from .segments import MAIN, NO_CUTOFF, SegmentStatements, off_main
 
 __all__ = [
     "MAIN",
@@ -329,7 +329,7 @@ class AdvancedStatements:
             f"AND c.branch_id <> '{MAIN}' AND (EXISTS (SELECT 1 FROM {br} b "
             "WHERE b.session_id = :session AND b.branch_id = c.branch_id) "
             f"OR EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = :session "
-            "AND x.branch_id = c.branch_id)))"
+            f"AND x.branch_id = c.branch_id AND {off_main('x')})))"
         )
         self.main_texts = self.segments.texts.main.replace(
             f"m.id < {below}",
@@ -341,7 +341,7 @@ class AdvancedStatements:
         self.head = (
             "SELECT c.branch_id, b.parent_id, b.inherit_below, b.branch_id IS NOT NULL, "
             f"EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = :session "
-            "AND x.branch_id = c.branch_id) "
+            f"AND x.branch_id = c.branch_id AND {off_main('x')}) "
             f"FROM (SELECT 1 AS one) s LEFT JOIN {cur} c ON c.session_id = :session "
             f"LEFT JOIN {br} b ON b.session_id = :session "
             f"AND b.branch_id = coalesce(c.branch_id, '{MAIN}')"
@@ -396,15 +396,13 @@ class AdvancedStatements:
         self.branch = (
             f"SELECT parent_id, inherit_below FROM {br} WHERE session_id = ? AND branch_id = ?"
         )
-        # Asked only of branches other than main (main always exists), so the two ranges
-        # around main can bound the (session_id, branch_id, message_id) index. PostgreSQL's
-        # generic plan otherwise estimates a branch from the statistics of the table, whose
-        # records are nearly all main's, as "every row": it then took any index in message_id
-        # order and, for a name nobody uses yet (each branch creation checks one), read all of
-        # it (2 ms at 100k items, the whole growth of branch creation).
+        # Asked only of branches other than main (main always exists), so off_main can bound
+        # the index: each branch creation checks a name nobody uses yet, and without it
+        # PostgreSQL's generic plan read a whole index for it (2 ms at 100k items, the whole
+        # growth of branch creation).
         self.has_structure_branch = (
-            f"SELECT 1 FROM {st} WHERE session_id = ? AND branch_id = ? "
-            f"AND (branch_id < '{MAIN}' OR branch_id > '{MAIN}') LIMIT 1"
+            f"SELECT 1 FROM {st} x WHERE x.session_id = ? AND x.branch_id = ? "
+            f"AND {off_main('x')} LIMIT 1"
         )
         # Every branch: main first, then ours in creation order, then those only the SDK's
         # rows name (in the order their first rows were written).
