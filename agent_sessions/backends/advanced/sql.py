@@ -319,6 +319,9 @@ class AdvancedStatements:
         """The tables and indexes a ready file has."""
         fl = self.flavor
         below = fl.id_bound(":below")
+        # Existence probes of one branch other than main bound the index by the ranges around
+        # main on PostgreSQL (see off_main); SQLite's planner turned them into scans instead.
+        off = f" AND {off_main('x')}" if fl.name == "postgresql" else ""
         self.segments = SegmentStatements(m, st, below)
         # main's newest texts if main is the current branch (as `head` resolves it: no current
         # row, main, or a branch deleted meanwhile), else none: a read of main in one statement.
@@ -329,7 +332,7 @@ class AdvancedStatements:
             f"AND c.branch_id <> '{MAIN}' AND (EXISTS (SELECT 1 FROM {br} b "
             "WHERE b.session_id = :session AND b.branch_id = c.branch_id) "
             f"OR EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = :session "
-            f"AND x.branch_id = c.branch_id AND {off_main('x')})))"
+            f"AND x.branch_id = c.branch_id{off})))"
         )
         self.main_texts = self.segments.texts.main.replace(
             f"m.id < {below}",
@@ -341,7 +344,7 @@ class AdvancedStatements:
         self.head = (
             "SELECT c.branch_id, b.parent_id, b.inherit_below, b.branch_id IS NOT NULL, "
             f"EXISTS (SELECT 1 FROM {st} x WHERE x.session_id = :session "
-            f"AND x.branch_id = c.branch_id AND {off_main('x')}) "
+            f"AND x.branch_id = c.branch_id{off}) "
             f"FROM (SELECT 1 AS one) s LEFT JOIN {cur} c ON c.session_id = :session "
             f"LEFT JOIN {br} b ON b.session_id = :session "
             f"AND b.branch_id = coalesce(c.branch_id, '{MAIN}')"
@@ -397,12 +400,11 @@ class AdvancedStatements:
             f"SELECT parent_id, inherit_below FROM {br} WHERE session_id = ? AND branch_id = ?"
         )
         # Asked only of branches other than main (main always exists), so off_main can bound
-        # the index: each branch creation checks a name nobody uses yet, and without it
-        # PostgreSQL's generic plan read a whole index for it (2 ms at 100k items, the whole
-        # growth of branch creation).
+        # the index on PostgreSQL: each branch creation checks a name nobody uses yet, and its
+        # generic plan read a whole index for it (2 ms at 100k items, the whole growth of
+        # branch creation).
         self.has_structure_branch = (
-            f"SELECT 1 FROM {st} x WHERE x.session_id = ? AND x.branch_id = ? "
-            f"AND {off_main('x')} LIMIT 1"
+            f"SELECT 1 FROM {st} x WHERE x.session_id = ? AND x.branch_id = ?{off} LIMIT 1"
         )
         # Every branch: main first, then ours in creation order, then those only the SDK's
         # rows name (in the order their first rows were written).
