@@ -416,21 +416,40 @@ async def test_the_check_for_a_branch_name_probes_the_branch_index_in_a_generic_
 ) -> None:
     """Every branch creation asks whether its new name has records: one index probe, not a scan.
 
-    With a table whose records are nearly all ``main``'s (copy-free branches add none), the
-    generic plan asyncpg runs after five calls once read a whole index in ``message_id`` order
-    for a name nobody uses. The plan must bound the (session, branch, message) index.
+    With a table whose records are nearly all ``main``'s (copy-free branches add none; 100k
+    here), the generic plan asyncpg runs after five calls once read a whole index in
+    ``message_id`` order for a name nobody uses, and for the current fork in the head. The
+    plans must bound the (session, branch, message) index.
     """
     sid = uuid.uuid4().hex
     session = pg.open(sid)
-    for n in range(0, 400, 100):
-        await session.add_items([item for k in range(n, n + 100) for item in turn(0, k)])
-    await session.create_branch_from_turn(3, "fork")
-    st = f"{pg.messages}_structure"
+    await session.add_items(turn(0, 0))
+    st, m = f"{pg.messages}_structure", pg.messages
+    async with pg.engines[1].begin() as conn:  # 100k items of main, as add_items stores them
+        await conn.execute(
+            text(
+                f"INSERT INTO {m} (session_id, message_data) SELECT :sid, "
+                '\'{"role": "user", "content": "q"}\' FROM generate_series(1, 100000)'
+            ),
+            {"sid": sid},
+        )
+        await conn.execute(
+            text(
+                f"INSERT INTO {st} (session_id, message_id, branch_id, message_type, "
+                "sequence_number, user_turn_number, branch_turn_number) "
+                f"SELECT session_id, id, 'main', 'user', id, id, id FROM {m} "
+                f"WHERE session_id = :sid AND id > (SELECT min(id) + 1 FROM {m} "
+                "WHERE session_id = :sid)"
+            ),
+            {"sid": sid},
+        )
+    await session.create_branch_from_turn(1, "fork")
     statements = AdvancedStatements(TableNames(pg.sessions, pg.messages), flavor_of("postgresql"))
     statements.bind(shared=False)
     sql = statements.has_structure_branch.replace("?", "$1", 1).replace("?", "$2", 1)
     async with pg.engines[1].connect() as conn:
-        await conn.execute(text(f"ANALYZE {st}"))
+        for table in (m, *statements.names(shared=False)):
+            await conn.execute(text(f"ANALYZE {table}"))
         await conn.execute(text("SET plan_cache_mode = force_generic_plan"))
         await conn.execute(text(f"PREPARE probe(text, text) AS {sql}"))
         plans = {}
@@ -442,4 +461,16 @@ async def test_the_check_for_a_branch_name_probes_the_branch_index_in_a_generic_
     for plan in plans.values():
         assert f"idx_{st}_branch_message" in plan, plan
         assert "Seq Scan" not in plan, plan
+    # The head (every read and write of a fork asks it) probes the current fork the same way.
+    head = statements.head.replace(":session", "$1")
+    async with pg.engines[1].connect() as conn:
+        await conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+        await conn.execute(text(f"PREPARE head(text) AS {head}"))
+        rows = await conn.execute(text(f"EXPLAIN EXECUTE head('{sid}')"))
+        plan = "\n".join(str(row[0]) for row in rows)
+        assert f"Seq Scan on {st}" not in plan, plan
+        assert f"idx_{st}_message " not in plan, plan
+        found = (await conn.execute(text(f"EXECUTE head('{sid}')"))).first()
+        assert found is not None
+        assert found[0] == "fork"
     await session.close()
