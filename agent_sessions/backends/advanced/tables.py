@@ -43,7 +43,7 @@ __all__ = ["create_branch_tables", "find_branch_tables"]
 _FORGET = "agent_sessions_forget_records"
 """The PostgreSQL trigger function that deletes deleted items' structure rows (one per database)."""
 _FORGET_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION {_FORGET}() RETURNS trigger LANGUAGE plpgsql AS $body$
+CREATE FUNCTION {_FORGET}() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
     EXECUTE format('DELETE FROM %s WHERE message_id IN (SELECT id FROM agent_sessions_gone)',
         TG_ARGV[0]);
@@ -63,7 +63,10 @@ def _forget_by_trigger(conn: Connection, messages: str, structure: str) -> None:
     session), once per statement. Tables made before keep their key; the trigger is harmless
     beside it.
     """
-    conn.execute(text(_FORGET_FUNCTION))
+    # Made once per database and never replaced: another role's tables may use it already
+    # (only its owner may replace it; everyone may call it).
+    if conn.execute(text(f"SELECT to_regprocedure('{_FORGET}()')")).scalar() is None:
+        conn.execute(text(_FORGET_FUNCTION))
     exists = conn.execute(
         text(
             "SELECT 1 FROM pg_trigger WHERE tgname = :name AND tgrelid = CAST(:table AS regclass)"

@@ -474,3 +474,41 @@ async def test_the_check_for_a_branch_name_probes_the_branch_index_in_a_generic_
         assert found is not None
         assert found[0] == "fork"
     await session.close()
+
+
+async def test_another_role_creating_its_tables_reuses_the_trigger_function(pg: Pg) -> None:
+    """The function is made once per database; a role that does not own it still makes tables."""
+    from sqlalchemy.engine import make_url
+
+    first = await pg.two_turns(uuid.uuid4().hex)  # the function exists now, owned by postgres
+    role = f"agent_sessions_{uuid.uuid4().hex[:8]}"
+    async with pg.engines[0].begin() as conn:
+        await conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        await conn.execute(text(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}"))
+        await conn.execute(
+            text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON agent_sessions_schema TO {role}")
+        )
+    engine = create_async_engine(make_url(pg.url).set(username=role))
+    sessions, messages = unique_tables()
+    try:
+        session = AdvancedSQLAlchemySession(
+            "s", engine=engine, create_tables=True, sessions_table=sessions, messages_table=messages
+        )
+        await session.add_items(turn(0, 0))
+        from agents.extensions.memory import SQLAlchemySession as SDKSQLAlchemySession
+
+        sdk = SDKSQLAlchemySession(
+            "s", engine=engine, sessions_table=sessions, messages_table=messages
+        )
+        await sdk.pop_item()
+        async with engine.connect() as conn:
+            left = await conn.execute(text(f"SELECT message_type FROM {messages}_structure"))
+            assert [row[0] for row in left] == ["user"]
+        await session.close()
+    finally:
+        await engine.dispose()
+        await drop_tables(pg.engines[0], sessions, messages)
+        async with pg.engines[0].begin() as conn:
+            await conn.execute(text(f"DROP OWNED BY {role}"))
+            await conn.execute(text(f"DROP ROLE {role}"))
+    await first.close()
