@@ -51,13 +51,15 @@ SITS_OUT = {"plain": {"branch"}}
 
 
 async def drop_tables(url: URL, sessions: str, messages: str) -> None:
-    """Drop a pair of tables with its branch tables and version rows (children first)."""
+    """Drop a pair of tables with its branch and side tables and version rows (children first)."""
     statements = AdvancedStatements(TableNames(sessions, messages))
     branch_tables = statements.names(shared=False)
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.begin() as conn:
-            for table in (*branch_tables, messages, sessions):
+            # state and archive: the side tables every store of ours makes beside its pair.
+            side = (f"{messages}_state", f"{messages}_archive")
+            for table in (*branch_tables, *side, messages, sessions):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
         try:
             async with engine.begin() as conn:
